@@ -1,0 +1,3 @@
+export * from './api-destination-channel';
+export * from './api-destination-channel-props';
+export * from './channel-authorization';

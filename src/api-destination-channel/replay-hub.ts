@@ -1,0 +1,57 @@
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct, IConstruct } from 'constructs';
+import { ReplayFunction } from './replay-function';
+
+const HUB_ID = 'CdkEventFabricChannelReplay';
+
+/**
+ * One per stack, shared by every ApiDestinationChannel in it: a private replay bus and
+ * the function that moves a dead-letter queue's events onto it. Each channel adds one
+ * rule on this bus that matches only its own replays.
+ */
+export class ChannelReplayHub extends Construct {
+  /** The hub of `scope`'s stack, created on first use. */
+  public static of(scope: IConstruct): ChannelReplayHub {
+    const stack = Stack.of(scope);
+    return (stack.node.tryFindChild(HUB_ID) as ChannelReplayHub | undefined) ?? new ChannelReplayHub(stack, HUB_ID);
+  }
+
+  public readonly bus: events.EventBus;
+  public readonly replayFunction: lambda.Function;
+  public readonly logGroup: logs.LogGroup;
+
+  private constructor(scope: Construct, id: string) {
+    super(scope, id);
+    this.bus = new events.EventBus(this, 'Bus', {
+      description: 'cdk-event-fabric: private bus that replays ApiDestinationChannel dead letters to their own channel only',
+    });
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.replayFunction = new ReplayFunction(this, 'Function', {
+      description: 'cdk-event-fabric: replays an ApiDestinationChannel dead-letter queue to its own channel',
+      memorySize: 256,
+      timeout: Duration.minutes(5),
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup: this.logGroup,
+      environment: {
+        REPLAY_BUS_NAME: this.bus.eventBusName,
+        POWERTOOLS_SERVICE_NAME: 'api-destination-channel-replay',
+      },
+    });
+    this.bus.grantPutEventsTo(this.replayFunction);
+
+    Validations.of(this.replayFunction).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Invoked synchronously by an operator (RequestResponse); it reports every message it could not replay in its result, and those stay in the channel DLQ.',
+    });
+    Validations.of(this.replayFunction).acknowledge({
+      id: 'Serverless-LambdaAsyncFailureDestination',
+      reason: 'Invoked synchronously by an operator; there is no asynchronous invocation whose failure could be lost.',
+    });
+  }
+}
