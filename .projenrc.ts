@@ -78,7 +78,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   },
   tsconfigDev: {
     compilerOptions: {},
-    include: ['integ/**/*.ts'],
+    include: ['../integ/**/*.ts', '../bench/**/*.ts', '../rosetta/**/*.ts'],
   },
   gitignore: ['/.venv/', '/cdk.out/', '/.smoke-venv/', '*.snapshot.tmp/', '.jsii.tabl.json', '/rosetta-cache.tabl.json'],
 });
@@ -121,7 +121,7 @@ project.testTask.prependSpawn(setupPython);
 // ---------------------------------------------------------------------------
 project.addTask('integ:snapshot', {
   description: 'Re-synthesize every integ/integ.*.ts app and overwrite its committed snapshot',
-  exec: 'ts-node --project tsconfig.dev.json integ/snapshot.ts --update',
+  exec: 'ts-node --project test/tsconfig.json integ/snapshot.ts --update',
 });
 
 // ---------------------------------------------------------------------------
@@ -129,7 +129,7 @@ project.addTask('integ:snapshot', {
 // ---------------------------------------------------------------------------
 const rosetta = project.addTask('rosetta', {
   description: 'Compile every TypeScript example in README.md and docs/ with jsii-rosetta (strict)',
-  exec: 'ts-node --project tsconfig.dev.json rosetta/compile-examples.ts',
+  exec: 'ts-node --project test/tsconfig.json rosetta/compile-examples.ts',
 });
 project.postCompileTask.spawn(rosetta);
 
@@ -146,7 +146,7 @@ const pythonSmoke = project.addTask('test:python', {
 // ---------------------------------------------------------------------------
 project.addTask('examples', {
   description: 'Synthesize the example apps to CloudFormation and print the cdk-nag result',
-  exec: 'ts-node --project tsconfig.dev.json integ/synth-examples.ts',
+  exec: 'ts-node --project test/tsconfig.json integ/synth-examples.ts',
 });
 
 // Always build the Python wheel too (projen packages only JS when CI is set).
@@ -161,7 +161,7 @@ testAll.spawn(pythonSmoke);
 
 project.addTask('bench', {
   description: 'Benchmarks (resources per construct, synth time) against a naive baseline',
-  exec: 'ts-node --project tsconfig.dev.json bench/run.ts',
+  exec: 'ts-node --project test/tsconfig.json bench/run.ts',
 });
 
 project.npmignore?.addPatterns('/integ/', '/rosetta/', '/bench/', '/docs/', '/.ci/', 'requirements-dev.lock', '/cdk.out/');

@@ -1,5 +1,6 @@
 import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct, IConstruct } from 'constructs';
@@ -32,7 +33,14 @@ export class ChannelReplayHub extends Construct {
       retention: logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    // An explicit role, so logging is granted on this log group only (no managed policy).
+    const role = new iam.Role(this, 'FunctionRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'cdk-event-fabric ApiDestinationChannel replay function',
+    });
+    this.logGroup.grantWrite(role);
     this.replayFunction = new ReplayFunction(this, 'Function', {
+      role,
       description: 'cdk-event-fabric: replays an ApiDestinationChannel dead-letter queue to its own channel',
       memorySize: 256,
       timeout: Duration.minutes(5),
@@ -45,6 +53,10 @@ export class ChannelReplayHub extends Construct {
     });
     this.bus.grantPutEventsTo(this.replayFunction);
 
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'Only the X-Ray actions (xray:PutTraceSegments, xray:PutTelemetryRecords) use Resource "*", which is the only resource they support; queue, bus and log grants are scoped.',
+    });
     Validations.of(this.replayFunction).acknowledge({
       id: 'Serverless-LambdaDLQ',
       reason: 'Invoked synchronously by an operator (RequestResponse); it reports every message it could not replay in its result, and those stay in the channel DLQ.',

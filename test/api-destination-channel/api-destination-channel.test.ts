@@ -1,0 +1,418 @@
+import { App, Duration, NestedStack, Stack, Token } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { defaultChannel, fullestChannel, userSecret } from './fixtures';
+import { ApiDestinationChannel, ChannelAuthorization } from '../../src';
+import { formatFindings, synthNagFindings } from '../support/nag';
+import { resourceCount, resourcesByType } from '../support/templates';
+
+function newStack(): Stack {
+  return new Stack(new App(), 'Test', { env: { account: '111111111111', region: 'eu-west-1' } });
+}
+
+describe('ApiDestinationChannel defaults', () => {
+  const stack = newStack();
+  const channel = defaultChannel(stack);
+  const template = Template.fromStack(stack);
+
+  test('rule on the given bus with the given pattern', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: { Ref: Match.stringLikeRegexp('Bus') },
+      EventPattern: { 'source': ['shop.orders'], 'detail-type': ['OrderPlaced'] },
+      State: 'ENABLED',
+    });
+  });
+
+  test('target: API destination, $.detail body, idempotency key from the event id, retry policy, DLQ', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['shop.orders'] },
+      Targets: [Match.objectLike({
+        Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChannelApiDestination'), 'Arn'] },
+        InputPath: '$.detail',
+        HttpParameters: { HeaderParameters: { 'Idempotency-Key': '$.id' } },
+        RetryPolicy: { MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 },
+        DeadLetterConfig: { Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChannelDeadLetterQueue'), 'Arn'] } },
+        RoleArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChannelEventRole'), 'Arn'] },
+      })],
+    });
+  });
+
+  test('API destination POSTs to the endpoint through the created connection', () => {
+    template.hasResourceProperties('AWS::Events::ApiDestination', {
+      HttpMethod: 'POST',
+      InvocationEndpoint: 'https://crm.example.com/orders',
+      ConnectionArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChannelConnection'), 'Arn'] },
+      InvocationRateLimitPerSecond: Match.absent(),
+    });
+  });
+
+  test('the API key comes from Secrets Manager as a dynamic reference, never in plain text', () => {
+    const conn = Object.values<any>(template.findResources('AWS::Events::Connection'))[0];
+    expect(conn.Properties.AuthorizationType).toBe('API_KEY');
+    const params = conn.Properties.AuthParameters.ApiKeyAuthParameters;
+    expect(params.ApiKeyName).toBe('x-api-key');
+    expect(JSON.stringify(params.ApiKeyValue)).toContain('{{resolve:secretsmanager:');
+  });
+
+  test('dead-letter queue: SSE-SQS, TLS only, 14 days, writable by the rules only', () => {
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      SqsManagedSseEnabled: true,
+      MessageRetentionPeriod: 1209600,
+    });
+    const policy = Object.values<any>(template.findResources('AWS::SQS::QueuePolicy'))[0];
+    const statements = policy.Properties.PolicyDocument.Statement;
+    expect(statements.some((s: any) => s.Effect === 'Deny' && s.Condition?.Bool?.['aws:SecureTransport'] === 'false')).toBe(true);
+    const sends = statements.filter((s: any) => s.Action === 'sqs:SendMessage');
+    expect(sends).toHaveLength(2); // the channel rule and its replay rule
+    for (const s of sends) {
+      expect(s.Principal).toEqual({ Service: 'events.amazonaws.com' });
+      expect(s.Condition.ArnEquals['aws:SourceArn']).toBeDefined();
+    }
+  });
+
+  test('event role may invoke only this API destination', () => {
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: [{
+          Action: 'events:InvokeApiDestination',
+          Effect: 'Allow',
+          Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChannelApiDestination'), 'Arn'] },
+        }],
+      },
+      Roles: [{ Ref: Match.stringLikeRegexp('ChannelEventRole') }],
+    });
+  });
+
+  test('four alarms: DLQ depth, failed invocations, sent to DLQ, failed to be sent to DLQ', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible', Namespace: 'AWS/SQS', Threshold: 1, TreatMissingData: 'notBreaching',
+    });
+    for (const metricName of ['FailedInvocations', 'InvocationsSentToDlq', 'InvocationsFailedToBeSentToDlq']) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        MetricName: metricName,
+        Namespace: 'AWS/Events',
+        Statistic: 'Sum',
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        Dimensions: Match.arrayWith([{ Name: 'RuleName', Value: { Ref: Match.stringLikeRegexp('ChannelRule') } }]),
+      });
+    }
+  });
+
+  test('replay: a rule on the private replay bus, matching only replays of this channel\'s rule', () => {
+    template.resourceCountIs('AWS::Events::EventBus', 2); // the source bus and the replay bus
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: { Ref: Match.stringLikeRegexp('CdkEventFabricChannelReplayBus') },
+      EventPattern: {
+        'source': ['cdk-event-fabric.replay'],
+        'detail-type': ['ApiDestinationChannel Replay'],
+        'detail': { ruleArn: [{ 'Fn::GetAtt': [Match.stringLikeRegexp('ChannelRule'), 'Arn'] }] },
+      },
+      Targets: [Match.objectLike({
+        InputPath: '$.detail.event.detail',
+        HttpParameters: { HeaderParameters: { 'Idempotency-Key': '$.detail.event.id' } },
+        RetryPolicy: { MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 },
+        DeadLetterConfig: { Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChannelDeadLetterQueue'), 'Arn'] } },
+      })],
+    });
+  });
+
+  test('replay function: Node.js 24, tracing, may read the DLQ and put on the replay bus only', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs24.x',
+      TracingConfig: { Mode: 'Active' },
+      Environment: { Variables: Match.objectLike({ REPLAY_BUS_NAME: { Ref: Match.stringLikeRegexp('CdkEventFabricChannelReplayBus') } }) },
+    });
+    const policies = JSON.stringify(template.findResources('AWS::IAM::Policy'));
+    expect(policies).toContain('sqs:ReceiveMessage');
+    expect(policies).toContain('events:PutEvents');
+  });
+
+  test('exposes every resource and a replay payload naming its queue', () => {
+    expect(channel.rule).toBeDefined();
+    expect(channel.apiDestination).toBeDefined();
+    expect(channel.connection).toBeDefined();
+    expect(channel.deadLetterQueue).toBeDefined();
+    expect(channel.replayRule).toBeDefined();
+    expect(channel.replayFunction).toBeDefined();
+    expect(channel.replayBus).toBeDefined();
+    expect(channel.eventRole).toBeDefined();
+    expect(stack.resolve(channel.replayPayload)).toEqual({
+      'Fn::Join': ['', ['{"queueUrl":"', { Ref: expect.stringMatching(/^ChannelDeadLetterQueue/) }, '"}']],
+    });
+  });
+
+  test('metric helpers name the rule and the custom bus', () => {
+    const metric = stack.resolve(channel.metricFailedInvocations().toMetricConfig().metricStat!.dimensions);
+    expect(metric).toEqual(expect.arrayContaining([
+      { name: 'RuleName', value: { Ref: expect.stringMatching(/ChannelRule/) } },
+      { name: 'EventBusName', value: { Ref: expect.stringMatching(/Bus/) } },
+    ]));
+    expect(channel.metricIngestionToInvocationSuccessLatency().statistic).toBe('p99');
+    expect(channel.metricRetryInvocationAttempts().metricName).toBe('RetryInvocationAttempts');
+    expect(channel.metricInvocations().metricName).toBe('Invocations');
+  });
+});
+
+describe('ApiDestinationChannel fullest configuration', () => {
+  const stack = newStack();
+  fullestChannel(stack);
+  const template = Template.fromStack(stack);
+
+  test('OAuth client credentials with the client secret as a dynamic reference', () => {
+    const conn = Object.values<any>(template.findResources('AWS::Events::Connection'))[0];
+    expect(conn.Properties.AuthorizationType).toBe('OAUTH_CLIENT_CREDENTIALS');
+    const oauth = conn.Properties.AuthParameters.OAuthParameters;
+    expect(oauth.AuthorizationEndpoint).toBe('https://auth.example.com/oauth2/token');
+    expect(oauth.ClientParameters.ClientID).toBe('cdk-event-fabric');
+    expect(JSON.stringify(oauth.ClientParameters.ClientSecret)).toMatch(/\{\{resolve:secretsmanager:.*:SecretString:clientSecret::\}\}/);
+    expect(oauth.OAuthHttpParameters.BodyParameters).toEqual([{ Key: 'scope', Value: 'orders:write', IsValueSecret: false }]);
+  });
+
+  test('transformation, parameters, rate limit, retry policy and method', () => {
+    template.hasResourceProperties('AWS::Events::ApiDestination', { HttpMethod: 'PUT', InvocationRateLimitPerSecond: 20 });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({ detail: { total: [{ numeric: ['>', 0] }] } }),
+      Targets: [Match.objectLike({
+        InputTransformer: {
+          InputPathsMap: { 'detail-orderId': '$.detail.orderId', 'detail-total': '$.detail.total', 'time': '$.time' },
+          InputTemplate: '{"orderId":<detail-orderId>,"total":<detail-total>,"placedAt":<time>}',
+        },
+        HttpParameters: {
+          HeaderParameters: { 'x-tenant': '$.detail.tenant', 'x-source': 'cdk-event-fabric', 'X-Idempotency-Key': '$.id' },
+          QueryStringParameters: { region: '$.region' },
+          PathParameterValues: ['$.detail.tenant'],
+        },
+        RetryPolicy: { MaximumRetryAttempts: 10, MaximumEventAgeInSeconds: 7200 },
+      })],
+    });
+  });
+
+  test('replay re-aims every path at the wrapped original event', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({ source: ['cdk-event-fabric.replay'] }),
+      Targets: [Match.objectLike({
+        InputTransformer: {
+          InputPathsMap: { 'detail-orderId': '$.detail.event.detail.orderId', 'detail-total': '$.detail.event.detail.total', 'time': '$.detail.event.time' },
+          InputTemplate: '{"orderId":<detail-orderId>,"total":<detail-total>,"placedAt":<time>}',
+        },
+        HttpParameters: {
+          HeaderParameters: { 'x-tenant': '$.detail.event.detail.tenant', 'x-source': 'cdk-event-fabric', 'X-Idempotency-Key': '$.detail.event.id' },
+          QueryStringParameters: { region: '$.detail.event.region' },
+          PathParameterValues: ['$.detail.event.detail.tenant'],
+        },
+      })],
+    });
+  });
+
+  test('customer KMS key on the DLQ, and the key policy lets EventBridge use it', () => {
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      KmsMasterKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('DlqKey'), 'Arn'] },
+      MessageRetentionPeriod: 604800,
+    });
+    template.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: {
+        Statement: Match.arrayWith([Match.objectLike({
+          Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+          Principal: { Service: 'events.amazonaws.com' },
+        })]),
+      },
+    });
+  });
+
+  test('every alarm notifies the given actions', () => {
+    const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms).toHaveLength(4);
+    for (const alarm of alarms) {
+      expect(alarm.Properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^Alarms/) }]);
+    }
+  });
+});
+
+describe('ApiDestinationChannel whole-event input', () => {
+  test('a template using <aws.events.event.json> replays the original event, not the wrapper', () => {
+    const stack = newStack();
+    defaultChannel(stack, {
+      input: events.RuleTargetInput.fromMultilineText(`{"id": "${events.EventField.eventId}", "event": <aws.events.event.json>}`),
+    });
+    const rules = Object.values<any>(Template.fromStack(stack).findResources('AWS::Events::Rule'));
+    const original = rules.find((r) => r.Properties.EventPattern.source?.[0] === 'shop.orders');
+    const replay = rules.find((r) => r.Properties.EventPattern.source?.[0] === 'cdk-event-fabric.replay');
+    expect(original.Properties.Targets[0].InputTransformer.InputTemplate).toContain('<aws.events.event.json>');
+    const transformer = replay.Properties.Targets[0].InputTransformer;
+    expect(transformer.InputPathsMap).toEqual({ 'id': '$.detail.event.id', 'cef_original_event': '$.detail.event' });
+    expect(transformer.InputTemplate).toContain('<cef_original_event>');
+    expect(transformer.InputTemplate).not.toContain('<aws.events.event');
+  });
+});
+
+describe('ApiDestinationChannel sharing', () => {
+  test('many channels share one connection, one replay bus and one replay function', () => {
+    const stack = newStack();
+    const secret = userSecret(stack, 'Secret');
+    const connection = new events.Connection(stack, 'Shared', {
+      authorization: ChannelAuthorization.basic({ username: 'svc', secret, jsonField: 'password' }).toEventsAuthorization(),
+    });
+    for (let i = 0; i < 3; i++) defaultChannel(stack, { connection, authorization: undefined }, `C${i}`);
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::Events::Connection', 1);
+    template.resourceCountIs('AWS::Events::ApiDestination', 3);
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    template.resourceCountIs('AWS::Events::EventBus', 2);
+    template.hasResourceProperties('AWS::Events::Connection', {
+      AuthorizationType: 'BASIC',
+      AuthParameters: { BasicAuthParameters: { Username: 'svc', Password: Match.anyValue() } },
+    });
+  });
+
+  test('a given dead-letter queue is used and granted to the replay function', () => {
+    const stack = newStack();
+    const queue = new sqs.Queue(stack, 'MyDlq', { enforceSSL: true });
+    const channel = defaultChannel(stack, { deadLetterQueue: queue });
+    expect(channel.deadLetterQueue).toBe(queue);
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::SQS::Queue', 1);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      Targets: [Match.objectLike({ DeadLetterConfig: { Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('MyDlq'), 'Arn'] } } })],
+    });
+  });
+
+  test('rule on the default bus: metrics carry RuleName only', () => {
+    const stack = newStack();
+    const channel = defaultChannel(stack, { eventBus: events.EventBus.fromEventBusName(stack, 'Default', 'default') });
+    const dims = stack.resolve(channel.metricFailedInvocations().toMetricConfig().metricStat!.dimensions);
+    expect(dims).toEqual([{ name: 'RuleName', value: { Ref: expect.stringMatching(/ChannelRule/) } }]);
+  });
+});
+
+describe('ApiDestinationChannel validation', () => {
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ['rateLimitPerSecond 0', { rateLimitPerSecond: 0 }, /invalid rateLimitPerSecond 0; allowed: an integer from 1 to 300 invocations per second/],
+    ['rateLimitPerSecond 301', { rateLimitPerSecond: 301 }, /invalid rateLimitPerSecond 301; allowed: an integer from 1 to 300/],
+    ['rateLimitPerSecond 1.5', { rateLimitPerSecond: 1.5 }, /invalid rateLimitPerSecond 1.5; allowed: an integer/],
+    ['maxRetryAttempts -1', { maxRetryAttempts: -1 }, /invalid maxRetryAttempts -1; allowed: an integer from 0 to 185/],
+    ['maxRetryAttempts 186', { maxRetryAttempts: 186 }, /invalid maxRetryAttempts 186; allowed: an integer from 0 to 185/],
+    ['maxEventAge 59 s', { maxEventAge: Duration.seconds(59) }, /invalid maxEventAge 59; allowed: an integer from 60 to 86400 seconds/],
+    ['maxEventAge 25 h', { maxEventAge: Duration.hours(25) }, /invalid maxEventAge 90000; allowed: an integer from 60 to 86400 seconds/],
+    ['deadLetterRetentionPeriod 15 d', { deadLetterRetentionPeriod: Duration.days(15) }, /invalid deadLetterRetentionPeriod 1296000; allowed: an integer from 60 to 1209600 seconds/],
+    ['endpoint http', { endpoint: 'http://crm.example.com' }, /invalid endpoint "http:\/\/crm.example.com"; allowed: an absolute https:\/\/ URL/],
+    ['endpoint not a URL', { endpoint: 'crm.example.com/orders' }, /invalid endpoint "crm.example.com\/orders"; allowed: an absolute https:\/\/ URL/],
+    ['empty pattern', { eventPattern: {} }, /invalid eventPattern \{\}; allowed: a pattern that constrains at least one field/],
+    ['pattern with only empty lists', { eventPattern: { source: [] } }, /invalid eventPattern \{"source":\[\]\}/],
+    ['neither authorization nor connection', { authorization: undefined }, /invalid authorization\/connection .*allowed: exactly one of/],
+    ['bad idempotency header', { idempotencyKeyHeader: 'Idempotency Key' }, /invalid idempotencyKeyHeader "Idempotency Key"; allowed: an HTTP header name/],
+  ];
+
+  test.each(cases)('%s', (_name, overrides, message) => {
+    const stack = newStack();
+    expect(() => defaultChannel(stack, overrides as any)).toThrow(message);
+  });
+
+  test('both authorization and connection', () => {
+    const stack = newStack();
+    const connection = new events.Connection(stack, 'C', { authorization: events.Authorization.apiKey('k', new secretsmanager.Secret(stack, 'S').secretValue) });
+    expect(() => defaultChannel(stack, { connection })).toThrow(/exactly one of `authorization`/);
+  });
+
+  test('OAuth token endpoint must be https', () => {
+    const stack = newStack();
+    const authorization = ChannelAuthorization.oauthClientCredentials({
+      authorizationEndpoint: 'http://auth.example.com/token', clientId: 'c', clientSecret: new secretsmanager.Secret(stack, 'S'),
+    });
+    expect(() => defaultChannel(stack, { authorization })).toThrow(/invalid authorization.authorizationEndpoint "http:\/\/auth.example.com\/token"/);
+  });
+
+  test('encryptionKey with a given queue', () => {
+    const stack = newStack();
+    const key = new kms.Key(stack, 'K');
+    expect(() => defaultChannel(stack, { deadLetterQueue: new sqs.Queue(stack, 'Q'), encryptionKey: key }))
+      .toThrow(/invalid encryptionKey .*allowed: only with a created dead-letter queue/);
+  });
+
+  test('errors name the construct path', () => {
+    const stack = newStack();
+    expect(() => defaultChannel(stack, { maxRetryAttempts: 999 })).toThrow(/^Test\/Channel: invalid maxRetryAttempts 999/);
+  });
+
+  test('unresolved tokens are not validated', () => {
+    const stack = newStack();
+    expect(() => defaultChannel(stack, {
+      rateLimitPerSecond: Token.asNumber({ Ref: 'Rate' }),
+      maxRetryAttempts: Token.asNumber({ Ref: 'Retries' }),
+      endpoint: Token.asString({ Ref: 'Endpoint' }),
+    })).not.toThrow();
+  });
+});
+
+describe('ApiDestinationChannel cdk-nag (AwsSolutions + Serverless)', () => {
+  test('default configuration has no unacknowledged findings', () => {
+    const app = new App();
+    defaultChannel(new Stack(app, 'Default'));
+    const findings = synthNagFindings(app);
+    expect(formatFindings(findings)).toBe('');
+  });
+
+  test('fullest configuration has no unacknowledged findings', () => {
+    const app = new App();
+    fullestChannel(new Stack(app, 'Fullest'));
+    const findings = synthNagFindings(app);
+    expect(formatFindings(findings)).toBe('');
+  });
+
+  test('the gate reports a finding that is not acknowledged', () => {
+    const app = new App();
+    new sqs.Queue(new Stack(app, 'Bare'), 'Plain', { encryption: sqs.QueueEncryption.UNENCRYPTED });
+    const rules = synthNagFindings(app).map((f) => f.rule);
+    expect(rules).toEqual(expect.arrayContaining(['AwsSolutions-SQS3', 'AwsSolutions-SQS4']));
+  });
+});
+
+describe('ApiDestinationChannel scale', () => {
+  test(`one channel adds ${ApiDestinationChannel.RESOURCES_PER_CHANNEL} resources besides a shared connection`, () => {
+    const withChannels = (n: number) => {
+      const stack = newStack();
+      const connection = defaultChannel(stack).connection;
+      for (let i = 1; i < n; i++) defaultChannel(stack, { connection, authorization: undefined }, `Channel${i}`);
+      return stack;
+    };
+    const one = withChannels(1);
+    const two = withChannels(2);
+    expect(resourceCount(two) - resourceCount(one)).toBe(ApiDestinationChannel.RESOURCES_PER_CHANNEL);
+    expect(resourcesByType(two)['AWS::CloudWatch::Alarm'] - resourcesByType(one)['AWS::CloudWatch::Alarm']).toBe(4);
+  });
+
+  test('100 channels in one stack fail synth with advice on how to split', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Crowded');
+    for (let i = 0; i < 100; i++) defaultChannel(stack, {}, `Channel${i}`);
+    expect(() => app.synth()).toThrow(/Stack 'Crowded' holds \d+ CloudFormation resources, over the limit of 500\. Each ApiDestinationChannel adds about 11 resources, so one stack fits about 43 of them\. Split them across stacks, for example NestedStacks/);
+  });
+
+  test('100 channels split over nested stacks sharing one bus and connection synthesize, each under 500', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Split');
+    const bus = new events.EventBus(stack, 'Bus');
+    const secret = new secretsmanager.Secret(stack, 'Secret');
+    const connection = new events.Connection(stack, 'Shared', {
+      authorization: ChannelAuthorization.apiKey({ headerName: 'x-api-key', secret }).toEventsAuthorization(),
+    });
+    const nested: NestedStack[] = [];
+    for (let i = 0; i < 100; i++) {
+      if (i % 40 === 0) nested.push(new NestedStack(stack, `Channels${nested.length + 1}`));
+      new ApiDestinationChannel(nested[nested.length - 1], `Channel${i}`, {
+        eventBus: bus,
+        connection,
+        eventPattern: { source: ['shop.orders'], detail: { channel: [`c${i}`] } },
+        endpoint: `https://api${i}.example.com/events`,
+      });
+    }
+    const assembly = app.synth();
+    const counts = nested.map((n) => resourceCount(n));
+    expect(counts.every((c) => c < 500)).toBe(true);
+    expect(counts.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(100 * ApiDestinationChannel.RESOURCES_PER_CHANNEL);
+    expect(assembly.getStackByName('Split').template.Resources).toBeDefined();
+  });
+});
