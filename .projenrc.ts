@@ -67,6 +67,10 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-cdk@2.1148.1',
   ],
 
+  eslintOptions: {
+    dirs: ['src'],
+    devdirs: ['test', 'integ', 'bench', 'projenrc'],
+  },
   jestOptions: {
     updateSnapshot: javascript.UpdateSnapshot.NEVER,
     passWithNoTests: false,
@@ -105,6 +109,12 @@ for (const [name, version] of Object.entries(PINNED_DEV_DEPS)) {
   project.package.file.addOverride(`devDependencies.${name}`, version);
 }
 
+// Handler code is bundled by esbuild; the AWS SDK comes from the Lambda runtime.
+project.eslint?.addOverride({
+  files: ['src/**/*.lambda.ts', 'src/runtime/**/*.ts', 'src/**/replay-core.ts'],
+  rules: { 'import/no-extraneous-dependencies': ['error', { devDependencies: true, optionalDependencies: false, peerDependencies: true }] },
+});
+
 // ---------------------------------------------------------------------------
 // Python tooling: a project-local virtualenv with pinned moto server (handler
 // tests) and pytest. Created from requirements-dev.txt, never by hand.
@@ -129,7 +139,7 @@ project.addTask('integ:snapshot', {
 // ---------------------------------------------------------------------------
 const rosetta = project.addTask('rosetta', {
   description: 'Compile every TypeScript example in README.md and docs/ with jsii-rosetta (strict)',
-  exec: 'ts-node --project test/tsconfig.json rosetta/compile-examples.ts',
+  exec: 'bash rosetta/compile-examples.sh',
 });
 project.postCompileTask.spawn(rosetta);
 
@@ -144,10 +154,11 @@ const pythonSmoke = project.addTask('test:python', {
 // ---------------------------------------------------------------------------
 // The library's main job: synth the example apps and print the cdk-nag report.
 // ---------------------------------------------------------------------------
-project.addTask('examples', {
+const examples = project.addTask('examples', {
   description: 'Synthesize the example apps to CloudFormation and print the cdk-nag result',
-  exec: 'ts-node --project test/tsconfig.json integ/synth-examples.ts',
 });
+examples.spawn(project.tasks.tryFind('bundle')!);
+examples.exec('ts-node --project test/tsconfig.json integ/synth-examples.ts');
 
 // Always build the Python wheel too (projen packages only JS when CI is set).
 project.packageTask.reset();

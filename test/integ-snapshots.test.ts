@@ -10,10 +10,12 @@ describe('integ snapshots match the committed templates', () => {
   test.each(integApps())('%s', (appFile) => {
     const committed = readSnapshot(appFile);
     const current = synthTemplates(appFile);
-    expect({ files: [...current.keys()].sort(), hint: HOW_TO_UPDATE }).toEqual({ files: [...committed.keys()].sort(), hint: HOW_TO_UPDATE });
+    const files = (m: Map<string, string>) => ({ files: [...m.keys()].sort(), hint: HOW_TO_UPDATE });
+    expect(files(current)).toEqual(files(committed));
     for (const [file, text] of current) {
       // Compare parsed JSON so the failure shows the changed paths, not one long line.
-      expect({ file, template: JSON.parse(text), hint: HOW_TO_UPDATE }).toEqual({ file, template: JSON.parse(committed.get(file)!), hint: HOW_TO_UPDATE });
+      const expected = { file, template: JSON.parse(committed.get(file)!), hint: HOW_TO_UPDATE };
+      expect({ file, template: JSON.parse(text), hint: HOW_TO_UPDATE }).toEqual(expected);
     }
   });
 });

@@ -61,20 +61,20 @@ export interface OAuthClientCredentialsOptions {
  * EventBridge copies the values into the connection's own secret at deploy time, so after
  * rotating your secret, redeploy (or update the connection) to pick up the new value.
  */
-export abstract class ChannelAuthorization {
+export class ChannelAuthorization {
   /** API key sent in a header on every request. */
   public static apiKey(options: ApiKeyAuthorizationOptions): ChannelAuthorization {
-    return new AuthorizationFromSecret(() => events.Authorization.apiKey(options.headerName, secretValue(options.secret, options.jsonField)));
+    return new ChannelAuthorization(() => events.Authorization.apiKey(options.headerName, secretValue(options.secret, options.jsonField)));
   }
 
   /** HTTP Basic authentication. */
   public static basic(options: BasicAuthorizationOptions): ChannelAuthorization {
-    return new AuthorizationFromSecret(() => events.Authorization.basic(options.username, secretValue(options.secret, options.jsonField)));
+    return new ChannelAuthorization(() => events.Authorization.basic(options.username, secretValue(options.secret, options.jsonField)));
   }
 
   /** OAuth 2.0 client-credentials grant; EventBridge fetches and refreshes the token. */
   public static oauthClientCredentials(options: OAuthClientCredentialsOptions): ChannelAuthorization {
-    return new AuthorizationFromSecret(() => events.Authorization.oauth({
+    return new ChannelAuthorization(() => events.Authorization.oauth({
       authorizationEndpoint: options.authorizationEndpoint,
       httpMethod: options.httpMethod ?? events.HttpMethod.POST,
       clientId: options.clientId,
@@ -86,18 +86,17 @@ export abstract class ChannelAuthorization {
   }
 
   /** The OAuth token endpoint, when this is OAuth authorization (validated as https). */
-  public abstract readonly authorizationEndpoint?: string;
-
-  /** Renders the aws-cdk-lib authorization for an `events.Connection`. */
-  public abstract toEventsAuthorization(): events.Authorization;
-}
-
-class AuthorizationFromSecret extends ChannelAuthorization {
   public readonly authorizationEndpoint?: string;
-  constructor(private readonly render: () => events.Authorization, authorizationEndpoint?: string) {
-    super();
+  private readonly render: () => events.Authorization;
+
+  // Private: only the factories above create instances, so no subclass (in any language)
+  // can hand a plain-text secret to the connection.
+  private constructor(render: () => events.Authorization, authorizationEndpoint?: string) {
+    this.render = render;
     this.authorizationEndpoint = authorizationEndpoint;
   }
+
+  /** Renders the aws-cdk-lib authorization for an `events.Connection`. */
   public toEventsAuthorization(): events.Authorization {
     return this.render();
   }

@@ -36,7 +36,11 @@ export interface ReplayDependencies {
   readonly maxEntryBytes: number;
   /** Milliseconds left in the invocation; the loop stops with a margin. @default unlimited */
   readonly remainingTimeMs?: () => number;
-  /** How long a received message stays hidden; failed ones reappear after it. @default 900 */
+  /**
+   * How long a received message stays hidden; failed ones reappear after it. Keep it longer
+   * than the invocation (the function's timeout is 5 minutes), so a run sees each message once.
+   * @default 900
+   */
   readonly visibilityTimeoutSeconds?: number;
   readonly putEventsOptions?: PutEventsOptions;
   readonly log?: (message: string, fields: Record<string, unknown>) => void;
@@ -72,7 +76,8 @@ export function toReplayEntry(message: Message, replayBusName: string, maxEntryB
   }
   let detail: ReplayDetail;
   if (body?.source === REPLAY_SOURCE && body?.['detail-type'] === REPLAY_DETAIL_TYPE) {
-    if (typeof body.detail?.ruleArn !== 'string' || typeof body.detail?.event !== 'object') {
+    const event = body.detail?.event;
+    if (typeof body.detail?.ruleArn !== 'string' || typeof event !== 'object' || event === null || Array.isArray(event)) {
       return { reason: 'replay event without detail.ruleArn and detail.event' };
     }
     detail = body.detail;
@@ -163,15 +168,22 @@ export async function replayDeadLetters(deps: ReplayDependencies, request: Repla
 async function deleteMessages(sqs: SQSClient, queueUrl: string, messages: Message[], failed: ReplayFailure[],
   log: (message: string, fields: Record<string, unknown>) => void): Promise<number> {
   if (messages.length === 0) return 0;
-  const response = await sqs.send(new DeleteMessageBatchCommand({
-    QueueUrl: queueUrl,
-    Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })),
-  }));
-  for (const f of response.Failed ?? []) {
-    const message = messages[Number(f.Id)];
-    const reason = `replayed, but delete failed (${f.Code}: ${f.Message ?? ''}); it will be delivered again after the visibility timeout`;
+  const notDeleted = (message: Message, cause: string) => {
+    const reason = `replayed, but delete failed (${cause}); it will be delivered again after the visibility timeout`;
     failed.push({ messageId: message.MessageId!, reason });
     log('replayed message not deleted', { messageId: message.MessageId, reason });
+  };
+  let response;
+  try {
+    response = await sqs.send(new DeleteMessageBatchCommand({
+      QueueUrl: queueUrl,
+      Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })),
+    }));
+  } catch (err) {
+    const e = err as Error;
+    messages.forEach((m) => notDeleted(m, `${e.name}: ${e.message}`));
+    return 0;
   }
+  for (const f of response.Failed ?? []) notDeleted(messages[Number(f.Id)], `${f.Code}: ${f.Message ?? ''}`);
   return messages.length - (response.Failed?.length ?? 0);
 }

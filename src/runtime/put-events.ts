@@ -45,7 +45,11 @@ export interface PutEventsOptions {
  * entries that failed with a retryable code (with backoff and full jitter). Returns one
  * outcome per input entry; nothing is dropped without an outcome.
  */
-export async function putEventsReliably(client: EventBridgeClient, entries: PutEventsRequestEntry[], options: PutEventsOptions = {}): Promise<PutEntryOutcome[]> {
+export async function putEventsReliably(
+  client: EventBridgeClient,
+  entries: PutEventsRequestEntry[],
+  options: PutEventsOptions = {},
+): Promise<PutEntryOutcome[]> {
   const maxAttempts = options.maxAttempts ?? 4;
   const baseDelayMs = options.baseDelayMs ?? 100;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));

@@ -243,7 +243,7 @@ describe('ApiDestinationChannel whole-event input', () => {
     const replay = rules.find((r) => r.Properties.EventPattern.source?.[0] === 'cdk-event-fabric.replay');
     expect(original.Properties.Targets[0].InputTransformer.InputTemplate).toContain('<aws.events.event.json>');
     const transformer = replay.Properties.Targets[0].InputTransformer;
-    expect(transformer.InputPathsMap).toEqual({ 'id': '$.detail.event.id', 'cef_original_event': '$.detail.event' });
+    expect(transformer.InputPathsMap).toEqual({ id: '$.detail.event.id', cef_original_event: '$.detail.event' });
     expect(transformer.InputTemplate).toContain('<cef_original_event>');
     expect(transformer.InputTemplate).not.toContain('<aws.events.event');
   });

@@ -1,0 +1,485 @@
+import { EventBridgeClient, PutEventsCommand, PutEventsRequestEntry, PutEventsResultEntry } from '@aws-sdk/client-eventbridge';
+import {
+  DeleteMessageBatchCommand,
+  DeleteMessageBatchRequest,
+  Message,
+  ReceiveMessageCommand,
+  ReceiveMessageRequest,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from '../../src/api-destination-channel/replay-contract';
+import { parseReplayRequest, ReplayDependencies, ReplayResult, replayDeadLetters, toReplayEntry } from '../../src/api-destination-channel/replay-core';
+import { putEventsEntrySize } from '../../src/runtime/put-events';
+
+const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/111111111111/channel-dlq';
+const REPLAY_BUS = 'replay-bus';
+const RULE_A = 'arn:aws:events:us-east-1:111111111111:rule/orders-bus/orders-channel';
+const RULE_B = 'arn:aws:events:us-east-1:111111111111:rule/orders-bus/refunds-channel';
+const REPLAY_RULE_A = 'arn:aws:events:us-east-1:111111111111:rule/replay-bus/orders-channel-replay';
+const ONE_MIB = 1_048_576;
+
+const sqsMock = mockClient(SQSClient);
+const eventBridgeMock = mockClient(EventBridgeClient);
+
+// ---------------------------------------------------------------------------
+// Builders
+// ---------------------------------------------------------------------------
+
+/** An event as EventBridge writes it into a dead-letter queue. */
+function originalEvent(id: string, detail: Record<string, unknown> = { orderId: id, total: 42 }): Record<string, unknown> {
+  return {
+    'version': '0',
+    'id': id,
+    'detail-type': 'Order Placed',
+    'source': 'shop.orders',
+    'account': '111111111111',
+    'time': '2026-03-01T12:00:00Z',
+    'region': 'us-east-1',
+    'resources': [],
+    detail,
+  };
+}
+
+/** The replay event the handler puts for `event`, as EventBridge would deliver it. */
+function replayEvent(ruleArn: string, event: Record<string, unknown>): Record<string, unknown> {
+  return {
+    'version': '0',
+    'id': `replay-of-${String(event.id)}`,
+    'detail-type': REPLAY_DETAIL_TYPE,
+    'source': REPLAY_SOURCE,
+    'account': '111111111111',
+    'time': '2026-03-02T12:00:00Z',
+    'region': 'us-east-1',
+    'resources': [],
+    'detail': { ruleArn, event },
+  };
+}
+
+interface MessageOptions {
+  /** The message body; objects are JSON-encoded. */
+  readonly body?: unknown;
+  /** RULE_ARN attribute; `null` leaves it out. @default RULE_A */
+  readonly ruleArn?: string | null;
+}
+
+/** An SQS message of the dead-letter queue; its receipt handle is `rh-<id>`. */
+function deadLetter(id: string, options: MessageOptions = {}): Message {
+  const body = options.body ?? originalEvent(`event-${id}`);
+  const ruleArn = options.ruleArn === undefined ? RULE_A : options.ruleArn;
+  return {
+    MessageId: id,
+    ReceiptHandle: `rh-${id}`,
+    Body: typeof body === 'string' ? body : JSON.stringify(body),
+    MessageAttributes: ruleArn === null ? undefined : {
+      RULE_ARN: { DataType: 'String', StringValue: ruleArn },
+      ERROR_CODE: { DataType: 'String', StringValue: 'SDK_CLIENT_ERROR' },
+    },
+  };
+}
+
+function deadLetters(prefix: string, count: number): Message[] {
+  return Array.from({ length: count }, (_, i) => deadLetter(`${prefix}${i}`));
+}
+
+// ---------------------------------------------------------------------------
+// Fakes
+// ---------------------------------------------------------------------------
+
+/**
+ * A dead-letter queue: ReceiveMessage hands out visible messages (at most `batchSize` a
+ * call) and hides them; DeleteMessageBatch removes them, failing the receipt handles in
+ * `failDeletes`.
+ */
+class FakeQueue {
+  readonly deleted: string[] = [];
+  readonly receiveRequests: ReceiveMessageRequest[] = [];
+  private readonly visible: Message[];
+
+  constructor(messages: Message[], private readonly options: { batchSize?: number; failDeletes?: Set<string> } = {}) {
+    this.visible = [...messages];
+    sqsMock.on(ReceiveMessageCommand).callsFake((input: ReceiveMessageRequest) => {
+      this.receiveRequests.push(input);
+      const count = Math.min(input.MaxNumberOfMessages ?? 1, this.options.batchSize ?? 10);
+      const messagesOut = this.visible.splice(0, count);
+      return messagesOut.length > 0 ? { Messages: messagesOut } : {};
+    });
+    sqsMock.on(DeleteMessageBatchCommand).callsFake((input: DeleteMessageBatchRequest) => {
+      const successful = [];
+      const failed = [];
+      for (const e of input.Entries ?? []) {
+        if (this.options.failDeletes?.has(e.ReceiptHandle!)) {
+          failed.push({ Id: e.Id, Code: 'ReceiptHandleIsInvalid', Message: 'The receipt handle has expired', SenderFault: true });
+        } else {
+          this.deleted.push(e.ReceiptHandle!);
+          successful.push({ Id: e.Id });
+        }
+      }
+      return { Successful: successful, Failed: failed.length > 0 ? failed : undefined };
+    });
+  }
+
+  /** Messages never received. */
+  get remaining(): number {
+    return this.visible.length;
+  }
+}
+
+/** PutEvents that accepts every entry except those whose original event id `failure` names. */
+function fakePutEvents(failure: (eventId: string, attempt: number) => string | undefined = () => undefined) {
+  const attempts = new Map<string, number>();
+  eventBridgeMock.on(PutEventsCommand).callsFake((input: { Entries: PutEventsRequestEntry[] }) => {
+    const results: PutEventsResultEntry[] = input.Entries.map((e) => {
+      const eventId = JSON.parse(e.Detail!).event.id as string;
+      const attempt = (attempts.get(eventId) ?? 0) + 1;
+      attempts.set(eventId, attempt);
+      const code = failure(eventId, attempt);
+      return code ? { ErrorCode: code, ErrorMessage: `rejected ${eventId}` } : { EventId: `replayed-${eventId}` };
+    });
+    return { FailedEntryCount: results.filter((r) => r.ErrorCode).length, Entries: results };
+  });
+}
+
+/** Every entry put on EventBridge, in order. */
+function putEntries(): PutEventsRequestEntry[] {
+  return eventBridgeMock.commandCalls(PutEventsCommand).flatMap((call) => call.args[0].input.Entries ?? []);
+}
+
+function deps(overrides: Partial<ReplayDependencies> = {}): ReplayDependencies {
+  return {
+    sqs: new SQSClient({ region: 'us-east-1' }),
+    eventBridge: new EventBridgeClient({ region: 'us-east-1' }),
+    replayBusName: REPLAY_BUS,
+    maxEntryBytes: ONE_MIB,
+    putEventsOptions: { sleep: async () => {} },
+    ...overrides,
+  };
+}
+
+/** The invariant every result keeps: each received message is either replayed or failed. */
+function expectAccounted(result: ReplayResult, received: number, replayed: number): void {
+  expect(result.received).toBe(received);
+  expect(result.replayed).toBe(replayed);
+  expect(result.failed).toHaveLength(received - replayed);
+  expect(result.received).toBe(result.replayed + result.failed.length);
+}
+
+function failedIds(result: ReplayResult): string[] {
+  return result.failed.map((f) => f.messageId).sort();
+}
+
+beforeEach(() => {
+  sqsMock.reset();
+  eventBridgeMock.reset();
+});
+
+// ---------------------------------------------------------------------------
+// parseReplayRequest
+// ---------------------------------------------------------------------------
+
+describe('parseReplayRequest', () => {
+  test('accepts a queue URL and an optional positive maxMessages, dropping other fields', () => {
+    expect(parseReplayRequest({ queueUrl: QUEUE_URL })).toEqual({ queueUrl: QUEUE_URL, maxMessages: undefined });
+    expect(parseReplayRequest({ queueUrl: QUEUE_URL, maxMessages: 25, extra: true })).toEqual({ queueUrl: QUEUE_URL, maxMessages: 25 });
+    expect(parseReplayRequest({ queueUrl: 'http://127.0.0.1:5000/123456789012/dlq' }).queueUrl).toBe('http://127.0.0.1:5000/123456789012/dlq');
+  });
+
+  test.each([
+    ['no payload', undefined],
+    ['null', null],
+    ['a string', QUEUE_URL],
+    ['no queueUrl', {}],
+    ['a non-string queueUrl', { queueUrl: 42 }],
+    ['a queue name instead of a URL', { queueUrl: 'channel-dlq' }],
+    ['a queue ARN instead of a URL', { queueUrl: 'arn:aws:sqs:us-east-1:111111111111:channel-dlq' }],
+  ])('rejects %s, saying what is expected', (_, payload) => {
+    expect(() => parseReplayRequest(payload)).toThrow(/Invalid replay request .*expected \{"queueUrl": "<SQS queue URL>", "maxMessages"\?: <positive integer>\}/);
+  });
+
+  test.each([
+    ['zero', 0],
+    ['negative', -3],
+    ['fractional', 2.5],
+    ['a string', '10'],
+    ['null', null],
+  ])('rejects a maxMessages that is %s', (_, maxMessages) => {
+    expect(() => parseReplayRequest({ queueUrl: QUEUE_URL, maxMessages })).toThrow(/maxMessages .* must be a positive integer/);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// toReplayEntry
+// ---------------------------------------------------------------------------
+
+describe('toReplayEntry', () => {
+  test('wraps a dead letter in a replay event routed by its RULE_ARN', () => {
+    const event = originalEvent('e-1', { orderId: 'o-1', note: 'café ☕' });
+
+    const entry = toReplayEntry(deadLetter('m1', { body: event, ruleArn: RULE_B }), REPLAY_BUS, ONE_MIB);
+
+    expect(entry).toEqual({
+      EventBusName: REPLAY_BUS,
+      Source: REPLAY_SOURCE,
+      DetailType: REPLAY_DETAIL_TYPE,
+      Detail: expect.any(String),
+    });
+    expect(JSON.parse((entry as PutEventsRequestEntry).Detail!)).toEqual({ ruleArn: RULE_B, event });
+  });
+
+  test('puts a failed replay (a replay event in the queue) back as it is, still routed to the original rule', () => {
+    const event = originalEvent('e-2');
+    // A replay that failed again lands in the DLQ with the replay rule's ARN.
+    const message = deadLetter('m2', { body: replayEvent(RULE_A, event), ruleArn: REPLAY_RULE_A });
+
+    const entry = toReplayEntry(message, REPLAY_BUS, ONE_MIB) as PutEventsRequestEntry;
+
+    expect(entry.Source).toBe(REPLAY_SOURCE);
+    expect(entry.DetailType).toBe(REPLAY_DETAIL_TYPE);
+    expect(JSON.parse(entry.Detail!)).toEqual({ ruleArn: RULE_A, event });
+  });
+
+  test('replays a replay event even without RULE_ARN', () => {
+    const event = originalEvent('e-3');
+    const entry = toReplayEntry(deadLetter('m3', { body: replayEvent(RULE_B, event), ruleArn: null }), REPLAY_BUS, ONE_MIB);
+    expect(JSON.parse((entry as PutEventsRequestEntry).Detail!)).toEqual({ ruleArn: RULE_B, event });
+  });
+
+  test('rejects a replay event without detail.ruleArn or detail.event', () => {
+    const broken = { ...replayEvent(RULE_A, originalEvent('e-4')), detail: { event: originalEvent('e-4') } };
+    expect(toReplayEntry(deadLetter('m4', { body: broken }), REPLAY_BUS, ONE_MIB))
+      .toEqual({ reason: 'replay event without detail.ruleArn and detail.event' });
+    const noEvent = { ...replayEvent(RULE_A, originalEvent('e-5')), detail: { ruleArn: RULE_A } };
+    expect(toReplayEntry(deadLetter('m5', { body: noEvent }), REPLAY_BUS, ONE_MIB))
+      .toEqual({ reason: 'replay event without detail.ruleArn and detail.event' });
+  });
+
+  test('rejects a body that is not JSON', () => {
+    const result = toReplayEntry(deadLetter('m6', { body: '{"id": "truncated' }), REPLAY_BUS, ONE_MIB);
+    expect(result).toEqual({ reason: expect.stringMatching(/^body is not JSON \(.+\)$/) });
+  });
+
+  test('rejects a message without a body', () => {
+    const { Body: _, ...withoutBody } = deadLetter('m7');
+    expect(toReplayEntry(withoutBody, REPLAY_BUS, ONE_MIB)).toEqual({ reason: expect.stringMatching(/^body is not JSON/) });
+  });
+
+  test('rejects an event without RULE_ARN: its channel is unknown', () => {
+    expect(toReplayEntry(deadLetter('m8', { ruleArn: null }), REPLAY_BUS, ONE_MIB))
+      .toEqual({ reason: 'no RULE_ARN message attribute: not an EventBridge dead letter, so its channel is unknown' });
+    expect(toReplayEntry(deadLetter('m9', { ruleArn: '' }), REPLAY_BUS, ONE_MIB))
+      .toEqual({ reason: expect.stringMatching(/^no RULE_ARN message attribute/) });
+  });
+
+  test.each([
+    ['an object without id and source', { orderId: 'o-1' }],
+    ['an object without source', { id: 'e-10' }],
+    ['an array', [1, 2, 3]],
+    ['a number', 42],
+    ['null', 'null'],
+    ['a JSON string', '"just a string"'],
+  ])('rejects a body that is %s', (_, body) => {
+    expect(toReplayEntry(deadLetter('m10', { body }), REPLAY_BUS, ONE_MIB))
+      .toEqual({ reason: 'body is not an EventBridge event (no id or source)' });
+  });
+
+  test('rejects a replay event over maxEntryBytes, and accepts one exactly at it', () => {
+    const message = deadLetter('m11', { body: originalEvent('e-11', { blob: 'x'.repeat(500) }) });
+    const size = putEventsEntrySize(toReplayEntry(message, REPLAY_BUS, ONE_MIB) as PutEventsRequestEntry);
+    expect(size).toBeGreaterThan(500);
+
+    expect(toReplayEntry(message, REPLAY_BUS, size)).toHaveProperty('Detail');
+    expect(toReplayEntry(message, REPLAY_BUS, size - 1))
+      .toEqual({ reason: `replay event is ${size} bytes, over the PutEvents entry limit of ${size - 1} bytes` });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// replayDeadLetters
+// ---------------------------------------------------------------------------
+
+describe('replayDeadLetters', () => {
+  test('drains the queue batch by batch until a receive comes back empty', async () => {
+    const messages = deadLetters('m', 13);
+    const queue = new FakeQueue(messages);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 13, 13);
+    expect(result.queueUrl).toBe(QUEUE_URL);
+    expect(queue.receiveRequests).toHaveLength(3); // 10, 3, then empty
+    expect(queue.receiveRequests[0]).toMatchObject({
+      QueueUrl: QUEUE_URL,
+      MaxNumberOfMessages: 10,
+      VisibilityTimeout: 900,
+      MessageAttributeNames: ['All'],
+    });
+    expect(queue.deleted.sort()).toEqual(messages.map((m) => m.ReceiptHandle).sort());
+    expect(putEntries().map((e) => JSON.parse(e.Detail!))).toEqual(messages.map((m) => ({ ruleArn: RULE_A, event: JSON.parse(m.Body!) })));
+    expect(putEntries().every((e) => e.EventBusName === REPLAY_BUS)).toBe(true);
+  });
+
+  test('handles a queue that returns fewer messages than asked for', async () => {
+    const messages = deadLetters('m', 7);
+    const queue = new FakeQueue(messages, { batchSize: 3 });
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps({ visibilityTimeoutSeconds: 60 }), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 7, 7);
+    expect(queue.receiveRequests).toHaveLength(4); // 3, 3, 1, then empty
+    expect(queue.receiveRequests.every((r) => r.VisibilityTimeout === 60)).toBe(true);
+    expect(queue.deleted.sort()).toEqual(messages.map((m) => m.ReceiptHandle).sort());
+  });
+
+  test('returns an empty result for an empty queue', async () => {
+    const queue = new FakeQueue([]);
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, failed: [] });
+    expect(queue.receiveRequests).toHaveLength(1);
+    expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(0);
+    expect(sqsMock.commandCalls(DeleteMessageBatchCommand)).toHaveLength(0);
+  });
+
+  test('replays the good messages of a mix and leaves the bad ones in the queue with their reasons', async () => {
+    const good = [
+      deadLetter('good-a'),
+      deadLetter('good-b', { ruleArn: RULE_B }),
+      deadLetter('good-replay', { body: replayEvent(RULE_B, originalEvent('event-replayed-before')), ruleArn: REPLAY_RULE_A }),
+    ];
+    const bad = [
+      deadLetter('bad-json', { body: 'not json' }),
+      deadLetter('bad-no-rule', { ruleArn: null }),
+      deadLetter('bad-not-event', { body: { hello: 'world' } }),
+      deadLetter('bad-too-big', { body: originalEvent('event-big', { blob: 'x'.repeat(5_000) }) }),
+    ];
+    const queue = new FakeQueue([good[0], bad[0], bad[1], good[1], bad[2], good[2], bad[3]]);
+    fakePutEvents();
+    const log = jest.fn();
+
+    const result = await replayDeadLetters(deps({ maxEntryBytes: 4_000, log }), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 7, 3);
+    expect(queue.deleted.sort()).toEqual(['rh-good-a', 'rh-good-b', 'rh-good-replay']);
+    const reasons = Object.fromEntries(result.failed.map((f) => [f.messageId, f.reason]));
+    expect(reasons).toEqual({
+      'bad-json': expect.stringMatching(/^body is not JSON/),
+      'bad-no-rule': expect.stringMatching(/^no RULE_ARN message attribute/),
+      'bad-not-event': 'body is not an EventBridge event (no id or source)',
+      'bad-too-big': expect.stringMatching(/^replay event is \d+ bytes, over the PutEvents entry limit of 4000 bytes$/),
+    });
+    expect(putEntries().map((e) => JSON.parse(e.Detail!).ruleArn)).toEqual([RULE_A, RULE_B, RULE_B]);
+    expect(log).toHaveBeenCalledTimes(4);
+    expect(log).toHaveBeenCalledWith('dead letter not replayable; left in the queue', { messageId: 'bad-json', reason: reasons['bad-json'] });
+  });
+
+  test('does not put or delete anything when a batch has no replayable message', async () => {
+    const queue = new FakeQueue([deadLetter('bad-1', { body: '<xml/>' }), deadLetter('bad-2', { ruleArn: null })]);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 2, 0);
+    expect(failedIds(result)).toEqual(['bad-1', 'bad-2']);
+    expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(0);
+    expect(sqsMock.commandCalls(DeleteMessageBatchCommand)).toHaveLength(0);
+    expect(queue.deleted).toEqual([]);
+  });
+
+  test('leaves in the queue the messages whose events PutEvents rejects (30% permanently)', async () => {
+    const messages = deadLetters('m', 20);
+    const queue = new FakeQueue(messages);
+    const rejected = new Set(['event-m1', 'event-m4', 'event-m7', 'event-m10', 'event-m13', 'event-m16']);
+    fakePutEvents((eventId) => (rejected.has(eventId) ? 'InvalidArgument' : undefined));
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 20, 14);
+    expect(failedIds(result)).toEqual(['m1', 'm10', 'm13', 'm16', 'm4', 'm7']);
+    expect(result.failed.find((f) => f.messageId === 'm4')!.reason).toBe('PutEvents failed: InvalidArgument: rejected event-m4');
+    const kept = new Set(['rh-m1', 'rh-m4', 'rh-m7', 'rh-m10', 'rh-m13', 'rh-m16']);
+    expect(queue.deleted.sort()).toEqual(messages.map((m) => m.ReceiptHandle!).filter((h) => !kept.has(h)).sort());
+    // Permanent errors are not retried: one put per message.
+    expect(putEntries()).toHaveLength(20);
+  });
+
+  test('deletes messages whose events were accepted after a throttled first attempt', async () => {
+    const messages = deadLetters('m', 4);
+    const queue = new FakeQueue(messages);
+    fakePutEvents((eventId, attempt) => (eventId === 'event-m2' && attempt === 1 ? 'ThrottlingException' : undefined));
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 4, 4);
+    expect(putEntries().map((e) => JSON.parse(e.Detail!).event.id)).toEqual(['event-m0', 'event-m1', 'event-m2', 'event-m3', 'event-m2']);
+    expect(queue.deleted.sort()).toEqual(['rh-m0', 'rh-m1', 'rh-m2', 'rh-m3']);
+  });
+
+  test('reports replayed messages whose delete failed, without counting them as replayed', async () => {
+    const messages = deadLetters('m', 5);
+    const queue = new FakeQueue(messages, { failDeletes: new Set(['rh-m3']) });
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 5, 4);
+    expect(result.failed).toEqual([{
+      messageId: 'm3',
+      reason: 'replayed, but delete failed (ReceiptHandleIsInvalid: The receipt handle has expired); it will be delivered again after the visibility timeout',
+    }]);
+    expect(queue.deleted.sort()).toEqual(['rh-m0', 'rh-m1', 'rh-m2', 'rh-m4']);
+    expect(putEntries()).toHaveLength(5);
+  });
+
+  test('stops after maxMessages', async () => {
+    const messages = deadLetters('m', 25);
+    const queue = new FakeQueue(messages);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL, maxMessages: 12 });
+
+    expectAccounted(result, 12, 12);
+    expect(queue.receiveRequests.map((r) => r.MaxNumberOfMessages)).toEqual([10, 2]);
+    expect(queue.remaining).toBe(13);
+    expect(queue.deleted.sort()).toEqual(messages.slice(0, 12).map((m) => m.ReceiptHandle).sort());
+  });
+
+  test('counts unreplayable messages towards maxMessages', async () => {
+    const queue = new FakeQueue([deadLetter('bad', { body: 'nope' }), ...deadLetters('m', 5)]);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL, maxMessages: 3 });
+
+    expectAccounted(result, 3, 2);
+    expect(failedIds(result)).toEqual(['bad']);
+    expect(queue.deleted.sort()).toEqual(['rh-m0', 'rh-m1']);
+    expect(queue.remaining).toBe(3);
+  });
+
+  test('stops receiving when the invocation has too little time left', async () => {
+    const messages = deadLetters('m', 30);
+    const queue = new FakeQueue(messages);
+    fakePutEvents();
+    // Checked before each receive: two batches fit, then less than the 20 s margin is left.
+    const remainingTimeMs = jest.fn().mockReturnValueOnce(300_000).mockReturnValueOnce(20_001).mockReturnValue(19_999);
+
+    const result = await replayDeadLetters(deps({ remainingTimeMs }), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 20, 20);
+    expect(queue.receiveRequests).toHaveLength(2);
+    expect(queue.remaining).toBe(10);
+    expect(queue.deleted.sort()).toEqual(messages.slice(0, 20).map((m) => m.ReceiptHandle).sort());
+  });
+
+  test('receives nothing when started with less than the margin left', async () => {
+    const queue = new FakeQueue(deadLetters('m', 3));
+
+    const result = await replayDeadLetters(deps({ remainingTimeMs: () => 5_000 }), { queueUrl: QUEUE_URL });
+
+    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, failed: [] });
+    expect(queue.receiveRequests).toHaveLength(0);
+    expect(queue.remaining).toBe(3);
+  });
+});

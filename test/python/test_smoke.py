@@ -1,0 +1,284 @@
+"""Smoke test of the cdk-event-fabric Python distribution (the jsii-pacmak wheel).
+
+Run by test/python/run-smoke.sh in a fresh virtualenv with the pinned aws-cdk-lib and
+constructs (test/python/requirements.txt). It proves the public API is usable from Python:
+every exported construct is instantiated from Python in a stack, synthesized, and key
+resources are asserted with aws_cdk.assertions.Template.
+
+Each exported construct has its own test function named ``test_<construct_in_snake_case>``;
+``test_every_exported_construct_has_a_smoke_test`` fails when a new construct is exported
+without one.
+"""
+
+import json
+import re
+
+import pytest
+from jsii.errors import JSIIError
+from aws_cdk import App, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk.assertions import Match, Template
+from constructs import Construct
+
+import cdk_event_fabric
+from cdk_event_fabric import ApiDestinationChannel, ChannelAuthorization
+
+DYNAMIC_REFERENCE = "{{resolve:secretsmanager:"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _new_stack() -> Stack:
+    return Stack(App(), "SmokeStack")
+
+
+def _resources(template: Template, resource_type: str) -> dict:
+    return template.find_resources(resource_type)
+
+
+def _rendered(value) -> str:
+    """A CloudFormation value as the JSON string the template would carry."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _assert_dynamic_reference(value, json_field=None) -> None:
+    """`value` (a secret-carrying template value) must be a Secrets Manager dynamic reference.
+
+    A created secret renders as {"Fn::Join": ["", ["{{resolve:secretsmanager:", {"Ref": ...},
+    ":SecretString:<field>::}}"]]}; an imported one as a plain "{{resolve:...}}" string.
+    """
+    rendered = _rendered(value)
+    if isinstance(value, str):
+        assert value.startswith(DYNAMIC_REFERENCE), f"not a dynamic reference: {rendered}"
+    else:
+        assert set(value) == {"Fn::Join"}, f"not a dynamic reference: {rendered}"
+        delimiter, parts = value["Fn::Join"]
+        assert delimiter == "" and parts[0] == DYNAMIC_REFERENCE, f"not a dynamic reference: {rendered}"
+        assert isinstance(parts[-1], str) and parts[-1].endswith("}}"), f"not a dynamic reference: {rendered}"
+    if json_field is not None:
+        assert f":SecretString:{json_field}::" in rendered, rendered
+
+
+def _channel_rule(template: Template, channel_logical_prefix: str) -> dict:
+    """The channel's rule on the source bus (not its replay rule)."""
+    rules = {
+        logical_id: resource
+        for logical_id, resource in _resources(template, "AWS::Events::Rule").items()
+        if logical_id.startswith(f"{channel_logical_prefix}Rule")
+    }
+    assert len(rules) == 1, f"expected one {channel_logical_prefix}Rule*, got {sorted(rules)}"
+    return next(iter(rules.values()))
+
+
+def test_every_exported_construct_has_a_smoke_test():
+    constructs_exported = sorted(
+        name
+        for name in cdk_event_fabric.__all__
+        if isinstance(getattr(cdk_event_fabric, name), type)
+        and issubclass(getattr(cdk_event_fabric, name), Construct)
+    )
+    assert constructs_exported, "the module exports no construct"
+    missing = [name for name in constructs_exported if f"test_{_snake(name)}" not in globals()]
+    assert not missing, f"exported constructs without a smoke test function: {missing}"
+
+
+def test_api_destination_channel():
+    stack = _new_stack()
+    bus = events.EventBus(stack, "Bus")
+    api_key_secret = secretsmanager.Secret(stack, "PartnerApiKey")
+    password_secret = secretsmanager.Secret(stack, "PartnerPassword")
+    key = kms.Key(stack, "DlqKey", enable_key_rotation=True)
+
+    orders = ApiDestinationChannel(
+        stack,
+        "Orders",
+        event_bus=bus,
+        event_pattern=events.EventPattern(source=["shop.orders"], detail_type=["OrderPlaced"]),
+        endpoint="https://api.partner.example/orders/*",
+        http_method=events.HttpMethod.PUT,
+        authorization=ChannelAuthorization.api_key(header_name="x-api-key", secret=api_key_secret, json_field="apiKey"),
+        input=events.RuleTargetInput.from_object(
+            {
+                "orderId": events.EventField.from_path("$.detail.orderId"),
+                "origin": "cdk-event-fabric",
+            }
+        ),
+        header_parameters={"x-tenant": "$.detail.tenant", "x-client": "smoke"},
+        query_string_parameters={"region": "$.region"},
+        path_parameter_values=["$.detail.orderId"],
+        max_retry_attempts=10,
+        max_event_age=Duration.hours(2),
+        encryption_key=key,
+        rate_limit_per_second=20,
+    )
+
+    shared = events.Connection(
+        stack,
+        "SharedConnection",
+        authorization=ChannelAuthorization.basic(username="fabric", secret=password_secret).to_events_authorization(),
+    )
+    refunds = ApiDestinationChannel(
+        stack,
+        "Refunds",
+        event_bus=bus,
+        event_pattern=events.EventPattern(source=["shop.orders"], detail_type=["RefundIssued"]),
+        endpoint="https://api.partner.example/refunds",
+        connection=shared,
+    )
+
+    # The public attributes are reachable from Python.
+    assert orders.connection is not None and refunds.connection is not None
+    assert orders.replay_function is not None and orders.replay_bus is not None
+    assert isinstance(orders.replay_payload, str)
+    assert orders.metric_failed_invocations().metric_name == "FailedInvocations"
+    assert ApiDestinationChannel.RESOURCES_PER_CHANNEL > 0
+
+    template = Template.from_stack(stack)
+
+    # Two API destinations; connections: the api-key channel's own plus the shared basic one.
+    template.resource_count_is("AWS::Events::ApiDestination", 2)
+    template.resource_count_is("AWS::Events::Connection", 2)
+    template.has_resource_properties(
+        "AWS::Events::ApiDestination",
+        {
+            "HttpMethod": "PUT",
+            "InvocationEndpoint": "https://api.partner.example/orders/*",
+            "InvocationRateLimitPerSecond": 20,
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Events::ApiDestination",
+        {"HttpMethod": "POST", "InvocationEndpoint": "https://api.partner.example/refunds"},
+    )
+
+    # One dead-letter queue per channel; the orders one encrypted with the customer key.
+    template.resource_count_is("AWS::SQS::Queue", 2)
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {"KmsMasterKeyId": {"Fn::GetAtt": [stack.get_logical_id(key.node.default_child), "Arn"]}},
+    )
+    template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
+
+    # A rule and a replay rule per channel; the orders rule's target carries the retry
+    # policy, the DLQ, the input transformation and the HTTP parameters incl. idempotency key.
+    template.resource_count_is("AWS::Events::Rule", 4)
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {"source": ["shop.orders"], "detail-type": ["OrderPlaced"]},
+            "Targets": [
+                Match.object_like(
+                    {
+                        "RetryPolicy": {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 7200},
+                        "DeadLetterConfig": {"Arn": Match.any_value()},
+                        "HttpParameters": {
+                            "HeaderParameters": {
+                                "Idempotency-Key": "$.id",
+                                "x-tenant": "$.detail.tenant",
+                                "x-client": "smoke",
+                            },
+                            "QueryStringParameters": {"region": "$.region"},
+                            "PathParameterValues": ["$.detail.orderId"],
+                        },
+                        "InputTransformer": Match.object_like(
+                            {"InputPathsMap": Match.object_like({"detail-orderId": "$.detail.orderId"})}
+                        ),
+                    }
+                )
+            ],
+        },
+    )
+    # Defaults: 185 retries over 24 hours, and only the idempotency-key header.
+    refunds_target = _channel_rule(template, "Refunds")["Properties"]["Targets"][0]
+    assert refunds_target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    assert refunds_target["HttpParameters"] == {"HeaderParameters": {"Idempotency-Key": "$.id"}}
+
+    # Four alarms per channel.
+    template.resource_count_is("AWS::CloudWatch::Alarm", 8)
+
+    # EventBridge may use the customer key for the dead-letter queue.
+    template.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                                "Principal": {"Service": "events.amazonaws.com"},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+    # No plaintext secret: every secret value is a {{resolve:secretsmanager:...}} reference.
+    connections = _resources(template, "AWS::Events::Connection").values()
+    by_type = {c["Properties"]["AuthorizationType"]: c["Properties"]["AuthParameters"] for c in connections}
+    assert set(by_type) == {"API_KEY", "BASIC"}
+    assert by_type["API_KEY"]["ApiKeyAuthParameters"]["ApiKeyName"] == "x-api-key"
+    _assert_dynamic_reference(by_type["API_KEY"]["ApiKeyAuthParameters"]["ApiKeyValue"], json_field="apiKey")
+    assert by_type["BASIC"]["BasicAuthParameters"]["Username"] == "fabric"
+    _assert_dynamic_reference(by_type["BASIC"]["BasicAuthParameters"]["Password"])
+    rendered = json.dumps(template.to_json())
+    assert rendered.count(DYNAMIC_REFERENCE) == 2
+
+
+def test_channel_authorization_oauth_client_credentials():
+    stack = _new_stack()
+    bus = events.EventBus(stack, "Bus")
+    client_secret = secretsmanager.Secret(stack, "ClientSecret")
+    ApiDestinationChannel(
+        stack,
+        "Invoices",
+        event_bus=bus,
+        event_pattern=events.EventPattern(source=["billing"]),
+        endpoint="https://api.partner.example/invoices",
+        authorization=ChannelAuthorization.oauth_client_credentials(
+            authorization_endpoint="https://auth.partner.example/oauth2/token",
+            client_id="fabric-client",
+            client_secret=client_secret,
+            client_secret_json_field="secret",
+            body_parameters={"scope": "invoices:write"},
+        ),
+    )
+
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::Events::Connection", 1)
+    connection = next(iter(_resources(template, "AWS::Events::Connection").values()))["Properties"]
+    assert connection["AuthorizationType"] == "OAUTH_CLIENT_CREDENTIALS"
+    oauth = connection["AuthParameters"]["OAuthParameters"]
+    assert oauth["AuthorizationEndpoint"] == "https://auth.partner.example/oauth2/token"
+    assert oauth["HttpMethod"] == "POST"
+    assert oauth["ClientParameters"]["ClientID"] == "fabric-client"
+    _assert_dynamic_reference(oauth["ClientParameters"]["ClientSecret"], json_field="secret")
+    assert "invoices:write" in _rendered(oauth["OAuthHttpParameters"])
+
+
+def test_validation_error_surfaces_in_python():
+    stack = _new_stack()
+    bus = events.EventBus(stack, "Bus")
+    secret = secretsmanager.Secret(stack, "ApiKey")
+    # jsii re-raises the JavaScript error in Python as a RuntimeError (JSIIError in older
+    # jsii runtimes); its class (PropValidationError) does not cross, its message does.
+    with pytest.raises((RuntimeError, JSIIError)) as excinfo:
+        ApiDestinationChannel(
+            stack,
+            "TooManyRetries",
+            event_bus=bus,
+            event_pattern=events.EventPattern(source=["shop.orders"]),
+            endpoint="https://api.partner.example/orders",
+            authorization=ChannelAuthorization.api_key(header_name="x-api-key", secret=secret),
+            max_retry_attempts=500,
+        )
+    message = str(excinfo.value)
+    assert "maxRetryAttempts" in message, message
+    assert "0 to 185" in message, message
+    assert "TooManyRetries" in message, message
