@@ -1,4 +1,4 @@
-import { awscdk, javascript } from 'projen';
+import { awscdk, DependencyType, javascript } from 'projen';
 
 /** Lowest aws-cdk-lib the library supports (the peer dependency floor). */
 const CDK_MIN_VERSION = '2.258.0';
@@ -22,6 +22,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   typescriptVersion: '6.0.3',
 
   cdkVersion: CDK_MIN_VERSION,
+  peerDependencyOptions: { pinnedDevDependency: false },
   constructsVersion: '10.5.1',
   // 2.258.0 is the first aws-cdk-lib whose policy-validation context carries the
   // construct tree that cdk-nag 3's plugins need.
@@ -61,7 +62,6 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@types/aws-lambda@8.10.164',
     'esbuild@0.28.2',
     'jest@30.5.2',
-    'eslint@9.39.1',
     'ts-node@10.9.2',
     'jsii-docgen@10.12.6',
     'aws-cdk@2.1148.1',
@@ -87,8 +87,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
   gitignore: ['/.venv/', '/cdk.out/', '/.smoke-venv/', '*.snapshot.tmp/', '.jsii.tabl.json', '/rosetta-cache.tabl.json'],
 });
 
-// Exact pins for every tool. projen writes floor versions or ranges for some of
-// them (aws-cdk-lib is pinned to the peer floor); the suite runs against these.
+// Exact pins for every tool, in projen's dependency model (projen rewrites package.json
+// from it after installing). The peers get these dev versions instead of their floors.
 const PINNED_DEV_DEPS: Record<string, string> = {
   'aws-cdk-lib': CDK_TESTED_VERSION,
   'constructs': CONSTRUCTS_VERSION,
@@ -97,6 +97,7 @@ const PINNED_DEV_DEPS: Record<string, string> = {
   'ts-jest': '29.4.15',
   'jsii-pacmak': '1.140.0',
   'jsii-diff': '1.134.0',
+  'eslint': '9.39.1',
   'jsii-rosetta': '6.0.17',
   'jest-junit': '17.0.0',
   '@stylistic/eslint-plugin': '2.8.0',
@@ -106,7 +107,7 @@ const PINNED_DEV_DEPS: Record<string, string> = {
   'eslint-plugin-import': '2.32.0',
 };
 for (const [name, version] of Object.entries(PINNED_DEV_DEPS)) {
-  project.package.file.addOverride(`devDependencies.${name}`, version);
+  project.deps.addDependency(`${name}@${version}`, DependencyType.BUILD);
 }
 
 // Handler code is bundled by esbuild; the AWS SDK comes from the Lambda runtime.
