@@ -58,6 +58,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-sdk-client-mock-jest@4.1.0',
     '@aws-sdk/client-sqs@3.1169.0',
     '@aws-sdk/client-eventbridge@3.1169.0',
+    '@aws-sdk/client-s3@3.1169.0',
+    '@aws-sdk/client-dynamodb@3.1164.0',
+    '@aws-lambda-powertools/metrics@2.36.0',
     '@aws-lambda-powertools/logger@2.36.0',
     '@types/aws-lambda@8.10.164',
     'esbuild@0.28.2',
@@ -66,6 +69,10 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'jsii-docgen@10.12.6',
     'aws-cdk@2.1148.1',
   ],
+
+  // JSON Schema validation of the curated envelope, used by CuratedEnvelope.validate at
+  // synth/test time and bundled into the handlers.
+  bundledDeps: ['ajv@8.17.1'],
 
   eslintOptions: {
     dirs: ['src'],
@@ -112,7 +119,7 @@ for (const [name, version] of Object.entries(PINNED_DEV_DEPS)) {
 
 // Handler code is bundled by esbuild; the AWS SDK comes from the Lambda runtime.
 project.eslint?.addOverride({
-  files: ['src/**/*.lambda.ts', 'src/runtime/**/*.ts', 'src/**/replay-core.ts'],
+  files: ['src/**/*.lambda.ts', 'src/runtime/**/*.ts', 'src/**/replay-core.ts', 'src/**/*-core.ts'],
   rules: { 'import/no-extraneous-dependencies': ['error', { devDependencies: true, optionalDependencies: false, peerDependencies: true }] },
 });
 

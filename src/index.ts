@@ -1,1 +1,3 @@
 export * from './api-destination-channel';
+export * from './envelope';
+export * from './tiered-event-ingest';

@@ -1,0 +1,160 @@
+import * as path from 'path';
+import * as events from 'aws-cdk-lib/aws-events';
+import { CURATED_ENVELOPE_SCHEMA } from '../runtime/curated-envelope-schema';
+import {
+  BATCH_DETAIL_TYPE, buildRecord, checkEnvelope, CURATED_SOURCE, ENVELOPE_SCHEMA_VERSION, RECORD_DETAIL_TYPE,
+} from '../runtime/curated-envelope';
+
+/** The ingest lane a curated record came through. */
+export enum IngestLane {
+  /** Delivered one by one, as soon as it arrived. */
+  FAST = 'fast',
+  /** Stored through Firehose and S3, then published in batches. */
+  SLOW = 'slow',
+}
+
+/** Where the envelope's metadata is found in a source event (EventBridge JSON paths). */
+export interface CuratedEnvelopePaths {
+  /**
+   * Path of the tenant id. The slow lane partitions its S3 objects by it.
+   * @default '$.detail.tenantId'
+   */
+  readonly tenantIdPath?: string;
+  /**
+   * Path of the destination channel.
+   * @default '$.detail.channel'
+   */
+  readonly channelPath?: string;
+  /**
+   * Path of the correlation id.
+   * @default '$.detail.correlationId'
+   */
+  readonly correlationIdPath?: string;
+}
+
+/** Fields of a curated record built with `CuratedEnvelope.record`. */
+export interface CuratedRecordOptions {
+  /** Unique id of the record, usually the source event id. */
+  readonly id: string;
+  /** The payload: the original event detail. */
+  readonly payload: any;
+  /** The lane the record came through. */
+  readonly lane: IngestLane;
+  /** @default null */
+  readonly tenant?: string;
+  /** @default null */
+  readonly channel?: string;
+  /** @default null */
+  readonly correlationId?: string;
+  /**
+   * ISO 8601 time of the source event.
+   * @default the current time
+   */
+  readonly time?: string;
+  /**
+   * Source of the original event.
+   * @default - not set
+   */
+  readonly source?: string;
+  /**
+   * Detail-type of the original event.
+   * @default - not set
+   */
+  readonly detailType?: string;
+}
+
+/** Outcome of `CuratedEnvelope.validate`. */
+export interface EnvelopeValidation {
+  /** Whether the value is a valid envelope. */
+  readonly valid: boolean;
+  /** One message per problem, each starting with the JSON pointer of the offending field. */
+  readonly errors: string[];
+}
+
+const PATH_PATTERN = /^\$(\.[A-Za-z0-9_\-/]+|\[\d+\])+$/;
+
+/**
+ * The versioned envelope of every event on a curated bus.
+ *
+ * A `CuratedRecord` event carries one record: `schemaVersion`, `kind: "record"`, `id`,
+ * `tenant`, `channel`, `correlationId`, `lane`, `time`, `source`, `detailType` and the
+ * original `payload`. A `CuratedBatch` event carries `recordCount` records of one tenant
+ * read from one S3 object, with the object and line range in `origin`. The JSON Schema
+ * ships in the package as `schemas/curated-envelope.v1.schema.json`.
+ */
+export class CuratedEnvelope {
+  /** The envelope schema version this library writes and reads. */
+  public static readonly SCHEMA_VERSION = ENVELOPE_SCHEMA_VERSION;
+  /** The `source` of every curated event the library publishes. */
+  public static readonly SOURCE = CURATED_SOURCE;
+  /** The detail-type of an event that carries one record. */
+  public static readonly RECORD_DETAIL_TYPE = RECORD_DETAIL_TYPE;
+  /** The detail-type of an event that carries a batch of records. */
+  public static readonly BATCH_DETAIL_TYPE = BATCH_DETAIL_TYPE;
+  /** Path of the JSON Schema file, relative to the package root. */
+  public static readonly SCHEMA_FILE = 'schemas/curated-envelope.v1.schema.json';
+
+  /** The JSON Schema (draft 2020-12) of the envelope, as an object. */
+  public static jsonSchema(): any {
+    return JSON.parse(JSON.stringify(CURATED_ENVELOPE_SCHEMA));
+  }
+
+  /** Absolute path of the JSON Schema file in the installed package. */
+  public static schemaFilePath(): string {
+    return path.join(__dirname, '..', '..', CuratedEnvelope.SCHEMA_FILE);
+  }
+
+  /** Builds a record envelope. Throws if a field is not allowed by the schema. */
+  public static record(options: CuratedRecordOptions): any {
+    return buildRecord({ ...options, lane: options.lane === IngestLane.FAST ? 'fast' : 'slow' });
+  }
+
+  /**
+   * Validates an event detail as an envelope (record or batch). A batch's `recordCount`
+   * must also equal the number of its records.
+   */
+  public static validate(detail: any): EnvelopeValidation {
+    return checkEnvelope(detail);
+  }
+
+  /**
+   * A rule target input that turns the matched event into a record envelope, so any
+   * target receives the curated shape. Paths absent from an event give `null`.
+   */
+  public static ruleTargetInput(lane: IngestLane, paths: CuratedEnvelopePaths = {}): events.RuleTargetInput {
+    const resolved = CuratedEnvelope.resolvePaths(paths);
+    return events.RuleTargetInput.fromObject({
+      schemaVersion: ENVELOPE_SCHEMA_VERSION,
+      kind: 'record',
+      id: events.EventField.eventId,
+      tenant: events.EventField.fromPath(resolved.tenantIdPath),
+      channel: events.EventField.fromPath(resolved.channelPath),
+      correlationId: events.EventField.fromPath(resolved.correlationIdPath),
+      lane: lane === IngestLane.FAST ? 'fast' : 'slow',
+      time: events.EventField.time,
+      source: events.EventField.source,
+      detailType: events.EventField.detailType,
+      payload: events.EventField.fromPath('$.detail'),
+    });
+  }
+
+  /**
+   * The paths with their defaults filled in. Throws if a path is not an EventBridge JSON
+   * path in dot notation (`$.detail.tenantId`).
+   */
+  public static resolvePaths(paths: CuratedEnvelopePaths = {}): CuratedEnvelopePaths {
+    const resolved = {
+      tenantIdPath: paths.tenantIdPath ?? '$.detail.tenantId',
+      channelPath: paths.channelPath ?? '$.detail.channel',
+      correlationIdPath: paths.correlationIdPath ?? '$.detail.correlationId',
+    };
+    for (const [name, value] of Object.entries(resolved)) {
+      if (!PATH_PATTERN.test(value)) {
+        throw new Error(`invalid ${name} ${JSON.stringify(value)}; allowed: a JSON path in dot notation starting with "$.", such as "$.detail.tenantId"`);
+      }
+    }
+    return resolved;
+  }
+
+  private constructor() {}
+}

@@ -1,0 +1,2 @@
+export * from './tiered-event-ingest';
+export * from './tiered-event-ingest-props';
