@@ -122,7 +122,7 @@ export class CuratedEnvelope {
    * target receives the curated shape. Paths absent from an event give `null`.
    */
   public static ruleTargetInput(lane: IngestLane, paths: CuratedEnvelopePaths = {}): events.RuleTargetInput {
-    const resolved = CuratedEnvelope.resolvePaths(paths);
+    const resolved = resolveEnvelopePaths(paths);
     return events.RuleTargetInput.fromObject({
       schemaVersion: ENVELOPE_SCHEMA_VERSION,
       kind: 'record',
@@ -143,18 +143,22 @@ export class CuratedEnvelope {
    * path in dot notation (`$.detail.tenantId`).
    */
   public static resolvePaths(paths: CuratedEnvelopePaths = {}): CuratedEnvelopePaths {
-    const resolved = {
-      tenantIdPath: paths.tenantIdPath ?? '$.detail.tenantId',
-      channelPath: paths.channelPath ?? '$.detail.channel',
-      correlationIdPath: paths.correlationIdPath ?? '$.detail.correlationId',
-    };
-    for (const [name, value] of Object.entries(resolved)) {
-      if (!PATH_PATTERN.test(value)) {
-        throw new Error(`invalid ${name} ${JSON.stringify(value)}; allowed: a JSON path in dot notation starting with "$.", such as "$.detail.tenantId"`);
-      }
-    }
-    return resolved;
+    return resolveEnvelopePaths(paths);
   }
 
   private constructor() {}
+}
+
+function resolveEnvelopePaths(paths: CuratedEnvelopePaths): Required<CuratedEnvelopePaths> {
+  const resolved = {
+    tenantIdPath: paths.tenantIdPath ?? '$.detail.tenantId',
+    channelPath: paths.channelPath ?? '$.detail.channel',
+    correlationIdPath: paths.correlationIdPath ?? '$.detail.correlationId',
+  };
+  for (const [name, value] of Object.entries(resolved)) {
+    if (!PATH_PATTERN.test(value)) {
+      throw new Error(`invalid ${name} ${JSON.stringify(value)}; allowed: a JSON path in dot notation starting with "$.", such as "$.detail.tenantId"`);
+    }
+  }
+  return resolved;
 }

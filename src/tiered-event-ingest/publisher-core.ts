@@ -1,0 +1,245 @@
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { BatchPacker, PackableRecord, PackedBatch } from './batch-packer';
+import { ObjectLedger } from './object-ledger';
+import { checkRecord } from '../runtime/curated-envelope';
+import { isValidUtf8, maybeGunzip, readNdjsonLines } from '../runtime/ndjson-lines';
+import { putEventsReliably } from '../runtime/put-events';
+
+/** The S3 object version one notification is about. */
+export interface ObjectRef {
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId?: string;
+  /** S3's event sequencer: tells two writes of an unversioned key apart. */
+  readonly sequencer?: string;
+}
+
+export interface PublisherConfig {
+  readonly curatedBusName: string;
+  /** Key prefix quarantined lines are written under, e.g. `quarantine/`. */
+  readonly quarantinePrefix: string;
+  readonly maxEntryBytes: number;
+  readonly maxRecords: number;
+  readonly leaseSeconds: number;
+  /** Closed batches published between two checkpoints. @default 10 */
+  readonly entriesPerFlight?: number;
+  /** Quarantined bytes buffered before they are written out. @default 1 MiB */
+  readonly quarantineFlushBytes?: number;
+}
+
+export interface PublisherDeps {
+  readonly eventBridge: EventBridgeClient;
+  readonly ledger: ObjectLedger;
+  /** Opens the object's bytes as a stream (gzip is detected and undone here). */
+  readonly openObject: (ref: ObjectRef) => Promise<AsyncIterable<Uint8Array>>;
+  /** Writes one quarantine segment (NDJSON). Same key, same content on a retry. */
+  readonly writeQuarantine: (key: string, body: string) => Promise<void>;
+  /** Identifies this attempt in the ledger (e.g. the Lambda request id). */
+  readonly owner: string;
+  readonly nowSeconds?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** What happened to one object; `inputRecords === published + quarantined` when complete. */
+export interface ObjectReport {
+  readonly objectId: string;
+  /** `published`: processed to the end; `duplicate`: already done; `busy`: another worker holds it. */
+  readonly outcome: 'published' | 'duplicate' | 'busy';
+  /** Line the run started at (1 unless resuming after a failure). */
+  readonly startLine: number;
+  /** Non-blank lines read from `startLine` on. */
+  readonly inputRecords: number;
+  readonly published: number;
+  readonly quarantined: number;
+  /** Batch events put on the curated bus. */
+  readonly events: number;
+  /** 64 KB chunks billed for those events. */
+  readonly billedChunks: number;
+  /** Total entry bytes of those events. */
+  readonly publishedBytes: number;
+  /** Quarantine reasons and how many records each. */
+  readonly quarantineReasons: Record<string, number>;
+}
+
+/** The object could not be finished now (AWS failure); a retry resumes at the checkpoint. */
+export class PublishRetryError extends Error {
+  constructor(objectId: string, readonly line: number, detail: string) {
+    super(`publishing ${objectId} stopped at line ${line}: ${detail}; a retry resumes there`);
+    this.name = 'PublishRetryError';
+  }
+}
+
+/** Lines longer than this are quarantined by reference (line number and length) only. */
+export const MAX_BUFFERED_LINE_BYTES = 8 * 1024 * 1024;
+/** Entry errors caused by the entry's content: its records are quarantined, not retried. */
+const CONTENT_ERROR_CODES = new Set(['MalformedDetail', 'InvalidArgument', 'ValidationException']);
+
+interface QuarantineItem {
+  readonly line: number;
+  readonly reason: string;
+  readonly category: string;
+  readonly text?: Buffer;
+  readonly length: number;
+}
+
+/** Stable id of an object version: a duplicate notification gives the same id. */
+export function objectIdOf(ref: ObjectRef): string {
+  return `${ref.bucket}/${ref.key}#${ref.versionId ?? ref.sequencer ?? 'unversioned'}`;
+}
+
+/**
+ * Publishes one S3 object of curated records as CuratedBatch events. Every non-blank line
+ * ends up published or quarantined with its reason; when AWS fails, the ledger keeps the
+ * cursor and the error makes the queue retry (and finally park) the object.
+ */
+export async function publishObject(deps: PublisherDeps, config: PublisherConfig, ref: ObjectRef): Promise<ObjectReport> {
+  const now = deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+  const objectId = objectIdOf(ref);
+  const claim = await deps.ledger.claim(objectId, deps.owner, now(), config.leaseSeconds);
+  if (claim.state !== 'claimed') {
+    return { objectId, outcome: claim.state === 'done' ? 'duplicate' : 'busy', startLine: 0, inputRecords: 0, published: 0,
+      quarantined: 0, events: 0, billedChunks: 0, publishedBytes: 0, quarantineReasons: {} };
+  }
+
+  const entriesPerFlight = config.entriesPerFlight ?? 10;
+  const quarantineFlushBytes = config.quarantineFlushBytes ?? 1024 * 1024;
+  const packer = new BatchPacker({
+    maxEntryBytes: config.maxEntryBytes,
+    maxRecords: config.maxRecords,
+    objectId,
+    origin: { bucket: ref.bucket, key: ref.key, versionId: ref.versionId },
+  });
+  const startLine = claim.cursor.line;
+  let alreadyPublished = new Set(claim.cursor.publishedInFlight);
+  let flight: PackedBatch[] = [];
+  let quarantine: QuarantineItem[] = [];
+  let quarantineBytes = 0;
+  let flightStart = startLine;
+  let nextLine = startLine;
+  const totals = { inputRecords: 0, published: 0, quarantined: 0, events: 0, billedChunks: 0, publishedBytes: 0 };
+  const reasons: Record<string, number> = {};
+
+  const park = (item: QuarantineItem) => {
+    quarantine.push(item);
+    quarantineBytes += item.text?.length ?? 0;
+  };
+
+  const flushFlight = async () => {
+    const cursorAfter = packer.openFirstLine ?? nextLine;
+    const parked = quarantine.filter((q) => q.line < cursorAfter);
+    const keep = quarantine.filter((q) => q.line >= cursorAfter);
+    if (flight.length === 0 && parked.length === 0) return;
+
+    const toPut = flight.map((batch, i) => ({ batch, i })).filter(({ i }) => !alreadyPublished.has(i));
+    const outcomes = await putEventsReliably(deps.eventBridge, toPut.map(({ batch }) => ({ ...batch.entry, EventBusName: config.curatedBusName })), {
+      maxRequestBytes: config.maxEntryBytes,
+      sleep: deps.sleep,
+    });
+    const published = [...alreadyPublished];
+    const transient: string[] = [];
+    const flightTotals = { published: 0, events: 0, billedChunks: 0, publishedBytes: 0 };
+    outcomes.forEach((outcome, k) => {
+      const { batch, i } = toPut[k];
+      if (outcome.ok) {
+        published.push(i);
+        flightTotals.published += batch.records.length;
+        flightTotals.events++;
+        flightTotals.billedChunks += batch.chunks;
+        flightTotals.publishedBytes += batch.bytes;
+      } else if (CONTENT_ERROR_CODES.has(outcome.errorCode ?? '')) {
+        for (const r of batch.records) {
+          parked.push({ line: r.line, category: 'rejected by PutEvents', text: r.text, length: r.text.length,
+            reason: `PutEvents rejected the batch entry: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim() });
+        }
+      } else {
+        transient.push(`${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim());
+      }
+    });
+    parked.sort((a, b) => a.line - b.line);
+    if (parked.length > 0) {
+      const key = `${config.quarantinePrefix}${ref.key}/${ref.versionId ?? ref.sequencer ?? 'unversioned'}/lines-${flightStart}-${cursorAfter - 1}.ndjson`;
+      await deps.writeQuarantine(key, parked.map(quarantineLine).join(''));
+    }
+    if (transient.length > 0) {
+      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: published.sort((a, b) => a - b) },
+        now(), config.leaseSeconds);
+      throw new PublishRetryError(objectId, flightStart, `${transient.length} of ${toPut.length} batch entries failed (${[...new Set(transient)].join('; ')})`);
+    }
+    await deps.ledger.checkpoint(objectId, deps.owner, { line: cursorAfter, publishedInFlight: [] }, now(), config.leaseSeconds);
+    totals.published += flightTotals.published;
+    totals.events += flightTotals.events;
+    totals.billedChunks += flightTotals.billedChunks;
+    totals.publishedBytes += flightTotals.publishedBytes;
+    totals.quarantined += parked.length;
+    for (const q of parked) reasons[q.category] = (reasons[q.category] ?? 0) + 1;
+    flight = [];
+    quarantine = keep;
+    quarantineBytes = keep.reduce((sum, q) => sum + (q.text?.length ?? 0), 0);
+    flightStart = cursorAfter;
+    alreadyPublished = new Set();
+  };
+
+  const lines = readNdjsonLines(await maybeGunzip(await deps.openObject(ref)), MAX_BUFFERED_LINE_BYTES);
+  for await (const line of lines) {
+    if (line.number < startLine) continue;
+    nextLine = line.number + 1;
+    totals.inputRecords++;
+    const record = examine(line.number, line.text, line.length, park);
+    if (record) {
+      const alone = packer.sizeAlone(record);
+      if (alone > config.maxEntryBytes) {
+        park({ line: line.number, text: record.text, length: record.text.length, category: 'over the entry limit',
+          reason: `record of ${record.text.length} bytes makes a batch entry of ${alone} bytes, over the limit of ${config.maxEntryBytes} bytes` });
+      } else {
+        flight.push(...packer.add(record));
+      }
+    }
+    if (flight.length >= entriesPerFlight) {
+      await flushFlight();
+    } else if (quarantineBytes >= quarantineFlushBytes) {
+      flight.push(...packer.flush());
+      await flushFlight();
+    }
+  }
+  flight.push(...packer.flush());
+  await flushFlight();
+  await deps.ledger.complete(objectId, deps.owner, {
+    records: totals.inputRecords, published: totals.published, quarantined: totals.quarantined, events: totals.events,
+  }, now());
+  return { objectId, outcome: 'published', startLine, ...totals, quarantineReasons: reasons };
+}
+
+/** Validates one line; parks it with its reason and returns undefined if it is not a record. */
+function examine(line: number, text: Buffer | undefined, length: number, park: (item: QuarantineItem) => void): PackableRecord | undefined {
+  if (!text) {
+    park({ line, length, category: 'line too long to read',
+      reason: `line of ${length} bytes is longer than ${MAX_BUFFERED_LINE_BYTES} bytes; kept by reference only (the source object holds it)` });
+    return undefined;
+  }
+  if (!isValidUtf8(text)) {
+    park({ line, text, length, category: 'not UTF-8', reason: 'line is not valid UTF-8' });
+    return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text.toString('utf8'));
+  } catch (err) {
+    park({ line, text, length, category: 'invalid JSON', reason: `invalid JSON: ${(err as Error).message}` });
+    return undefined;
+  }
+  const check = checkRecord(value);
+  if (!check.valid) {
+    park({ line, text, length, category: 'not a curated record', reason: `not a curated record: ${check.errors.join('; ')}` });
+    return undefined;
+  }
+  return { line, text, tenant: (value as { tenant: string | null }).tenant };
+}
+
+function quarantineLine(item: QuarantineItem): string {
+  return JSON.stringify({
+    line: item.line,
+    reason: item.reason,
+    bytes: item.length,
+    record: item.text ? item.text.toString('utf8') : null,
+  }) + '\n';
+}
