@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Size, SizeRoundingBehavior, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Size, SizeRoundingBehavior, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -122,12 +122,13 @@ export class TieredEventIngest extends Construct {
     this.slowBus = props.slowBus ?? this.createBus('SlowBus', 'slow lane: events batched through Firehose and S3');
     this.curatedBus = props.curatedBus ?? this.createBus('CuratedBus', 'curated records and batches of both lanes');
     this.curatedArchive = new events.Archive(this, 'CuratedArchive', {
-      sourceEventBus: this.curatedBus,
+      sourceEventBus: this.archiveSource(),
       eventPattern: { source: events.Match.prefix('') },
       retention: props.archiveRetention ?? Duration.days(30),
       kmsKey: key,
       description: 'cdk-event-fabric TieredEventIngest: every curated event, for replay',
     });
+    this.curatedArchive.node.addDependency(this.curatedBus);
     // EventBridge writes to the dead-letter queues and the object queue; the targets add
     // the queue policies, this adds the key policy.
     key?.grant(new iam.ServicePrincipal('events.amazonaws.com'), 'kms:GenerateDataKey', 'kms:Decrypt');
@@ -287,6 +288,19 @@ export class TieredEventIngest extends Construct {
     });
   }
 
+  /**
+   * The curated bus as the archive's source. With a customer key, the archive adds a key
+   * policy condition on the bus ARN while the created bus refers to the key: a created bus
+   * is then referenced by its ARN built from its literal name, which breaks the cycle.
+   */
+  private archiveSource(): events.IEventBus {
+    if (!this.props.encryptionKey || this.props.curatedBus) return this.curatedBus;
+    const name = (this.curatedBus.node.defaultChild as events.CfnEventBus).name;
+    return events.EventBus.fromEventBusArn(this, 'CuratedBusByName', Stack.of(this).formatArn({
+      service: 'events', resource: 'event-bus', resourceName: name, arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    }));
+  }
+
   private createDeadLetterQueue(id: string, what: string): sqs.Queue {
     const queue = new sqs.Queue(this, id, {
       ...queueEncryption(this.props.encryptionKey),
@@ -355,6 +369,7 @@ export class TieredEventIngest extends Construct {
     });
     this.curatedBus.grantPutEventsTo(fn);
     acknowledgeXRay(role);
+    acknowledgeKeyWildcards(role, this.props.encryptionKey, 'The relay sends failed invocations to the fast-lane dead-letter queue, encrypted with the ingest key');
     Validations.of(fn).acknowledge({
       id: 'Serverless-LambdaDLQ',
       reason: 'Invoked asynchronously by EventBridge; failed invocations go to the on-failure destination (the fast-lane dead-letter queue), which records the error with the payload. A legacy DLQ would receive the same events twice.',
@@ -443,6 +458,13 @@ export class TieredEventIngest extends Construct {
       id: 'Serverless-LambdaAsyncFailureDestination',
       reason: 'Invoked by an SQS event source mapping, not asynchronously; failures are handled by the object queue\'s redrive policy to the object dead-letter queue.',
     });
+    const mapping = fn.node.children.find((c) => c instanceof lambda.EventSourceMapping);
+    if (mapping) {
+      Validations.of(mapping).acknowledge({
+        id: 'Serverless-LambdaEventSourceMappingDestination',
+        reason: 'Lambda supports on-failure destinations only for stream and Kafka sources; for this SQS source a message that keeps failing moves to the object dead-letter queue through the object queue\'s redrive policy.',
+      });
+    }
     return fn;
   }
 
@@ -554,7 +576,7 @@ function acknowledgeXRay(role: iam.IRole): void {
  * stands for the bucket's ARN as cdk-nag renders it (`<LogicalId.Arn>`).
  */
 function acknowledgeWildcards(role: iam.IRole, bucket: s3.Bucket, ids: string[][], reason: string): void {
-  const bucketArn = `<${(bucket.node.defaultChild as s3.CfnBucket).logicalId}.Arn>`;
+  const bucketArn = `<${Stack.of(bucket).getLogicalId(bucket.node.defaultChild as s3.CfnBucket)}.Arn>`;
   for (const id of ids.flat()) {
     Validations.of(role).acknowledge({ id: `AwsSolutions-IAM5[${id.replace('<BUCKET>', bucketArn)}]`, reason });
   }

@@ -1,5 +1,7 @@
 import { randomUUID } from 'crypto';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 
 /** AWS SDK clients pointed at the moto server started by the jest global setup. */
@@ -7,6 +9,8 @@ export interface MotoClients {
   readonly endpoint: string;
   readonly sqs: SQSClient;
   readonly eventBridge: EventBridgeClient;
+  readonly s3: S3Client;
+  readonly dynamoDb: DynamoDBClient;
 }
 
 /** The moto server's endpoint; throws if the global setup did not start one. */
@@ -18,7 +22,7 @@ export function motoEndpoint(): string {
   return endpoint;
 }
 
-/** SQS and EventBridge clients for the moto server, with dummy credentials. */
+/** SQS, EventBridge, S3 and DynamoDB clients for the moto server, with dummy credentials. */
 export function motoClients(): MotoClients {
   const endpoint = motoEndpoint();
   const config = {
@@ -27,7 +31,13 @@ export function motoClients(): MotoClients {
     credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
     maxAttempts: 1,
   };
-  return { endpoint, sqs: new SQSClient(config), eventBridge: new EventBridgeClient(config) };
+  return {
+    endpoint,
+    sqs: new SQSClient(config),
+    eventBridge: new EventBridgeClient(config),
+    s3: new S3Client({ ...config, forcePathStyle: true }),
+    dynamoDb: new DynamoDBClient(config),
+  };
 }
 
 /** A resource name unique to this run, so tests never share moto state. */
