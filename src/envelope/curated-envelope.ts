@@ -1,9 +1,9 @@
 import * as path from 'path';
 import * as events from 'aws-cdk-lib/aws-events';
-import { CURATED_ENVELOPE_SCHEMA } from '../runtime/curated-envelope-schema';
 import {
   BATCH_DETAIL_TYPE, buildRecord, checkEnvelope, CURATED_SOURCE, ENVELOPE_SCHEMA_VERSION, RECORD_DETAIL_TYPE,
 } from '../runtime/curated-envelope';
+import { CURATED_ENVELOPE_SCHEMA } from '../runtime/curated-envelope-schema';
 
 /** The ingest lane a curated record came through. */
 export enum IngestLane {

@@ -19,8 +19,9 @@ const CARRIAGE_RETURN = 0x0d;
  * Splits a byte stream into lines without holding more than one line (capped at
  * `maxLineBytes`) plus one chunk in memory. Blank lines are skipped but counted; a final
  * line without a newline is returned; a UTF-8 byte order mark at the start is dropped.
+ * Yields the lines of each chunk together: one await per chunk rather than per line.
  */
-export async function* readNdjsonLines(source: AsyncIterable<Uint8Array>, maxLineBytes: number): AsyncGenerator<NdjsonLine> {
+export async function* readNdjsonLines(source: AsyncIterable<Uint8Array>, maxLineBytes: number): AsyncGenerator<NdjsonLine[]> {
   let lineNumber = 0;
   let pieces: Buffer[] = [];
   let pending = 0; // bytes of the current line seen so far
@@ -51,11 +52,13 @@ export async function* readNdjsonLines(source: AsyncIterable<Uint8Array>, maxLin
       if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
     }
     let start = 0;
+    const lines: NdjsonLine[] = [];
     for (let nl = chunk.indexOf(NEWLINE, start); nl !== -1; nl = chunk.indexOf(NEWLINE, start)) {
       const line = finishLine(chunk.subarray(start, nl));
-      if (line) yield line;
+      if (line) lines.push(line);
       start = nl + 1;
     }
+    if (lines.length > 0) yield lines;
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
       // Past the cap only the length is tracked, so a huge line costs no memory.
@@ -66,7 +69,7 @@ export async function* readNdjsonLines(source: AsyncIterable<Uint8Array>, maxLin
   }
   if (pending > 0) {
     const line = finishLine(Buffer.alloc(0));
-    if (line) yield line;
+    if (line) yield [line];
   }
 }
 

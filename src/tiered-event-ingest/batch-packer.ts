@@ -51,6 +51,8 @@ export class BatchPacker {
   private readonly fixedBytes: number;
   private readonly originJson: string;
   private open: PackableRecord[] = [];
+  private cachedTenant: string | null | undefined;
+  private cachedHeaderBytes: number | undefined;
   private openTextBytes = 0;
 
   constructor(private readonly options: PackerOptions) {
@@ -131,13 +133,24 @@ export class BatchPacker {
     return this.entryBytes(count, records[0].line, records[count - 1].line, records[0].tenant, textBytes + count - 1);
   }
 
-  /** Exact entry size: the header and footer are rendered with the same numbers as the batch. */
+  /**
+   * Exact entry size: the header and footer are rendered with the same numbers as the
+   * batch, so only the digits of those numbers vary. Called once per record, so cheap.
+   */
   private entryBytes(count: number, firstLine: number, lastLine: number, tenant: string | null, recordsBytes: number): number {
-    return this.fixedBytes + Buffer.byteLength(this.header('0'.repeat(36), tenant, 'T'.repeat(ISO_TIME_LENGTH), count, firstLine, lastLine))
-      + recordsBytes + FOOTER.length;
+    return this.fixedBytes + this.headerBaseBytes(tenant) + digits(count) + digits(firstLine) + digits(lastLine) + recordsBytes + FOOTER.length;
   }
 
-  private header(id: string, tenant: string | null, time: string, count: number, firstLine: number, lastLine: number): string {
+  /** Header bytes without the three numbers, for the last tenant seen. */
+  private headerBaseBytes(tenant: string | null): number {
+    if (this.cachedTenant !== tenant || this.cachedHeaderBytes === undefined) {
+      this.cachedTenant = tenant;
+      this.cachedHeaderBytes = Buffer.byteLength(this.header('0'.repeat(36), tenant, 'T'.repeat(ISO_TIME_LENGTH), '', '', ''));
+    }
+    return this.cachedHeaderBytes;
+  }
+
+  private header(id: string, tenant: string | null, time: string, count: number | '', firstLine: number | '', lastLine: number | ''): string {
     return `{"schemaVersion":"${ENVELOPE_SCHEMA_VERSION}","kind":"batch","id":"${id}","tenant":${JSON.stringify(tenant)},`
       + `"lane":"slow","time":"${time}","recordCount":${count},`
       + `"origin":{${this.originJson},"firstLine":${firstLine},"lastLine":${lastLine}},"records":[`;
@@ -167,4 +180,10 @@ export class BatchPacker {
 }
 
 const COMMA = Buffer.from(',');
+
+function digits(n: number): number {
+  let count = 1;
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) count++;
+  return count;
+}
 const FOOTER = Buffer.from(']}');

@@ -4,7 +4,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { DynamoDbObjectLedger } from './object-ledger';
+import { DynamoDbObjectLedger } from './object-ledger-core';
 import { objectRefFromNotification, publisherConfigFromEnv } from './publisher-config-core';
 import { publishObject } from './publisher-core';
 

@@ -1,6 +1,6 @@
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { BatchPacker, PackableRecord, PackedBatch } from './batch-packer';
-import { ObjectLedger } from './object-ledger';
+import { ObjectLedger } from './object-ledger-core';
 import { checkRecord } from '../runtime/curated-envelope';
 import { isValidUtf8, maybeGunzip, readNdjsonLines } from '../runtime/ndjson-lines';
 import { putEventsReliably } from '../runtime/put-events';
@@ -97,8 +97,18 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
   const objectId = objectIdOf(ref);
   const claim = await deps.ledger.claim(objectId, deps.owner, now(), config.leaseSeconds);
   if (claim.state !== 'claimed') {
-    return { objectId, outcome: claim.state === 'done' ? 'duplicate' : 'busy', startLine: 0, inputRecords: 0, published: 0,
-      quarantined: 0, events: 0, billedChunks: 0, publishedBytes: 0, quarantineReasons: {} };
+    return {
+      objectId,
+      outcome: claim.state === 'done' ? 'duplicate' : 'busy',
+      startLine: 0,
+      inputRecords: 0,
+      published: 0,
+      quarantined: 0,
+      events: 0,
+      billedChunks: 0,
+      publishedBytes: 0,
+      quarantineReasons: {},
+    };
   }
 
   const entriesPerFlight = config.entriesPerFlight ?? 10;
@@ -148,8 +158,13 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
         flightTotals.publishedBytes += batch.bytes;
       } else if (CONTENT_ERROR_CODES.has(outcome.errorCode ?? '')) {
         for (const r of batch.records) {
-          parked.push({ line: r.line, category: 'rejected by PutEvents', text: r.text, length: r.text.length,
-            reason: `PutEvents rejected the batch entry: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim() });
+          parked.push({
+            line: r.line,
+            category: 'rejected by PutEvents',
+            text: r.text,
+            length: r.text.length,
+            reason: `PutEvents rejected the batch entry: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim(),
+          });
         }
       } else {
         transient.push(`${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim());
@@ -179,26 +194,33 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     alreadyPublished = new Set();
   };
 
-  const lines = readNdjsonLines(await maybeGunzip(await deps.openObject(ref)), MAX_BUFFERED_LINE_BYTES);
-  for await (const line of lines) {
-    if (line.number < startLine) continue;
-    nextLine = line.number + 1;
-    totals.inputRecords++;
-    const record = examine(line.number, line.text, line.length, park);
-    if (record) {
-      const alone = packer.sizeAlone(record);
-      if (alone > config.maxEntryBytes) {
-        park({ line: line.number, text: record.text, length: record.text.length, category: 'over the entry limit',
-          reason: `record of ${record.text.length} bytes makes a batch entry of ${alone} bytes, over the limit of ${config.maxEntryBytes} bytes` });
-      } else {
-        flight.push(...packer.add(record));
+  const chunks = readNdjsonLines(await maybeGunzip(await deps.openObject(ref)), MAX_BUFFERED_LINE_BYTES);
+  for await (const lines of chunks) {
+    for (const line of lines) {
+      if (line.number < startLine) continue;
+      nextLine = line.number + 1;
+      totals.inputRecords++;
+      const record = examine(line.number, line.text, line.length, park);
+      if (record) {
+        const alone = packer.sizeAlone(record);
+        if (alone > config.maxEntryBytes) {
+          park({
+            line: line.number,
+            text: record.text,
+            length: record.text.length,
+            category: 'over the entry limit',
+            reason: `record of ${record.text.length} bytes makes a batch entry of ${alone} bytes, over the limit of ${config.maxEntryBytes} bytes`,
+          });
+        } else {
+          for (const batch of packer.add(record)) flight.push(batch);
+        }
       }
-    }
-    if (flight.length >= entriesPerFlight) {
-      await flushFlight();
-    } else if (quarantineBytes >= quarantineFlushBytes) {
-      flight.push(...packer.flush());
-      await flushFlight();
+      if (flight.length >= entriesPerFlight) {
+        await flushFlight();
+      } else if (quarantineBytes >= quarantineFlushBytes) {
+        flight.push(...packer.flush());
+        await flushFlight();
+      }
     }
   }
   flight.push(...packer.flush());
@@ -212,17 +234,23 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
 /** Validates one line; parks it with its reason and returns undefined if it is not a record. */
 function examine(line: number, text: Buffer | undefined, length: number, park: (item: QuarantineItem) => void): PackableRecord | undefined {
   if (!text) {
-    park({ line, length, category: 'line too long to read',
-      reason: `line of ${length} bytes is longer than ${MAX_BUFFERED_LINE_BYTES} bytes; kept by reference only (the source object holds it)` });
+    park({
+      line,
+      length,
+      category: 'line too long to read',
+      reason: `line of ${length} bytes is longer than ${MAX_BUFFERED_LINE_BYTES} bytes; kept by reference only (the source object holds it)`,
+    });
     return undefined;
   }
-  if (!isValidUtf8(text)) {
+  const decoded = text.toString('utf8');
+  // Decoding replaces invalid bytes with U+FFFD; only then is the (rarer) exact check needed.
+  if (decoded.includes('\uFFFD') && !isValidUtf8(text)) {
     park({ line, text, length, category: 'not UTF-8', reason: 'line is not valid UTF-8' });
     return undefined;
   }
   let value: unknown;
   try {
-    value = JSON.parse(text.toString('utf8'));
+    value = JSON.parse(decoded);
   } catch (err) {
     park({ line, text, length, category: 'invalid JSON', reason: `invalid JSON: ${(err as Error).message}` });
     return undefined;

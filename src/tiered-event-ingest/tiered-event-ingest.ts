@@ -57,7 +57,7 @@ export class TieredEventIngest extends Construct {
    * (no fast routes; each route adds a rule, and a Lambda permission when it targets
    * the relay function). Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_INGEST = 47;
+  public static readonly RESOURCES_PER_INGEST = 40;
 
   /** Bus of the fast lane. */
   public readonly fastBus: events.IEventBus;
@@ -121,14 +121,17 @@ export class TieredEventIngest extends Construct {
     this.fastBus = props.fastBus ?? this.createBus('FastBus', 'fast lane: events delivered one by one within seconds');
     this.slowBus = props.slowBus ?? this.createBus('SlowBus', 'slow lane: events batched through Firehose and S3');
     this.curatedBus = props.curatedBus ?? this.createBus('CuratedBus', 'curated records and batches of both lanes');
+    const archiveSource = this.archiveSource();
     this.curatedArchive = new events.Archive(this, 'CuratedArchive', {
-      sourceEventBus: this.archiveSource(),
+      sourceEventBus: archiveSource,
       eventPattern: { source: events.Match.prefix('') },
       retention: props.archiveRetention ?? Duration.days(30),
       kmsKey: key,
       description: 'cdk-event-fabric TieredEventIngest: every curated event, for replay',
     });
-    this.curatedArchive.node.addDependency(this.curatedBus);
+    if (archiveSource !== this.curatedBus) {
+      this.curatedArchive.node.addDependency(this.curatedBus);
+    }
     // EventBridge writes to the dead-letter queues and the object queue; the targets add
     // the queue policies, this adds the key policy.
     key?.grant(new iam.ServicePrincipal('events.amazonaws.com'), 'kms:GenerateDataKey', 'kms:Decrypt');
@@ -164,11 +167,11 @@ export class TieredEventIngest extends Construct {
       eventPattern: props.slowLaneEventPattern ?? { source: events.Match.prefix('') },
       description: `cdk-event-fabric TieredEventIngest slow lane to Firehose (${truncate(this.node.path, 400)})`,
     });
-    this.slowLaneRule.addTarget(new LaneTarget(new targets.FirehoseDeliveryStream(this.deliveryStream, {
-      message: CuratedEnvelope.ruleTargetInput(IngestLane.SLOW, this.envelopePaths),
-    }), {
+    // targets.FirehoseDeliveryStream has no retry or DLQ options; the lane target adds them.
+    const slowInput = CuratedEnvelope.ruleTargetInput(IngestLane.SLOW, this.envelopePaths);
+    this.slowLaneRule.addTarget(new LaneTarget(new targets.FirehoseDeliveryStream(this.deliveryStream, { message: slowInput }), {
       rule: this.slowLaneRule,
-      input: CuratedEnvelope.ruleTargetInput(IngestLane.SLOW, this.envelopePaths),
+      input: slowInput,
       deadLetterQueue: this.slowLaneDeadLetterQueue,
       retryAttempts: 185,
       maxEventAge: Duration.hours(24),
@@ -344,7 +347,8 @@ export class TieredEventIngest extends Construct {
     if (!props.serverAccessLogsBucket) {
       Validations.of(bucket).acknowledge({
         id: 'AwsSolutions-S1',
-        reason: 'Server access logging is opt-in: pass `serverAccessLogsBucket` (an SSE-S3 bucket) to enable it. Writes come only from Firehose, reads only from the publisher; both are in CloudTrail.',
+        reason: 'Server access logging is opt-in: pass `serverAccessLogsBucket` (an SSE-S3 bucket in the same account and region) to enable it. '
+          + 'Only the ingest\'s Firehose stream writes to this bucket and only its publisher reads from it.',
       });
     }
     return bucket;
@@ -489,14 +493,14 @@ export class TieredEventIngest extends Construct {
 function validateProps(scope: Construct, props: TieredEventIngestProps): CuratedEnvelopePaths {
   validateIntegerRange(scope, 'fastLaneRetryAttempts', props.fastLaneRetryAttempts, 0, 185);
   validateSeconds(scope, 'fastLaneMaxEventAge', props.fastLaneMaxEventAge, 60, 86_400);
-  if (props.bufferingSize !== undefined && !Token.isUnresolved(props.bufferingSize.toBytes())) {
+  if (props.bufferingSize !== undefined && !props.bufferingSize.isUnresolved()) {
     const mib = props.bufferingSize.toMebibytes({ rounding: SizeRoundingBehavior.NONE });
     validateIntegerRange(scope, 'bufferingSize', mib, 64, 128, 'MiB (dynamic partitioning needs at least 64 MiB)');
   }
   validateSeconds(scope, 'bufferingInterval', props.bufferingInterval, 60, 900, ' (dynamic partitioning needs at least 60 seconds)');
   validateIntegerRange(scope, 'maxEntryBytes', props.maxEntryBytes, 4096, 1_048_576, 'bytes (the EventBridge PutEvents entry limit is 1 MiB)');
   validateIntegerRange(scope, 'maxRecordsPerEvent', props.maxRecordsPerEvent, 1, 100_000, 'records');
-  if (props.publisherTimeout !== undefined && Token.isUnresolved(props.publisherTimeout.toSeconds())) {
+  if (props.publisherTimeout?.isUnresolved()) {
     throw new PropValidationError(scope, 'publisherTimeout', props.publisherTimeout.toString(),
       'allowed: a resolved duration (the queue visibility timeout and lease are derived from it at synth time)');
   }
@@ -521,14 +525,13 @@ function validateProps(scope: Construct, props: TieredEventIngestProps): Curated
 }
 
 function validateSeconds(scope: IConstruct, prop: string, value: Duration | undefined, min: number, max: number, note = ''): void {
-  if (value === undefined || Token.isUnresolved(value.toSeconds())) return;
+  if (value === undefined || value.isUnresolved()) return;
   validateIntegerRange(scope, prop, value.toSeconds(), min, max, `seconds${note}`);
 }
 
 function validateWholeDays(scope: IConstruct, prop: string, value: Duration | undefined, minDays: number, note = ''): void {
-  if (value === undefined) return;
+  if (value === undefined || value.isUnresolved()) return;
   const seconds = value.toSeconds();
-  if (Token.isUnresolved(seconds)) return;
   if (!Number.isInteger(seconds / 86_400) || seconds < minDays * 86_400) {
     throw new PropValidationError(scope, prop, value.toHumanString(), `allowed: a whole number of days, at least ${minDays}${note}`);
   }

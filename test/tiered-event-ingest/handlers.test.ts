@@ -5,14 +5,22 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import type { Context, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { recordLine } from './publisher-fixtures';
 import { publisherConfigFromEnv, objectRefFromNotification } from '../../src/tiered-event-ingest/publisher-config-core';
 import { relayRecord } from '../../src/tiered-event-ingest/relay-core';
-import { recordLine } from './publisher-fixtures';
 
 const ENV = {
-  BUCKET_NAME: 'ingest-bucket', DATA_PREFIX: 'data/', QUARANTINE_PREFIX: 'quarantine/', CURATED_BUS_NAME: 'curated',
-  LEDGER_TABLE_NAME: 'ledger', MAX_ENTRY_BYTES: '1048576', MAX_RECORDS_PER_EVENT: '1000', LEASE_SECONDS: '360', INGEST_ID: 'c8abc',
-  POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric', POWERTOOLS_SERVICE_NAME: 'tiered-event-ingest',
+  BUCKET_NAME: 'ingest-bucket',
+  DATA_PREFIX: 'data/',
+  QUARANTINE_PREFIX: 'quarantine/',
+  CURATED_BUS_NAME: 'curated',
+  LEDGER_TABLE_NAME: 'ledger',
+  MAX_ENTRY_BYTES: '1048576',
+  MAX_RECORDS_PER_EVENT: '1000',
+  LEASE_SECONDS: '360',
+  INGEST_ID: 'c8abc',
+  POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric',
+  POWERTOOLS_SERVICE_NAME: 'tiered-event-ingest',
 };
 Object.assign(process.env, ENV);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -25,7 +33,8 @@ const context = { awsRequestId: 'req-1', getRemainingTimeInMillis: () => 60_000 
 
 function notification(key: string, extra: Record<string, unknown> = {}): string {
   return JSON.stringify({
-    'source': 'aws.s3', 'detail-type': 'Object Created',
+    'source': 'aws.s3',
+    'detail-type': 'Object Created',
     'detail': { bucket: { name: 'ingest-bucket' }, object: { key, 'version-id': 'v1', 'sequencer': '0A', ...extra } },
   });
 }
@@ -82,7 +91,8 @@ describe('batch publisher handler', () => {
 describe('publisher configuration and notifications', () => {
   test('reads the environment the construct sets', () => {
     expect(publisherConfigFromEnv(ENV)).toEqual({
-      bucketName: 'ingest-bucket', dataPrefix: 'data/',
+      bucketName: 'ingest-bucket',
+      dataPrefix: 'data/',
       publisher: { curatedBusName: 'curated', quarantinePrefix: 'quarantine/', maxEntryBytes: 1048576, maxRecords: 1000, leaseSeconds: 360 },
     });
   });

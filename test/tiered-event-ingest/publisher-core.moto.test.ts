@@ -3,11 +3,11 @@ import { CreateTableCommand, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { DynamoDbObjectLedger } from '../../src/tiered-event-ingest/object-ledger';
+import { recordLine } from './publisher-fixtures';
+import { DynamoDbObjectLedger } from '../../src/tiered-event-ingest/object-ledger-core';
 import { objectRefFromNotification } from '../../src/tiered-event-ingest/publisher-config-core';
 import { ObjectRef, publishObject, PublisherConfig } from '../../src/tiered-event-ingest/publisher-core';
 import { motoClients, uniqueName } from '../support/moto';
-import { recordLine } from './publisher-fixtures';
 
 const { sqs, eventBridge, s3, dynamoDb } = motoClients();
 
@@ -18,8 +18,10 @@ async function setUp() {
   await s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
   const table = uniqueName('ledger');
   await dynamoDb.send(new CreateTableCommand({
-    TableName: table, BillingMode: 'PAY_PER_REQUEST',
-    KeySchema: [{ AttributeName: 'objectId', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'objectId', AttributeType: 'S' }],
+    TableName: table,
+    BillingMode: 'PAY_PER_REQUEST',
+    KeySchema: [{ AttributeName: 'objectId', KeyType: 'HASH' }],
+    AttributeDefinitions: [{ AttributeName: 'objectId', AttributeType: 'S' }],
   }));
   const bus = uniqueName('curated');
   await eventBridge.send(new CreateEventBusCommand({ Name: bus }));
@@ -45,8 +47,14 @@ async function delivered(queueUrl: string): Promise<any[]> {
 /** An EventBridge S3 "Object Created" notification as the object queue receives it. */
 function notification(bucket: string, key: string, versionId: string): string {
   return JSON.stringify({
-    'version': '0', 'id': 'n-1', 'detail-type': 'Object Created', 'source': 'aws.s3', 'account': '123456789012',
-    'time': '2026-11-22T10:00:00Z', 'region': 'us-east-1', 'resources': [`arn:aws:s3:::${bucket}`],
+    'version': '0',
+    'id': 'n-1',
+    'detail-type': 'Object Created',
+    'source': 'aws.s3',
+    'account': '123456789012',
+    'time': '2026-11-22T10:00:00Z',
+    'region': 'us-east-1',
+    'resources': [`arn:aws:s3:::${bucket}`],
     'detail': { version: '0', bucket: { name: bucket }, object: { 'key': key, 'size': 1, 'etag': 'e', 'version-id': versionId, 'sequencer': '00A' } },
   });
 }
@@ -61,7 +69,10 @@ test('moto: a gzipped object of good and bad lines is published to the curated b
   const deps = {
     eventBridge,
     ledger: new DynamoDbObjectLedger(dynamoDb, table),
-    openObject: async (r: ObjectRef) => (await s3.send(new GetObjectCommand({ Bucket: r.bucket, Key: r.key, VersionId: r.versionId }))).Body as AsyncIterable<Uint8Array>,
+    openObject: async (r: ObjectRef) => {
+      const object = await s3.send(new GetObjectCommand({ Bucket: r.bucket, Key: r.key, VersionId: r.versionId }));
+      return object.Body as AsyncIterable<Uint8Array>;
+    },
     writeQuarantine: async (k: string, body: string) => { await s3.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: body })); },
   };
 

@@ -1,8 +1,8 @@
-import { BatchPacker, BILLING_CHUNK_BYTES } from '../../src/tiered-event-ingest/batch-packer';
-import { InMemoryObjectLedger } from '../../src/tiered-event-ingest/object-ledger';
-import { MAX_BUFFERED_LINE_BYTES, objectIdOf, ObjectReport, publishObject, PublishRetryError } from '../../src/tiered-event-ingest/publisher-core';
-import { checkEnvelope } from '../../src/runtime/curated-envelope';
 import { CONFIG, depsFor, objectBytes, quarantined, recordLine, REF, seededRandom, stubEventBridge } from './publisher-fixtures';
+import { checkEnvelope } from '../../src/runtime/curated-envelope';
+import { BatchPacker, BILLING_CHUNK_BYTES } from '../../src/tiered-event-ingest/batch-packer';
+import { InMemoryObjectLedger } from '../../src/tiered-event-ingest/object-ledger-core';
+import { MAX_BUFFERED_LINE_BYTES, objectIdOf, ObjectReport, publishObject, PublishRetryError } from '../../src/tiered-event-ingest/publisher-core';
 
 const lines = (n: number, from = 1) => Array.from({ length: n }, (_, i) => recordLine(from + i));
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `evt-${i + 1}`);

@@ -1,6 +1,6 @@
 import { gzipSync } from 'zlib';
 import { EventBridgeClient, PutEventsCommand, PutEventsCommandInput } from '@aws-sdk/client-eventbridge';
-import { InMemoryObjectLedger } from '../../src/tiered-event-ingest/object-ledger';
+import { InMemoryObjectLedger } from '../../src/tiered-event-ingest/object-ledger-core';
 import { ObjectRef, PublisherConfig, PublisherDeps } from '../../src/tiered-event-ingest/publisher-core';
 
 export const REF: ObjectRef = { bucket: 'ingest-bucket', key: 'data/tenant=acme/2026/11/22/10/stream-1.gz', versionId: 'v1' };
@@ -16,8 +16,17 @@ export const CONFIG: PublisherConfig = {
 /** A record envelope line as the slow lane's rule writes it through Firehose. */
 export function recordLine(n: number, payload: unknown = { n }, tenant: string | null = 'acme'): string {
   return JSON.stringify({
-    schemaVersion: '1.0', kind: 'record', id: `evt-${n}`, tenant, channel: 'sms', correlationId: `c-${n}`,
-    lane: 'slow', time: '2026-11-22T10:00:00Z', source: 'journeys', detailType: 'MessageRequested', payload,
+    schemaVersion: '1.0',
+    kind: 'record',
+    id: `evt-${n}`,
+    tenant,
+    channel: 'sms',
+    correlationId: `c-${n}`,
+    lane: 'slow',
+    time: '2026-11-22T10:00:00Z',
+    source: 'journeys',
+    detailType: 'MessageRequested',
+    payload,
   });
 }
 
@@ -54,7 +63,8 @@ export function stubEventBridge(fail: (n: number) => string | undefined = () => 
         const code = fail(counter++);
         if (code) return { ErrorCode: code, ErrorMessage: `injected ${code}` };
         const detail = JSON.parse(entry.Detail!);
-        published.entries.push({ detailType: entry.DetailType!, detail, bytes: Buffer.byteLength(entry.Detail!) + Buffer.byteLength(entry.Source!) + Buffer.byteLength(entry.DetailType!) });
+        const bytes = Buffer.byteLength(entry.Detail!) + Buffer.byteLength(entry.Source!) + Buffer.byteLength(entry.DetailType!);
+        published.entries.push({ detailType: entry.DetailType!, detail, bytes });
         for (const r of detail.records ?? []) published.recordIds.push(r.id);
         return { EventId: `id-${counter}` };
       });
@@ -84,13 +94,11 @@ export function quarantined(store: Map<string, string>): { line: number; reason:
   return [...store.values()].flatMap((body) => body.split('\n').filter((l) => l).map((l) => JSON.parse(l)));
 }
 
-/** A seeded pseudo-random generator (mulberry32), so failure injection is repeatable. */
+/** A seeded pseudo-random generator (a linear congruential one), so failure injection is repeatable. */
 export function seededRandom(seed: number): () => number {
-  let a = seed;
+  let state = seed % 2147483648;
   return () => {
-    a |= 0; a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state / 2147483648;
   };
 }

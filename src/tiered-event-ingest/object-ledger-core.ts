@@ -60,17 +60,25 @@ export class DynamoDbObjectLedger implements ObjectLedger {
           + 'claims = if_not_exists(claims, :zero) + :one',
         ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
         ExpressionAttributeValues: {
-          ':inProgress': { S: 'IN_PROGRESS' }, ':owner': { S: owner }, ':now': { N: String(now) },
-          ':lease': { N: String(now + lease) }, ':expires': { N: String(now + LEDGER_RETENTION_SECONDS) },
-          ':one': { N: '1' }, ':zero': { N: '0' }, ':none': { S: '' },
+          ':inProgress': { S: 'IN_PROGRESS' },
+          ':owner': { S: owner },
+          ':now': { N: String(now) },
+          ':lease': { N: String(now + lease) },
+          ':expires': { N: String(now + LEDGER_RETENTION_SECONDS) },
+          ':one': { N: '1' },
+          ':zero': { N: '0' },
+          ':none': { S: '' },
         },
         ReturnValues: 'ALL_NEW',
       }));
       const item = result.Attributes ?? {};
-      return { state: 'claimed', cursor: { line: Number(item.cursorLine?.N ?? 1), publishedInFlight: parseIndexes(item.publishedInFlight?.S) } };
+      const cursor = { line: Number(item.cursorLine?.N ?? 1), publishedInFlight: parseIndexes(item.publishedInFlight?.S) };
+      return { state: 'claimed', cursor };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException) && (err as Error).name !== 'ConditionalCheckFailedException') throw err;
-      const existing = await this.client.send(new GetItemCommand({ TableName: this.tableName, Key: { objectId: { S: objectId } }, ConsistentRead: true }));
+      const existing = await this.client.send(new GetItemCommand({
+        TableName: this.tableName, Key: { objectId: { S: objectId } }, ConsistentRead: true,
+      }));
       if (existing.Item?.status?.S === 'DONE') return { state: 'done' };
       return { state: 'busy', leaseUntil: Number(existing.Item?.leaseUntil?.N ?? 0) };
     }
@@ -86,8 +94,11 @@ export class DynamoDbObjectLedger implements ObjectLedger {
     await this.ownedUpdate(objectId, owner,
       'SET #status = :done, records = :records, published = :published, quarantined = :quarantined, events = :events, '
       + 'expiresAt = :expires REMOVE leaseUntil, publishedInFlight', {
-        ':done': { S: 'DONE' }, ':records': { N: String(summary.records) }, ':published': { N: String(summary.published) },
-        ':quarantined': { N: String(summary.quarantined) }, ':events': { N: String(summary.events) },
+        ':done': { S: 'DONE' },
+        ':records': { N: String(summary.records) },
+        ':published': { N: String(summary.published) },
+        ':quarantined': { N: String(summary.quarantined) },
+        ':events': { N: String(summary.events) },
         ':expires': { N: String(now + LEDGER_RETENTION_SECONDS) },
       });
   }
@@ -109,9 +120,18 @@ export class DynamoDbObjectLedger implements ObjectLedger {
   }
 }
 
+interface InMemoryLedgerItem {
+  status: string;
+  owner: string;
+  leaseUntil: number;
+  cursor: LedgerCursor;
+  summary?: LedgerSummary;
+  claims: number;
+}
+
 /** The same ledger in memory, for tests and benchmarks. */
 export class InMemoryObjectLedger implements ObjectLedger {
-  readonly items = new Map<string, { status: string; owner: string; leaseUntil: number; cursor: LedgerCursor; summary?: LedgerSummary; claims: number }>();
+  readonly items = new Map<string, InMemoryLedgerItem>();
 
   async claim(objectId: string, owner: string, now: number, lease: number): Promise<ClaimResult> {
     const item = this.items.get(objectId);
