@@ -89,7 +89,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   },
   tsconfigDev: {
     compilerOptions: {},
-    include: ['../integ/**/*.ts', '../bench/**/*.ts', '../rosetta/**/*.ts'],
+    include: ['../integ/**/*.ts', '../bench/**/*.ts', '../rosetta/**/*.ts', '../projenrc/**/*.ts'],
   },
   gitignore: ['/.venv/', '/cdk.out/', '/.smoke-venv/', '*.snapshot.tmp/', '.jsii.tabl.json', '/rosetta-cache.tabl.json'],
 });
@@ -178,8 +178,13 @@ const testAll = project.addTask('test:all', {
 testAll.spawn(project.buildTask);
 testAll.spawn(pythonSmoke);
 
+project.addTask('schemas', {
+  description: 'Write schemas/*.schema.json (shipped in the package) from their TypeScript source',
+  exec: 'ts-node --project test/tsconfig.json projenrc/write-schemas.ts',
+});
+
 project.addTask('bench', {
-  description: 'Benchmarks (resources per construct, synth time) against a naive baseline',
+  description: 'Benchmarks against a naive baseline: resources and synth time, replay throughput, batch publisher throughput/memory/billing',
   exec: 'ts-node --project test/tsconfig.json bench/run.ts',
 });
 

@@ -104,9 +104,20 @@ export class CuratedEnvelope {
     return path.join(__dirname, '..', '..', CuratedEnvelope.SCHEMA_FILE);
   }
 
-  /** Builds a record envelope. Throws if a field is not allowed by the schema. */
+  /**
+   * Builds a record envelope. Throws if a field is not allowed by the schema.
+   *
+   * Outside TypeScript, jsii drops `null` values when it hands the object over, so a
+   * record without tenant, channel or correlation id loses those keys: use `recordJson`
+   * there to get the exact envelope.
+   */
   public static record(options: CuratedRecordOptions): any {
     return buildRecord({ ...options, lane: options.lane === IngestLane.FAST ? 'fast' : 'slow' });
+  }
+
+  /** Builds a record envelope and returns it as JSON text, exact in every language. */
+  public static recordJson(options: CuratedRecordOptions): string {
+    return JSON.stringify(CuratedEnvelope.record(options));
   }
 
   /**
@@ -114,6 +125,20 @@ export class CuratedEnvelope {
    * must also equal the number of its records.
    */
   public static validate(detail: any): EnvelopeValidation {
+    return checkEnvelope(detail);
+  }
+
+  /**
+   * Validates an event detail given as JSON text. Use it outside TypeScript, where jsii
+   * would drop the `null` fields of an object on its way in.
+   */
+  public static validateJson(detailJson: string): EnvelopeValidation {
+    let detail: unknown;
+    try {
+      detail = JSON.parse(detailJson);
+    } catch (err) {
+      return { valid: false, errors: [`/ is not JSON: ${(err as Error).message}`] };
+    }
     return checkEnvelope(detail);
   }
 

@@ -23,7 +23,18 @@ from aws_cdk.assertions import Match, Template
 from constructs import Construct
 
 import cdk_event_fabric
-from cdk_event_fabric import ApiDestinationChannel, ChannelAuthorization
+from aws_cdk import Size
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_events_targets as targets
+from cdk_event_fabric import (
+    ApiDestinationChannel,
+    ChannelAuthorization,
+    CuratedEnvelope,
+    CuratedEnvelopePaths,
+    FastRoute,
+    IngestLane,
+    TieredEventIngest,
+)
 
 DYNAMIC_REFERENCE = "{{resolve:secretsmanager:"
 
@@ -282,3 +293,65 @@ def test_validation_error_surfaces_in_python():
     assert "maxRetryAttempts" in message, message
     assert "0 to 185" in message, message
     assert "TooManyRetries" in message, message
+
+
+def test_tiered_event_ingest():
+    stack = _new_stack()
+    key = kms.Key(stack, "Key", enable_key_rotation=True)
+    orders = sqs.Queue(stack, "Orders", enforce_ssl=True)
+    ingest = TieredEventIngest(
+        stack,
+        "Ingest",
+        encryption_key=key,
+        envelope_paths=CuratedEnvelopePaths(tenant_id_path="$.detail.account"),
+        fast_routes=[FastRoute(id="Sms", event_pattern=events.EventPattern(source=["journeys"]))],
+        buffering_size=Size.mebibytes(64),
+        max_records_per_event=500,
+        archive_retention=Duration.days(7),
+    )
+    # A route added from Python, to a target of the user's choosing.
+    ingest.add_fast_route("Orders", event_pattern=events.EventPattern(source=["shop"]), target=targets.SqsQueue(orders))
+    template = Template.from_stack(stack)
+
+    template.resource_count_is("AWS::Events::EventBus", 3)
+    template.has_resource_properties("AWS::Events::Archive", {"RetentionDays": 7})
+    template.has_resource_properties("AWS::KinesisFirehose::DeliveryStream", {
+        "ExtendedS3DestinationConfiguration": Match.object_like({
+            "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 64},
+            "DynamicPartitioningConfiguration": Match.object_like({"Enabled": True}),
+        }),
+    })
+    publisher_env = [
+        f["Properties"]["Environment"]["Variables"]
+        for f in _resources(template, "AWS::Lambda::Function").values()
+        if "MAX_RECORDS_PER_EVENT" in f["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    assert publisher_env and publisher_env[0]["MAX_RECORDS_PER_EVENT"] == "500"
+
+    # Both fast routes carry the curated envelope built by an input transformer, with the
+    # tenant path given from Python, the lane's retry policy and its dead-letter queue.
+    fast_rules = [
+        r["Properties"] for r in _resources(template, "AWS::Events::Rule").values()
+        if "fast" in _rendered(r["Properties"]["Targets"][0].get("InputTransformer", {}))
+    ]
+    assert len(fast_rules) == 2, _rendered(fast_rules)
+    for rule in fast_rules:
+        target = rule["Targets"][0]
+        assert target["InputTransformer"]["InputPathsMap"]["detail-account"] == "$.detail.account"
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 3600}
+        assert "DeadLetterConfig" in target
+    assert ingest.curated_bus is not None and ingest.ledger_table is not None
+    assert len(ingest.fast_routes) == 2
+
+
+def test_curated_envelope_from_python():
+    # recordJson/validateJson are exact: jsii drops None values from objects crossing over.
+    record = json.loads(CuratedEnvelope.record_json(id="evt-1", payload={"text": "hi"}, lane=IngestLane.FAST, tenant="acme"))
+    assert record["kind"] == "record" and record["lane"] == "fast" and record["channel"] is None
+    assert CuratedEnvelope.validate_json(json.dumps(record)).valid
+    bad = CuratedEnvelope.validate_json(json.dumps({**record, "lane": "medium"}))
+    assert not bad.valid and bad.errors == ['/lane must be equal to one of the allowed values (["fast","slow"])']
+    assert CuratedEnvelope.record(id="evt-2", payload=1, lane=IngestLane.SLOW, tenant="acme")["tenant"] == "acme"
+    with open(CuratedEnvelope.schema_file_path(), encoding="utf-8") as handle:
+        assert json.load(handle) == CuratedEnvelope.json_schema()
+    assert CuratedEnvelope.BATCH_DETAIL_TYPE == "CuratedBatch" and CuratedEnvelope.SOURCE == "cdk-event-fabric"

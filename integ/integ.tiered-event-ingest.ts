@@ -1,0 +1,130 @@
+/**
+ * Deployed check of TieredEventIngest: an event put on the fast bus reaches the curated bus
+ * within seconds as a `CuratedRecord` (through the fast route's default target, the relay
+ * function), and an event put on the slow bus reaches it as a `CuratedBatch` once Firehose
+ * has flushed its buffer (60 seconds) and the batch publisher has read the object.
+ *
+ * Two capture queues, one per detail-type, observe the curated bus, so neither wait can
+ * receive (and hide) the other lane's message.
+ *
+ * Offline, `integ/snapshot.ts` compares this app's synthesized templates with the
+ * committed snapshot; with an AWS account, deploy it with integ-runner or `cdk deploy`.
+ */
+import { ExpectedResult, IntegTest, Match } from '@aws-cdk/integ-tests-alpha';
+import { App, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { CuratedEnvelope, TieredEventIngest } from '../src';
+
+/** Test scaffolding: a queue that receives the curated events of one detail-type. Not part of the library. */
+class CuratedCapture extends Construct {
+  public readonly queue: sqs.Queue;
+
+  constructor(scope: Construct, id: string, curatedBus: events.IEventBus, detailType: string) {
+    super(scope, id);
+    this.queue = new sqs.Queue(this, 'Queue', {
+      enforceSSL: true,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      retentionPeriod: Duration.hours(1),
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    new events.Rule(this, 'Rule', {
+      eventBus: curatedBus,
+      eventPattern: { source: [CuratedEnvelope.SOURCE], detailType: [detailType] },
+      targets: [new targets.SqsQueue(this.queue)],
+    });
+
+    for (const [ruleId, reason] of Object.entries(CAPTURE_ACKNOWLEDGEMENTS)) {
+      Validations.of(this).acknowledge({ id: ruleId, reason });
+    }
+  }
+}
+
+// Findings on the test scaffolding only (the ingest itself needs none here).
+const CAPTURE_ACKNOWLEDGEMENTS: Record<string, string> = {
+  'AwsSolutions-SQS3': 'Test capture queue: only the assertions read it; unread messages expire after an hour or go with the stack.',
+  'Serverless-SQSRedrivePolicy': 'Test capture queue: no consumer other than the assertions, so nothing is redriven.',
+  'Serverless-EventBusDLQ': 'Test capture rule: a lost delivery makes the assertion fail, which is the signal wanted.',
+};
+
+/** A regular expression that matches a string containing every one of `parts`, in any order. */
+function containsAll(...parts: string[]): string {
+  const escaped = parts.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  return escaped.map((p) => `(?=[\\s\\S]*${p})`).join('');
+}
+
+/** Builds the integ app into `app`; returns the test for more assertions. */
+export function buildApp(app: App): IntegTest {
+  const stack = new Stack(app, 'TieredEventIngestInteg');
+  const ingest = new TieredEventIngest(stack, 'Ingest', {
+    fastRoutes: [{ id: 'Orders', eventPattern: { source: ['integ.journeys'] } }],
+    bufferingInterval: Duration.seconds(60),
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  // The Firehose L2 adds its region-to-CIDR mapping to every environment-agnostic stack; an S3
+  // destination never looks it up, so CloudFormation validation warns that it is unused.
+  Validations.of(stack).acknowledge({
+    id: 'CloudFormation-Validate::W7001',
+    reason: 'Unused Firehose region-to-CIDR mapping that the Firehose L2 adds to environment-agnostic stacks; an S3 destination does not need it.',
+  });
+  const records = new CuratedCapture(stack, 'RecordCapture', ingest.curatedBus, CuratedEnvelope.RECORD_DETAIL_TYPE);
+  const batches = new CuratedCapture(stack, 'BatchCapture', ingest.curatedBus, CuratedEnvelope.BATCH_DETAIL_TYPE);
+
+  const integ = new IntegTest(app, 'TieredEventIngestTest', { testCases: [stack] });
+
+  // 1. One event on each lane's bus.
+  const putFast = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
+    Entries: [{
+      EventBusName: ingest.fastBus.eventBusName,
+      Source: 'integ.journeys',
+      DetailType: 'MessageRequested',
+      Detail: JSON.stringify({ tenantId: 'acme', channel: 'sms', correlationId: 'fast-1', text: 'hello' }),
+    }],
+  });
+  putFast.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
+  const putSlow = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
+    Entries: [{
+      EventBusName: ingest.slowBus.eventBusName,
+      Source: 'integ.journeys',
+      DetailType: 'MessageRequested',
+      Detail: JSON.stringify({ tenantId: 'acme', channel: 'email', correlationId: 'slow-1', text: 'hello later' }),
+    }],
+  });
+  putSlow.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
+
+  // 2. The fast event arrives on the curated bus as a record of the fast lane, within seconds.
+  // One message per receive: each capture queue holds only its own detail-type, and the
+  // whole response comes back through a custom resource (at most 4096 bytes).
+  const fastArrived = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
+    QueueUrl: records.queue.queueUrl,
+    WaitTimeSeconds: 20,
+    MaxNumberOfMessages: 1,
+  }).expect(ExpectedResult.objectLike({
+    Messages: Match.arrayWith([Match.objectLike({
+      Body: Match.stringLikeRegexp(containsAll('"detail-type":"CuratedRecord"', '"correlationId":"fast-1"', '"lane":"fast"')),
+    })]),
+  })).waitForAssertions({ totalTimeout: Duration.minutes(3), interval: Duration.seconds(10) });
+
+  // 3. The slow event arrives as a batch of the slow lane, after the Firehose buffer and the publisher.
+  const slowArrived = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
+    QueueUrl: batches.queue.queueUrl,
+    WaitTimeSeconds: 20,
+    MaxNumberOfMessages: 1,
+  }).expect(ExpectedResult.objectLike({
+    Messages: Match.arrayWith([Match.objectLike({
+      Body: Match.stringLikeRegexp(containsAll('"detail-type":"CuratedBatch"', '"correlationId":"slow-1"', '"lane":"slow"')),
+    })]),
+  })).waitForAssertions({ totalTimeout: Duration.minutes(10), interval: Duration.seconds(30) });
+
+  putFast.next(putSlow).next(fastArrived).next(slowArrived);
+
+  return integ;
+}
+
+if (require.main === module) {
+  const app = new App();
+  buildApp(app);
+  app.synth();
+}
