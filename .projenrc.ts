@@ -188,6 +188,9 @@ project.addTask('bench', {
   exec: 'ts-node --project test/tsconfig.json bench/run.ts',
 });
 
-project.npmignore?.addPatterns('/integ/', '/rosetta/', '/bench/', '/docs/', '/.ci/', 'requirements-dev.lock', '/cdk.out/');
+// The package ships lib/, assets/, schemas/, the bundled ajv, README, API.md and LICENSE;
+// never the Python virtualenvs the tests create (a test asserts the tarball's contents).
+project.npmignore?.addPatterns('/integ/', '/rosetta/', '/bench/', '/docs/', '/.ci/', 'requirements-dev.lock', 'requirements-dev.txt',
+  '/cdk.out/', '/.venv/', '/.smoke-venv/', '/test-reports/');
 
 project.synth();

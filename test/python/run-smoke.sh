@@ -25,6 +25,16 @@ fi
 wheel="${wheels[0]}"
 echo "run-smoke.sh: testing $wheel"
 
+# The npm tarball (also embedded in the wheel) must hold only what users need: anything else
+# (a virtualenv, test output) would ship to every user.
+unexpected=$(tar tzf dist/js/*.tgz | grep -vE '^package/(lib/|assets/|schemas/|node_modules/|package\.json$|README\.md$|API\.md$|LICENSE$|\.jsii$)' || true)
+if [ -n "$unexpected" ]; then
+  echo "run-smoke.sh: the npm package contains unexpected files (add them to npmignore in .projenrc.ts):" >&2
+  echo "$unexpected" | head -20 >&2
+  exit 1
+fi
+echo "run-smoke.sh: npm package contents OK ($(tar tzf dist/js/*.tgz | wc -l) files, $(du -h dist/js/*.tgz | cut -f1))"
+
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r test/python/requirements.txt "$wheel"
