@@ -12,7 +12,7 @@
 import { readFileSync } from 'fs';
 import type { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { DEFAULT_MAX_ENTRY_BYTES, putEventsEntrySize, putEventsReliably } from '../src/runtime/put-events';
-import { BILLING_CHUNK_BYTES } from '../src/tiered-event-ingest/batch-packer';
+import { BILLING_CHUNK_BYTES, DEFAULT_BATCH_ENTRY_BYTES } from '../src/tiered-event-ingest/batch-packer';
 import { InMemoryObjectLedger } from '../src/tiered-event-ingest/object-ledger-core';
 import { publishObject } from '../src/tiered-event-ingest/publisher-core';
 
@@ -139,7 +139,7 @@ async function main(): Promise<void> {
       openObject: async () => input.source(),
       writeQuarantine: async () => undefined,
       sleep: async () => undefined,
-    }, { curatedBusName: 'curated', quarantinePrefix: 'quarantine/', maxEntryBytes: MAX_ENTRY_BYTES, maxRecords: SEED_RECORDS_PER_EVENT, leaseSeconds: 360 },
+    }, { curatedBusName: 'curated', quarantinePrefix: 'quarantine/', maxEntryBytes: DEFAULT_BATCH_ENTRY_BYTES, maxRecords: SEED_RECORDS_PER_EVENT, leaseSeconds: 360 },
     { bucket: 'bench', key: 'data/bench.ndjson' });
   } else {
     await naive(input.source(), client);

@@ -25,7 +25,6 @@ export async function* readNdjsonLines(source: AsyncIterable<Uint8Array>, maxLin
   let lineNumber = 0;
   let pieces: Buffer[] = [];
   let pending = 0; // bytes of the current line seen so far
-  let first = true;
 
   const finishLine = (tail: Buffer): NdjsonLine | undefined => {
     lineNumber++;
@@ -37,6 +36,11 @@ export async function* readNdjsonLines(source: AsyncIterable<Uint8Array>, maxLin
     pieces = [];
     pending = 0;
     let end = length;
+    // A byte order mark opening the object is not part of the first record.
+    if (lineNumber === 1 && text && end >= 3 && text[0] === 0xef && text[1] === 0xbb && text[2] === 0xbf) {
+      text = text.subarray(3);
+      end -= 3;
+    }
     if (text && end > 0 && text[end - 1] === CARRIAGE_RETURN) {
       end--;
       text = text.subarray(0, end);
@@ -46,11 +50,7 @@ export async function* readNdjsonLines(source: AsyncIterable<Uint8Array>, maxLin
   };
 
   for await (const raw of source) {
-    let chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-    if (first) {
-      first = false;
-      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
-    }
+    const chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     let start = 0;
     const lines: NdjsonLine[] = [];
     for (let nl = chunk.indexOf(NEWLINE, start); nl !== -1; nl = chunk.indexOf(NEWLINE, start)) {
@@ -91,16 +91,35 @@ export function isValidUtf8(text: Buffer): boolean {
  */
 export async function maybeGunzip(source: AsyncIterable<Uint8Array>): Promise<AsyncIterable<Uint8Array>> {
   const iterator = source[Symbol.asyncIterator]();
-  const head = await iterator.next();
-  if (head.done) return emptyStream();
+  // Gather a few bytes first, so the gzip magic number is seen whole however small the chunks.
+  const headChunks: Buffer[] = [];
+  let headBytes = 0;
+  let ended = false;
+  while (headBytes < 3) {
+    const next = await iterator.next();
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    headChunks.push(Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength));
+    headBytes += next.value.byteLength;
+  }
+  if (headBytes === 0) return emptyStream();
+  const head = Buffer.concat(headChunks);
   const rest = (async function* () {
-    yield head.value;
-    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+    try {
+      yield head;
+      if (ended) return;
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+    } finally {
+      // Stopping early (a failure mid-object) must still release the source (an S3 socket).
+      await iterator.return?.();
+    }
   })();
-  const firstChunk = head.value;
-  if (firstChunk.length >= 2 && firstChunk[0] === 0x1f && firstChunk[1] === 0x8b) {
+  if (head[0] === 0x1f && head[1] === 0x8b) {
     const gunzip = createGunzip();
-    // pipeline forwards a read error of the source to the gunzip stream being iterated.
+    // pipeline forwards a read error of the source to the gunzip stream being iterated,
+    // and destroying the gunzip stream (an early stop) ends the source.
     pipeline(Readable.from(rest), gunzip, () => undefined);
     return gunzip;
   }

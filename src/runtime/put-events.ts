@@ -27,6 +27,8 @@ export interface PutEntryOutcome {
   readonly eventId?: string;
   readonly errorCode?: string;
   readonly errorMessage?: string;
+  /** The whole PutEvents call failed (after the SDK's retries), not this entry. */
+  readonly callFailed?: boolean;
 }
 
 export interface PutEventsOptions {
@@ -59,14 +61,14 @@ export async function putEventsReliably(
   for (let attempt = 1; pending.length > 0; attempt++) {
     const retry: number[] = [];
     for (const group of groupBySize(pending, entries, options.maxRequestBytes ?? DEFAULT_MAX_ENTRY_BYTES)) {
-      let results: { EventId?: string; ErrorCode?: string; ErrorMessage?: string }[];
+      let results: { EventId?: string; ErrorCode?: string; ErrorMessage?: string; callFailed?: boolean }[];
       try {
         const response = await client.send(new PutEventsCommand({ Entries: group.map((i) => entries[i]) }));
         results = response.Entries ?? [];
       } catch (err) {
         // The whole call failed after the SDK's own retries: every entry of it failed.
         const e = err as Error;
-        results = group.map(() => ({ ErrorCode: e.name || 'PutEventsError', ErrorMessage: e.message }));
+        results = group.map(() => ({ ErrorCode: e.name || 'PutEventsError', ErrorMessage: e.message, callFailed: true }));
       }
       group.forEach((entryIndex, k) => {
         const result = results[k] ?? { ErrorCode: 'MissingResult', ErrorMessage: 'PutEvents returned fewer results than entries' };
@@ -75,7 +77,8 @@ export async function putEventsReliably(
         } else if (RETRYABLE_ERROR_CODES.has(result.ErrorCode) && attempt < maxAttempts) {
           retry.push(entryIndex);
         } else {
-          outcomes[entryIndex] = { ok: false, errorCode: result.ErrorCode, errorMessage: result.ErrorMessage };
+          const failure = { ok: false, errorCode: result.ErrorCode, errorMessage: result.ErrorMessage };
+          outcomes[entryIndex] = result.callFailed ? { ...failure, callFailed: true } : failure;
         }
       });
     }

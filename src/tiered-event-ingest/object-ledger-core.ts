@@ -6,8 +6,12 @@ import {
 export interface LedgerCursor {
   /** First line not yet accounted for (1 when nothing is). */
   readonly line: number;
-  /** Indexes of the entries of the flight starting at `line` that were already published. */
-  readonly publishedInFlight: number[];
+  /**
+   * Line ranges (`first-last`) of the entries of the flight starting at `line` that were
+   * already put. A retry skips only entries with exactly these ranges, so a change of the
+   * packing settings in between can repeat records but never skip one.
+   */
+  readonly publishedInFlight: string[];
 }
 
 export type ClaimResult =
@@ -161,6 +165,6 @@ export class InMemoryObjectLedger implements ObjectLedger {
   }
 }
 
-function parseIndexes(text: string | undefined): number[] {
-  return text ? text.split(',').map(Number) : [];
+function parseIndexes(text: string | undefined): string[] {
+  return text ? text.split(',') : [];
 }

@@ -25,10 +25,21 @@ export function publisherConfigFromEnv(env: NodeJS.ProcessEnv): { bucketName: st
   };
 }
 
+/** A key as S3's classic notifications encode it (`+` for space, `%XX`), decoded; or the key itself if it is not valid encoding. */
+export function decodeS3Key(key: string): string {
+  try {
+    return decodeURIComponent(key.replace(/\+/g, ' '));
+  } catch {
+    return key;
+  }
+}
+
 /**
  * Reads the object reference from an SQS message body holding an EventBridge S3
- * "Object Created" event. Keys in these events are not URL-encoded. Throws with the
- * reason when the message is not such an event or names another bucket or prefix.
+ * "Object Created" event. The key is kept as given; the prefix check also accepts its
+ * URL-decoded form, and the handler falls back to that form if the key is not found.
+ * Throws with the reason when the message is not such an event or names another bucket
+ * or prefix.
  */
 export function objectRefFromNotification(body: string, bucketName: string, dataPrefix: string): ObjectRef {
   let event: any;
@@ -42,7 +53,7 @@ export function objectRefFromNotification(body: string, bucketName: string, data
   if (event?.source !== 'aws.s3' || typeof bucket !== 'string' || typeof key !== 'string') {
     throw new Error('message is not an EventBridge S3 "Object Created" event (needs source aws.s3, detail.bucket.name, detail.object.key)');
   }
-  if (bucket !== bucketName || !key.startsWith(dataPrefix)) {
+  if (bucket !== bucketName || !(key.startsWith(dataPrefix) || decodeS3Key(key).startsWith(dataPrefix))) {
     throw new Error(`object s3://${bucket}/${key} is outside s3://${bucketName}/${dataPrefix}`);
   }
   const versionId = event.detail.object['version-id'];

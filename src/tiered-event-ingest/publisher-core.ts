@@ -1,9 +1,10 @@
+import { createHash } from 'crypto';
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { BatchPacker, PackableRecord, PackedBatch } from './batch-packer';
 import { ObjectLedger } from './object-ledger-core';
 import { checkRecord } from '../runtime/curated-envelope';
 import { isValidUtf8, maybeGunzip, readNdjsonLines } from '../runtime/ndjson-lines';
-import { putEventsReliably } from '../runtime/put-events';
+import { DEFAULT_MAX_ENTRY_BYTES, putEventsReliably } from '../runtime/put-events';
 
 /** The S3 object version one notification is about. */
 export interface ObjectRef {
@@ -40,7 +41,7 @@ export interface PublisherDeps {
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
-/** What happened to one object; `inputRecords === published + quarantined` when complete. */
+/** What happened to one object; `inputRecords === published + alreadyPublished + quarantined` when complete. */
 export interface ObjectReport {
   readonly objectId: string;
   /** `published`: processed to the end; `duplicate`: already done; `busy`: another worker holds it. */
@@ -50,6 +51,8 @@ export interface ObjectReport {
   /** Non-blank lines read from `startLine` on. */
   readonly inputRecords: number;
   readonly published: number;
+  /** Records of entries a previous attempt had already put (skipped on this resume). */
+  readonly alreadyPublished: number;
   readonly quarantined: number;
   /** Batch events put on the curated bus. */
   readonly events: number;
@@ -61,9 +64,12 @@ export interface ObjectReport {
   readonly quarantineReasons: Record<string, number>;
 }
 
-/** The object could not be finished now (AWS failure); a retry resumes at the checkpoint. */
+/**
+ * The object could not be finished now (AWS failure); a retry resumes at the checkpoint.
+ * `partial` holds what this attempt did publish and quarantine before it stopped.
+ */
 export class PublishRetryError extends Error {
-  constructor(objectId: string, readonly line: number, detail: string) {
+  constructor(objectId: string, readonly line: number, detail: string, readonly partial: ObjectReport) {
     super(`publishing ${objectId} stopped at line ${line}: ${detail}; a retry resumes there`);
     this.name = 'PublishRetryError';
   }
@@ -102,6 +108,7 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
       outcome: claim.state === 'done' ? 'duplicate' : 'busy',
       startLine: 0,
       inputRecords: 0,
+      alreadyPublished: 0,
       published: 0,
       quarantined: 0,
       events: 0,
@@ -120,19 +127,20 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     origin: { bucket: ref.bucket, key: ref.key, versionId: ref.versionId },
   });
   const startLine = claim.cursor.line;
-  let alreadyPublished = new Set(claim.cursor.publishedInFlight);
+  let alreadyPut = new Set(claim.cursor.publishedInFlight);
   let flight: PackedBatch[] = [];
   let quarantine: QuarantineItem[] = [];
   let quarantineBytes = 0;
   let flightStart = startLine;
   let nextLine = startLine;
-  const totals = { inputRecords: 0, published: 0, quarantined: 0, events: 0, billedChunks: 0, publishedBytes: 0 };
+  const totals = { inputRecords: 0, published: 0, alreadyPublished: 0, quarantined: 0, events: 0, billedChunks: 0, publishedBytes: 0 };
   const reasons: Record<string, number> = {};
 
   const park = (item: QuarantineItem) => {
     quarantine.push(item);
-    quarantineBytes += item.text?.length ?? 0;
+    quarantineBytes += quarantineCost(item);
   };
+  const report = (): ObjectReport => ({ objectId, outcome: 'published', startLine, ...totals, quarantineReasons: { ...reasons } });
 
   const flushFlight = async () => {
     const cursorAfter = packer.openFirstLine ?? nextLine;
@@ -140,23 +148,26 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     const keep = quarantine.filter((q) => q.line >= cursorAfter);
     if (flight.length === 0 && parked.length === 0) return;
 
-    const toPut = flight.map((batch, i) => ({ batch, i })).filter(({ i }) => !alreadyPublished.has(i));
-    const outcomes = await putEventsReliably(deps.eventBridge, toPut.map(({ batch }) => ({ ...batch.entry, EventBusName: config.curatedBusName })), {
-      maxRequestBytes: config.maxEntryBytes,
+    const rangeOf = (batch: PackedBatch) => `${batch.firstLine}-${batch.lastLine}`;
+    const skipped = flight.filter((batch) => alreadyPut.has(rangeOf(batch)));
+    const toPut = flight.filter((batch) => !alreadyPut.has(rangeOf(batch)));
+    const outcomes = await putEventsReliably(deps.eventBridge, toPut.map((batch) => ({ ...batch.entry, EventBusName: config.curatedBusName })), {
+      maxRequestBytes: DEFAULT_MAX_ENTRY_BYTES, // the request limit: small entries share a call
       sleep: deps.sleep,
     });
-    const published = [...alreadyPublished];
+    const putRanges = skipped.map(rangeOf);
     const transient: string[] = [];
-    const flightTotals = { published: 0, events: 0, billedChunks: 0, publishedBytes: 0 };
+    const alreadyPublished = skipped.reduce((n, b) => n + b.records.length, 0);
+    const flightTotals = { published: 0, alreadyPublished, events: 0, billedChunks: 0, publishedBytes: 0 };
     outcomes.forEach((outcome, k) => {
-      const { batch, i } = toPut[k];
+      const batch = toPut[k];
       if (outcome.ok) {
-        published.push(i);
+        putRanges.push(rangeOf(batch));
         flightTotals.published += batch.records.length;
         flightTotals.events++;
         flightTotals.billedChunks += batch.chunks;
         flightTotals.publishedBytes += batch.bytes;
-      } else if (CONTENT_ERROR_CODES.has(outcome.errorCode ?? '')) {
+      } else if (!outcome.callFailed && CONTENT_ERROR_CODES.has(outcome.errorCode ?? '')) {
         for (const r of batch.records) {
           parked.push({
             line: r.line,
@@ -172,26 +183,35 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     });
     parked.sort((a, b) => a.line - b.line);
     if (parked.length > 0) {
-      const key = `${config.quarantinePrefix}${ref.key}/${ref.versionId ?? ref.sequencer ?? 'unversioned'}/lines-${flightStart}-${cursorAfter - 1}.ndjson`;
-      await deps.writeQuarantine(key, parked.map(quarantineLine).join(''));
+      await deps.writeQuarantine(quarantineKey(config.quarantinePrefix, ref, flightStart, cursorAfter - 1), parked.map(quarantineLine).join(''));
     }
+    const addTotals = () => {
+      totals.published += flightTotals.published;
+      totals.alreadyPublished += flightTotals.alreadyPublished;
+      totals.events += flightTotals.events;
+      totals.billedChunks += flightTotals.billedChunks;
+      totals.publishedBytes += flightTotals.publishedBytes;
+      totals.quarantined += parked.length;
+      for (const q of parked) reasons[q.category] = (reasons[q.category] ?? 0) + 1;
+    };
     if (transient.length > 0) {
-      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: published.sort((a, b) => a - b) },
-        now(), config.leaseSeconds);
-      throw new PublishRetryError(objectId, flightStart, `${transient.length} of ${toPut.length} batch entries failed (${[...new Set(transient)].join('; ')})`);
+      // Lease released (0 s): the queue's retry may claim the object at once.
+      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: putRanges.sort() }, now(), 0);
+      // What this flight put or parked stays done; only the failed entries are retried.
+      totals.published += flightTotals.published;
+      totals.events += flightTotals.events;
+      totals.billedChunks += flightTotals.billedChunks;
+      totals.publishedBytes += flightTotals.publishedBytes;
+      throw new PublishRetryError(objectId, flightStart,
+        `${transient.length} of ${toPut.length} batch entries failed (${[...new Set(transient)].join('; ')})`, report());
     }
     await deps.ledger.checkpoint(objectId, deps.owner, { line: cursorAfter, publishedInFlight: [] }, now(), config.leaseSeconds);
-    totals.published += flightTotals.published;
-    totals.events += flightTotals.events;
-    totals.billedChunks += flightTotals.billedChunks;
-    totals.publishedBytes += flightTotals.publishedBytes;
-    totals.quarantined += parked.length;
-    for (const q of parked) reasons[q.category] = (reasons[q.category] ?? 0) + 1;
+    addTotals();
     flight = [];
     quarantine = keep;
-    quarantineBytes = keep.reduce((sum, q) => sum + (q.text?.length ?? 0), 0);
+    quarantineBytes = keep.reduce((sum, q) => sum + quarantineCost(q), 0);
     flightStart = cursorAfter;
-    alreadyPublished = new Set();
+    alreadyPut = new Set();
   };
 
   const chunks = readNdjsonLines(await maybeGunzip(await deps.openObject(ref)), MAX_BUFFERED_LINE_BYTES);
@@ -228,7 +248,7 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
   await deps.ledger.complete(objectId, deps.owner, {
     records: totals.inputRecords, published: totals.published, quarantined: totals.quarantined, events: totals.events,
   }, now());
-  return { objectId, outcome: 'published', startLine, ...totals, quarantineReasons: reasons };
+  return report();
 }
 
 /** Validates one line; parks it with its reason and returns undefined if it is not a record. */
@@ -263,11 +283,34 @@ function examine(line: number, text: Buffer | undefined, length: number, park: (
   return { line, text, tenant: (value as { tenant: string | null }).tenant };
 }
 
+/** Buffered bytes an item costs: its text plus a fixed share for the reason and JSON. */
+function quarantineCost(item: QuarantineItem): number {
+  return (item.text?.length ?? 0) + 256;
+}
+
+/**
+ * One quarantined line: the record as text, or as base64 when it is not valid UTF-8 (so
+ * its bytes survive exactly), or neither when it was too long to read.
+ */
 function quarantineLine(item: QuarantineItem): string {
+  const binary = item.category === 'not UTF-8';
   return JSON.stringify({
     line: item.line,
     reason: item.reason,
     bytes: item.length,
-    record: item.text ? item.text.toString('utf8') : null,
+    record: item.text && !binary ? item.text.toString('utf8') : null,
+    ...(item.text && binary ? { recordBase64: item.text.toString('base64') } : {}),
   }) + '\n';
+}
+
+/** S3 keys are at most 1024 bytes: a long object key is replaced by its hash. */
+const MAX_S3_KEY_BYTES = 1024;
+
+/** Deterministic key of a flight's quarantine segment: the same flight rewrites the same object. */
+export function quarantineKey(prefix: string, ref: ObjectRef, firstLine: number, lastLine: number): string {
+  const version = ref.versionId ?? ref.sequencer ?? 'unversioned';
+  const suffix = `/${version}/lines-${firstLine}-${lastLine}.ndjson`;
+  const key = `${prefix}${ref.key}${suffix}`;
+  if (Buffer.byteLength(key) <= MAX_S3_KEY_BYTES) return key;
+  return `${prefix}by-hash/${createHash('sha256').update(ref.key).digest('hex')}${suffix}`;
 }

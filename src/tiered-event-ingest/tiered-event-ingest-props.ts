@@ -192,8 +192,10 @@ export interface TieredEventIngestProps {
   /**
    * Largest PutEvents entry the publisher builds, in bytes, an integer from 4096 to
    * 1048576. EventBridge accepts entries up to 1 MiB since 2026-01-29; set 262144 where
-   * consumers still expect the former 256 KiB limit.
-   * @default 1048576
+   * consumers still expect the former 256 KiB limit. The default leaves 4 KiB for the
+   * fields EventBridge adds around the entry, so a delivered event still fits a 1 MiB SQS
+   * message or Lambda payload; it bills the same 16 chunks as a full 1 MiB entry.
+   * @default 1044480
    */
   readonly maxEntryBytes?: number;
 

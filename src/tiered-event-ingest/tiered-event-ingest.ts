@@ -13,6 +13,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IConstruct } from 'constructs';
+import { DEFAULT_BATCH_ENTRY_BYTES } from './batch-packer';
 import { BatchPublisherFunction } from './batch-publisher-function';
 import { FastLaneRelayFunction } from './fast-lane-relay-function';
 import { LaneTarget } from './lane-target';
@@ -45,7 +46,7 @@ const LOG_RETENTION = logs.RetentionDays.THREE_MONTHS;
  * slow lane is a bus whose events Firehose buffers into GZIP objects partitioned by
  * tenant in an S3 bucket; each new object is announced through S3's EventBridge
  * notifications and an SQS queue to a batch publisher, which puts its records on the
- * curated bus in batch envelopes, at most once per object thanks to a DynamoDB ledger.
+ * curated bus in batch envelopes, once per object version thanks to a DynamoDB ledger (delivery is still at least once).
  * The curated bus is archived for replay.
  *
  * Every failure path ends in an encrypted dead-letter queue or the bucket's
@@ -57,7 +58,7 @@ export class TieredEventIngest extends Construct {
    * (no fast routes; each route adds a rule, and a Lambda permission when it targets
    * the relay function). Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_INGEST = 40;
+  public static readonly RESOURCES_PER_INGEST = 42;
 
   /** Bus of the fast lane. */
   public readonly fastBus: events.IEventBus;
@@ -103,6 +104,10 @@ export class TieredEventIngest extends Construct {
   public readonly partitionOverflowAlarm: cloudwatch.Alarm;
   /** Alarm: Firehose failed to write to the bucket. */
   public readonly deliveryFailureAlarm: cloudwatch.Alarm;
+  /** Rule on the account's default bus that matches Firehose's error objects, for `firehoseErrorsAlarm`. */
+  public readonly firehoseErrorsRule: events.Rule;
+  /** Alarm: Firehose wrote at least one error object (records that did not reach the curated bus). */
+  public readonly firehoseErrorsAlarm: cloudwatch.Alarm;
   /** Alarm: the batch publisher quarantined at least one record. */
   public readonly quarantineAlarm: cloudwatch.Alarm;
 
@@ -200,6 +205,21 @@ export class TieredEventIngest extends Construct {
       maxEventAge: Duration.hours(24),
     }));
     this.publisherFunction = this.createPublisherFunction(props, publisherTimeout);
+    // Objects Firehose writes under firehose-errors/ hold records that never reach the
+    // curated bus (no partition key, partition quota, delivery errors): count them.
+    this.firehoseErrorsRule = new events.Rule(this, 'FirehoseErrorsRule', {
+      eventBus: events.EventBus.fromEventBusName(this, 'DefaultBusForErrors', 'default'),
+      eventPattern: {
+        source: ['aws.s3'],
+        detailType: ['Object Created'],
+        detail: { bucket: { name: [this.bucket.bucketName] }, object: { key: events.Match.prefix(FIREHOSE_ERRORS_PREFIX) } },
+      },
+      description: `cdk-event-fabric TieredEventIngest Firehose error objects, counted by an alarm (${truncate(this.node.path, 400)})`,
+    });
+    Validations.of(this.firehoseErrorsRule).acknowledge({
+      id: 'Serverless-EventBusDLQ',
+      reason: 'The rule has no target to deliver to: it exists only so its MatchedEvents metric counts Firehose error objects for firehoseErrorsAlarm.',
+    });
 
     this.fastLaneDeadLetterQueueAlarm = this.alarm('FastLaneDeadLetterQueueAlarm', queueDepth(this.fastLaneDeadLetterQueue),
       'Fast-lane events or relay invocations failed and are parked in the fast-lane dead-letter queue; fix the cause, then redrive them');
@@ -214,6 +234,16 @@ export class TieredEventIngest extends Construct {
       this.deliveryStream.metric('DeliveryToS3.Success', { statistic: cloudwatch.Stats.MINIMUM, period: Duration.minutes(5) }),
       'Firehose failed to write to the ingest bucket; it retries for up to 24 hours, then the data is lost. Check the bucket, key and role',
       cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD);
+    this.firehoseErrorsAlarm = this.alarm('FirehoseErrorsAlarm',
+      new cloudwatch.Metric({
+        namespace: 'AWS/Events',
+        metricName: 'MatchedEvents',
+        dimensionsMap: { RuleName: this.firehoseErrorsRule.ruleName },
+        statistic: cloudwatch.Stats.SUM,
+        period: Duration.minutes(5),
+      }),
+      `Firehose wrote records it could not partition or deliver under ${FIREHOSE_ERRORS_PREFIX} (for example events without a tenant id); `
+      + 'they did not reach the curated bus');
     this.quarantineAlarm = this.alarm('QuarantineAlarm', this.metricRecordsQuarantined(),
       `The batch publisher quarantined records it could not publish; they are under ${QUARANTINE_PREFIX} in the ingest bucket`);
 
@@ -433,7 +463,7 @@ export class TieredEventIngest extends Construct {
         DATA_PREFIX,
         QUARANTINE_PREFIX,
         LEDGER_TABLE_NAME: this.ledgerTable.tableName,
-        MAX_ENTRY_BYTES: Tokenization.stringifyNumber(props.maxEntryBytes ?? 1_048_576),
+        MAX_ENTRY_BYTES: Tokenization.stringifyNumber(props.maxEntryBytes ?? DEFAULT_BATCH_ENTRY_BYTES),
         MAX_RECORDS_PER_EVENT: Tokenization.stringifyNumber(props.maxRecordsPerEvent ?? 1000),
         LEASE_SECONDS: String(timeout.toSeconds() + 60),
         INGEST_ID: this.node.addr,
@@ -445,7 +475,9 @@ export class TieredEventIngest extends Construct {
     this.bucket.grantRead(fn, `${DATA_PREFIX}*`);
     this.bucket.grantPut(fn, `${QUARANTINE_PREFIX}*`);
     this.curatedBus.grantPutEventsTo(fn);
-    this.ledgerTable.grantReadWriteData(fn);
+    // The ledger needs only item reads and conditional updates.
+    this.ledgerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    props.encryptionKey?.grantEncryptDecrypt(fn);
 
     acknowledgeXRay(role);
     acknowledgeWildcards(role, this.bucket, [

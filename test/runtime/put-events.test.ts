@@ -172,7 +172,7 @@ describe('putEventsReliably', () => {
     expect(sleep.mock.calls).toEqual([[50], [100]]);
   });
 
-  test('gives every entry of a call that throws an outcome with the error name', async () => {
+  test('gives every entry of a call that throws an outcome with the error name, marked as a failed call', async () => {
     const denied = Object.assign(new Error('not allowed to put on bus'), { name: 'AccessDeniedException' });
     eventBridge.on(PutEventsCommand)
       .rejectsOnce(denied)
@@ -182,7 +182,7 @@ describe('putEventsReliably', () => {
 
     expect(sentNumbers()).toEqual([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11]]);
     expect(outcomes).toHaveLength(12);
-    expect(outcomes.slice(0, 10)).toEqual(Array(10).fill({ ok: false, errorCode: 'AccessDeniedException', errorMessage: 'not allowed to put on bus' }));
+    expect(outcomes.slice(0, 10)).toEqual(Array(10).fill({ ok: false, errorCode: 'AccessDeniedException', errorMessage: 'not allowed to put on bus', callFailed: true }));
     expect(outcomes.slice(10)).toEqual([{ ok: true, eventId: 'id-10' }, { ok: true, eventId: 'id-11' }]);
   });
 

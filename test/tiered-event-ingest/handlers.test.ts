@@ -81,6 +81,22 @@ describe('batch publisher handler', () => {
     expect(s3).toHaveReceivedCommandTimes(GetObjectCommand, 0);
   });
 
+  test('a notification for an object another worker is publishing is retried later, not dropped', async () => {
+    dynamo.on(UpdateItemCommand).rejects(Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' }));
+    dynamo.on(GetItemCommand).resolves({ Item: { status: { S: 'IN_PROGRESS' }, leaseUntil: { N: String(Math.floor(Date.now() / 1000) + 300) } } });
+    const result = await handler(sqsEvent(notification('data/busy.gz')), context);
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: 'm-1' }]);
+    expect(events).toHaveReceivedCommandTimes(PutEventsCommand, 0);
+  });
+
+  test('a URL-encoded key that is not found as given is read decoded', async () => {
+    s3.on(GetObjectCommand, { Key: 'data/tenant%3Dacme/a+b.gz' }).rejects(Object.assign(new Error('The specified key does not exist.'), { name: 'NoSuchKey' }));
+    const result = await handler(sqsEvent(notification('data/tenant%3Dacme/a+b.gz')), context);
+    expect(result.batchItemFailures).toEqual([]);
+    expect(s3).toHaveReceivedCommandWith(GetObjectCommand, { Key: 'data/tenant=acme/a b.gz' });
+    expect(events).toHaveReceivedCommandTimes(PutEventsCommand, 1);
+  });
+
   test('quarantined lines are written next to the data with the object version in the key', async () => {
     s3.on(GetObjectCommand).callsFake(() => ({ Body: Readable.from([Buffer.from(`${recordLine(1)}\n{oops\n`)]) as any }));
     await handler(sqsEvent(notification('data/f.gz')), context);

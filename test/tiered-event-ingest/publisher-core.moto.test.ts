@@ -100,9 +100,9 @@ test('moto: the DynamoDB ledger refuses a second live claim and hands the object
   const { table } = await setUp();
   const ledger = new DynamoDbObjectLedger(dynamoDb, table);
   expect(await ledger.claim('obj#1', 'a', 1000, 100)).toEqual({ state: 'claimed', cursor: { line: 1, publishedInFlight: [] } });
-  await ledger.checkpoint('obj#1', 'a', { line: 42, publishedInFlight: [0, 3] }, 1010, 100);
+  await ledger.checkpoint('obj#1', 'a', { line: 42, publishedInFlight: ['1-40', '81-120'] }, 1010, 100);
   expect(await ledger.claim('obj#1', 'b', 1050, 100)).toEqual({ state: 'busy', leaseUntil: 1110 });
-  expect(await ledger.claim('obj#1', 'b', 1111, 100)).toEqual({ state: 'claimed', cursor: { line: 42, publishedInFlight: [0, 3] } });
+  expect(await ledger.claim('obj#1', 'b', 1111, 100)).toEqual({ state: 'claimed', cursor: { line: 42, publishedInFlight: ['1-40', '81-120'] } });
   await expect(ledger.checkpoint('obj#1', 'a', { line: 50, publishedInFlight: [] }, 1112, 100)).rejects.toThrow(/lease on obj#1 was lost/);
   await ledger.complete('obj#1', 'b', { records: 1, published: 1, quarantined: 0, events: 1 }, 1120);
   expect(await ledger.claim('obj#1', 'c', 99_999, 100)).toEqual({ state: 'done' });

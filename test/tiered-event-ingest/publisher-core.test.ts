@@ -1,8 +1,9 @@
-import { CONFIG, depsFor, objectBytes, quarantined, recordLine, REF, seededRandom, stubEventBridge } from './publisher-fixtures';
+import { gzipSync } from 'zlib';
+import { chunked, CONFIG, depsFor, objectBytes, quarantined, recordLine, REF, seededRandom, stubEventBridge } from './publisher-fixtures';
 import { checkEnvelope } from '../../src/runtime/curated-envelope';
 import { BatchPacker, BILLING_CHUNK_BYTES } from '../../src/tiered-event-ingest/batch-packer';
 import { InMemoryObjectLedger } from '../../src/tiered-event-ingest/object-ledger-core';
-import { MAX_BUFFERED_LINE_BYTES, objectIdOf, ObjectReport, publishObject, PublishRetryError } from '../../src/tiered-event-ingest/publisher-core';
+import { MAX_BUFFERED_LINE_BYTES, objectIdOf, ObjectReport, publishObject, PublishRetryError, quarantineKey } from '../../src/tiered-event-ingest/publisher-core';
 
 const lines = (n: number, from = 1) => Array.from({ length: n }, (_, i) => recordLine(from + i));
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `evt-${i + 1}`);
@@ -66,6 +67,35 @@ describe('line handling', () => {
     expect(parked[2].reason).toContain("must have required property 'schemaVersion'");
     expect(report.quarantineReasons).toEqual({ 'invalid JSON': 1, 'not a curated record': 2, 'not UTF-8': 1 });
     expectAccounted(report, published.recordIds, deps.quarantine);
+  });
+
+  test('bytes that are not UTF-8 are kept exactly, as base64, in the quarantine', async () => {
+    const bad = Buffer.from([0x7b, 0xc3, 0x28, 0xff, 0x7d]);
+    const { client } = stubEventBridge();
+    const deps = depsFor(Buffer.concat([Buffer.from(`${recordLine(1)}\n`), bad, Buffer.from('\n')]), client);
+    await publishObject(deps, CONFIG, REF);
+    const [parked] = quarantined(deps.quarantine) as any[];
+    expect(parked).toMatchObject({ line: 2, reason: 'line is not valid UTF-8', record: null });
+    expect(Buffer.from(parked.recordBase64, 'base64')).toEqual(bad);
+  });
+
+  test('one byte per chunk: the gzip magic number and a byte order mark are still recognized', async () => {
+    for (const gzip of [false, true]) {
+      const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), objectBytes(lines(5))]);
+      const input = gzip ? gzipSync(bytes) : bytes;
+      const { client, published } = stubEventBridge();
+      const deps = { ...depsFor(input, client), openObject: async () => chunked(input, 1) };
+      const report = await publishObject(deps, CONFIG, REF);
+      expect(published.recordIds).toEqual(ids(5));
+      expect(report.quarantined).toBe(0);
+    }
+  });
+
+  test('a quarantine key that would pass S3\'s 1024-byte limit uses the hash of the object key', () => {
+    const longKey = `data/tenant=${'t'.repeat(1100)}/x.gz`;
+    const key = quarantineKey('quarantine/', { ...REF, key: longKey }, 1, 9);
+    expect(key).toMatch(/^quarantine\/by-hash\/[0-9a-f]{64}\/v1\/lines-1-9\.ndjson$/);
+    expect(quarantineKey('quarantine/', REF, 1, 9)).toBe(`quarantine/${REF.key}/v1/lines-1-9.ndjson`);
   });
 
   test('multi-byte UTF-8 is sized in bytes: no entry exceeds the limit and text survives intact', async () => {
@@ -225,25 +255,59 @@ describe('failures from PutEvents', () => {
     // The 100 records are all in the parked object (from the ledger cursor on): 0 published + 0 quarantined + 100 parked.
   });
 
-  test.each([
-    ['inside the first flight (resumes at line 1, skipping the entries already put)', 4],
-    ['in a later flight (resumes at that flight\'s first line)', 14],
-  ])('a whole-call error %s: the retry republishes nothing', async (_name, failingCall) => {
-    let calls = 0;
-    const { client: inner, published } = stubEventBridge();
-    const client = { send: async (command: any) => { if (++calls === failingCall) throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }); return inner.send(command); } };
-    const deps = depsFor(objectBytes(lines(2000)), client as any);
+  test('an entry failing inside a flight: the retry resumes at the flight, skipping the entries already put', async () => {
+    let failNext = true;
+    const { client, published } = stubEventBridge((n) => (n === 3 && failNext ? 'AccessDeniedException' : undefined));
+    const deps = depsFor(objectBytes(lines(2000)), client);
     const config = { ...CONFIG, maxEntryBytes: 8192 };
-    await expect(publishObject({ ...deps, nowSeconds: () => 1 }, config, REF)).rejects.toThrow(/stopped at line \d+: .*TimeoutError: socket hang up.*a retry resumes there/);
+    await expect(publishObject({ ...deps, nowSeconds: () => 1 }, config, REF)).rejects.toThrow(
+      /stopped at line 1: 1 of \d+ batch entries failed \(AccessDeniedException: injected AccessDeniedException\); a retry resumes there/);
     const cursor = deps.ledger.items.get(objectIdOf(REF))!.cursor;
-    const resumeAt = cursor.line;
-    if (failingCall === 4) expect(cursor).toEqual({ line: 1, publishedInFlight: [0, 1, 2, 4, 5, 6, 7, 8, 9] });
-    else expect(resumeAt).toBeGreaterThan(1);
-    const report = await publishObject({ ...deps, owner: 'attempt-2', nowSeconds: () => 10_000 }, config, REF);
-    expect(report.startLine).toBe(resumeAt);
+    expect(cursor.line).toBe(1);
+    expect(cursor.publishedInFlight.length).toBeGreaterThanOrEqual(9);
+    expect(cursor.publishedInFlight.every((r) => /^\d+-\d+$/.test(r))).toBe(true);
+    failNext = false;
+    // The lease was released with the failure, so the queue's retry claims it at once.
+    const report = await publishObject({ ...deps, owner: 'attempt-2', nowSeconds: () => 2 }, config, REF);
+    expect(report.startLine).toBe(1);
+    expect(report.inputRecords).toBe(report.published + report.alreadyPublished + report.quarantined);
     // Exactly once, though the retried entry lands after later ones (EventBridge does not keep order anyway).
     expect(published.recordIds).toHaveLength(2000);
     expect([...published.recordIds].sort()).toEqual(ids(2000).sort());
+  });
+
+  test('a whole-call error in a later flight: the retry resumes at that flight\'s first line and republishes nothing', async () => {
+    let calls = 0;
+    const { client: inner, published } = stubEventBridge();
+    const client = { send: async (command: any) => { if (++calls === 3) throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }); return inner.send(command); } };
+    const deps = depsFor(objectBytes(lines(2000)), client as any);
+    const config = { ...CONFIG, maxEntryBytes: 8192 };
+    const failure = await publishObject({ ...deps, nowSeconds: () => 1 }, config, REF).catch((err) => err);
+    expect(failure).toBeInstanceOf(PublishRetryError);
+    expect(failure.message).toMatch(/stopped at line \d+: .*TimeoutError: socket hang up.*a retry resumes there/);
+    const resumeAt = deps.ledger.items.get(objectIdOf(REF))!.cursor.line;
+    expect(resumeAt).toBeGreaterThan(1);
+    expect(failure.partial.published).toBe(published.recordIds.length); // reported, so metrics count them
+    const report = await publishObject({ ...deps, owner: 'attempt-2', nowSeconds: () => 2 }, config, REF);
+    expect(report.startLine).toBe(resumeAt);
+    expect(published.recordIds).toEqual(ids(2000));
+  });
+
+  test('a changed packing setting between a failure and its retry repeats records but never skips one', async () => {
+    let failNext = true;
+    const { client, published } = stubEventBridge((n) => (n === 3 && failNext ? 'AccessDeniedException' : undefined));
+    const deps = depsFor(objectBytes(lines(400)), client);
+    await expect(publishObject({ ...deps, nowSeconds: () => 1 }, { ...CONFIG, maxEntryBytes: 8192 }, REF)).rejects.toThrow(PublishRetryError);
+    failNext = false;
+    await publishObject({ ...deps, owner: 'attempt-2', nowSeconds: () => 2 }, { ...CONFIG, maxEntryBytes: 16_384 }, REF);
+    expect(new Set(published.recordIds)).toEqual(new Set(ids(400)));
+  });
+
+  test('a whole call refused (even with a content-like code) is retried with the object, never quarantined', async () => {
+    const client = { send: async () => { throw Object.assign(new Error('request too large'), { name: 'ValidationException' }); } };
+    const deps = depsFor(objectBytes(lines(30)), client as any);
+    await expect(publishObject(deps, CONFIG, REF)).rejects.toThrow(/ValidationException: request too large/);
+    expect(deps.quarantine.size).toBe(0);
   });
 
   test('an entry rejected for its content is quarantined record by record with the error', async () => {

@@ -171,7 +171,7 @@ describe('TieredEventIngest defaults', () => {
       DATA_PREFIX: 'data/',
       QUARANTINE_PREFIX: 'quarantine/',
       LEDGER_TABLE_NAME: { Ref: expect.stringMatching(/^IngestLedgerTable/) },
-      MAX_ENTRY_BYTES: '1048576',
+      MAX_ENTRY_BYTES: '1044480',
       MAX_RECORDS_PER_EVENT: '1000',
       LEASE_SECONDS: '360',
       INGEST_ID: ingest.node.addr,
@@ -224,8 +224,8 @@ describe('TieredEventIngest defaults', () => {
     });
   });
 
-  test('six alarms on the DLQs, partitions, delivery and quarantine', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
+  test('seven alarms on the DLQs, partitions, delivery, Firehose error objects and quarantine', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     for (const alarm of alarms) {
       expect(alarm).toMatchObject({ EvaluationPeriods: 1, Threshold: 1, TreatMissingData: 'notBreaching' });
@@ -244,8 +244,28 @@ describe('TieredEventIngest defaults', () => {
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       Dimensions: [{ Name: 'ingest', Value: ingest.node.addr }, { Name: 'service', Value: 'tiered-event-ingest' }],
     });
+    expect(alarms.find((a) => a.MetricName === 'MatchedEvents')).toMatchObject({
+      Namespace: 'AWS/Events', Statistic: 'Sum', Dimensions: [{ Name: 'RuleName', Value: { Ref: expect.stringMatching(/^IngestFirehoseErrorsRule/) } }],
+    });
     expect(ingest.quarantineAlarm.alarmArn).toBeDefined();
     expect(ingest.deliveryFailureAlarm.alarmArn).toBeDefined();
+  });
+
+  test('Firehose error objects are matched on the default bus (a rule without target, for the alarm)', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: 'default',
+      EventPattern: {
+        'source': ['aws.s3'],
+        'detail-type': ['Object Created'],
+        'detail': { bucket: { name: [{ Ref: Match.stringLikeRegexp('^IngestBucket') }] }, object: { key: [{ prefix: 'firehose-errors/' }] } },
+      },
+      Targets: Match.absent(),
+    });
+  });
+
+  test('the publisher may only get and update ledger items', () => {
+    const ledgerStatements = statements(template).filter((s) => JSON.stringify(s.Resource).includes('IngestLedgerTable'));
+    expect(ledgerStatements.map((s) => s.Action)).toEqual([['dynamodb:GetItem', 'dynamodb:UpdateItem']]);
   });
 
   test('IAM: PutEvents on the curated bus, reads limited to data/, writes limited to quarantine/', () => {
@@ -505,7 +525,7 @@ describe('TieredEventIngest fullest configuration', () => {
 
   test('every alarm notifies the SNS topic', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(6);
+    expect(alarms).toHaveLength(7);
     for (const alarm of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^Alarms/) }]);
     }
@@ -623,7 +643,7 @@ describe('TieredEventIngest scale', () => {
     defaultIngest(two, {}, 'B');
     expect(resourceCount(two)).toBe(2 * TieredEventIngest.RESOURCES_PER_INGEST);
     expect(resourcesByType(one)).toMatchObject({
-      'AWS::Events::EventBus': 3, 'AWS::SQS::Queue': 4, 'AWS::Lambda::Function': 2, 'AWS::CloudWatch::Alarm': 6, 'AWS::Events::Rule': 2,
+      'AWS::Events::EventBus': 3, 'AWS::SQS::Queue': 4, 'AWS::Lambda::Function': 2, 'AWS::CloudWatch::Alarm': 7, 'AWS::Events::Rule': 3,
     });
   });
 
