@@ -67,7 +67,7 @@ export interface CuratedRecordOptions {
 export interface EnvelopeValidation {
   /** Whether the value is a valid envelope. */
   readonly valid: boolean;
-  /** One message per problem, each starting with the JSON pointer of the offending field. */
+  /** The first problem found, starting with the JSON pointer of the offending field (empty when valid). */
   readonly errors: string[];
 }
 

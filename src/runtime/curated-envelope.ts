@@ -44,7 +44,7 @@ export interface BatchEnvelope {
 
 export type Envelope = RecordEnvelope | BatchEnvelope;
 
-/** Result of a validation: `errors` say what is wrong, one message per problem. */
+/** Result of a validation: `errors` says what is wrong (the first problem found). */
 export interface EnvelopeCheck {
   readonly valid: boolean;
   readonly errors: string[];
