@@ -60,6 +60,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-eventbridge@3.1169.0',
     '@aws-sdk/client-s3@3.1169.0',
     '@aws-sdk/client-dynamodb@3.1164.0',
+    '@aws-sdk/util-dynamodb@3.996.9',
+    '@aws-sdk/client-scheduler@3.1169.0',
     '@aws-lambda-powertools/metrics@2.36.0',
     '@aws-lambda-powertools/logger@2.36.0',
     '@types/aws-lambda@8.10.164',

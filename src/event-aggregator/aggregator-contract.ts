@@ -1,0 +1,61 @@
+/**
+ * What the EventAggregator construct and its handlers agree on: table layout, reserved
+ * names, event source and detail-types, and the handlers' environment.
+ */
+
+/** Partition key: the correlation id (string). */
+export const CORRELATION_ID_ATTRIBUTE = 'correlationId';
+/** Sort key: the event name (string). Names starting with `#` are reserved. */
+export const EVENT_NAME_ATTRIBUTE = 'eventName';
+/** TTL attribute (epoch seconds) on every item. */
+export const EXPIRES_AT_ATTRIBUTE = 'expiresAt';
+/**
+ * Sort key of the per-correlation-id marker item that guards emit-once: written with a
+ * conditional put when the set completes (or its deadline passes).
+ */
+export const MARKER_EVENT_NAME = '#aggregate';
+/** Prefix of reserved event names. */
+export const RESERVED_EVENT_NAME_PREFIX = '#';
+
+/** Default `source` of the aggregated events. */
+export const DEFAULT_AGGREGATE_SOURCE = 'cdk-event-fabric.aggregator';
+/** Detail-type of the event emitted once when every required event has arrived. */
+export const COMPLETED_DETAIL_TYPE = 'Aggregation Completed';
+/** Detail-type of the event emitted when the deadline passes before the set is complete. */
+export const INCOMPLETE_DETAIL_TYPE = 'Aggregation Incomplete';
+/** Detail-type of the optional event emitted on every change of a correlation id's set. */
+export const UPDATED_DETAIL_TYPE = 'Aggregation Updated';
+
+/** Environment variables of the aggregator function. */
+export const AGGREGATOR_ENV = {
+  TABLE_NAME: 'TABLE_NAME',
+  OUTPUT_BUS_NAME: 'OUTPUT_BUS_NAME',
+  AGGREGATE_SOURCE: 'AGGREGATE_SOURCE',
+  /** JSON array of the required event names. */
+  REQUIRED_EVENTS: 'REQUIRED_EVENTS',
+  /** 'true' to also emit an Aggregation Updated event on every change. */
+  EMIT_ON_EVERY_CHANGE: 'EMIT_ON_EVERY_CHANGE',
+  /** Seconds from the first event to the deadline; absent or '0' when there is none. */
+  DEADLINE_SECONDS: 'DEADLINE_SECONDS',
+  /** Scheduler group, target ARN (the aggregator itself) and role for deadline schedules. */
+  SCHEDULE_GROUP_NAME: 'SCHEDULE_GROUP_NAME',
+  SCHEDULE_TARGET_ARN: 'SCHEDULE_TARGET_ARN',
+  SCHEDULE_ROLE_ARN: 'SCHEDULE_ROLE_ARN',
+  /** Dead-letter queue ARN for the schedules' target (the deadline invocation). */
+  SCHEDULE_DLQ_ARN: 'SCHEDULE_DLQ_ARN',
+  /** Seconds items live after their last write (TTL). */
+  ITEM_TTL_SECONDS: 'ITEM_TTL_SECONDS',
+} as const;
+
+/** Environment variables of the recorder function (bus sources). */
+export const RECORDER_ENV = {
+  TABLE_NAME: 'TABLE_NAME',
+  ITEM_TTL_SECONDS: 'ITEM_TTL_SECONDS',
+  /** Largest payload, in bytes of JSON, the recorder stores (DynamoDB items are at most 400 KB). */
+  MAX_PAYLOAD_BYTES: 'MAX_PAYLOAD_BYTES',
+} as const;
+
+/** The payload the deadline schedule invokes the aggregator with. */
+export interface DeadlineInvocation {
+  readonly deadlineFor: string;
+}
