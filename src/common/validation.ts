@@ -34,3 +34,12 @@ export function validateHttpsUrl(scope: IConstruct, prop: string, value: string)
     throw new PropValidationError(scope, prop, value, 'allowed: an absolute https:// URL (EventBridge API destinations only call HTTPS endpoints)');
   }
 }
+
+/** Checks that an event pattern constrains at least one field (EventBridge rejects an empty one). */
+export function validateEventPattern(scope: IConstruct, prop: string, pattern: object | undefined, hint = ''): void {
+  const empty = Object.values(pattern ?? {}).every((v) => v === undefined || (Array.isArray(v) && v.length === 0) ||
+    (typeof v === 'object' && !Array.isArray(v) && !Token.isUnresolved(v) && Object.keys(v).length === 0));
+  if (empty) {
+    throw new PropValidationError(scope, prop, pattern, `allowed: a pattern that constrains at least one field (source, detailType, detail, ...)${hint}`);
+  }
+}

@@ -1,1 +1,53 @@
-export async function handler(): Promise<void> {}
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { SchedulerClient } from '@aws-sdk/client-scheduler';
+import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import type { DeadlineInvocation } from './aggregator-contract';
+import { Aggregator, aggregatorConfigFromEnv } from './aggregator-core';
+import { describeValue } from './recorder-core';
+
+const logger = new Logger();
+// The `aggregator` dimension keeps the metrics of several aggregators in one account apart.
+const metrics = new Metrics({ defaultDimensions: { aggregator: process.env.AGGREGATOR_ID ?? 'unknown' } });
+const dynamoDb = new DynamoDBClient({});
+const eventBridge = new EventBridgeClient({});
+const scheduler = new SchedulerClient({});
+
+/**
+ * One function for both triggers: a batch of the table's stream (`Records`) and the
+ * deadline schedule (`{ deadlineFor }`). Stream failures are reported per correlation id as
+ * batch item failures; a failed deadline invocation throws so the schedule retries it (and
+ * finally parks it in its DLQ).
+ */
+export async function handler(event: DynamoDBStreamEvent | DeadlineInvocation, context: Context): Promise<DynamoDBBatchResponse | void> {
+  const aggregator = new Aggregator({
+    dynamoDb,
+    eventBridge,
+    scheduler,
+    owner: context.awsRequestId,
+    logger,
+    metric: (name, value) => metrics.addMetric(name, MetricUnit.Count, value),
+  }, aggregatorConfigFromEnv(process.env));
+  try {
+    if (event && Array.isArray((event as DynamoDBStreamEvent).Records)) {
+      const report = await aggregator.processStreamBatch(event as DynamoDBStreamEvent);
+      logger.info('stream batch processed', {
+        records: (event as DynamoDBStreamEvent).Records.length,
+        ignored: report.ignoredRecords,
+        outcomes: report.outcomes.reduce<Record<string, number>>((counts, o) => ({ ...counts, [o.outcome]: (counts[o.outcome] ?? 0) + 1 }), {}),
+        failures: report.batchItemFailures.length,
+      });
+      return { batchItemFailures: report.batchItemFailures };
+    }
+    if (event && typeof event === 'object' && 'deadlineFor' in event) {
+      const outcome = await aggregator.processDeadline(event);
+      logger.info('deadline processed', { ...outcome });
+      return;
+    }
+    throw new Error(`unrecognised invocation: expected a DynamoDB stream batch (Records) or { deadlineFor }, got ${describeValue(event)}`);
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}

@@ -18,8 +18,9 @@ import { BatchPublisherFunction } from './batch-publisher-function';
 import { FastLaneRelayFunction } from './fast-lane-relay-function';
 import { LaneTarget } from './lane-target';
 import { FastRouteOptions, TieredEventIngestProps } from './tiered-event-ingest-props';
+import { acknowledgeXRay, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
-import { PropValidationError, validateIntegerRange } from '../common/validation';
+import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
 import { CuratedEnvelope, CuratedEnvelopePaths, IngestLane } from '../envelope';
 
 /** S3 prefix of the objects Firehose writes; the batch publisher reads only these. */
@@ -32,11 +33,6 @@ const FIREHOSE_ERRORS_PREFIX = 'firehose-errors/';
 const SERVICE_NAME = 'tiered-event-ingest';
 /** Namespace of the handlers' custom metrics. */
 const METRICS_NAMESPACE = 'cdk-event-fabric';
-/**
- * Retention of the handlers' and Firehose's logs: as long as quarantined records are
- * kept by default, so the logs that explain a quarantine outlive it.
- */
-const LOG_RETENTION = logs.RetentionDays.THREE_MONTHS;
 
 /**
  * Two ingest lanes feeding one curated bus.
@@ -413,7 +409,7 @@ export class TieredEventIngest extends Construct {
 
   private createDeliveryStream(props: TieredEventIngestProps): firehose.DeliveryStream {
     const key = props.encryptionKey;
-    const logGroup = new logs.LogGroup(this, 'DeliveryStreamLogs', { retention: LOG_RETENTION, removalPolicy: RemovalPolicy.DESTROY });
+    const logGroup = new logs.LogGroup(this, 'DeliveryStreamLogs', { retention: FUNCTION_LOG_RETENTION, removalPolicy: RemovalPolicy.DESTROY });
     // One role for the stream and its destination, so its grants can be reviewed in one place.
     const role = new iam.Role(this, 'DeliveryStreamRole', {
       assumedBy: new iam.ServicePrincipal('firehose.amazonaws.com'),
@@ -570,41 +566,9 @@ function validateWholeDays(scope: IConstruct, prop: string, value: Duration | un
 }
 
 function validatePattern(scope: IConstruct, prop: string, pattern: events.EventPattern): void {
-  const empty = Object.values(pattern ?? {}).every((v) => v === undefined || (Array.isArray(v) && v.length === 0) ||
-    (typeof v === 'object' && !Array.isArray(v) && !Token.isUnresolved(v) && Object.keys(v).length === 0));
-  if (empty) {
-    throw new PropValidationError(scope, prop, pattern,
-      'allowed: a pattern that constrains at least one field (source, detailType, detail, ...); to match every event use { source: events.Match.prefix(\'\') }');
-  }
+  validateEventPattern(scope, prop, pattern, '; to match every event use { source: events.Match.prefix(\'\') }');
 }
 
-function queueEncryption(key: kms.IKey | undefined): Pick<sqs.QueueProps, 'encryption' | 'encryptionMasterKey'> {
-  return key
-    ? { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: key }
-    : { encryption: sqs.QueueEncryption.SQS_MANAGED };
-}
-
-function queueDepth(queue: sqs.IQueue): cloudwatch.Metric {
-  return queue.metricApproximateNumberOfMessagesVisible({ statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) });
-}
-
-function functionLogGroup(scope: Construct, id: string): logs.LogGroup {
-  return new logs.LogGroup(scope, id, { retention: LOG_RETENTION, removalPolicy: RemovalPolicy.DESTROY });
-}
-
-/** An explicit role, so logging is granted on the function's own log group only (no managed policy). */
-function functionRole(scope: Construct, id: string, description: string, logGroup: logs.LogGroup): iam.Role {
-  const role = new iam.Role(scope, id, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description });
-  logGroup.grantWrite(role);
-  return role;
-}
-
-function acknowledgeXRay(role: iam.IRole): void {
-  Validations.of(role).acknowledge({
-    id: 'AwsSolutions-IAM5[Resource::*]',
-    reason: 'Only the X-Ray actions (xray:PutTraceSegments, xray:PutTelemetryRecords) use Resource "*", the only resource they support; every other grant is scoped.',
-  });
-}
 
 /**
  * Acknowledges IAM5 findings for wildcards of bucket grants, one id per finding; `<BUCKET>`

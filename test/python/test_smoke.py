@@ -31,6 +31,7 @@ from cdk_event_fabric import (
     ChannelAuthorization,
     CuratedEnvelope,
     CuratedEnvelopePaths,
+    EventAggregator,
     FastRoute,
     IngestLane,
     TieredEventIngest,
@@ -355,3 +356,69 @@ def test_curated_envelope_from_python():
     with open(CuratedEnvelope.schema_file_path(), encoding="utf-8") as handle:
         assert json.load(handle) == CuratedEnvelope.json_schema()
     assert CuratedEnvelope.BATCH_DETAIL_TYPE == "CuratedBatch" and CuratedEnvelope.SOURCE == "cdk-event-fabric"
+
+
+def test_event_aggregator():
+    stack = _new_stack()
+    orders = events.EventBus(stack, "Orders")
+    invoices = sqs.Queue(stack, "Invoices", enforce_ssl=True)
+    aggregator = EventAggregator(
+        stack,
+        "Aggregator",
+        required_events=["Account Check", "In Stock"],
+        deadline=Duration.minutes(15),
+        item_ttl=Duration.days(2),
+    )
+    # A source added from Python: the struct's fields are keyword arguments.
+    source_rule = aggregator.add_source(
+        "Orders",
+        event_bus=orders,
+        event_pattern=events.EventPattern(source=["shop.orders"]),
+        correlation_id_path="$.detail.orderId",
+        event_name_path="$.detail-type",
+    )
+    completion_rule = aggregator.on_complete("Invoice", targets.SqsQueue(invoices))
+    aggregator.on_incomplete("Escalation", targets.SqsQueue(invoices))
+    template = Template.from_stack(stack)
+
+    # The table: correlation id and event name keys, TTL, stream for the aggregator.
+    template.has_resource_properties("AWS::DynamoDB::Table", {
+        "KeySchema": [
+            {"AttributeName": "correlationId", "KeyType": "HASH"},
+            {"AttributeName": "eventName", "KeyType": "RANGE"},
+        ],
+        "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+        "StreamSpecification": {"StreamViewType": "NEW_IMAGE"},
+    })
+    template.resource_count_is("AWS::Scheduler::ScheduleGroup", 1)
+
+    rules = [r["Properties"] for r in _resources(template, "AWS::Events::Rule").values()]
+    # The completion rule: an exists test on each required name under detail.received.
+    completed = [r for r in rules if r["EventPattern"].get("detail-type") == ["Aggregation Completed"]]
+    assert len(completed) == 1, _rendered(rules)
+    assert completed[0]["EventPattern"] == {
+        "source": ["cdk-event-fabric.aggregator"],
+        "detail-type": ["Aggregation Completed"],
+        "detail": {"received": {"Account Check": [{"exists": True}], "In Stock": [{"exists": True}]}},
+    }
+    assert "DeadLetterConfig" in completed[0]["Targets"][0]
+    # The source rule: the recorder's input built from the paths given in Python.
+    source = [r for r in rules if r["EventPattern"] == {"source": ["shop.orders"]}]
+    assert len(source) == 1, _rendered(rules)
+    paths = source[0]["Targets"][0]["InputTransformer"]["InputPathsMap"]
+    assert paths["detail-orderId"] == "$.detail.orderId" and paths["detail-type"] == "$.detail-type"
+
+    aggregator_env = [
+        f["Properties"]["Environment"]["Variables"]
+        for f in _resources(template, "AWS::Lambda::Function").values()
+        if "REQUIRED_EVENTS" in f["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    assert len(aggregator_env) == 1
+    assert json.loads(aggregator_env[0]["REQUIRED_EVENTS"]) == ["Account Check", "In Stock"]
+    assert aggregator_env[0]["DEADLINE_SECONDS"] == "900" and aggregator_env[0]["ITEM_TTL_SECONDS"] == "172800"
+
+    assert len(aggregator.sources) == 1 and source_rule is not None and completion_rule is not None
+    assert aggregator.table is not None and aggregator.schedule_group is not None
+    assert aggregator.metric_aggregations_completed().metric_name == "AggregationsCompleted"
+    assert EventAggregator.RESOURCES_PER_AGGREGATOR > 0
+    assert EventAggregator.COMPLETED_DETAIL_TYPE == "Aggregation Completed"

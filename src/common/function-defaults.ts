@@ -1,0 +1,46 @@
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+
+/**
+ * Retention of the handlers' logs: three months, as long as quarantined records are kept by
+ * default, so the logs that explain a parked event outlive it.
+ */
+export const FUNCTION_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS;
+
+/** SSE-SQS, or SSE-KMS with the customer key when one is given. */
+export function queueEncryption(key: kms.IKey | undefined): Pick<sqs.QueueProps, 'encryption' | 'encryptionMasterKey'> {
+  return key
+    ? { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: key }
+    : { encryption: sqs.QueueEncryption.SQS_MANAGED };
+}
+
+/** Visible messages of a queue (maximum over 5 minutes), the metric of every DLQ alarm. */
+export function queueDepth(queue: sqs.IQueue): cloudwatch.Metric {
+  return queue.metricApproximateNumberOfMessagesVisible({ statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) });
+}
+
+/** A handler's own log group, deleted with the stack. */
+export function functionLogGroup(scope: Construct, id: string): logs.LogGroup {
+  return new logs.LogGroup(scope, id, { retention: FUNCTION_LOG_RETENTION, removalPolicy: RemovalPolicy.DESTROY });
+}
+
+/** An explicit role, so logging is granted on the function's own log group only (no managed policy). */
+export function functionRole(scope: Construct, id: string, description: string, logGroup: logs.LogGroup): iam.Role {
+  const role = new iam.Role(scope, id, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description });
+  logGroup.grantWrite(role);
+  return role;
+}
+
+/** Acknowledges the one `Resource::*` finding active tracing causes on a function role. */
+export function acknowledgeXRay(role: iam.IRole, extra = ''): void {
+  Validations.of(role).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason: `Only the X-Ray actions (xray:PutTraceSegments, xray:PutTelemetryRecords)${extra} use Resource "*", the only resource they support; `
+      + 'every other grant is scoped.',
+  });
+}

@@ -1,0 +1,580 @@
+import { createHash } from 'crypto';
+import {
+  AttributeValue, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand, QueryCommandInput,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import type { EventBridgeClient, PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
+import { CreateScheduleCommand, DeleteScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import {
+  AGGREGATOR_ENV, COMPLETED_DETAIL_TYPE, CORRELATION_ID_ATTRIBUTE, DeadlineInvocation, DEFAULT_AGGREGATE_SOURCE, EVENT_NAME_ATTRIBUTE,
+  EXPIRES_AT_ATTRIBUTE, INCOMPLETE_DETAIL_TYPE, MARKER_EVENT_NAME, RESERVED_EVENT_NAME_PREFIX, UPDATED_DETAIL_TYPE,
+} from './aggregator-contract';
+import { CoreLogger, describeValue, positiveIntegerEnv, requiredEnv, SILENT_LOGGER } from './recorder-core';
+import { DEFAULT_MAX_ENTRY_BYTES, putEventsEntrySize, putEventsReliably } from '../runtime/put-events';
+
+/** Seconds a claimed marker (status EMITTING) belongs to its owner before another invocation may take it over. */
+export const DEFAULT_LEASE_SECONDS = 60;
+/** A deadline that is already past when its schedule is created is set this far in the future instead. */
+export const MIN_SCHEDULE_LEAD_SECONDS = 60;
+
+export type MarkerStatus = 'EMITTING' | 'COMPLETE' | 'INCOMPLETE';
+export type AggregatorMetric = 'AggregationsCompleted' | 'AggregationsIncomplete' | 'LateEvents' | 'ItemsRead';
+
+/** Where deadline schedules are created and what they invoke. */
+export interface DeadlineScheduleConfig {
+  readonly groupName: string;
+  /** The aggregator function, invoked with `{ deadlineFor }`. */
+  readonly targetArn: string;
+  readonly roleArn: string;
+  /** Dead-letter queue of the schedule's target. */
+  readonly dlqArn: string;
+}
+
+export interface AggregatorConfig {
+  readonly tableName: string;
+  readonly outputBusName: string;
+  /** `source` of the aggregated events. */
+  readonly source: string;
+  readonly requiredEvents: string[];
+  readonly emitOnEveryChange: boolean;
+  /** Seconds from the first event to the deadline; 0 for none. */
+  readonly deadlineSeconds: number;
+  /** Required when `deadlineSeconds > 0`. */
+  readonly schedule?: DeadlineScheduleConfig;
+  /** TTL of the marker item. */
+  readonly itemTtlSeconds: number;
+  /** @default DEFAULT_LEASE_SECONDS */
+  readonly leaseSeconds?: number;
+  /** PutEvents entry size limit. @default DEFAULT_MAX_ENTRY_BYTES */
+  readonly maxEntryBytes?: number;
+}
+
+export interface AggregatorDeps {
+  readonly dynamoDb: Pick<DynamoDBClient, 'send'>;
+  readonly eventBridge: EventBridgeClient;
+  /** Required when the config has a deadline. */
+  readonly scheduler?: Pick<SchedulerClient, 'send'>;
+  /** Identifies this invocation as the owner of a claimed marker (e.g. the Lambda request id). */
+  readonly owner: string;
+  readonly logger?: CoreLogger;
+  readonly metric?: (name: AggregatorMetric, value: number) => void;
+  readonly nowSeconds?: () => number;
+  /** Backoff of the PutEvents retries; injected for tests. */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** What happened to one correlation id. */
+export interface CorrelationOutcome {
+  readonly correlationId: string;
+  /**
+   * `waiting`: required events are missing; `completed`/`incomplete`: this invocation emitted that event;
+   * `done`: the aggregation was already emitted; `claimed-elsewhere`: another invocation emitted it meanwhile;
+   * `busy`: another invocation holds a live claim (retried later); `failed`: an error (retried).
+   */
+  readonly outcome: 'waiting' | 'completed' | 'incomplete' | 'done' | 'claimed-elsewhere' | 'busy' | 'failed';
+  readonly itemsRead: number;
+  readonly missing: string[];
+  /** Event names that arrived after the aggregation was emitted (not emitted again). */
+  readonly lateEvents: string[];
+  readonly scheduleCreated: boolean;
+  readonly updatesEmitted: number;
+  /** The emitted event left `events` out to fit the entry size limit. */
+  readonly truncated?: boolean;
+  readonly error?: string;
+}
+
+export interface StreamBatchReport extends DynamoDBBatchResponse {
+  readonly outcomes: CorrelationOutcome[];
+  /** REMOVE records, marker records and records without the table's keys. */
+  readonly ignoredRecords: number;
+}
+
+/** The aggregator's settings, read from the environment the construct sets. */
+export function aggregatorConfigFromEnv(env: NodeJS.ProcessEnv): AggregatorConfig {
+  const deadlineText = env[AGGREGATOR_ENV.DEADLINE_SECONDS];
+  const deadlineSeconds = deadlineText === undefined || deadlineText === '' || deadlineText === '0'
+    ? 0 : positiveIntegerEnv(env, AGGREGATOR_ENV.DEADLINE_SECONDS);
+  const emit = env[AGGREGATOR_ENV.EMIT_ON_EVERY_CHANGE];
+  if (emit !== undefined && emit !== '' && emit !== 'true' && emit !== 'false') {
+    throw new Error(`environment variable ${AGGREGATOR_ENV.EMIT_ON_EVERY_CHANGE} must be 'true' or 'false', got ${emit}`);
+  }
+  return {
+    tableName: requiredEnv(env, AGGREGATOR_ENV.TABLE_NAME),
+    outputBusName: requiredEnv(env, AGGREGATOR_ENV.OUTPUT_BUS_NAME),
+    source: env[AGGREGATOR_ENV.AGGREGATE_SOURCE] || DEFAULT_AGGREGATE_SOURCE,
+    requiredEvents: requiredEventsFromEnv(env),
+    emitOnEveryChange: emit === 'true',
+    deadlineSeconds,
+    ...(deadlineSeconds > 0 ? {
+      schedule: {
+        groupName: requiredEnv(env, AGGREGATOR_ENV.SCHEDULE_GROUP_NAME),
+        targetArn: requiredEnv(env, AGGREGATOR_ENV.SCHEDULE_TARGET_ARN),
+        roleArn: requiredEnv(env, AGGREGATOR_ENV.SCHEDULE_ROLE_ARN),
+        dlqArn: requiredEnv(env, AGGREGATOR_ENV.SCHEDULE_DLQ_ARN),
+      },
+    } : {}),
+    itemTtlSeconds: positiveIntegerEnv(env, AGGREGATOR_ENV.ITEM_TTL_SECONDS),
+  };
+}
+
+function requiredEventsFromEnv(env: NodeJS.ProcessEnv): string[] {
+  const name = AGGREGATOR_ENV.REQUIRED_EVENTS;
+  const text = requiredEnv(env, name);
+  let names: unknown;
+  try {
+    names = JSON.parse(text);
+  } catch {
+    throw new Error(`environment variable ${name} must be a JSON array of event names, got ${text}`);
+  }
+  if (!Array.isArray(names) || names.length === 0 || !names.every((n) => typeof n === 'string' && n !== '')) {
+    throw new Error(`environment variable ${name} must be a non-empty JSON array of non-empty strings, got ${text}`);
+  }
+  const reserved = names.filter((n: string) => n.startsWith(RESERVED_EVENT_NAME_PREFIX));
+  if (reserved.length > 0) throw new Error(`environment variable ${name} names reserved events (starting with '#'): ${reserved.join(', ')}`);
+  return [...new Set(names as string[])];
+}
+
+/**
+ * The one Query that reads a correlation id's items: strongly consistent, so a write that
+ * triggered the stream record is always seen. Never a Scan: the cost is the id's own items,
+ * whatever the size of the table.
+ */
+export function correlationQueryInput(tableName: string, correlationId: string,
+  exclusiveStartKey?: Record<string, AttributeValue>): QueryCommandInput {
+  return {
+    TableName: tableName,
+    KeyConditionExpression: '#id = :id',
+    ExpressionAttributeNames: { '#id': CORRELATION_ID_ATTRIBUTE },
+    ExpressionAttributeValues: { ':id': { S: correlationId } },
+    ConsistentRead: true,
+    ...(exclusiveStartKey ? { ExclusiveStartKey: exclusiveStartKey } : {}),
+  };
+}
+
+/** Deterministic schedule name of a correlation id's deadline (≤ 64 chars of [0-9a-zA-Z-_.]). */
+export function deadlineScheduleName(correlationId: string): string {
+  return `agg-${createHash('sha256').update(correlationId, 'utf8').digest('hex').slice(0, 40)}`;
+}
+
+/** What the deadline schedule invokes the aggregator with. */
+export function deadlineInput(correlationId: string): DeadlineInvocation {
+  return { deadlineFor: correlationId };
+}
+
+/** A one-time schedule expression, `at(yyyy-mm-ddThh:mm:ss)`, in UTC. */
+export function atExpression(epochSeconds: number): string {
+  return `at(${new Date(epochSeconds * 1000).toISOString().slice(0, 19)})`;
+}
+
+interface Marker {
+  readonly status: MarkerStatus;
+  readonly owner?: string;
+  readonly leaseUntil?: number;
+  /** The event names of the emitted aggregation. */
+  readonly names?: string[];
+}
+
+/** A correlation id's items as one consistent Query returned them. */
+interface CorrelationState {
+  /** Event name → payload (the item without its keys and TTL), in sort-key order. */
+  readonly events: Map<string, Record<string, unknown>>;
+  readonly marker?: Marker;
+  /** Earliest `receivedAt` among the event items, epoch seconds. */
+  readonly firstReceivedAt?: number;
+  readonly itemsRead: number;
+}
+
+type ClaimResult = { state: 'claimed' } | { state: 'done'; status: MarkerStatus } | { state: 'busy'; owner?: string; leaseUntil?: number };
+
+const isFinal = (marker?: Marker): marker is Marker => marker?.status === 'COMPLETE' || marker?.status === 'INCOMPLETE';
+
+/** Numbers that fit a double exactly become numbers; others keep their digits as a string. */
+function numberFromDynamo(text: string): number | string {
+  const value = Number(text);
+  return Number.isFinite(value) && (!Number.isInteger(value) || Number.isSafeInteger(value)) ? value : text;
+}
+
+/** Sets become arrays and binary becomes base64, so the payload serialises as JSON. */
+function jsonSafe(value: unknown): unknown {
+  if (value instanceof Set) return [...value].map(jsonSafe);
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
+  if (Array.isArray(value)) return value.map(jsonSafe);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, jsonSafe(v)]));
+  }
+  return value;
+}
+
+const isConditionFailure = (err: unknown) => err instanceof ConditionalCheckFailedException || (err as Error)?.name === 'ConditionalCheckFailedException';
+
+/** Thrown when a correlation id's emit must be retried later: another invocation holds a live claim. */
+export class AggregationBusyError extends Error {
+  constructor(correlationId: string, owner: string | undefined, leaseUntil: number | undefined) {
+    super(`aggregation of ${correlationId} is being emitted by another invocation (${owner ?? 'unknown owner'}, lease until ${leaseUntil ?? 'unknown'}); `
+      + 'retrying later, so it is not lost if that invocation fails');
+    this.name = 'AggregationBusyError';
+  }
+}
+
+/**
+ * The aggregator: reads a correlation id with one consistent Query, emits the aggregated
+ * event exactly once through a conditional write on the marker item, and creates the
+ * deadline schedule. Serves both the table's stream and the deadline schedule.
+ */
+export class Aggregator {
+  private readonly logger: CoreLogger;
+  private readonly now: () => number;
+  private readonly leaseSeconds: number;
+  private readonly maxEntryBytes: number;
+
+  constructor(private readonly deps: AggregatorDeps, private readonly config: AggregatorConfig) {
+    this.logger = deps.logger ?? SILENT_LOGGER;
+    this.now = deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+    this.leaseSeconds = config.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
+    this.maxEntryBytes = config.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES;
+    if (config.deadlineSeconds > 0 && (!config.schedule || !deps.scheduler)) {
+      throw new Error('a deadline needs the schedule settings (SCHEDULE_* environment variables) and a Scheduler client');
+    }
+  }
+
+  /**
+   * Handles a batch of the table's stream. REMOVE records (TTL expiry) and marker records
+   * are ignored; the rest are grouped by correlation id and each id is read once. A failed
+   * id reports its first record as a batch item failure (Lambda retries from there); the
+   * other ids of the batch are still processed.
+   */
+  async processStreamBatch(event: DynamoDBStreamEvent): Promise<StreamBatchReport> {
+    const groups = new Map<string, DynamoDBRecord[]>();
+    let ignoredRecords = 0;
+    for (const record of event.Records ?? []) {
+      const id = record.dynamodb?.Keys?.[CORRELATION_ID_ATTRIBUTE]?.S;
+      const name = record.dynamodb?.Keys?.[EVENT_NAME_ATTRIBUTE]?.S;
+      if (record.eventName === 'REMOVE' || name === undefined || name.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
+        ignoredRecords++;
+        continue;
+      }
+      if (id === undefined) {
+        this.logger.warn('stream record without a string correlationId key; ignored', { eventID: record.eventID });
+        ignoredRecords++;
+        continue;
+      }
+      const group = groups.get(id);
+      if (group) group.push(record);
+      else groups.set(id, [record]);
+    }
+
+    const outcomes: CorrelationOutcome[] = [];
+    const batchItemFailures: DynamoDBBatchResponse['batchItemFailures'] = [];
+    for (const [correlationId, records] of groups) {
+      this.logger.appendKeys?.({ correlationId });
+      try {
+        outcomes.push(await this.onChange(correlationId, records));
+      } catch (err) {
+        const busy = err instanceof AggregationBusyError;
+        const itemIdentifier = records[0].dynamodb?.SequenceNumber ?? records[0].eventID ?? '';
+        if (busy) this.logger.info((err as Error).message, { itemIdentifier });
+        else this.logger.error(`aggregation of ${correlationId} failed; the stream retries from record ${itemIdentifier}`, err as Error);
+        batchItemFailures.push({ itemIdentifier });
+        outcomes.push({
+          correlationId,
+          outcome: busy ? 'busy' : 'failed',
+          itemsRead: 0,
+          missing: [],
+          lateEvents: [],
+          scheduleCreated: false,
+          updatesEmitted: 0,
+          error: (err as Error).message,
+        });
+      } finally {
+        this.logger.removeKeys?.(['correlationId']);
+      }
+    }
+    return { batchItemFailures, outcomes, ignoredRecords };
+  }
+
+  /**
+   * Handles the deadline schedule's invocation: emits Aggregation Incomplete with the
+   * missing names (or Completed if everything is there and the stream has not caught up),
+   * unless the aggregation was already emitted. Throws to make the schedule retry.
+   */
+  async processDeadline(invocation: DeadlineInvocation): Promise<CorrelationOutcome> {
+    const correlationId = invocation?.deadlineFor;
+    if (typeof correlationId !== 'string' || correlationId === '') {
+      throw new Error(`deadline invocation needs a non-empty string deadlineFor, got ${describeValue(correlationId)}`);
+    }
+    this.logger.appendKeys?.({ correlationId });
+    try {
+      const state = await this.read(correlationId);
+      const missing = this.missing(state);
+      const base = { correlationId, itemsRead: state.itemsRead, missing, lateEvents: [], scheduleCreated: false, updatesEmitted: 0 };
+      if (isFinal(state.marker)) {
+        this.logger.info(`deadline of ${correlationId} passed after the aggregation was ${state.marker.status}; nothing to emit`);
+        return { ...base, outcome: 'done' };
+      }
+      const emitted = await this.emitOnce(correlationId, state, missing.length === 0 ? 'complete' : 'incomplete', 'deadline');
+      return { ...base, ...emitted };
+    } finally {
+      this.logger.removeKeys?.(['correlationId']);
+    }
+  }
+
+  private async onChange(correlationId: string, records: DynamoDBRecord[]): Promise<CorrelationOutcome> {
+    const state = await this.read(correlationId);
+    const changed = [...new Set(records.map((r) => r.dynamodb!.Keys![EVENT_NAME_ATTRIBUTE].S!))];
+    const missing = this.missing(state);
+    const base = { correlationId, itemsRead: state.itemsRead, missing, lateEvents: [] as string[], scheduleCreated: false, updatesEmitted: 0 };
+
+    if (isFinal(state.marker)) {
+      const emittedNames = new Set(state.marker.names ?? []);
+      const late = changed.filter((name) => !emittedNames.has(name));
+      for (const name of late) {
+        this.logger.warn(`event ${name} for ${correlationId} arrived after the aggregation was ${state.marker.status}; not emitted again`,
+          { eventName: name, status: state.marker.status });
+      }
+      const rewritten = changed.filter((name) => emittedNames.has(name));
+      if (rewritten.length > 0) {
+        this.logger.debug('rewrite of events that are already part of the emitted aggregation (a replay); ignored', { eventNames: rewritten });
+      }
+      if (late.length > 0) this.deps.metric?.('LateEvents', late.length);
+      return { ...base, outcome: 'done', lateEvents: late };
+    }
+
+    let updatesEmitted = 0;
+    if (this.config.emitOnEveryChange) {
+      // Unguarded: at least once per change (a retried batch emits its updates again).
+      await this.put(UPDATED_DETAIL_TYPE, correlationId, state, missing.length === 0 ? 'complete' : 'partial', missing);
+      updatesEmitted = 1;
+    }
+    if (missing.length === 0) {
+      return { ...base, updatesEmitted, ...await this.emitOnce(correlationId, state, 'complete', 'stream') };
+    }
+
+    let scheduleCreated = false;
+    // Every batch that inserts an event of an unfinished id asks for the schedule: its name and
+    // time derive from the id and its earliest event, so the first call creates it and the
+    // others get ConflictException. (Creating it only on the id's first write would miss the
+    // deadline when two first writes land in different batches at the same moment.)
+    const inserted = records.some((r) => r.eventName === 'INSERT');
+    if (this.config.deadlineSeconds > 0 && !state.marker && state.events.size > 0 && inserted) {
+      scheduleCreated = await this.createDeadlineSchedule(correlationId, state);
+    }
+    this.logger.debug('waiting for more events', { missing });
+    return { ...base, updatesEmitted, scheduleCreated, outcome: 'waiting' };
+  }
+
+  private missing(state: CorrelationState): string[] {
+    return this.config.requiredEvents.filter((name) => !state.events.has(name));
+  }
+
+  /** One consistent Query for the id (paginated); never a Scan. Expired items count as gone. */
+  private async read(correlationId: string): Promise<CorrelationState> {
+    const now = this.now();
+    const events = new Map<string, Record<string, unknown>>();
+    let marker: Marker | undefined;
+    let firstReceivedAt: number | undefined;
+    let itemsRead = 0;
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.deps.dynamoDb.send(new QueryCommand(correlationQueryInput(this.config.tableName, correlationId, startKey)));
+      itemsRead += page.Count ?? page.Items?.length ?? 0;
+      for (const raw of page.Items ?? []) {
+        const item = unmarshall(raw, { wrapNumbers: numberFromDynamo });
+        const name = item[EVENT_NAME_ATTRIBUTE];
+        // TTL deletes items days late at worst; an expired item is treated as gone already.
+        if (typeof item[EXPIRES_AT_ATTRIBUTE] === 'number' && item[EXPIRES_AT_ATTRIBUTE] <= now) continue;
+        if (name === MARKER_EVENT_NAME) {
+          marker = {
+            status: item.status,
+            owner: item.owner,
+            leaseUntil: typeof item.leaseUntil === 'number' ? item.leaseUntil : undefined,
+            names: Array.isArray(item.names) ? item.names : undefined,
+          };
+        } else if (typeof name === 'string' && !name.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
+          const payload: Record<string, unknown> = {};
+          for (const [key, value] of Object.entries(item)) {
+            if (key !== CORRELATION_ID_ATTRIBUTE && key !== EVENT_NAME_ATTRIBUTE && key !== EXPIRES_AT_ATTRIBUTE) payload[key] = jsonSafe(value);
+          }
+          events.set(name, payload);
+          const received = typeof item.receivedAt === 'string' ? Date.parse(item.receivedAt) : NaN;
+          if (!Number.isNaN(received)) firstReceivedAt = Math.min(firstReceivedAt ?? Infinity, Math.floor(received / 1000));
+        }
+      }
+      startKey = page.LastEvaluatedKey;
+    } while (startKey);
+    this.deps.metric?.('ItemsRead', itemsRead);
+    return { events, marker, firstReceivedAt, itemsRead };
+  }
+
+  /**
+   * Emits Completed or Incomplete exactly once: claims the marker with a conditional put
+   * (status EMITTING, with a lease), puts the event, then marks it COMPLETE or INCOMPLETE.
+   * If PutEvents fails, the marker stays EMITTING, its lease is released and the error is
+   * thrown, so the retry can claim it again.
+   */
+  private async emitOnce(correlationId: string, state: CorrelationState, kind: 'complete' | 'incomplete', trigger: 'stream' | 'deadline'):
+  Promise<Pick<CorrelationOutcome, 'outcome' | 'truncated'>> {
+    const claim = await this.claim(correlationId, [...state.events.keys()]);
+    if (claim.state === 'done') {
+      this.logger.info(`aggregation of ${correlationId} was already emitted by another invocation (${claim.status}); nothing to do`);
+      return { outcome: 'claimed-elsewhere' };
+    }
+    if (claim.state === 'busy') throw new AggregationBusyError(correlationId, claim.owner, claim.leaseUntil);
+
+    const missing = this.missing(state);
+    let truncated: boolean;
+    try {
+      truncated = await this.put(kind === 'complete' ? COMPLETED_DETAIL_TYPE : INCOMPLETE_DETAIL_TYPE, correlationId, state, kind, missing);
+    } catch (err) {
+      await this.releaseLease(correlationId);
+      throw new Error(`${(err as Error).message}; the marker stays EMITTING and a retry claims it again`);
+    }
+    const status: MarkerStatus = kind === 'complete' ? 'COMPLETE' : 'INCOMPLETE';
+    await this.finish(correlationId, status);
+    this.deps.metric?.(kind === 'complete' ? 'AggregationsCompleted' : 'AggregationsIncomplete', 1);
+    this.logger.info(`aggregation of ${correlationId} emitted (${status})`, { eventNames: [...state.events.keys()], missing, truncated, trigger });
+    if (kind === 'complete' && trigger === 'stream' && this.config.deadlineSeconds > 0) await this.deleteDeadlineSchedule(correlationId);
+    return { outcome: kind === 'complete' ? 'completed' : 'incomplete', ...(truncated ? { truncated } : {}) };
+  }
+
+  /** Puts one aggregated event; returns whether `events` had to be left out. Throws if PutEvents failed. */
+  private async put(detailType: string, correlationId: string, state: CorrelationState, status: string, missing: string[]): Promise<boolean> {
+    const received = Object.fromEntries([...state.events.keys()].map((name) => [name, true]));
+    const events = Object.fromEntries(state.events);
+    const eventCount = state.events.size;
+    const withMissing = detailType === COMPLETED_DETAIL_TYPE ? {} : { missing };
+    const entry = (detail: unknown): PutEventsRequestEntry => ({
+      EventBusName: this.config.outputBusName, Source: this.config.source, DetailType: detailType, Detail: JSON.stringify(detail),
+    });
+    let chosen = entry({ correlationId, status, received, events, ...withMissing, eventCount });
+    let truncated = false;
+    if (putEventsEntrySize(chosen) > this.maxEntryBytes) {
+      // The payloads together exceed the PutEvents entry limit. Failing would fail forever, so
+      // the event goes out without `events` and with `truncated: true`; `received` still names
+      // every event, and consumers read the payloads from the table (until the items expire).
+      chosen = entry({ correlationId, status, received, ...withMissing, eventCount, truncated: true });
+      truncated = true;
+      this.logger.warn(`${detailType} of ${correlationId} is over ${this.maxEntryBytes} bytes with the payloads; emitted without them (truncated)`);
+    }
+    const [outcome] = await putEventsReliably(this.deps.eventBridge, [chosen], { sleep: this.deps.sleep });
+    if (!outcome.ok) throw new Error(`PutEvents of ${detailType} for ${correlationId} failed: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim());
+    return truncated;
+  }
+
+  private async claim(correlationId: string, names: string[]): Promise<ClaimResult> {
+    const now = this.now();
+    const key = { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } };
+    try {
+      await this.deps.dynamoDb.send(new PutItemCommand({
+        TableName: this.config.tableName,
+        Item: {
+          ...key,
+          status: { S: 'EMITTING' },
+          owner: { S: this.deps.owner },
+          leaseUntil: { N: String(now + this.leaseSeconds) },
+          names: { L: names.map((name) => ({ S: name })) },
+          [EXPIRES_AT_ATTRIBUTE]: { N: String(now + this.config.itemTtlSeconds) },
+        },
+        ConditionExpression: 'attribute_not_exists(#id) OR (#status = :emitting AND leaseUntil < :now)',
+        ExpressionAttributeNames: { '#id': CORRELATION_ID_ATTRIBUTE, '#status': 'status' },
+        ExpressionAttributeValues: { ':emitting': { S: 'EMITTING' }, ':now': { N: String(now) } },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      }));
+      return { state: 'claimed' };
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+      let existing = (err as ConditionalCheckFailedException).Item;
+      if (!existing) {
+        existing = (await this.deps.dynamoDb.send(new GetItemCommand({ TableName: this.config.tableName, Key: key, ConsistentRead: true }))).Item;
+      }
+      const status = existing?.status?.S as MarkerStatus | undefined;
+      if (status === 'COMPLETE' || status === 'INCOMPLETE') return { state: 'done', status };
+      return { state: 'busy', owner: existing?.owner?.S, leaseUntil: existing?.leaseUntil?.N ? Number(existing.leaseUntil.N) : undefined };
+    }
+  }
+
+  /** Marks the claimed marker final. The event is out already, so a failure here is logged, not thrown. */
+  private async finish(correlationId: string, status: MarkerStatus): Promise<void> {
+    const now = this.now();
+    try {
+      await this.deps.dynamoDb.send(new UpdateItemCommand({
+        TableName: this.config.tableName,
+        Key: { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } },
+        UpdateExpression: 'SET #status = :final, emittedAt = :now, #expires = :expires REMOVE leaseUntil',
+        ConditionExpression: '#owner = :owner AND #status = :emitting',
+        ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner', '#expires': EXPIRES_AT_ATTRIBUTE },
+        ExpressionAttributeValues: {
+          ':final': { S: status },
+          ':now': { N: String(now) },
+          ':expires': { N: String(now + this.config.itemTtlSeconds) },
+          ':owner': { S: this.deps.owner },
+          ':emitting': { S: 'EMITTING' },
+        },
+      }));
+    } catch (err) {
+      const reason = isConditionFailure(err)
+        ? 'our lease expired and another invocation took the marker over, so it may emit again'
+        : 'the marker stays EMITTING, so a later trigger may emit again after the lease';
+      this.logger.error(`aggregation of ${correlationId} was emitted but its marker could not be set to ${status}: ${reason} (at least once)`, err as Error);
+    }
+  }
+
+  /** After a failed PutEvents: lease 0, so the retry may claim at once (if this fails too, the lease simply runs out). */
+  private async releaseLease(correlationId: string): Promise<void> {
+    try {
+      await this.deps.dynamoDb.send(new UpdateItemCommand({
+        TableName: this.config.tableName,
+        Key: { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } },
+        UpdateExpression: 'SET leaseUntil = :zero',
+        ConditionExpression: '#owner = :owner AND #status = :emitting',
+        ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
+        ExpressionAttributeValues: { ':zero': { N: '0' }, ':owner': { S: this.deps.owner }, ':emitting': { S: 'EMITTING' } },
+      }));
+    } catch (err) {
+      this.logger.warn(`could not release the claim on ${correlationId}; a retry can claim it when the lease ends`, err as Error);
+    }
+  }
+
+  /** Creates the id's one-time deadline schedule; an existing one (ConflictException) is fine. */
+  private async createDeadlineSchedule(correlationId: string, state: CorrelationState): Promise<boolean> {
+    const schedule = this.config.schedule!;
+    const now = this.now();
+    const deadline = Math.max((state.firstReceivedAt ?? now) + this.config.deadlineSeconds, now + MIN_SCHEDULE_LEAD_SECONDS);
+    const name = deadlineScheduleName(correlationId);
+    try {
+      await this.deps.scheduler!.send(new CreateScheduleCommand({
+        Name: name,
+        GroupName: schedule.groupName,
+        ScheduleExpression: atExpression(deadline),
+        ScheduleExpressionTimezone: 'UTC',
+        FlexibleTimeWindow: { Mode: 'OFF' },
+        ActionAfterCompletion: 'DELETE',
+        Target: {
+          Arn: schedule.targetArn,
+          RoleArn: schedule.roleArn,
+          Input: JSON.stringify(deadlineInput(correlationId)),
+          DeadLetterConfig: { Arn: schedule.dlqArn },
+          RetryPolicy: { MaximumRetryAttempts: 5, MaximumEventAgeInSeconds: 3600 },
+        },
+      }));
+      this.logger.info(`deadline schedule ${name} created for ${correlationId}`, { scheduleName: name, deadline: atExpression(deadline) });
+      return true;
+    } catch (err) {
+      if ((err as Error).name !== 'ConflictException') throw err;
+      this.logger.debug(`deadline schedule ${name} exists already`);
+      return false;
+    }
+  }
+
+  /** Deletes the deadline schedule of a completed id; a missing one is fine, other errors only cost a no-op invocation. */
+  private async deleteDeadlineSchedule(correlationId: string): Promise<void> {
+    const name = deadlineScheduleName(correlationId);
+    try {
+      await this.deps.scheduler!.send(new DeleteScheduleCommand({ Name: name, GroupName: this.config.schedule!.groupName }));
+    } catch (err) {
+      if ((err as Error).name === 'ResourceNotFoundException') return;
+      this.logger.warn(`could not delete deadline schedule ${name}; its invocation will find the aggregation done`, err as Error);
+    }
+  }
+}

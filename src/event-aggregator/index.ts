@@ -1,0 +1,2 @@
+export * from './event-aggregator';
+export * from './event-aggregator-props';

@@ -1,0 +1,165 @@
+import { ConditionalCheckFailedException, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import {
+  CORRELATION_ID_ATTRIBUTE, EVENT_NAME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, RECORDER_ENV, RESERVED_EVENT_NAME_PREFIX,
+} from './aggregator-contract';
+
+/** Default for MAX_PAYLOAD_BYTES: leaves room under DynamoDB's 400 KB item limit for the keys and metadata. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 350_000;
+/** DynamoDB's limits on key values, in UTF-8 bytes. */
+export const MAX_PARTITION_KEY_BYTES = 2048;
+export const MAX_SORT_KEY_BYTES = 1024;
+
+/** The logging the handler cores need; Powertools' Logger fits it. */
+export interface CoreLogger {
+  debug(message: string, ...extra: any[]): void;
+  info(message: string, ...extra: any[]): void;
+  warn(message: string, ...extra: any[]): void;
+  error(message: string, ...extra: any[]): void;
+  appendKeys?(keys: Record<string, unknown>): void;
+  removeKeys?(keys: string[]): void;
+}
+
+/** A logger that drops everything (the default of the cores). */
+export const SILENT_LOGGER: CoreLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+export interface RecorderConfig {
+  readonly tableName: string;
+  readonly itemTtlSeconds: number;
+  readonly maxPayloadBytes: number;
+}
+
+/** Reads an environment variable that must be set; the error names it. */
+export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {
+  const value = env[name];
+  if (!value) throw new Error(`environment variable ${name} is not set`);
+  return value;
+}
+
+/** Reads an environment variable holding a positive integer (or `fallback` when absent); the error names it. */
+export function positiveIntegerEnv(env: NodeJS.ProcessEnv, name: string, fallback?: number): number {
+  const text = env[name];
+  if ((text === undefined || text === '') && fallback !== undefined) return fallback;
+  const value = Number(requiredEnv(env, name));
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`environment variable ${name} must be a positive integer, got ${text}`);
+  return value;
+}
+
+/** The recorder's settings, read from the environment the construct sets. */
+export function recorderConfigFromEnv(env: NodeJS.ProcessEnv): RecorderConfig {
+  return {
+    tableName: requiredEnv(env, RECORDER_ENV.TABLE_NAME),
+    itemTtlSeconds: positiveIntegerEnv(env, RECORDER_ENV.ITEM_TTL_SECONDS),
+    maxPayloadBytes: positiveIntegerEnv(env, RECORDER_ENV.MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES),
+  };
+}
+
+/**
+ * What the recorder is invoked with: the EventBridge rule's input transformer turns the
+ * source event into this shape (`correlationId`/`eventName` are null when the event lacks them).
+ */
+export interface RecorderInput {
+  readonly correlationId?: unknown;
+  readonly eventName?: unknown;
+  readonly eventId?: unknown;
+  readonly time?: unknown;
+  readonly detail?: unknown;
+}
+
+export interface RecordResult {
+  /** `recorded`: the item was written (or rewritten by the same event); `duplicate-name`: another event with this name was kept. */
+  readonly outcome: 'recorded' | 'duplicate-name';
+  readonly correlationId: string;
+  readonly eventName: string;
+  readonly eventId: string;
+  readonly payloadBytes: number;
+  /** For `duplicate-name`: the event id of the event that is kept. */
+  readonly keptEventId?: string;
+}
+
+export interface RecorderDeps {
+  readonly dynamoDb: Pick<DynamoDBClient, 'send'>;
+  readonly logger?: CoreLogger;
+  readonly nowSeconds?: () => number;
+}
+
+/** A value for an error message: JSON, cut to 200 characters. */
+export function describeValue(value: unknown): string {
+  const text = value === undefined ? 'undefined' : JSON.stringify(value);
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
+
+/** A key value: a non-empty string, or a finite number in its string form (the seed's order ids are numbers). */
+function keyValue(field: string, value: unknown, maxBytes: number): string {
+  const text = typeof value === 'number' && Number.isFinite(value) ? String(value) : value;
+  if (typeof text !== 'string' || text.trim() === '') {
+    throw new Error(`${field} must be a non-empty string or a number, got ${describeValue(value)}; check the rule's input transformer path`);
+  }
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > maxBytes) throw new Error(`${field} is ${bytes} bytes of UTF-8, more than DynamoDB's ${maxBytes}-byte key limit: ${describeValue(text)}`);
+  return text;
+}
+
+/** Validates the input; throws an Error stating the reason and the offending value or size. */
+export function validateRecorderInput(input: RecorderInput, maxPayloadBytes: number): {
+  correlationId: string; eventName: string; eventId: string; time?: string; payloadBytes: number;
+} {
+  if (input === null || typeof input !== 'object') throw new Error(`the recorder expects an object from the rule's input transformer, got ${describeValue(input)}`);
+  const correlationId = keyValue('correlationId', input.correlationId, MAX_PARTITION_KEY_BYTES);
+  const eventName = keyValue('eventName', input.eventName, MAX_SORT_KEY_BYTES);
+  if (eventName.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
+    throw new Error(`eventName ${describeValue(eventName)} is reserved: names starting with '${RESERVED_EVENT_NAME_PREFIX}' are the aggregator's own`);
+  }
+  if (typeof input.eventId !== 'string' || input.eventId === '') {
+    throw new Error(`eventId must be the EventBridge event id ($.id), got ${describeValue(input.eventId)}`);
+  }
+  const payloadBytes = Buffer.byteLength(JSON.stringify(input.detail ?? null), 'utf8');
+  if (payloadBytes > maxPayloadBytes) {
+    throw new Error(`detail of event ${input.eventId} (${eventName} for ${correlationId}) is ${payloadBytes} bytes of JSON, more than the ${maxPayloadBytes} `
+      + 'bytes the recorder stores (MAX_PAYLOAD_BYTES; DynamoDB items are at most 400 KB)');
+  }
+  const time = typeof input.time === 'string' && input.time !== '' ? input.time : undefined;
+  return { correlationId, eventName, eventId: input.eventId, time, payloadBytes };
+}
+
+/**
+ * Stores one event of a bus source as the item (correlationId, eventName). The first event
+ * of a name wins: the same event again (same eventId, e.g. a retried invocation) rewrites
+ * the same item, a different event with that name is not stored and is logged with the
+ * reason. Invalid input throws; the async invocation's on-failure destination then parks
+ * the event with that message.
+ */
+export async function recordEvent(deps: RecorderDeps, config: RecorderConfig, input: RecorderInput): Promise<RecordResult> {
+  const logger = deps.logger ?? SILENT_LOGGER;
+  const now = deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+  const { correlationId, eventName, eventId, time, payloadBytes } = validateRecorderInput(input, config.maxPayloadBytes);
+  const item = {
+    [CORRELATION_ID_ATTRIBUTE]: correlationId,
+    [EVENT_NAME_ATTRIBUTE]: eventName,
+    eventId,
+    receivedAt: time ?? new Date(now() * 1000).toISOString(),
+    payload: input.detail ?? null,
+    [EXPIRES_AT_ATTRIBUTE]: now() + config.itemTtlSeconds,
+  };
+  const result = { correlationId, eventName, eventId, payloadBytes };
+  try {
+    await deps.dynamoDb.send(new PutItemCommand({
+      TableName: config.tableName,
+      Item: marshall(item, { removeUndefinedValues: true, convertClassInstanceToMap: true }),
+      ConditionExpression: 'attribute_not_exists(#name) OR eventId = :eventId',
+      ExpressionAttributeNames: { '#name': EVENT_NAME_ATTRIBUTE },
+      ExpressionAttributeValues: { ':eventId': { S: eventId } },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+    }));
+  } catch (err) {
+    if (!(err instanceof ConditionalCheckFailedException) && (err as Error).name !== 'ConditionalCheckFailedException') throw err;
+    const existing = (err as ConditionalCheckFailedException).Item;
+    const kept = existing ? unmarshall(existing).eventId : undefined;
+    const keptEventId = typeof kept === 'string' ? kept : undefined;
+    logger.warn(`duplicate event name ${eventName} for ${correlationId}: event ${eventId} is not stored; `
+      + `the first one (eventId ${keptEventId ?? 'unknown, written directly'}) is kept`, { ...result, keptEventId });
+    return { outcome: 'duplicate-name', ...result, ...(keptEventId ? { keptEventId } : {}) };
+  }
+  logger.info('event recorded', result);
+  return { outcome: 'recorded', ...result };
+}

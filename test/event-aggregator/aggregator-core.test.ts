@@ -1,0 +1,566 @@
+import {
+  ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand, ScanCommand, UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { ConflictException, CreateScheduleCommand, DeleteScheduleCommand, ResourceNotFoundException, SchedulerClient } from '@aws-sdk/client-scheduler';
+import { marshall } from '@aws-sdk/util-dynamodb';
+import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import {
+  ACCOUNT_CHECK, captureLogger, captureMetrics, CONFIG, DAY, eventItem, IN_STOCK, NOW, SCHEDULE, streamEvent, streamRecord,
+} from './aggregator-fixtures';
+import {
+  AggregationBusyError, Aggregator, AggregatorConfig, aggregatorConfigFromEnv, atExpression, deadlineScheduleName,
+} from '../../src/event-aggregator/aggregator-core';
+
+const ENV = {
+  TABLE_NAME: 'aggregates',
+  OUTPUT_BUS_NAME: 'orders',
+  AGGREGATE_SOURCE: 'shop.aggregator',
+  REQUIRED_EVENTS: JSON.stringify([ACCOUNT_CHECK, IN_STOCK]),
+  EMIT_ON_EVERY_CHANGE: 'false',
+  DEADLINE_SECONDS: '900',
+  SCHEDULE_GROUP_NAME: SCHEDULE.groupName,
+  SCHEDULE_TARGET_ARN: SCHEDULE.targetArn,
+  SCHEDULE_ROLE_ARN: SCHEDULE.roleArn,
+  SCHEDULE_DLQ_ARN: SCHEDULE.dlqArn,
+  ITEM_TTL_SECONDS: String(7 * DAY),
+  POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric',
+  POWERTOOLS_SERVICE_NAME: 'event-aggregator',
+};
+
+const dynamo = mockClient(DynamoDBClient);
+const events = mockClient(EventBridgeClient);
+const scheduler = mockClient(SchedulerClient);
+
+/** The table the Query mock reads (plain items). */
+let table: Record<string, any>[];
+
+beforeEach(() => {
+  dynamo.reset();
+  events.reset();
+  scheduler.reset();
+  table = [];
+  dynamo.on(QueryCommand).callsFake((input) => {
+    const items = table.filter((i) => i.correlationId === input.ExpressionAttributeValues[':id'].S);
+    return { Items: items.map((i) => marshall(i)), Count: items.length, ScannedCount: items.length };
+  });
+  dynamo.on(PutItemCommand).resolves({});
+  dynamo.on(UpdateItemCommand).resolves({});
+  events.on(PutEventsCommand).callsFake((input) => ({ FailedEntryCount: 0, Entries: input.Entries.map((_: unknown, i: number) => ({ EventId: `out-${i}` })) }));
+  scheduler.on(CreateScheduleCommand).resolves({ ScheduleArn: 'arn:aws:scheduler:us-east-1:111111111111:schedule/g/s' });
+  scheduler.on(DeleteScheduleCommand).resolves({});
+});
+
+function aggregator(config: Partial<AggregatorConfig> = {}, owner = 'req-1') {
+  const logger = captureLogger();
+  const metrics = captureMetrics();
+  const core = new Aggregator({
+    dynamoDb: new DynamoDBClient({ region: 'us-east-1' }),
+    eventBridge: new EventBridgeClient({ region: 'us-east-1' }),
+    scheduler: new SchedulerClient({ region: 'us-east-1' }),
+    owner,
+    logger,
+    metric: metrics.metric,
+    nowSeconds: () => NOW,
+    sleep: async () => {},
+  }, { ...CONFIG, ...config });
+  return { core, logger, metrics: metrics.totals };
+}
+
+/** Every entry put on the bus, with its detail parsed. */
+function emitted(): { detailType: string; source: string; bus: string; detail: any }[] {
+  return events.commandCalls(PutEventsCommand).flatMap((call) => call.args[0].input.Entries!.map((e) => ({
+    detailType: e.DetailType!, source: e.Source!, bus: e.EventBusName!, detail: JSON.parse(e.Detail!),
+  })));
+}
+
+const conditionFailed = (item?: Record<string, unknown>) => new ConditionalCheckFailedException({
+  message: 'The conditional request failed', $metadata: {}, ...(item ? { Item: marshall(item) } : {}),
+});
+const marker = (status: string, extra: Record<string, unknown> = {}) => ({
+  correlationId: '7', eventName: '#aggregate', status, owner: 'req-0', names: [ACCOUNT_CHECK, IN_STOCK], expiresAt: NOW + DAY, ...extra,
+});
+const withDeadline: Partial<AggregatorConfig> = { deadlineSeconds: 900, schedule: SCHEDULE };
+
+describe('configuration', () => {
+  test('reads the environment the construct sets', () => {
+    expect(aggregatorConfigFromEnv(ENV)).toEqual({
+      tableName: 'aggregates',
+      outputBusName: 'orders',
+      source: 'shop.aggregator',
+      requiredEvents: [ACCOUNT_CHECK, IN_STOCK],
+      emitOnEveryChange: false,
+      deadlineSeconds: 900,
+      schedule: SCHEDULE,
+      itemTtlSeconds: 7 * DAY,
+    });
+  });
+
+  test('defaults: the contract source, no deadline (schedule settings not needed), no update events', () => {
+    const env = { TABLE_NAME: 't', OUTPUT_BUS_NAME: 'b', REQUIRED_EVENTS: '["a","b","a"]', ITEM_TTL_SECONDS: '60', DEADLINE_SECONDS: '0' };
+    expect(aggregatorConfigFromEnv(env)).toEqual({
+      tableName: 't',
+      outputBusName: 'b',
+      source: 'cdk-event-fabric.aggregator',
+      requiredEvents: ['a', 'b'],
+      emitOnEveryChange: false,
+      deadlineSeconds: 0,
+      itemTtlSeconds: 60,
+    });
+    expect(aggregatorConfigFromEnv({ ...env, EMIT_ON_EVERY_CHANGE: 'true' }).emitOnEveryChange).toBe(true);
+  });
+
+  test.each([
+    [{ TABLE_NAME: '' }, 'environment variable TABLE_NAME is not set'],
+    [{ OUTPUT_BUS_NAME: undefined }, 'environment variable OUTPUT_BUS_NAME is not set'],
+    [{ REQUIRED_EVENTS: 'Account Check' }, 'environment variable REQUIRED_EVENTS must be a JSON array of event names, got Account Check'],
+    [{ REQUIRED_EVENTS: '[]' }, 'environment variable REQUIRED_EVENTS must be a non-empty JSON array of non-empty strings, got []'],
+    [{ REQUIRED_EVENTS: '["a", 7]' }, 'environment variable REQUIRED_EVENTS must be a non-empty JSON array of non-empty strings, got ["a", 7]'],
+    [{ REQUIRED_EVENTS: '["a","#aggregate"]' }, "environment variable REQUIRED_EVENTS names reserved events (starting with '#'): #aggregate"],
+    [{ EMIT_ON_EVERY_CHANGE: 'yes' }, "environment variable EMIT_ON_EVERY_CHANGE must be 'true' or 'false', got yes"],
+    [{ DEADLINE_SECONDS: '-5' }, 'environment variable DEADLINE_SECONDS must be a positive integer, got -5'],
+    [{ SCHEDULE_ROLE_ARN: '' }, 'environment variable SCHEDULE_ROLE_ARN is not set'],
+    [{ SCHEDULE_DLQ_ARN: undefined }, 'environment variable SCHEDULE_DLQ_ARN is not set'],
+    [{ ITEM_TTL_SECONDS: 'week' }, 'environment variable ITEM_TTL_SECONDS must be a positive integer, got week'],
+  ])('a bad environment is named in the error (%#)', (change, message) => {
+    expect(() => aggregatorConfigFromEnv({ ...ENV, ...change })).toThrow(message);
+  });
+
+  test('a deadline without a Scheduler client is refused', () => {
+    expect(() => new Aggregator({ dynamoDb: {} as any, eventBridge: {} as any, owner: 'o' }, { ...CONFIG, ...withDeadline }))
+      .toThrow('a deadline needs the schedule settings');
+  });
+
+  test('schedule names are deterministic, distinct and valid; at() is UTC to the second', () => {
+    const name = deadlineScheduleName('7');
+    expect(name).toMatch(/^agg-[0-9a-f]{40}$/);
+    expect(name).toBe(deadlineScheduleName('7'));
+    expect(deadlineScheduleName('8')).not.toBe(name);
+    expect(deadlineScheduleName('x'.repeat(5000)).length).toBeLessThanOrEqual(64);
+    expect(atExpression(NOW + 900)).toBe('at(2027-01-15T08:15:00)');
+  });
+});
+
+describe('stream batches', () => {
+  test('a single event emits nothing: one consistent Query, no claim, no Scan', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK)];
+    const { core, metrics } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[0])));
+    expect(report.batchItemFailures).toEqual([]);
+    expect(report.outcomes).toEqual([expect.objectContaining({ correlationId: '7', outcome: 'waiting', missing: [IN_STOCK], itemsRead: 1 })]);
+    expect(dynamo).toHaveReceivedCommandTimes(QueryCommand, 1);
+    expect(dynamo).toHaveReceivedCommandWith(QueryCommand, {
+      TableName: 'aggregates',
+      KeyConditionExpression: '#id = :id',
+      ExpressionAttributeNames: { '#id': 'correlationId' },
+      ExpressionAttributeValues: { ':id': { S: '7' } },
+      ConsistentRead: true,
+    });
+    expect(dynamo).toHaveReceivedCommandTimes(ScanCommand, 0);
+    expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 0);
+    expect(emitted()).toEqual([]);
+    expect(metrics).toEqual({ ItemsRead: 1 });
+  });
+
+  test('Account Check then In Stock for order 7: one Completed event with both payloads, the marker claimed then COMPLETE', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK, { credit: 'approved' }), eventItem('7', IN_STOCK, { sku: 'A-1', quantity: 3 })];
+    const { core, metrics } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+
+    expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ correlationId: '7', outcome: 'completed', missing: [] }] });
+    expect(dynamo).toHaveReceivedCommandWith(PutItemCommand, {
+      TableName: 'aggregates',
+      Item: {
+        correlationId: { S: '7' },
+        eventName: { S: '#aggregate' },
+        status: { S: 'EMITTING' },
+        owner: { S: 'req-1' },
+        leaseUntil: { N: String(NOW + 60) },
+        names: { L: [{ S: ACCOUNT_CHECK }, { S: IN_STOCK }] },
+        expiresAt: { N: String(NOW + 7 * DAY) },
+      },
+      ConditionExpression: 'attribute_not_exists(#id) OR (#status = :emitting AND leaseUntil < :now)',
+      ExpressionAttributeValues: { ':emitting': { S: 'EMITTING' }, ':now': { N: String(NOW) } },
+    });
+    expect(emitted()).toEqual([{
+      detailType: 'Aggregation Completed',
+      source: 'cdk-event-fabric.aggregator',
+      bus: 'orders',
+      detail: {
+        correlationId: '7',
+        status: 'complete',
+        received: { [ACCOUNT_CHECK]: true, [IN_STOCK]: true },
+        events: {
+          [ACCOUNT_CHECK]: { eventId: 'evt-7-Account-Check', receivedAt: '2027-01-15T08:00:00.000Z', payload: { credit: 'approved' } },
+          [IN_STOCK]: { eventId: 'evt-7-In-Stock', receivedAt: '2027-01-15T08:00:00.000Z', payload: { sku: 'A-1', quantity: 3 } },
+        },
+        eventCount: 2,
+      },
+    }]);
+    expect(dynamo).toHaveReceivedCommandWith(UpdateItemCommand, {
+      Key: { correlationId: { S: '7' }, eventName: { S: '#aggregate' } },
+      UpdateExpression: 'SET #status = :final, emittedAt = :now, #expires = :expires REMOVE leaseUntil',
+      ConditionExpression: '#owner = :owner AND #status = :emitting',
+      ExpressionAttributeValues: expect.objectContaining({ ':final': { S: 'COMPLETE' }, ':owner': { S: 'req-1' } }),
+    });
+    expect(metrics).toEqual({ ItemsRead: 2, AggregationsCompleted: 1 });
+    expect(dynamo).toHaveReceivedCommandTimes(ScanCommand, 0);
+  });
+
+  test('items written directly (seed style, no recorder) carry their other attributes as the payload; odd types become JSON', async () => {
+    table = [
+      { correlationId: '7', eventName: ACCOUNT_CHECK, OrderID: 7, expiresAt: NOW + DAY },
+      { correlationId: '7', eventName: IN_STOCK, tags: new Set(['a', 'b']), blob: new Uint8Array([1, 2, 3]) },
+    ];
+    // A number DynamoDB holds exactly but a double cannot keeps its digits as a string.
+    dynamo.on(QueryCommand).resolves({
+      Items: [
+        { ...marshall(table[0]), big: { N: '123456789012345678901' } },
+        marshall(table[1]),
+      ],
+      Count: 2,
+    });
+    const { core } = aggregator();
+    await core.processStreamBatch(streamEvent(streamRecord('MODIFY', table[1])));
+    expect(emitted()[0].detail.events).toEqual({
+      [ACCOUNT_CHECK]: { OrderID: 7, big: '123456789012345678901' },
+      [IN_STOCK]: { tags: ['a', 'b'], blob: 'AQID' },
+    });
+  });
+
+  test('a long item collection is read with one paginated Query (LastEvaluatedKey), never a Scan', async () => {
+    const pages = [
+      { Items: [marshall(eventItem('7', ACCOUNT_CHECK))], Count: 1, LastEvaluatedKey: marshall({ correlationId: '7', eventName: ACCOUNT_CHECK }) },
+      { Items: [marshall(eventItem('7', 'Gift Wrap')), marshall(eventItem('7', IN_STOCK))], Count: 2 },
+    ];
+    dynamo.on(QueryCommand).resolvesOnce(pages[0]).resolvesOnce(pages[1]);
+    const { core, metrics } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', eventItem('7', IN_STOCK))));
+    expect(report.outcomes[0]).toMatchObject({ outcome: 'completed', itemsRead: 3 });
+    const queries = dynamo.commandCalls(QueryCommand).map((c) => c.args[0].input);
+    expect(queries).toHaveLength(2);
+    expect(queries.every((q) => q.ConsistentRead === true)).toBe(true);
+    expect(queries[1].ExclusiveStartKey).toEqual(pages[0].LastEvaluatedKey);
+    expect(emitted()[0].detail.received).toEqual({ [ACCOUNT_CHECK]: true, 'Gift Wrap': true, [IN_STOCK]: true });
+    expect(metrics.ItemsRead).toBe(3);
+    expect(dynamo).toHaveReceivedCommandTimes(ScanCommand, 0);
+  });
+
+  test('REMOVE records (TTL expiry) and marker records are ignored without reading the table', async () => {
+    const { core } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(
+      streamRecord('REMOVE', eventItem('7', ACCOUNT_CHECK)),
+      streamRecord('INSERT', marker('EMITTING')),
+      streamRecord('MODIFY', marker('COMPLETE')),
+    ));
+    expect(report).toEqual({ batchItemFailures: [], outcomes: [], ignoredRecords: 3 });
+    expect(dynamo.calls()).toHaveLength(0);
+    expect(emitted()).toEqual([]);
+  });
+
+  test('a record whose correlationId key is not a string (not this table\'s layout) is ignored with a warning', async () => {
+    const record = streamRecord('INSERT', eventItem('7', ACCOUNT_CHECK));
+    record.dynamodb!.Keys = { correlationId: { N: '7' }, eventName: { S: ACCOUNT_CHECK } };
+    const { core, logger } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(record));
+    expect(report).toEqual({ batchItemFailures: [], outcomes: [], ignoredRecords: 1 });
+    expect(logger.messages('warn')).toEqual(['stream record without a string correlationId key; ignored']);
+    expect(dynamo.calls()).toHaveLength(0);
+  });
+
+  test('records are grouped by correlation id: one Query per id, in first-seen order', async () => {
+    table = [eventItem('8', ACCOUNT_CHECK), eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    const { core } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(
+      streamRecord('INSERT', table[0]), streamRecord('INSERT', table[1]), streamRecord('INSERT', table[2]), streamRecord('MODIFY', table[0]),
+    ));
+    expect(report.outcomes.map((o) => [o.correlationId, o.outcome])).toEqual([['8', 'waiting'], ['7', 'completed']]);
+    expect(dynamo.commandCalls(QueryCommand).map((c) => c.args[0].input.ExpressionAttributeValues![':id'].S)).toEqual(['8', '7']);
+    expect(emitted().map((e) => e.detail.correlationId)).toEqual(['7']);
+  });
+
+  test('an event after completion is not emitted again: LateEvents counted and logged with the reason; a replayed name is not late', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK), eventItem('7', 'Gift Wrap'), marker('COMPLETE')];
+    const { core, logger, metrics } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('MODIFY', table[1]), streamRecord('INSERT', table[2])));
+    expect(report.outcomes).toEqual([expect.objectContaining({ outcome: 'done', lateEvents: ['Gift Wrap'] })]);
+    expect(logger.messages('warn')).toEqual(['event Gift Wrap for 7 arrived after the aggregation was COMPLETE; not emitted again']);
+    expect(metrics.LateEvents).toBe(1);
+    expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 0);
+    expect(emitted()).toEqual([]);
+  });
+
+  test('a claim that finds the marker COMPLETE (another shard won) emits nothing and succeeds', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    dynamo.on(PutItemCommand).rejects(conditionFailed(marker('COMPLETE')));
+    const { core, logger } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'claimed-elsewhere' }] });
+    expect(logger.messages('info')).toContain('aggregation of 7 was already emitted by another invocation (COMPLETE); nothing to do');
+    expect(emitted()).toEqual([]);
+  });
+
+  test('a claim that finds a live claim of another invocation is retried (batch item failure), not dropped', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    dynamo.on(PutItemCommand).rejects(conditionFailed(marker('EMITTING', { owner: 'req-0', leaseUntil: NOW + 30 })));
+    const { core } = aggregator();
+    const record = streamRecord('INSERT', table[1]);
+    const report = await core.processStreamBatch(streamEvent(record));
+    expect(report.batchItemFailures).toEqual([{ itemIdentifier: record.dynamodb!.SequenceNumber }]);
+    expect(report.outcomes[0]).toMatchObject({ outcome: 'busy', error: expect.stringContaining(`req-0, lease until ${NOW + 30}`) });
+    expect(emitted()).toEqual([]);
+  });
+
+  test('when the failed condition returns no item, the marker is read with a consistent GetItem', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    dynamo.on(PutItemCommand).rejects(conditionFailed());
+    dynamo.on(GetItemCommand).resolves({ Item: marshall(marker('INCOMPLETE')) });
+    const { core } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report.outcomes[0].outcome).toBe('claimed-elsewhere');
+    expect(dynamo).toHaveReceivedCommandWith(GetItemCommand, { ConsistentRead: true, Key: { correlationId: { S: '7' }, eventName: { S: '#aggregate' } } });
+  });
+
+  test('PutEvents failure: the marker stays EMITTING with its lease released, the first record of the id fails; other ids go on', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK), eventItem('8', ACCOUNT_CHECK), eventItem('8', IN_STOCK)];
+    events.on(PutEventsCommand).callsFake((input) => {
+      const failed = JSON.parse(input.Entries[0].Detail).correlationId === '7';
+      return failed
+        ? { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] }
+        : { FailedEntryCount: 0, Entries: [{ EventId: 'ok' }] };
+    });
+    const { core, metrics } = aggregator();
+    const first7 = streamRecord('INSERT', table[0]);
+    const report = await core.processStreamBatch(streamEvent(first7, streamRecord('INSERT', table[2]), streamRecord('INSERT', table[1]),
+      streamRecord('INSERT', table[3])));
+
+    expect(report.batchItemFailures).toEqual([{ itemIdentifier: first7.dynamodb!.SequenceNumber }]);
+    expect(report.outcomes.map((o) => [o.correlationId, o.outcome])).toEqual([['7', 'failed'], ['8', 'completed']]);
+    expect(report.outcomes[0].error).toBe('PutEvents of Aggregation Completed for 7 failed: InternalFailure: try again; '
+      + 'the marker stays EMITTING and a retry claims it again');
+    // 4 attempts for 7 (retryable code), 1 for 8.
+    expect(events).toHaveReceivedCommandTimes(PutEventsCommand, 5);
+    const updates = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    expect(updates.map((u) => [u.Key!.correlationId.S, u.UpdateExpression])).toEqual([
+      ['7', 'SET leaseUntil = :zero'],
+      ['8', 'SET #status = :final, emittedAt = :now, #expires = :expires REMOVE leaseUntil'],
+    ]);
+    expect(metrics.AggregationsCompleted).toBe(1);
+  });
+
+  test('a failing Query fails only its id, from its first record', async () => {
+    table = [eventItem('8', ACCOUNT_CHECK), eventItem('8', IN_STOCK)];
+    dynamo.on(QueryCommand, { ExpressionAttributeValues: { ':id': { S: '7' } } }).rejects(Object.assign(new Error('Throughput exceeded'), {
+      name: 'ProvisionedThroughputExceededException',
+    }));
+    const { core, logger } = aggregator();
+    const a = streamRecord('INSERT', eventItem('7', ACCOUNT_CHECK));
+    const report = await core.processStreamBatch(streamEvent(a, streamRecord('INSERT', table[1]), streamRecord('INSERT', eventItem('7', IN_STOCK))));
+    expect(report.batchItemFailures).toEqual([{ itemIdentifier: a.dynamodb!.SequenceNumber }]);
+    expect(report.outcomes.map((o) => o.outcome)).toEqual(['failed', 'completed']);
+    expect(logger.messages('error')).toEqual([`aggregation of 7 failed; the stream retries from record ${a.dynamodb!.SequenceNumber}`]);
+  });
+
+  test('payloads over the PutEvents entry limit: the event goes out without them, with truncated: true', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK, { blob: 'x'.repeat(3000) }), eventItem('7', IN_STOCK, { blob: 'y'.repeat(3000) })];
+    const { core, logger } = aggregator({ maxEntryBytes: 4096 });
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report.outcomes[0]).toMatchObject({ outcome: 'completed', truncated: true });
+    expect(emitted()[0].detail).toEqual({
+      correlationId: '7', status: 'complete', received: { [ACCOUNT_CHECK]: true, [IN_STOCK]: true }, eventCount: 2, truncated: true,
+    });
+    expect(logger.messages('warn')[0]).toContain('emitted without them (truncated)');
+  });
+
+  test('EMIT_ON_EVERY_CHANGE: an Updated event per change (partial, then complete), and Completed once', async () => {
+    const { core } = aggregator({ emitOnEveryChange: true });
+    table = [eventItem('7', ACCOUNT_CHECK)];
+    await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[0])));
+    table.push(eventItem('7', IN_STOCK));
+    await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(emitted().map((e) => [e.detailType, e.detail.status, e.detail.missing])).toEqual([
+      ['Aggregation Updated', 'partial', [IN_STOCK]],
+      ['Aggregation Updated', 'complete', []],
+      ['Aggregation Completed', 'complete', undefined],
+    ]);
+    expect(emitted()[0].detail.received).toEqual({ [ACCOUNT_CHECK]: true });
+  });
+
+  test('an emitted event whose marker cannot be finished is logged, not failed (at least once)', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    dynamo.on(UpdateItemCommand).rejects(conditionFailed());
+    const { core, logger } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'completed' }] });
+    expect(logger.messages('error')[0]).toContain('our lease expired and another invocation took the marker over');
+  });
+
+  test('expired items (TTL not yet applied) count as gone', async () => {
+    table = [{ ...eventItem('7', ACCOUNT_CHECK), expiresAt: NOW - 1 }, eventItem('7', IN_STOCK)];
+    const { core } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report.outcomes[0]).toMatchObject({ outcome: 'waiting', missing: [ACCOUNT_CHECK] });
+  });
+});
+
+describe('deadline', () => {
+  const first = (receivedAt?: string) => eventItem('7', ACCOUNT_CHECK, { credit: 'approved' }, { receivedAt });
+
+  test('the first write creates the one-time schedule: deterministic name, at(first event + deadline), target, DLQ, retries', async () => {
+    table = [first('2027-01-15T07:59:30Z')];
+    const { core } = aggregator(withDeadline);
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[0])));
+    expect(report.outcomes[0]).toMatchObject({ outcome: 'waiting', scheduleCreated: true });
+    expect(scheduler).toHaveReceivedCommandTimes(CreateScheduleCommand, 1);
+    expect(scheduler).toHaveReceivedCommandWith(CreateScheduleCommand, {
+      Name: deadlineScheduleName('7'),
+      GroupName: SCHEDULE.groupName,
+      ScheduleExpression: 'at(2027-01-15T08:14:30)',
+      ScheduleExpressionTimezone: 'UTC',
+      FlexibleTimeWindow: { Mode: 'OFF' },
+      ActionAfterCompletion: 'DELETE',
+      Target: {
+        Arn: SCHEDULE.targetArn,
+        RoleArn: SCHEDULE.roleArn,
+        Input: JSON.stringify({ deadlineFor: '7' }),
+        DeadLetterConfig: { Arn: SCHEDULE.dlqArn },
+        RetryPolicy: { MaximumRetryAttempts: 5, MaximumEventAgeInSeconds: 3600 },
+      },
+    });
+  });
+
+  test('a replayed first write gets ConflictException, which is fine', async () => {
+    table = [first()];
+    scheduler.on(CreateScheduleCommand).rejects(new ConflictException({ message: 'Schedule exists', Message: 'Schedule exists', $metadata: {} }));
+    const { core } = aggregator(withDeadline);
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[0])));
+    expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'waiting', scheduleCreated: false }] });
+  });
+
+  test('every insert of an unfinished id asks for the same schedule (the first creates it); a MODIFY does not', async () => {
+    table = [first(), eventItem('7', 'Gift Wrap')];
+    const { core } = aggregator({ ...withDeadline, requiredEvents: [ACCOUNT_CHECK, IN_STOCK, 'Gift Wrap'] });
+    await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    await core.processStreamBatch(streamEvent(streamRecord('MODIFY', table[0])));
+    expect(scheduler).toHaveReceivedCommandTimes(CreateScheduleCommand, 1);
+    expect(scheduler).toHaveReceivedCommandWith(CreateScheduleCommand, { Name: deadlineScheduleName('7') });
+  });
+
+  test('a deadline already past when the first write is processed (stream lag) is set a minute ahead', async () => {
+    table = [first('2027-01-15T06:00:00Z')];
+    const { core } = aggregator(withDeadline);
+    await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[0])));
+    expect(scheduler).toHaveReceivedCommandWith(CreateScheduleCommand, { ScheduleExpression: atExpression(NOW + 60) });
+  });
+
+  test('a failing CreateSchedule fails the record, so the first write is retried with its schedule', async () => {
+    table = [first()];
+    scheduler.on(CreateScheduleCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const { core } = aggregator(withDeadline);
+    const record = streamRecord('INSERT', table[0]);
+    const report = await core.processStreamBatch(streamEvent(record));
+    expect(report.batchItemFailures).toEqual([{ itemIdentifier: record.dynamodb!.SequenceNumber }]);
+  });
+
+  test('completion deletes the schedule; one already gone is fine', async () => {
+    table = [first(), eventItem('7', IN_STOCK)];
+    scheduler.on(DeleteScheduleCommand).rejects(new ResourceNotFoundException({ message: 'gone', Message: 'gone', $metadata: {} }));
+    const { core } = aggregator(withDeadline);
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'completed' }] });
+    expect(scheduler).toHaveReceivedCommandWith(DeleteScheduleCommand, { Name: deadlineScheduleName('7'), GroupName: SCHEDULE.groupName });
+    expect(scheduler).toHaveReceivedCommandTimes(CreateScheduleCommand, 0);
+  });
+
+  test('a schedule that cannot be deleted is logged, not failed: its invocation will find the aggregation done', async () => {
+    table = [first(), eventItem('7', IN_STOCK)];
+    scheduler.on(DeleteScheduleCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const { core, logger } = aggregator(withDeadline);
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'completed' }] });
+    expect(logger.messages('warn')).toEqual([`could not delete deadline schedule ${deadlineScheduleName('7')}; its invocation will find the aggregation done`]);
+  });
+
+  test('the deadline with an event missing emits Incomplete listing it, through the claimed marker', async () => {
+    table = [first()];
+    const { core, metrics } = aggregator(withDeadline);
+    const outcome = await core.processDeadline({ deadlineFor: '7' });
+    expect(outcome).toMatchObject({ correlationId: '7', outcome: 'incomplete', missing: [IN_STOCK] });
+    expect(emitted()).toEqual([expect.objectContaining({
+      detailType: 'Aggregation Incomplete',
+      detail: {
+        correlationId: '7',
+        status: 'incomplete',
+        received: { [ACCOUNT_CHECK]: true },
+        events: { [ACCOUNT_CHECK]: expect.objectContaining({ payload: { credit: 'approved' } }) },
+        missing: [IN_STOCK],
+        eventCount: 1,
+      },
+    })]);
+    expect(dynamo).toHaveReceivedCommandWith(PutItemCommand, { Item: expect.objectContaining({ status: { S: 'EMITTING' } }) });
+    expect(dynamo).toHaveReceivedCommandWith(UpdateItemCommand, { ExpressionAttributeValues: expect.objectContaining({ ':final': { S: 'INCOMPLETE' } }) });
+    expect(metrics.AggregationsIncomplete).toBe(1);
+    expect(scheduler).toHaveReceivedCommandTimes(DeleteScheduleCommand, 0);
+  });
+
+  test('the deadline after completion does nothing', async () => {
+    table = [first(), eventItem('7', IN_STOCK), marker('COMPLETE')];
+    const { core, logger } = aggregator(withDeadline);
+    expect((await core.processDeadline({ deadlineFor: '7' })).outcome).toBe('done');
+    expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 0);
+    expect(emitted()).toEqual([]);
+    expect(logger.messages('info')).toEqual(['deadline of 7 passed after the aggregation was COMPLETE; nothing to emit']);
+  });
+
+  test('the deadline with everything there (the stream has not caught up) emits Completed through the same guard', async () => {
+    table = [first(), eventItem('7', IN_STOCK)];
+    const { core } = aggregator(withDeadline);
+    expect((await core.processDeadline({ deadlineFor: '7' })).outcome).toBe('completed');
+    expect(emitted().map((e) => e.detailType)).toEqual(['Aggregation Completed']);
+  });
+
+  test('a deadline that finds a live claim throws so the schedule retries it', async () => {
+    table = [first()];
+    dynamo.on(PutItemCommand).rejects(conditionFailed(marker('EMITTING', { leaseUntil: NOW + 30 })));
+    const { core } = aggregator(withDeadline);
+    await expect(core.processDeadline({ deadlineFor: '7' })).rejects.toThrow(AggregationBusyError);
+  });
+
+  test.each([[{}], [{ deadlineFor: '' }], [{ deadlineFor: 7 }]])('a deadline invocation without a correlation id is refused (%j)', async (input) => {
+    const { core } = aggregator(withDeadline);
+    await expect(core.processDeadline(input as any)).rejects.toThrow('deadline invocation needs a non-empty string deadlineFor');
+  });
+});
+
+describe('aggregator handler', () => {
+  Object.assign(process.env, ENV);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { handler } = require('../../src/event-aggregator/aggregator.lambda') as typeof import('../../src/event-aggregator/aggregator.lambda');
+  const context = { awsRequestId: 'lambda-req-9' } as Context;
+
+  test('a stream batch returns only the batch item failures; the request id owns the marker', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    const result = await handler(streamEvent(streamRecord('INSERT', table[1])), context);
+    expect(result).toEqual({ batchItemFailures: [] });
+    expect(dynamo).toHaveReceivedCommandWith(PutItemCommand, { Item: expect.objectContaining({ owner: { S: 'lambda-req-9' } }) });
+    expect(emitted()).toEqual([expect.objectContaining({ detailType: 'Aggregation Completed', source: 'shop.aggregator', bus: 'orders' })]);
+  });
+
+  test('a deadline invocation emits Incomplete and returns nothing', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK)];
+    await expect(handler({ deadlineFor: '7' }, context)).resolves.toBeUndefined();
+    expect(emitted().map((e) => e.detailType)).toEqual(['Aggregation Incomplete']);
+  });
+
+  test.each([
+    [{ hello: 'world' }, '{"hello":"world"}'],
+    ['deadlineFor', '"deadlineFor"'],
+    [null, 'null'],
+  ])('anything else is refused with what was received (%j)', async (event, shown) => {
+    await expect(handler(event as any, context)).rejects.toThrow('unrecognised invocation: expected a DynamoDB stream batch (Records) or '
+      + `{ deadlineFor }, got ${shown}`);
+    expect(dynamo.calls()).toHaveLength(0);
+  });
+});
