@@ -7,6 +7,12 @@
 export const CORRELATION_ID_ATTRIBUTE = 'correlationId';
 /** Sort key: the event name (string). Names starting with `#` are reserved. */
 export const EVENT_NAME_ATTRIBUTE = 'eventName';
+/**
+ * Attribute where the recorder keeps an event's detail, as JSON text: any JSON fits (no
+ * DynamoDB number range or nesting limit) and its size is the item's size. The aggregator
+ * emits it parsed, as `payload`.
+ */
+export const PAYLOAD_JSON_ATTRIBUTE = 'payloadJson';
 /** TTL attribute (epoch seconds) on every item. */
 export const EXPIRES_AT_ATTRIBUTE = 'expiresAt';
 /**

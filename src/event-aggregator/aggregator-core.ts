@@ -9,7 +9,7 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import {
   AGGREGATOR_ENV, COMPLETED_DETAIL_TYPE, CORRELATION_ID_ATTRIBUTE, DeadlineInvocation, DEFAULT_AGGREGATE_SOURCE, EVENT_NAME_ATTRIBUTE,
-  EXPIRES_AT_ATTRIBUTE, INCOMPLETE_DETAIL_TYPE, MARKER_EVENT_NAME, RESERVED_EVENT_NAME_PREFIX, UPDATED_DETAIL_TYPE,
+  EXPIRES_AT_ATTRIBUTE, PAYLOAD_JSON_ATTRIBUTE, INCOMPLETE_DETAIL_TYPE, MARKER_EVENT_NAME, RESERVED_EVENT_NAME_PREFIX, UPDATED_DETAIL_TYPE,
 } from './aggregator-contract';
 import { CoreLogger, describeValue, positiveIntegerEnv, requiredEnv, SILENT_LOGGER } from './recorder-core';
 import { DEFAULT_MAX_ENTRY_BYTES, putEventsEntrySize, putEventsReliably } from '../runtime/put-events';
@@ -196,6 +196,15 @@ function numberFromDynamo(text: string): number | string {
   return Number.isFinite(value) && (!Number.isInteger(value) || Number.isSafeInteger(value)) ? value : text;
 }
 
+/** The recorder's JSON text of a payload; text that does not parse is passed on as it is. */
+function parsePayloadJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
 /** Sets become arrays and binary becomes base64, so the payload serialises as JSON. */
 function jsonSafe(value: unknown): unknown {
   if (value instanceof Set) return [...value].map(jsonSafe);
@@ -352,12 +361,11 @@ export class Aggregator {
     }
 
     let scheduleCreated = false;
-    // Every batch that inserts an event of an unfinished id asks for the schedule: its name and
+    // Every batch that writes an event of an unfinished id asks for the schedule: its name and
     // time derive from the id and its earliest event, so the first call creates it and the
     // others get ConflictException. (Creating it only on the id's first write would miss the
     // deadline when two first writes land in different batches at the same moment.)
-    const inserted = records.some((r) => r.eventName === 'INSERT');
-    if (this.config.deadlineSeconds > 0 && !state.marker && state.events.size > 0 && inserted) {
+    if (this.config.deadlineSeconds > 0 && !state.marker && state.events.size > 0 && records.length > 0) {
       scheduleCreated = await this.createDeadlineSchedule(correlationId, state);
     }
     this.logger.debug('waiting for more events', { missing });
@@ -394,7 +402,8 @@ export class Aggregator {
         } else if (typeof name === 'string' && !name.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
           const payload: Record<string, unknown> = {};
           for (const [key, value] of Object.entries(item)) {
-            if (key !== CORRELATION_ID_ATTRIBUTE && key !== EVENT_NAME_ATTRIBUTE && key !== EXPIRES_AT_ATTRIBUTE) payload[key] = jsonSafe(value);
+            if (key === PAYLOAD_JSON_ATTRIBUTE && typeof value === 'string') payload.payload = parsePayloadJson(value);
+            else if (key !== CORRELATION_ID_ATTRIBUTE && key !== EVENT_NAME_ATTRIBUTE && key !== EXPIRES_AT_ATTRIBUTE) payload[key] = jsonSafe(value);
           }
           events.set(name, payload);
           const received = typeof item.receivedAt === 'string' ? Date.parse(item.receivedAt) : NaN;
@@ -476,8 +485,9 @@ export class Aggregator {
           names: { L: names.map((name) => ({ S: name })) },
           [EXPIRES_AT_ATTRIBUTE]: { N: String(now + this.config.itemTtlSeconds) },
         },
-        ConditionExpression: 'attribute_not_exists(#id) OR (#status = :emitting AND leaseUntil < :now)',
-        ExpressionAttributeNames: { '#id': CORRELATION_ID_ATTRIBUTE, '#status': 'status' },
+        // An expired marker (TTL deletes late) belongs to a finished earlier set: a new set may claim it.
+        ConditionExpression: 'attribute_not_exists(#id) OR (#status = :emitting AND leaseUntil < :now) OR #expires <= :now',
+        ExpressionAttributeNames: { '#id': CORRELATION_ID_ATTRIBUTE, '#status': 'status', '#expires': EXPIRES_AT_ATTRIBUTE },
         ExpressionAttributeValues: { ':emitting': { S: 'EMITTING' }, ':now': { N: String(now) } },
         ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
       }));

@@ -430,7 +430,9 @@ export class EventAggregator extends Construct {
       role,
       description: 'cdk-event-fabric EventAggregator: emits each correlation id\'s aggregate once, from the table stream',
       memorySize: 256,
-      timeout: Duration.seconds(60),
+      // Shorter than the 60 s lease on the emit-once marker: a claim outlives its owner, so
+      // no second invocation can take over while the first may still emit.
+      timeout: Duration.seconds(30),
       tracing: lambda.Tracing.ACTIVE,
       logGroup,
       environment,
@@ -537,7 +539,7 @@ class OutputTarget implements events.IRuleTarget {
 }
 
 function validateProps(scope: IConstruct, props: EventAggregatorProps): void {
-  validateRequiredEvents(scope, props.requiredEvents);
+  validateRequiredEvents(scope, props.requiredEvents, props.aggregateSource ?? DEFAULT_AGGREGATE_SOURCE);
   const source = props.aggregateSource;
   if (source !== undefined && !Token.isUnresolved(source)
     && (source.trim().length === 0 || source.length > 256 || source.startsWith('aws.'))) {
@@ -556,7 +558,13 @@ function validateProps(scope: IConstruct, props: EventAggregatorProps): void {
   validateIntegerRange(scope, 'maxPayloadBytes', props.maxPayloadBytes, 1024, 390_000, 'bytes (a DynamoDB item is at most 400 KB)');
 }
 
-function validateRequiredEvents(scope: IConstruct, names: string[]): void {
+/**
+ * EventBridge's default limit on an event pattern's length. The 4 KB limit on a function's
+ * environment is then never reached by the names (they are a fraction of the pattern).
+ */
+const MAX_EVENT_PATTERN_LENGTH = 2048;
+
+function validateRequiredEvents(scope: IConstruct, names: string[], source: string): void {
   if (!Array.isArray(names) || names.length < 1 || names.length > MAX_REQUIRED_EVENTS) {
     throw new PropValidationError(scope, 'requiredEvents', names, `allowed: from 1 to ${MAX_REQUIRED_EVENTS} event names`);
   }
@@ -571,6 +579,17 @@ function validateRequiredEvents(scope: IConstruct, names: string[]): void {
       throw new PropValidationError(scope, 'requiredEvents', names, `allowed: distinct names ("${name}" is given twice)`);
     }
     seen.add(name);
+  }
+  // The names become keys of the completion rule's pattern and a JSON list in the function's
+  // environment: both have service limits that CloudFormation would only report at deploy.
+  const pattern = JSON.stringify({
+    'source': [source],
+    'detail-type': [COMPLETED_DETAIL_TYPE],
+    'detail': { received: Object.fromEntries(names.map((n) => [n, [{ exists: true }]])) },
+  });
+  if (pattern.length > MAX_EVENT_PATTERN_LENGTH) {
+    throw new PropValidationError(scope, 'requiredEvents', names, `allowed: names whose completion rule pattern fits EventBridge's `
+      + `${MAX_EVENT_PATTERN_LENGTH}-character limit (these need up to ${pattern.length}); use fewer or shorter names`);
   }
 }
 

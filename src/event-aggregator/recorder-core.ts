@@ -1,7 +1,7 @@
 import { ConditionalCheckFailedException, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import {
-  CORRELATION_ID_ATTRIBUTE, EVENT_NAME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, RECORDER_ENV, RESERVED_EVENT_NAME_PREFIX,
+  CORRELATION_ID_ATTRIBUTE, EVENT_NAME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, PAYLOAD_JSON_ATTRIBUTE, RECORDER_ENV, RESERVED_EVENT_NAME_PREFIX,
 } from './aggregator-contract';
 
 /** Default for MAX_PAYLOAD_BYTES: leaves room under DynamoDB's 400 KB item limit for the keys and metadata. */
@@ -91,6 +91,10 @@ export function describeValue(value: unknown): string {
 
 /** A key value: a non-empty string, or a finite number in its string form (the seed's order ids are numbers). */
 function keyValue(field: string, value: unknown, maxBytes: number): string {
+  // Ids past 2^53 were already rounded when the event was parsed: two orders could merge.
+  if (typeof value === 'number' && Number.isFinite(value) && !Number.isSafeInteger(value) && Number.isInteger(value)) {
+    throw new Error(`${field} ${describeValue(value)} is a number too large to be exact in JSON (over 2^53); send it as a string`);
+  }
   const text = typeof value === 'number' && Number.isFinite(value) ? String(value) : value;
   if (typeof text !== 'string' || text.trim() === '') {
     throw new Error(`${field} must be a non-empty string or a number, got ${describeValue(value)}; check the rule's input transformer path`);
@@ -138,7 +142,7 @@ export async function recordEvent(deps: RecorderDeps, config: RecorderConfig, in
     [EVENT_NAME_ATTRIBUTE]: eventName,
     eventId,
     receivedAt: time ?? new Date(now() * 1000).toISOString(),
-    payload: input.detail ?? null,
+    [PAYLOAD_JSON_ATTRIBUTE]: JSON.stringify(input.detail ?? null),
     [EXPIRES_AT_ATTRIBUTE]: now() + config.itemTtlSeconds,
   };
   const result = { correlationId, eventName, eventId, payloadBytes };
@@ -146,9 +150,10 @@ export async function recordEvent(deps: RecorderDeps, config: RecorderConfig, in
     await deps.dynamoDb.send(new PutItemCommand({
       TableName: config.tableName,
       Item: marshall(item, { removeUndefinedValues: true, convertClassInstanceToMap: true }),
-      ConditionExpression: 'attribute_not_exists(#name) OR eventId = :eventId',
-      ExpressionAttributeNames: { '#name': EVENT_NAME_ATTRIBUTE },
-      ExpressionAttributeValues: { ':eventId': { S: eventId } },
+      // First wins, unless the first has expired (TTL deletes late): then this starts a new set.
+      ConditionExpression: 'attribute_not_exists(#name) OR eventId = :eventId OR #expires <= :now',
+      ExpressionAttributeNames: { '#name': EVENT_NAME_ATTRIBUTE, '#expires': EXPIRES_AT_ATTRIBUTE },
+      ExpressionAttributeValues: { ':eventId': { S: eventId }, ':now': { N: String(now()) } },
       ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     }));
   } catch (err) {

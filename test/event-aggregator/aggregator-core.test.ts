@@ -181,7 +181,7 @@ describe('stream batches', () => {
         names: { L: [{ S: ACCOUNT_CHECK }, { S: IN_STOCK }] },
         expiresAt: { N: String(NOW + 7 * DAY) },
       },
-      ConditionExpression: 'attribute_not_exists(#id) OR (#status = :emitting AND leaseUntil < :now)',
+      ConditionExpression: 'attribute_not_exists(#id) OR (#status = :emitting AND leaseUntil < :now) OR #expires <= :now',
       ExpressionAttributeValues: { ':emitting': { S: 'EMITTING' }, ':now': { N: String(NOW) } },
     });
     expect(emitted()).toEqual([{
@@ -439,13 +439,15 @@ describe('deadline', () => {
     expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'waiting', scheduleCreated: false }] });
   });
 
-  test('every insert of an unfinished id asks for the same schedule (the first creates it); a MODIFY does not', async () => {
+  test('every write of an unfinished id asks for the same schedule (the first creates it, the others get ConflictException)', async () => {
     table = [first(), eventItem('7', 'Gift Wrap')];
     const { core } = aggregator({ ...withDeadline, requiredEvents: [ACCOUNT_CHECK, IN_STOCK, 'Gift Wrap'] });
     await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
     await core.processStreamBatch(streamEvent(streamRecord('MODIFY', table[0])));
-    expect(scheduler).toHaveReceivedCommandTimes(CreateScheduleCommand, 1);
-    expect(scheduler).toHaveReceivedCommandWith(CreateScheduleCommand, { Name: deadlineScheduleName('7') });
+    expect(scheduler).toHaveReceivedCommandTimes(CreateScheduleCommand, 2);
+    const names = scheduler.commandCalls(CreateScheduleCommand).map((c) => [c.args[0].input.Name, c.args[0].input.ScheduleExpression]);
+    expect(new Set(names.map((n) => n.join(' '))).size).toBe(1);
+    expect(names[0][0]).toBe(deadlineScheduleName('7'));
   });
 
   test('a deadline already past when the first write is processed (stream lag) is set a minute ahead', async () => {

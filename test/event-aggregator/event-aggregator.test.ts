@@ -101,7 +101,7 @@ describe('EventAggregator defaults', () => {
     });
     expect(fn).toMatchObject({
       MemorySize: 256,
-      Timeout: 60,
+      Timeout: 30,
       Runtime: 'nodejs24.x',
       TracingConfig: { Mode: 'Active' },
       LoggingConfig: { LogGroup: { Ref: expect.stringMatching(/^AggregatorAggregatorFunctionLogs/) } },
@@ -638,6 +638,12 @@ describe('EventAggregator validation', () => {
     const stack = newStack();
     const props = typeof overrides === 'function' ? overrides(stack) : overrides;
     expect(() => defaultAggregator(stack, props)).toThrow(message);
+  });
+
+  test('requiredEvents whose completion rule pattern would pass the 2048-character limit', () => {
+    const names = Array.from({ length: 20 }, (_, i) => `${i}`.padEnd(255, 'n'));
+    expect(() => defaultAggregator(newStack(), { requiredEvents: names })).toThrow(
+      /invalid requiredEvents .*; allowed: names whose completion rule pattern fits EventBridge's 2048-character limit \(these need up to \d+\)/);
   });
 
   test('errors name the construct path', () => {

@@ -56,14 +56,14 @@ describe('recording', () => {
       eventName: 'In Stock',
       eventId: 'e-1',
       receivedAt: '2027-01-15T08:00:00Z',
-      payload: { OrderID: 7, sku: 'A-1' },
+      payloadJson: JSON.stringify({ OrderID: 7, sku: 'A-1' }),
       expiresAt: NOW + 7 * DAY,
     });
     expect(call).toMatchObject({
       TableName: 'aggregates',
-      ConditionExpression: 'attribute_not_exists(#name) OR eventId = :eventId',
-      ExpressionAttributeNames: { '#name': 'eventName' },
-      ExpressionAttributeValues: { ':eventId': { S: 'e-1' } },
+      ConditionExpression: 'attribute_not_exists(#name) OR eventId = :eventId OR #expires <= :now',
+      ExpressionAttributeNames: { '#name': 'eventName', '#expires': 'expiresAt' },
+      ExpressionAttributeValues: { ':eventId': { S: 'e-1' }, ':now': { N: String(NOW) } },
       ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     });
     expect(logger.messages('info')).toEqual(['event recorded']);
@@ -100,7 +100,7 @@ describe('recording', () => {
     const { record } = recorder();
     await record(input({ time: undefined, detail: undefined }));
     const item = unmarshall(dynamo.commandCalls(PutItemCommand)[0].args[0].input.Item!);
-    expect(item).toMatchObject({ receivedAt: new Date(NOW * 1000).toISOString(), payload: null });
+    expect(item).toMatchObject({ receivedAt: new Date(NOW * 1000).toISOString(), payloadJson: 'null' });
   });
 
   test('other DynamoDB errors propagate, so the event is retried and parked', async () => {
@@ -128,6 +128,21 @@ describe('invalid input is refused with the reason (the message the DLQ keeps); 
     const { record } = recorder();
     await expect(record(input(overrides))).rejects.toThrow(message);
     expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 0);
+  });
+
+  test('an id too large for an exact JSON number is refused with the reason, so two orders cannot merge', async () => {
+    const { record } = recorder();
+    await expect(record(input({ correlationId: 9007199254740993 }))).rejects.toThrow(
+      'correlationId 9007199254740992 is a number too large to be exact in JSON (over 2^53); send it as a string');
+    expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 0);
+  });
+
+  test('payloads are kept as JSON text, so numbers past 2^53 and deep nesting are stored as sent', async () => {
+    const detail = { big: 1e300, deep: JSON.parse('['.repeat(40) + ']'.repeat(40)) };
+    const { record } = recorder();
+    await record(input({ detail }));
+    const item = unmarshall(dynamo.commandCalls(PutItemCommand)[0].args[0].input.Item!);
+    expect(JSON.parse(item.payloadJson)).toEqual(detail);
   });
 
   test('a payload of exactly the limit is stored', async () => {
