@@ -10,6 +10,7 @@ import { ApiDestinationChannelProps } from './api-destination-channel-props';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from './replay-contract';
 import { ChannelReplayHub } from './replay-hub';
 import { ReplayRuleTargetInput, toReplayParameters, toReplayPath } from './replay-input';
+import { allowEventBridgeToUseKey } from '../common/function-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateHttpsUrl, validateIntegerRange } from '../common/validation';
 
@@ -224,7 +225,7 @@ export class ApiDestinationChannel extends Construct {
       retentionPeriod: props.deadLetterRetentionPeriod ?? Duration.days(14),
     });
     // aws-events-targets adds the queue policy for the rule, but not the key policy.
-    props.encryptionKey?.grant(new iam.ServicePrincipal('events.amazonaws.com'), 'kms:GenerateDataKey', 'kms:Decrypt');
+    allowEventBridgeToUseKey(this, props.encryptionKey);
     Validations.of(queue).acknowledge({
       id: 'AwsSolutions-SQS3',
       reason: 'This queue is the dead-letter queue of the channel\'s EventBridge targets; it is replayed by the replay function, not redriven.',

@@ -1,10 +1,10 @@
-import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 
 /**
  * Retention of the handlers' logs: three months, as long as quarantined records are kept by
@@ -43,4 +43,19 @@ export function acknowledgeXRay(role: iam.IRole, extra = ''): void {
     reason: `Only the X-Ray actions (xray:PutTraceSegments, xray:PutTelemetryRecords)${extra} use Resource "*", the only resource they support; `
       + 'every other grant is scoped.',
   });
+}
+
+/**
+ * Lets EventBridge use a customer key to write to the queues it encrypts (DLQs, target
+ * queues), for this account's rules only: aws-cdk-lib adds the queue policy, not the key
+ * policy. An imported key's policy cannot be changed here; it needs the same statement.
+ */
+export function allowEventBridgeToUseKey(scope: IConstruct, key: kms.IKey | undefined): void {
+  key?.addToResourcePolicy(new iam.PolicyStatement({
+    sid: 'AllowEventBridgeToEncryptQueueMessages',
+    principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+    actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+    resources: ['*'],
+    conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(scope).account } },
+  }));
 }

@@ -26,7 +26,7 @@ import {
 import { AggregatorFunction } from './aggregator-function';
 import { AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
-import { acknowledgeXRay, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
+import { acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
 import { allowRuleToSendToQueue } from '../tiered-event-ingest/lane-target';
@@ -154,7 +154,7 @@ export class EventAggregator extends Construct {
     });
     // EventBridge writes to the dead-letter queues; the targets add the queue policies,
     // this adds the key policy.
-    key?.grant(new iam.ServicePrincipal('events.amazonaws.com'), 'kms:GenerateDataKey', 'kms:Decrypt');
+    allowEventBridgeToUseKey(this, key);
 
     this.recordDeadLetterQueue = this.createDeadLetterQueue('RecordDeadLetterQueue',
       'source events EventBridge could not deliver to the recorder, and recorder invocations that failed');

@@ -18,7 +18,7 @@ import { BatchPublisherFunction } from './batch-publisher-function';
 import { FastLaneRelayFunction } from './fast-lane-relay-function';
 import { LaneTarget } from './lane-target';
 import { FastRouteOptions, TieredEventIngestProps } from './tiered-event-ingest-props';
-import { acknowledgeXRay, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
+import { acknowledgeXRay, allowEventBridgeToUseKey, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
 import { CuratedEnvelope, CuratedEnvelopePaths, IngestLane } from '../envelope';
@@ -135,7 +135,7 @@ export class TieredEventIngest extends Construct {
     }
     // EventBridge writes to the dead-letter queues and the object queue; the targets add
     // the queue policies, this adds the key policy.
-    key?.grant(new iam.ServicePrincipal('events.amazonaws.com'), 'kms:GenerateDataKey', 'kms:Decrypt');
+    allowEventBridgeToUseKey(this, key);
 
     this.fastLaneDeadLetterQueue = this.createDeadLetterQueue('FastLaneDeadLetterQueue',
       'fast-lane events EventBridge could not deliver, and relay invocations that failed');

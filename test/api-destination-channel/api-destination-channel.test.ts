@@ -218,6 +218,7 @@ describe('ApiDestinationChannel fullest configuration', () => {
         Statement: Match.arrayWith([Match.objectLike({
           Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
           Principal: { Service: 'events.amazonaws.com' },
+          Condition: { StringEquals: { 'aws:SourceAccount': '111111111111' } },
         })]),
       },
     });

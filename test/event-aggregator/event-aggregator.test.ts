@@ -536,7 +536,11 @@ describe('EventAggregator fullest configuration', () => {
     template.hasResourceProperties('AWS::KMS::Key', {
       KeyPolicy: {
         Statement: Match.arrayWith([
-          Match.objectLike({ Action: ['kms:GenerateDataKey', 'kms:Decrypt'], Principal: { Service: 'events.amazonaws.com' } }),
+          Match.objectLike({
+            Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+            Principal: { Service: 'events.amazonaws.com' },
+            Condition: { StringEquals: { 'aws:SourceAccount': Match.anyValue() } },
+          }),
         ]),
       },
     });

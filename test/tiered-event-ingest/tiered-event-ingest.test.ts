@@ -481,6 +481,7 @@ describe('TieredEventIngest fullest configuration', () => {
         Statement: Match.arrayWith([Match.objectLike({
           Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
           Principal: { Service: 'events.amazonaws.com' },
+          Condition: { StringEquals: { 'aws:SourceAccount': '111111111111' } },
         })]),
       },
     });
