@@ -51,6 +51,8 @@ export const AGGREGATOR_ENV = {
   SCHEDULE_DLQ_ARN: 'SCHEDULE_DLQ_ARN',
   /** Seconds items live after their last write (TTL). */
   ITEM_TTL_SECONDS: 'ITEM_TTL_SECONDS',
+  /** Largest aggregated event (PutEvents entry bytes); above it the payloads are left out. */
+  MAX_ENTRY_BYTES: 'MAX_ENTRY_BYTES',
 } as const;
 
 /** Environment variables of the recorder function (bus sources). */

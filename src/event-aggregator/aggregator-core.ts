@@ -116,6 +116,7 @@ export function aggregatorConfigFromEnv(env: NodeJS.ProcessEnv): AggregatorConfi
       },
     } : {}),
     itemTtlSeconds: positiveIntegerEnv(env, AGGREGATOR_ENV.ITEM_TTL_SECONDS),
+    ...(env[AGGREGATOR_ENV.MAX_ENTRY_BYTES] ? { maxEntryBytes: positiveIntegerEnv(env, AGGREGATOR_ENV.MAX_ENTRY_BYTES) } : {}),
   };
 }
 

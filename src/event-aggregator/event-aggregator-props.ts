@@ -121,6 +121,16 @@ export interface EventAggregatorProps {
   readonly maxPayloadBytes?: number;
 
   /**
+   * Largest aggregated event, in PutEvents entry bytes (an integer from 4096 to 1048576).
+   * An aggregate whose payloads would exceed it is emitted without them (`truncated: true`,
+   * with the names), so a target with a smaller payload limit (SNS, Step Functions: 256 KiB)
+   * still receives it. The default leaves 4 KiB under the 1 MiB PutEvents limit for the
+   * fields EventBridge adds, so the event fits a 1 MiB SQS message or Lambda payload.
+   * @default 1044480
+   */
+  readonly maxAggregateBytes?: number;
+
+  /**
    * Sources recorded from buses. More can be added with `addSource`; sources that write to
    * the table directly use `grantRecord`.
    * @default - none

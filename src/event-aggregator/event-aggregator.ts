@@ -29,6 +29,7 @@ import { RecorderFunction } from './recorder-function';
 import { acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
+import { DELIVERABLE_ENTRY_BYTES } from '../runtime/put-events';
 import { allowRuleToSendToQueue } from '../tiered-event-ingest/lane-target';
 
 /** The `service` dimension and Powertools service name of the aggregator's handlers. */
@@ -415,6 +416,7 @@ export class EventAggregator extends Construct {
       [AGGREGATOR_ENV.EMIT_ON_EVERY_CHANGE]: String(props.emitOnEveryChange ?? false),
       [AGGREGATOR_ENV.DEADLINE_SECONDS]: props.deadline ? Tokenization.stringifyNumber(props.deadline.toSeconds()) : '0',
       [AGGREGATOR_ENV.ITEM_TTL_SECONDS]: Tokenization.stringifyNumber(itemTtl.toSeconds()),
+      [AGGREGATOR_ENV.MAX_ENTRY_BYTES]: Tokenization.stringifyNumber(props.maxAggregateBytes ?? DELIVERABLE_ENTRY_BYTES),
       AGGREGATOR_ID: this.node.addr,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -556,6 +558,7 @@ function validateProps(scope: IConstruct, props: EventAggregatorProps): void {
       `allowed: more seconds than the deadline (${deadline} seconds), so a set's items outlive its deadline${note}`);
   }
   validateIntegerRange(scope, 'maxPayloadBytes', props.maxPayloadBytes, 1024, 390_000, 'bytes (a DynamoDB item is at most 400 KB)');
+  validateIntegerRange(scope, 'maxAggregateBytes', props.maxAggregateBytes, 4096, 1_048_576, 'bytes (the EventBridge PutEvents entry limit is 1 MiB)');
 }
 
 /**

@@ -1,13 +1,9 @@
 import type { PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
 import { BATCH_DETAIL_TYPE, CURATED_SOURCE, deterministicId, ENVELOPE_SCHEMA_VERSION } from '../runtime/curated-envelope';
+import { DELIVERABLE_ENTRY_BYTES } from '../runtime/put-events';
 
-/**
- * Default batch entry size: 4 KiB under the 1 MiB PutEvents limit. The event a target
- * receives wraps the entry in EventBridge's own fields (id, account, time, region,
- * resources), and SQS messages and Lambda async payloads are also capped at 1 MiB; the
- * headroom costs nothing, as anything over 960 KiB bills 16 chunks of 64 KB anyway.
- */
-export const DEFAULT_BATCH_ENTRY_BYTES = 1_044_480;
+/** Default batch entry size: the largest that still delivers to 1 MiB targets. */
+export const DEFAULT_BATCH_ENTRY_BYTES = DELIVERABLE_ENTRY_BYTES;
 /** EventBridge bills each 64 KB chunk of an entry as one event. */
 export const BILLING_CHUNK_BYTES = 65_536;
 /**

@@ -110,6 +110,7 @@ describe('configuration', () => {
       itemTtlSeconds: 60,
     });
     expect(aggregatorConfigFromEnv({ ...env, EMIT_ON_EVERY_CHANGE: 'true' }).emitOnEveryChange).toBe(true);
+    expect(aggregatorConfigFromEnv({ ...env, MAX_ENTRY_BYTES: '262144' }).maxEntryBytes).toBe(262144);
   });
 
   test.each([

@@ -93,6 +93,7 @@ describe('EventAggregator defaults', () => {
       EMIT_ON_EVERY_CHANGE: 'false',
       DEADLINE_SECONDS: '0',
       ITEM_TTL_SECONDS: '604800',
+      MAX_ENTRY_BYTES: '1044480',
       AGGREGATOR_ID: aggregator.node.addr,
       POWERTOOLS_SERVICE_NAME: 'event-aggregator',
       POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric',
@@ -457,7 +458,7 @@ describe('EventAggregator deadline', () => {
       SCHEDULE_ROLE_ARN: { 'Fn::GetAtt': [expect.stringMatching(/^AggregatorScheduleRole/), 'Arn'] },
       SCHEDULE_DLQ_ARN: { 'Fn::GetAtt': [expect.stringMatching(/^AggregatorDeadlineDeadLetterQueue/), 'Arn'] },
     });
-    expect(Object.keys(env)).toHaveLength(15);
+    expect(Object.keys(env)).toHaveLength(16);
   });
 
   test('schedule role: assumed by Scheduler for this account and group only; invokes the aggregator, writes the deadline DLQ', () => {
@@ -642,6 +643,13 @@ describe('EventAggregator validation', () => {
     const stack = newStack();
     const props = typeof overrides === 'function' ? overrides(stack) : overrides;
     expect(() => defaultAggregator(stack, props)).toThrow(message);
+  });
+
+  test.each([
+    [4095, /invalid maxAggregateBytes 4095; allowed: an integer from 4096 to 1048576 bytes/],
+    [1_048_577, /invalid maxAggregateBytes 1048577; allowed: an integer from 4096 to 1048576 bytes/],
+  ])('maxAggregateBytes %d', (value, message) => {
+    expect(() => defaultAggregator(newStack(), { maxAggregateBytes: value })).toThrow(message);
   });
 
   test('requiredEvents whose completion rule pattern would pass the 2048-character limit', () => {
