@@ -26,10 +26,10 @@ import {
 import { AggregatorFunction } from './aggregator-function';
 import { AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
+import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
-import { DELIVERABLE_ENTRY_BYTES } from '../runtime/put-events';
 import { allowRuleToSendToQueue } from '../tiered-event-ingest/lane-target';
 
 /** The `service` dimension and Powertools service name of the aggregator's handlers. */

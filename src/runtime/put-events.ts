@@ -4,13 +4,6 @@ import { EventBridgeClient, PutEventsCommand, PutEventsRequestEntry } from '@aws
 export const MAX_ENTRIES_PER_PUT_EVENTS = 10;
 /** The PutEvents entry (and request) size limit, 1 MiB since 2026-01-29 (256 KiB before). */
 export const DEFAULT_MAX_ENTRY_BYTES = 1_048_576;
-/**
- * An entry size that still delivers: 4 KiB under the 1 MiB limit, for the fields
- * EventBridge wraps around the entry (id, account, time, region, resources), so the event a
- * target receives fits a 1 MiB SQS message or Lambda payload. Anything over 960 KiB bills the
- * same 16 chunks of 64 KB, so the headroom costs nothing.
- */
-export const DELIVERABLE_ENTRY_BYTES = 1_044_480;
 /** Entry error codes worth retrying; every other code is permanent. */
 const RETRYABLE_ERROR_CODES = new Set(['ThrottlingException', 'InternalFailure', 'InternalException']);
 

@@ -1,6 +1,6 @@
 import type { PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
+import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { BATCH_DETAIL_TYPE, CURATED_SOURCE, deterministicId, ENVELOPE_SCHEMA_VERSION } from '../runtime/curated-envelope';
-import { DELIVERABLE_ENTRY_BYTES } from '../runtime/put-events';
 
 /** Default batch entry size: the largest that still delivers to 1 MiB targets. */
 export const DEFAULT_BATCH_ENTRY_BYTES = DELIVERABLE_ENTRY_BYTES;
