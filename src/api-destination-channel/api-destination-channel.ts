@@ -10,9 +10,9 @@ import { ApiDestinationChannelProps } from './api-destination-channel-props';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from './replay-contract';
 import { ChannelReplayHub } from './replay-hub';
 import { ReplayRuleTargetInput, toReplayParameters, toReplayPath } from './replay-input';
-import { allowEventBridgeToUseKey } from '../common/function-defaults';
+import { allowEventBridgeToUseKey, thresholdAlarm, truncate } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
-import { PropValidationError, validateHttpsUrl, validateIntegerRange } from '../common/validation';
+import { PropValidationError, validateEventPattern, validateHttpsUrl, validateIntegerRange } from '../common/validation';
 
 const DEFAULT_IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
@@ -238,20 +238,9 @@ export class ApiDestinationChannel extends Construct {
   }
 
   private alarm(id: string, metric: cloudwatch.IMetric, what: string, props: ApiDestinationChannelProps): cloudwatch.Alarm {
-    const alarm = new cloudwatch.Alarm(this, id, {
-      metric,
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      // EventBridge publishes these metrics only when non-zero.
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription: `${what} (${this.node.path})`,
-    });
-    for (const action of props.alarmActions ?? []) {
-      alarm.addAlarmAction(action);
-    }
-    return alarm;
+    return thresholdAlarm(this, id, metric, what, props.alarmActions);
   }
+
 }
 
 function validateProps(scope: Construct, props: ApiDestinationChannelProps): void {
@@ -264,10 +253,7 @@ function validateProps(scope: Construct, props: ApiDestinationChannelProps): voi
   if (props.authorization?.authorizationEndpoint !== undefined) {
     validateHttpsUrl(scope, 'authorization.authorizationEndpoint', props.authorization.authorizationEndpoint);
   }
-  if (isEmptyPattern(props.eventPattern)) {
-    throw new PropValidationError(scope, 'eventPattern', props.eventPattern,
-      'allowed: a pattern that constrains at least one field (source, detailType, detail, ...); an empty pattern would send every event on the bus to the API');
-  }
+  validateEventPattern(scope, 'eventPattern', props.eventPattern, '; an empty pattern would send every event on the bus to the API');
   validateIntegerRange(scope, 'rateLimitPerSecond', props.rateLimitPerSecond, 1, 300, 'invocations per second');
   validateIntegerRange(scope, 'maxRetryAttempts', props.maxRetryAttempts, 0, 185);
   if (props.maxEventAge !== undefined && !Token.isUnresolved(props.maxEventAge.toSeconds())) {
@@ -286,15 +272,8 @@ function validateProps(scope: Construct, props: ApiDestinationChannelProps): voi
   }
 }
 
-function isEmptyPattern(pattern: events.EventPattern): boolean {
-  return Object.values(pattern).every((v) => v === undefined || (Array.isArray(v) && v.length === 0) ||
-    (typeof v === 'object' && !Array.isArray(v) && !Token.isUnresolved(v) && Object.keys(v).length === 0));
-}
 
 function nonEmpty(map: { [k: string]: string }): { [k: string]: string } | undefined {
   return Object.keys(map).length > 0 ? map : undefined;
 }
 
-function truncate(text: string, max: number): string {
-  return Token.isUnresolved(text) || text.length <= max ? text : text.slice(0, max);
-}

@@ -43,3 +43,6 @@ export function validateEventPattern(scope: IConstruct, prop: string, pattern: o
     throw new PropValidationError(scope, prop, pattern, `allowed: a pattern that constrains at least one field (source, detailType, detail, ...)${hint}`);
   }
 }
+
+/** The JSON paths EventBridge input transformers accept: dot notation from `$`, array indexes. */
+export const EVENT_JSON_PATH = /^\$(\.[A-Za-z0-9_\-/]+|\[\d+\])+$/;

@@ -1,5 +1,6 @@
 import * as path from 'path';
 import * as events from 'aws-cdk-lib/aws-events';
+import { EVENT_JSON_PATH } from '../common/validation';
 import {
   BATCH_DETAIL_TYPE, buildRecord, checkEnvelope, CURATED_SOURCE, ENVELOPE_SCHEMA_VERSION, RECORD_DETAIL_TYPE,
 } from '../runtime/curated-envelope';
@@ -71,7 +72,6 @@ export interface EnvelopeValidation {
   readonly errors: string[];
 }
 
-const PATH_PATTERN = /^\$(\.[A-Za-z0-9_\-/]+|\[\d+\])+$/;
 
 /**
  * The versioned envelope of every event on a curated bus.
@@ -181,7 +181,7 @@ function resolveEnvelopePaths(paths: CuratedEnvelopePaths): Required<CuratedEnve
     correlationIdPath: paths.correlationIdPath ?? '$.detail.correlationId',
   };
   for (const [name, value] of Object.entries(resolved)) {
-    if (!PATH_PATTERN.test(value)) {
+    if (!EVENT_JSON_PATH.test(value)) {
       throw new Error(`invalid ${name} ${JSON.stringify(value)}; allowed: a JSON path in dot notation starting with "$.", such as "$.detail.tenantId"`);
     }
   }

@@ -4,7 +4,6 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as lambdaDestinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as lambdaEventSources from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -26,10 +25,10 @@ import {
 import { AggregatorFunction } from './aggregator-function';
 import { AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
+import { acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, queueDepth, queueEncryption, thresholdAlarm, truncate } from '../common/construct-defaults';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
-import { acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
-import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
+import { EVENT_JSON_PATH, PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
 import { allowRuleToSendToQueue } from '../tiered-event-ingest/lane-target';
 
 /** The `service` dimension and Powertools service name of the aggregator's handlers. */
@@ -37,7 +36,6 @@ const SERVICE_NAME = 'event-aggregator';
 /** Namespace of the handlers' custom metrics. */
 const METRICS_NAMESPACE = 'cdk-event-fabric';
 /** EventBridge JSON path in dot notation, as the input transformer accepts it. */
-const PATH_PATTERN = /^\$(\.[A-Za-z0-9_\-/]+|\[\d+\])+$/;
 const MAX_REQUIRED_EVENTS = 20;
 const MAX_EVENT_NAME_LENGTH = 255;
 const MAX_DEADLINE_SECONDS = 365 * 86_400;
@@ -500,20 +498,9 @@ export class EventAggregator extends Construct {
   }
 
   private alarm(id: string, metric: cloudwatch.IMetric, what: string, threshold = 1): cloudwatch.Alarm {
-    const alarm = new cloudwatch.Alarm(this, id, {
-      metric,
-      threshold,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      // These metrics are absent when there is no traffic, which is not a failure.
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription: `${what} (${this.node.path})`,
-    });
-    for (const action of this.props.alarmActions ?? []) {
-      alarm.addAlarmAction(action);
-    }
-    return alarm;
+    return thresholdAlarm(this, id, metric, what, this.props.alarmActions, { threshold });
   }
+
 }
 
 /**
@@ -621,7 +608,7 @@ function validateSource(scope: IConstruct, id: string, options: AggregatorSource
 
 function validatePath(scope: IConstruct, prop: string, path: string): void {
   if (Token.isUnresolved(path)) return;
-  if (typeof path !== 'string' || !PATH_PATTERN.test(path)) {
+  if (typeof path !== 'string' || !EVENT_JSON_PATH.test(path)) {
     throw new PropValidationError(scope, prop, path,
       'allowed: an EventBridge JSON path in dot notation starting with "$.", such as "$.detail.orderId"');
   }
@@ -639,16 +626,6 @@ function wholeSeconds(scope: IConstruct, prop: string, value: Duration | undefin
 }
 
 
-function acknowledgeKeyWildcards(role: iam.IRole, key: kms.IKey | undefined, why: string): void {
-  if (!key) return;
-  for (const action of ['kms:GenerateDataKey*', 'kms:ReEncrypt*']) {
-    Validations.of(role).acknowledge({
-      id: `AwsSolutions-IAM5[Action::${action}]`,
-      reason: `${why}; ${action} is the action group of the CDK KMS grant, limited to that one key.`,
-    });
-  }
-}
-
 /** A resolved CloudFormation value as cdk-nag renders it in finding ids (`<LogicalId>`, `<AWS::Region>`). */
 function flattenForNag(value: unknown): string {
   if (typeof value === 'string') return value.replace(/\$\{/g, '<').replace(/}/g, '>');
@@ -662,6 +639,3 @@ function flattenForNag(value: unknown): string {
   return JSON.stringify(value);
 }
 
-function truncate(text: string, max: number): string {
-  return Token.isUnresolved(text) || text.length <= max ? text : text.slice(0, max);
-}

@@ -5,7 +5,6 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as lambdaDestinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as lambdaEventSources from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -18,7 +17,7 @@ import { BatchPublisherFunction } from './batch-publisher-function';
 import { FastLaneRelayFunction } from './fast-lane-relay-function';
 import { LaneTarget } from './lane-target';
 import { FastRouteOptions, TieredEventIngestProps } from './tiered-event-ingest-props';
-import { acknowledgeXRay, allowEventBridgeToUseKey, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, queueDepth, queueEncryption } from '../common/function-defaults';
+import { acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, queueDepth, queueEncryption, thresholdAlarm, truncate } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
 import { CuratedEnvelope, CuratedEnvelopePaths, IngestLane } from '../envelope';
@@ -502,20 +501,9 @@ export class TieredEventIngest extends Construct {
 
   private alarm(id: string, metric: cloudwatch.IMetric, what: string,
     comparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD): cloudwatch.Alarm {
-    const alarm = new cloudwatch.Alarm(this, id, {
-      metric,
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator,
-      // These metrics are absent when there is no traffic, which is not a failure.
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription: `${what} (${this.node.path})`,
-    });
-    for (const action of this.props.alarmActions ?? []) {
-      alarm.addAlarmAction(action);
-    }
-    return alarm;
+    return thresholdAlarm(this, id, metric, what, this.props.alarmActions, { comparisonOperator });
   }
+
 }
 
 function validateProps(scope: Construct, props: TieredEventIngestProps): CuratedEnvelopePaths {
@@ -581,16 +569,4 @@ function acknowledgeWildcards(role: iam.IRole, bucket: s3.Bucket, ids: string[][
   }
 }
 
-function acknowledgeKeyWildcards(role: iam.IRole, key: kms.IKey | undefined, why: string): void {
-  if (!key) return;
-  for (const action of ['kms:GenerateDataKey*', 'kms:ReEncrypt*']) {
-    Validations.of(role).acknowledge({
-      id: `AwsSolutions-IAM5[Action::${action}]`,
-      reason: `${why}; ${action} is the action group of the CDK KMS grant, limited to that one key.`,
-    });
-  }
-}
 
-function truncate(text: string, max: number): string {
-  return Token.isUnresolved(text) || text.length <= max ? text : text.slice(0, max);
-}

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -58,4 +58,47 @@ export function allowEventBridgeToUseKey(scope: IConstruct, key: kms.IKey | unde
     resources: ['*'],
     conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(scope).account } },
   }));
+}
+
+/** Options of `thresholdAlarm`. */
+export interface ThresholdAlarmOptions {
+  /** @default 1 */
+  readonly threshold?: number;
+  /** @default GREATER_THAN_OR_EQUAL_TO_THRESHOLD */
+  readonly comparisonOperator?: cloudwatch.ComparisonOperator;
+}
+
+/**
+ * The constructs' alarm: one period over the threshold, missing data not breaching (these
+ * metrics are absent when there is no traffic, which is not a failure), a description that
+ * names the construct, and the user's alarm actions.
+ */
+export function thresholdAlarm(scope: Construct, id: string, metric: cloudwatch.IMetric, what: string,
+  alarmActions: cloudwatch.IAlarmAction[] | undefined, options: ThresholdAlarmOptions = {}): cloudwatch.Alarm {
+  const alarm = new cloudwatch.Alarm(scope, id, {
+    metric,
+    threshold: options.threshold ?? 1,
+    evaluationPeriods: 1,
+    comparisonOperator: options.comparisonOperator ?? cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    alarmDescription: `${what} (${scope.node.path})`,
+  });
+  for (const action of alarmActions ?? []) alarm.addAlarmAction(action);
+  return alarm;
+}
+
+/** Acknowledges the IAM5 findings of a CDK KMS grant (its action groups) on a role, for one key. */
+export function acknowledgeKeyWildcards(role: iam.IRole, key: kms.IKey | undefined, why: string): void {
+  if (!key) return;
+  for (const action of ['kms:GenerateDataKey*', 'kms:ReEncrypt*']) {
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Action::${action}]`,
+      reason: `${why}; ${action} is the action group of the CDK KMS grant, limited to that one key.`,
+    });
+  }
+}
+
+/** Cuts a description to a service's length limit; a token is left alone. */
+export function truncate(text: string, max: number): string {
+  return Token.isUnresolved(text) || text.length <= max ? text : text.slice(0, max);
 }
