@@ -102,3 +102,18 @@ export function acknowledgeKeyWildcards(role: iam.IRole, key: kms.IKey | undefin
 export function truncate(text: string, max: number): string {
   return Token.isUnresolved(text) || text.length <= max ? text : text.slice(0, max);
 }
+
+/** Namespace of the custom metrics the handlers publish with Powertools Metrics (EMF). */
+export const METRICS_NAMESPACE = 'cdk-event-fabric';
+
+/** A handler's custom metric (Sum over 5 minutes unless `props` say otherwise). */
+export function handlerMetric(metricName: string, dimensionsMap: { [name: string]: string }, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRICS_NAMESPACE,
+    metricName,
+    dimensionsMap,
+    statistic: cloudwatch.Stats.SUM,
+    period: Duration.minutes(5),
+    ...props,
+  });
+}

@@ -25,7 +25,7 @@ import {
 import { AggregatorFunction } from './aggregator-function';
 import { AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
-import { acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, queueDepth, queueEncryption, thresholdAlarm, truncate } from '../common/construct-defaults';
+import { acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE, queueDepth, queueEncryption, thresholdAlarm, truncate } from '../common/construct-defaults';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { EVENT_JSON_PATH, PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
@@ -33,8 +33,6 @@ import { allowRuleToSendToQueue } from '../tiered-event-ingest/lane-target';
 
 /** The `service` dimension and Powertools service name of the aggregator's handlers. */
 const SERVICE_NAME = 'event-aggregator';
-/** Namespace of the handlers' custom metrics. */
-const METRICS_NAMESPACE = 'cdk-event-fabric';
 /** EventBridge JSON path in dot notation, as the input transformer accepts it. */
 const MAX_REQUIRED_EVENTS = 20;
 const MAX_EVENT_NAME_LENGTH = 255;
@@ -295,17 +293,11 @@ export class EventAggregator extends Construct {
     return this.outputRule(id, target, { source: [this.aggregateSource], detailType: [INCOMPLETE_DETAIL_TYPE] }, 'sets incomplete at their deadline');
   }
 
-  /** A custom metric of this aggregator's handlers (namespace `cdk-event-fabric`, dimension `service`). */
+  /** A custom metric of this aggregator's handlers (namespace `cdk-event-fabric`, dimensions `service` and `aggregator`). */
   public metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName,
-      dimensionsMap: { service: SERVICE_NAME, aggregator: this.node.addr },
-      statistic: cloudwatch.Stats.SUM,
-      period: Duration.minutes(5),
-      ...props,
-    });
+    return handlerMetric(metricName, { service: SERVICE_NAME, aggregator: this.node.addr }, props);
   }
+
 
   /** `Aggregation Completed` events emitted (metric `AggregationsCompleted`). */
   public metricAggregationsCompleted(props?: cloudwatch.MetricOptions): cloudwatch.Metric {

@@ -17,7 +17,7 @@ import { BatchPublisherFunction } from './batch-publisher-function';
 import { FastLaneRelayFunction } from './fast-lane-relay-function';
 import { LaneTarget } from './lane-target';
 import { FastRouteOptions, TieredEventIngestProps } from './tiered-event-ingest-props';
-import { acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, queueDepth, queueEncryption, thresholdAlarm, truncate } from '../common/construct-defaults';
+import { acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE, queueDepth, queueEncryption, thresholdAlarm, truncate } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
 import { CuratedEnvelope, CuratedEnvelopePaths, IngestLane } from '../envelope';
@@ -30,8 +30,6 @@ const QUARANTINE_PREFIX = 'quarantine/';
 const FIREHOSE_ERRORS_PREFIX = 'firehose-errors/';
 /** The `service` dimension and Powertools service name of the ingest's handlers. */
 const SERVICE_NAME = 'tiered-event-ingest';
-/** Namespace of the handlers' custom metrics. */
-const METRICS_NAMESPACE = 'cdk-event-fabric';
 
 /**
  * Two ingest lanes feeding one curated bus.
@@ -277,17 +275,11 @@ export class TieredEventIngest extends Construct {
     return rule;
   }
 
-  /** A custom metric of this ingest's handlers (namespace `cdk-event-fabric`). */
+  /** A custom metric of this ingest's handlers (namespace `cdk-event-fabric`, dimensions `service` and `ingest`). */
   public metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName,
-      dimensionsMap: { service: SERVICE_NAME, ingest: this.node.addr },
-      statistic: cloudwatch.Stats.SUM,
-      period: Duration.minutes(5),
-      ...props,
-    });
+    return handlerMetric(metricName, { service: SERVICE_NAME, ingest: this.node.addr }, props);
   }
+
 
   /** Records the batch publisher put on the curated bus. */
   public metricRecordsPublished(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
