@@ -62,6 +62,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-dynamodb@3.1164.0',
     '@aws-sdk/util-dynamodb@3.996.9',
     '@aws-sdk/client-scheduler@3.1169.0',
+    '@aws-sdk/client-lambda@3.1164.0',
     '@aws-lambda-powertools/metrics@2.36.0',
     '@aws-lambda-powertools/logger@2.36.0',
     '@types/aws-lambda@8.10.164',

@@ -1,4 +1,5 @@
 export * from './api-destination-channel';
 export * from './envelope';
 export * from './event-aggregator';
+export * from './leader-follower-orchestrator';
 export * from './tiered-event-ingest';

@@ -3,6 +3,7 @@ import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   CORRELATION_ID_ATTRIBUTE, EVENT_NAME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, PAYLOAD_JSON_ATTRIBUTE, RECORDER_ENV, RESERVED_EVENT_NAME_PREFIX,
 } from './aggregator-contract';
+import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
 
 /** Default for MAX_PAYLOAD_BYTES: leaves room under DynamoDB's 400 KB item limit for the keys and metadata. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 350_000;
@@ -10,18 +11,6 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 350_000;
 export const MAX_PARTITION_KEY_BYTES = 2048;
 export const MAX_SORT_KEY_BYTES = 1024;
 
-/** The logging the handler cores need; Powertools' Logger fits it. */
-export interface CoreLogger {
-  debug(message: string, ...extra: any[]): void;
-  info(message: string, ...extra: any[]): void;
-  warn(message: string, ...extra: any[]): void;
-  error(message: string, ...extra: any[]): void;
-  appendKeys?(keys: Record<string, unknown>): void;
-  removeKeys?(keys: string[]): void;
-}
-
-/** A logger that drops everything (the default of the cores). */
-export const SILENT_LOGGER: CoreLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
 export interface RecorderConfig {
   readonly tableName: string;

@@ -27,7 +27,21 @@ export const CURATED_ENVELOPE_SCHEMA = {
         time: { type: 'string', minLength: 1, maxLength: 64, description: 'ISO 8601 time of the source event.' },
         source: { type: 'string', maxLength: 256, description: 'Source of the original event.' },
         detailType: { type: 'string', maxLength: 256, description: 'Detail-type of the original event.' },
-        payload: { description: 'The original event detail, unchanged.' },
+        payload: { description: 'The original event detail, unchanged (or, with orchestration, as the last follower returned it).' },
+        orchestration: {
+          type: 'object',
+          description: 'Set on a record a LeaderFollowerOrchestrator put on the curated bus at FINISH: the followers that processed the payload, in order.',
+          required: ['orchestrator', 'runId', 'route', 'hops', 'startedAt', 'completedAt'],
+          additionalProperties: false,
+          properties: {
+            orchestrator: { type: 'string', maxLength: 256 },
+            runId: { type: 'string', maxLength: 256 },
+            route: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 64 } },
+            hops: { type: 'integer', minimum: 0, description: 'Follower invocations of the record so far; a record that re-enters an orchestrator keeps counting.' },
+            startedAt: { type: 'string', maxLength: 64 },
+            completedAt: { type: 'string', maxLength: 64 },
+          },
+        },
       },
     },
     batch: {

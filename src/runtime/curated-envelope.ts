@@ -27,6 +27,18 @@ export interface RecordEnvelope {
   readonly source?: string;
   readonly detailType?: string;
   readonly payload: unknown;
+  /** Set by a LeaderFollowerOrchestrator on the record it puts on the curated bus at FINISH. */
+  readonly orchestration?: OrchestrationSummary;
+}
+
+/** How a record was orchestrated: the followers that processed it, in order. */
+export interface OrchestrationSummary {
+  readonly orchestrator: string;
+  readonly runId: string;
+  readonly route: string[];
+  readonly hops: number;
+  readonly startedAt: string;
+  readonly completedAt: string;
 }
 
 /** The detail of a `CuratedBatch` event. */

@@ -1,7 +1,7 @@
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import type { AggregatorConfig, AggregatorMetric } from '../../src/event-aggregator/aggregator-core';
-import type { CoreLogger } from '../../src/event-aggregator/recorder-core';
+import type { CoreLogger } from '../../src/runtime/core-logger';
 
 /** A fixed clock for the unit tests: 2027-01-15T08:00:00Z. */
 export const NOW = 1_800_000_000;

@@ -1,0 +1,2 @@
+export * from './leader-follower-orchestrator';
+export * from './leader-follower-orchestrator-props';

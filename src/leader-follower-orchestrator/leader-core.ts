@@ -1,0 +1,490 @@
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  FollowerRequest, LEADER_ENV, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, StepContext,
+} from './orchestrator-contract';
+import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
+import { checkRoute, unregisteredFollowers } from './route-schema';
+import type { RouteStore } from './route-store-core';
+import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
+import type { CoreLogger } from '../runtime/core-logger';
+import {
+  BATCH_DETAIL_TYPE, checkEnvelope, checkRecord, CURATED_SOURCE, deterministicId, Envelope, RECORD_DETAIL_TYPE, RecordEnvelope,
+} from '../runtime/curated-envelope';
+import { putEventsEntrySize, putEventsReliably } from '../runtime/put-events';
+
+/** The leader's settings, from its environment. */
+export interface LeaderConfig {
+  readonly orchestratorId: string;
+  readonly curatedBusName: string;
+  readonly deadLetterQueueUrl: string;
+  /** Registered followers: name to function ARN. Only these may be invoked. */
+  readonly followers: Record<string, string>;
+  readonly maxHops: number;
+  readonly maxEventBytes: number;
+}
+
+/** Per-channel counts and latencies; the handler publishes them as EMF metrics. */
+export interface LeaderMetrics {
+  count(channel: string, name: 'Steps' | 'Completions' | 'Failures' | 'Replays', value?: number): void;
+  latency(channel: string, milliseconds: number): void;
+}
+
+export interface LeaderDependencies {
+  readonly routes: RouteStore & { forget?(channel: string): void };
+  readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched'>;
+  readonly lambda: Pick<LambdaClient, 'send'>;
+  readonly eventBridge: Pick<EventBridgeClient, 'send'>;
+  readonly sqs: Pick<SQSClient, 'send'>;
+  readonly metrics: LeaderMetrics;
+  readonly logger: CoreLogger;
+  readonly now?: () => number;
+  /** Records of a batch handled at once. @default 16 */
+  readonly concurrency?: number;
+  /** Backoff of PutEvents retries, injected by tests. */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** What the leader did with one record or follower result. */
+export type LeaderOutcome = 'dispatched' | 'finished' | 'parked' | 'replay';
+
+/** Summary of one invocation. */
+export interface LeaderReport {
+  readonly outcomes: Record<LeaderOutcome, number>;
+  /** Dead-letter queue messages received, resumed (and deleted), and failed again (left in the queue). */
+  readonly redrive?: { received: number; resumed: number; failed: number };
+}
+
+/** Channel dimension for events with no routable channel, so bad input cannot add metric dimensions without bound. */
+export const UNROUTED_CHANNEL = '(unrouted)';
+const LEADER_MARKER = 'cdk-event-fabric.leader';
+
+/**
+ * Raised when a step is claimed by an invocation that may still be running it: the leader's
+ * invocation fails, and Lambda retries it after its lease has passed.
+ */
+export class StepBusyError extends Error {
+  constructor(runId: string, step: number) {
+    super(`step ${step} of run ${runId} is being dispatched by another invocation; retried later`);
+    this.name = 'StepBusyError';
+  }
+}
+
+/** A run at one step: the context a follower request carries, minus the follower and hop of that step. */
+interface RunState {
+  readonly channel: string;
+  readonly runId: string;
+  readonly route: string[];
+  /** Follower invocations completed before this step. */
+  readonly hops: number;
+  readonly startedAt: number;
+  /** The record's metadata: the envelope without the payload. */
+  readonly record: Record<string, unknown>;
+}
+
+/**
+ * The leader: starts a route for each curated record (alone, or from a batch), invokes the
+ * route's followers one step at a time (asynchronously; their results come back as Lambda
+ * destination records), puts the processed record on the curated bus at FINISH, and parks
+ * what it cannot route in its dead-letter queue with the channel, step and reason.
+ */
+export class Leader {
+  private readonly now: () => number;
+  private readonly outcomes: Record<LeaderOutcome, number> = { dispatched: 0, finished: 0, parked: 0, replay: 0 };
+
+  constructor(private readonly deps: LeaderDependencies, private readonly config: LeaderConfig) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Handles one invocation of any kind the leader accepts. */
+  public async handle(input: unknown): Promise<LeaderReport> {
+    if (isObject(input) && isObject(input.redrive)) {
+      const redrive = await this.redrive(Number(input.redrive.maxMessages ?? 10));
+      return { outcomes: { ...this.outcomes }, redrive };
+    }
+    await this.route(input, false);
+    return { outcomes: { ...this.outcomes } };
+  }
+
+  private async route(input: unknown, fresh: boolean): Promise<void> {
+    if (isDestinationRecord(input)) return this.onFollowerResult(input);
+    const detail = isObject(input) && typeof input['detail-type'] === 'string' && 'detail' in input ? input.detail : input;
+    const check = checkEnvelope(detail);
+    if (!check.valid) {
+      return this.park({
+        reason: 'invalid-input',
+        channel: null,
+        step: 0,
+        hops: 0,
+        input,
+        message: `not a curated envelope (a ${RECORD_DETAIL_TYPE} or ${BATCH_DETAIL_TYPE} event, a record or batch envelope, `
+          + `a follower's destination record, or { "redrive": {...} }): ${check.errors.join('; ')}`,
+      });
+    }
+    const envelope = detail as Envelope;
+    const records = envelope.kind === 'batch' ? envelope.records : [envelope];
+    await this.forEach(records, (record) => this.start(record, fresh));
+  }
+
+  /** Starts a record's route at step 1, after checking its channel, route, followers and hops. */
+  private async start(record: RecordEnvelope, fresh: boolean): Promise<void> {
+    // A record that was orchestrated before (it came back through a bus) keeps counting its hops.
+    const { payload, ...metadata } = record;
+    const priorHops = Number.isInteger(record.orchestration?.hops) ? record.orchestration!.hops : 0;
+    const channel = typeof record.channel === 'string' && record.channel.trim() ? record.channel : null;
+    const parkAtStart = (reason: ParkReason, message: string, extra: Partial<ParkedEvent> = {}) =>
+      this.park({ reason, message, channel, step: 0, hops: priorHops, record: { ...metadata, payload }, ...extra });
+    if (channel === null) return parkAtStart('no-channel', 'the record has no channel; allowed: a record whose channel has a route');
+    if (fresh) this.deps.routes.forget?.(channel);
+    const stored = await this.deps.routes.get(channel);
+    if (stored === undefined) {
+      return parkAtStart('unknown-channel', `no route for channel ${JSON.stringify(channel)}; add one to the routes table (or the routes prop)`);
+    }
+    const check = checkRoute(stored, this.config.maxHops);
+    if (!check.valid) return parkAtStart('bad-route', `the route of channel ${JSON.stringify(channel)} is invalid: ${check.errors.join('; ')}`);
+    const route = stored as RouteItem;
+    const unknown = unregisteredFollowers(route, Object.keys(this.config.followers));
+    if (unknown.length > 0) {
+      return parkAtStart('unregistered-follower', `the route of channel ${JSON.stringify(channel)} names unregistered followers `
+        + `${JSON.stringify(unknown)}; allowed: ${JSON.stringify(Object.keys(this.config.followers).sort())}`, { route: route.followers });
+    }
+    if (priorHops + route.followers.length > this.config.maxHops) {
+      return parkAtStart('hop-limit', `the record has made ${priorHops} hops and the route needs ${route.followers.length} more; `
+        + `the hop limit is ${this.config.maxHops}`, { route: route.followers });
+    }
+    const run: RunState = {
+      channel,
+      runId: deterministicId(this.config.orchestratorId, record.id, channel, String(priorHops)),
+      route: route.followers,
+      hops: priorHops,
+      startedAt: this.now(),
+      record: metadata,
+    };
+    await this.dispatch(run, 1, payload, false);
+  }
+
+  /** Claims step `step` of a run and invokes its follower asynchronously. */
+  private async dispatch(run: RunState, step: number, event: unknown, resume: boolean): Promise<void> {
+    const follower = run.route[step - 1];
+    const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message);
+    const arn = this.config.followers[follower];
+    if (!arn) {
+      return park('unregistered-follower', `step ${step} names follower ${JSON.stringify(follower)}, which is not registered; `
+        + `allowed: ${JSON.stringify(Object.keys(this.config.followers).sort())}`);
+    }
+    if (run.hops + 1 > this.config.maxHops) {
+      return park('hop-limit', `step ${step} would be hop ${run.hops + 1}; the hop limit is ${this.config.maxHops}`);
+    }
+    const request: FollowerRequest = {
+      channel: run.channel,
+      step,
+      event,
+      orchestration: {
+        orchestrator: this.config.orchestratorId,
+        runId: run.runId,
+        route: run.route,
+        follower,
+        hops: run.hops + 1,
+        startedAt: run.startedAt,
+        record: run.record,
+      },
+    };
+    const payload = JSON.stringify(request);
+    const bytes = Buffer.byteLength(payload, 'utf8');
+    if (bytes > this.config.maxEventBytes) {
+      return park('oversized', `the request for step ${step} is ${bytes} bytes; allowed: at most ${this.config.maxEventBytes} `
+        + '(a destination record carries the request and the result within Lambda\'s 1 MB asynchronous payload limit)');
+    }
+    if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume }, run, step, event))) return;
+    await this.deps.lambda.send(new InvokeCommand({ FunctionName: arn, InvocationType: 'Event', Payload: Buffer.from(payload, 'utf8') }));
+    await this.deps.progress.markDispatched(run.runId, step);
+    this.outcomes.dispatched++;
+    this.deps.metrics.count(run.channel, 'Steps');
+    this.deps.logger.info('step dispatched', { ...this.logFields(run), step, follower });
+  }
+
+  /** A follower's destination record: its result (next step or FINISH), or its failure (parked). */
+  private async onFollowerResult(record: DestinationRecord): Promise<void> {
+    const request = record.requestPayload;
+    const context = request.orchestration;
+    const run: RunState = {
+      channel: request.channel,
+      runId: context.runId,
+      route: context.route,
+      hops: context.hops - 1,
+      startedAt: context.startedAt,
+      record: context.record,
+    };
+    const step = request.step;
+    if (step < 1 || step > run.route.length || run.route[step - 1] !== context.follower) {
+      return this.park({
+        reason: 'invalid-input',
+        channel: request.channel,
+        step,
+        hops: context.hops,
+        input: record,
+        message: `a follower result for step ${step} does not match its route ${JSON.stringify(run.route)}`,
+      });
+    }
+    if (context.orchestrator !== this.config.orchestratorId) {
+      return this.park({
+        reason: 'invalid-input',
+        channel: request.channel,
+        step,
+        hops: context.hops,
+        input: record,
+        message: `a follower result of orchestrator ${JSON.stringify(context.orchestrator)} reached orchestrator `
+          + `${JSON.stringify(this.config.orchestratorId)}; a follower must be registered with one orchestrator only`,
+      });
+    }
+    if (record.requestContext.condition !== 'Success') {
+      const response = isObject(record.responsePayload) ? record.responsePayload : {};
+      const error = [response.errorType, response.errorMessage].filter((p) => typeof p === 'string').join(': ') || 'no error message';
+      return this.parkRun(run, step, request.event, 'follower-failed', `follower ${JSON.stringify(context.follower)} failed at step ${step} `
+        + `(${record.requestContext.condition}, ${record.requestContext.approximateInvokeCount ?? '?'} attempts): ${error}`);
+    }
+    const result = record.responsePayload;
+    if (!isObject(result) || !('event' in result) || (result.finish !== undefined && typeof result.finish !== 'boolean')) {
+      return this.parkRun(run, step, request.event, 'invalid-follower-result', `follower ${JSON.stringify(context.follower)} returned `
+        + `${describe(result)} at step ${step}; allowed: { "event": <the processed event>, "finish"?: true | false }`);
+    }
+    const done = { ...run, hops: context.hops };
+    if (result.finish === true || step >= run.route.length) return this.finish(done, step + 1, result.event, false);
+    return this.dispatch(done, step + 1, result.event, false);
+  }
+
+  /** FINISH: puts the processed record on the curated bus, once per run. */
+  private async finish(run: RunState, step: number, event: unknown, resume: boolean): Promise<void> {
+    const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message);
+    const completedAt = this.now();
+    const output = {
+      ...run.record,
+      payload: event,
+      orchestration: {
+        orchestrator: this.config.orchestratorId,
+        runId: run.runId,
+        route: run.route.slice(0, step - 1),
+        hops: run.hops,
+        startedAt: new Date(run.startedAt).toISOString(),
+        completedAt: new Date(completedAt).toISOString(),
+      },
+    };
+    const check = checkRecord(output);
+    if (!check.valid) return park('invalid-follower-result', `the processed record is not a valid curated record: ${check.errors.join('; ')}`);
+    const entry = {
+      EventBusName: this.config.curatedBusName, Source: CURATED_SOURCE, DetailType: RECORD_DETAIL_TYPE, Detail: JSON.stringify(output),
+    };
+    const size = putEventsEntrySize(entry);
+    if (size > DELIVERABLE_ENTRY_BYTES) {
+      return park('oversized', `the processed record is a ${size}-byte PutEvents entry; allowed: at most ${DELIVERABLE_ENTRY_BYTES}`);
+    }
+    if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume }, run, step, event))) return;
+    const [outcome] = await putEventsReliably(this.deps.eventBridge as EventBridgeClient, [entry], { sleep: this.deps.sleep });
+    if (!outcome.ok && (outcome.callFailed || RETRYABLE_PUT_CODES.has(outcome.errorCode ?? ''))) {
+      // AWS is failing, not the event: fail the invocation so Lambda retries it (the claim is taken over after its lease).
+      throw new Error(`PutEvents failed for run ${run.runId}: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`);
+    }
+    if (!outcome.ok) return park('publish-failed', `PutEvents rejected the processed record: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`);
+    await this.deps.progress.markDispatched(run.runId, step);
+    this.outcomes.finished++;
+    this.deps.metrics.count(run.channel, 'Completions');
+    this.deps.metrics.latency(run.channel, completedAt - run.startedAt);
+    this.deps.logger.info('route finished', { ...this.logFields(run), step, eventId: outcome.eventId });
+  }
+
+  /** Claims a step; false when it must not run here (a replay, or out of order and parked). Throws when busy. */
+  private async claim(claim: StepClaim, run: RunState, step: number, event: unknown): Promise<boolean> {
+    const outcome: ClaimOutcome = await this.deps.progress.claim(claim);
+    if (outcome === 'claimed') return true;
+    if (outcome === 'busy') throw new StepBusyError(run.runId, step);
+    if (outcome === 'replay') {
+      this.outcomes.replay++;
+      this.deps.metrics.count(run.channel, 'Replays');
+      this.deps.logger.warn('replay detected: step already applied, not applied again', { ...this.logFields(run), step });
+      return false;
+    }
+    await this.parkRun(run, step, event, 'out-of-order', `step ${step} arrived but run ${run.runId} is not at step ${step - 1} `
+      + '(its progress is behind or has expired); redrive resumes it at this step');
+    return false;
+  }
+
+  private parkRun(run: RunState, step: number, event: unknown, reason: ParkReason, message: string): Promise<void> {
+    return this.park({
+      reason,
+      message,
+      channel: run.channel,
+      step,
+      hops: run.hops,
+      runId: run.runId,
+      route: run.route,
+      startedAt: run.startedAt,
+      follower: run.route[step - 1],
+      record: { ...run.record, payload: event },
+    });
+  }
+
+  private async park(fields: Omit<ParkedEvent, 'parkedBy' | 'orchestrator' | 'parkedAt'>): Promise<void> {
+    const parked: ParkedEvent = {
+      parkedBy: LEADER_MARKER,
+      orchestrator: this.config.orchestratorId,
+      parkedAt: new Date(this.now()).toISOString(),
+      ...fields,
+    };
+    const body = JSON.stringify(parked);
+    if (Buffer.byteLength(body, 'utf8') > MAX_PARKED_BYTES) {
+      // Too big for an SQS message: fail the invocation instead, so Lambda's on-failure
+      // destination keeps the whole request with this error.
+      throw new Error(`cannot park a ${Buffer.byteLength(body, 'utf8')}-byte message (${fields.reason}: ${fields.message})`);
+    }
+    await this.deps.sqs.send(new SendMessageCommand({ QueueUrl: this.config.deadLetterQueueUrl, MessageBody: body }));
+    this.outcomes.parked++;
+    const routed = fields.reason !== 'invalid-input' && fields.reason !== 'no-channel' && fields.reason !== 'unknown-channel';
+    this.deps.metrics.count(routed && fields.channel ? fields.channel : UNROUTED_CHANNEL, 'Failures');
+    this.deps.logger.error('event parked', {
+      reason: fields.reason,
+      message: fields.message,
+      channel: fields.channel,
+      step: fields.step,
+      runId: fields.runId,
+      correlationId: fields.record?.correlationId,
+    });
+  }
+
+  /**
+   * Resumes up to `maxMessages` messages of the dead-letter queue: a parked event at its
+   * failed step (or from its route lookup, with a fresh read, when it failed before step 1),
+   * a failed leader invocation's request, or an event EventBridge could not deliver. Each
+   * message is deleted once it was resumed (or parked again with its new reason).
+   */
+  private async redrive(maxMessages: number): Promise<NonNullable<LeaderReport['redrive']>> {
+    const limit = Number.isInteger(maxMessages) && maxMessages > 0 ? Math.min(maxMessages, 1000) : 10;
+    let received = 0;
+    let resumed = 0;
+    let failed = 0;
+    while (received < limit) {
+      const batch = await this.deps.sqs.send(new ReceiveMessageCommand({
+        QueueUrl: this.config.deadLetterQueueUrl,
+        MaxNumberOfMessages: Math.min(10, limit - received),
+        WaitTimeSeconds: 0,
+        VisibilityTimeout: 120,
+      }));
+      const messages = batch.Messages ?? [];
+      if (messages.length === 0) break;
+      received += messages.length;
+      for (const message of messages) {
+        try {
+          await this.resume(parseJson(message.Body ?? ''));
+          await this.deps.sqs.send(new DeleteMessageCommand({ QueueUrl: this.config.deadLetterQueueUrl, ReceiptHandle: message.ReceiptHandle }));
+          resumed++;
+        } catch (error) {
+          failed++;
+          this.deps.logger.error('redrive failed; the message stays in the queue', { messageId: message.MessageId, error: String(error) });
+        }
+      }
+    }
+    return { received, resumed, failed };
+  }
+
+  private async resume(body: unknown): Promise<void> {
+    if (isObject(body) && body.parkedBy === LEADER_MARKER) {
+      const parked = body as unknown as ParkedEvent;
+      if (!parked.record) return this.route(parked.input, true);
+      const { payload, ...metadata } = parked.record;
+      if (parked.step === 0 || !parked.runId || !parked.route || parked.channel === null) {
+        return this.start(parked.record as unknown as RecordEnvelope, true);
+      }
+      const run: RunState = {
+        channel: parked.channel,
+        runId: parked.runId,
+        route: parked.route,
+        hops: parked.hops,
+        startedAt: parked.startedAt ?? this.now(),
+        record: metadata,
+      };
+      if (parked.step > parked.route.length) return this.finish(run, parked.step, payload, true);
+      return this.dispatch(run, parked.step, payload, true);
+    }
+    // The leader's own on-failure record: its request, handled again (progress makes that idempotent).
+    if (isObject(body) && isObject(body.requestContext) && 'requestPayload' in body) return this.route(body.requestPayload, true);
+    return this.route(body, true);
+  }
+
+  /** Runs `work` over items with bounded concurrency; every item runs, then the first error is thrown. */
+  private async forEach<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
+    const errors: unknown[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const item = items[next++];
+        try {
+          await work(item);
+        } catch (error) {
+          errors.push(error);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.deps.concurrency ?? 16, items.length) }, worker));
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, `${errors.length} of ${items.length} records failed; the invocation is retried`);
+  }
+
+  private logFields(run: RunState): Record<string, unknown> {
+    return { channel: run.channel, runId: run.runId, correlationId: run.record.correlationId, recordId: run.record.id };
+  }
+}
+
+/** SQS's message size limit (1 MiB), less room for the queue's own attributes. */
+const MAX_PARKED_BYTES = 1_000_000;
+const RETRYABLE_PUT_CODES = new Set(['ThrottlingException', 'InternalFailure', 'InternalException']);
+
+/** The record Lambda sends to a follower's success or failure destination. */
+interface DestinationRecord {
+  readonly requestContext: { readonly condition: string; readonly functionArn?: string; readonly approximateInvokeCount?: number };
+  readonly requestPayload: FollowerRequest & { orchestration: StepContext };
+  readonly responsePayload?: any;
+}
+
+function isDestinationRecord(value: unknown): value is DestinationRecord {
+  if (!isObject(value) || !isObject(value.requestContext) || typeof value.requestContext.condition !== 'string') return false;
+  const request = value.requestPayload;
+  if (!isObject(request) || typeof request.channel !== 'string' || !Number.isInteger(request.step) || !isObject(request.orchestration)) return false;
+  const context = request.orchestration;
+  return typeof context.runId === 'string' && Array.isArray(context.route) && context.route.length <= MAX_ROUTE_LENGTH
+    && typeof context.follower === 'string' && Number.isInteger(context.hops) && typeof context.startedAt === 'number'
+    && isObject(context.record) && typeof context.orchestrator === 'string';
+}
+
+function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function describe(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 120 ? `${text.slice(0, 120)}…` : text;
+}
+
+/** Reads the leader's settings from its environment, failing with the variable's name. */
+export function leaderConfigFromEnv(env: NodeJS.ProcessEnv): LeaderConfig {
+  const required = (name: string): string => {
+    const value = env[name];
+    if (!value) throw new Error(`environment variable ${name} is not set`);
+    return value;
+  };
+  return {
+    orchestratorId: required(LEADER_ENV.ORCHESTRATOR_ID),
+    curatedBusName: required(LEADER_ENV.CURATED_BUS_NAME),
+    deadLetterQueueUrl: required(LEADER_ENV.DEAD_LETTER_QUEUE_URL),
+    followers: JSON.parse(required(LEADER_ENV.FOLLOWERS)),
+    maxHops: Number(required(LEADER_ENV.MAX_HOPS)),
+    maxEventBytes: Number(required(LEADER_ENV.MAX_EVENT_BYTES)),
+  };
+}

@@ -1,0 +1,139 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+
+/**
+ * A follower: a function the leader may invoke as a step of a route. It receives
+ * `{ channel, step, event, orchestration }` and returns `{ event, finish? }` (see the docs'
+ * JSON contract); the orchestrator sets its asynchronous invocation configuration (retries,
+ * and the leader as its success and failure destination).
+ */
+export interface FollowerDefinition {
+  /** Name the routes use: 1 to 64 letters, digits, `_` or `-`, unique within the orchestrator. */
+  readonly name: string;
+  /**
+   * The function, an alias or a version. It must not have its own asynchronous invocation
+   * configuration (`onSuccess`, `onFailure`, `retryAttempts`, `maxEventAge`).
+   */
+  readonly function: lambda.IFunction;
+}
+
+/** A route: the followers an event of a channel goes through, in order. */
+export interface RouteDefinition {
+  /** The channel (the curated record's `channel`): non-blank, at most 256 characters, no control characters. */
+  readonly channel: string;
+  /**
+   * Registered follower names, step 1 first. From 1 to `maxHops` (at most 7) names; a name
+   * may appear more than once.
+   */
+  readonly followers: string[];
+  /**
+   * What the route is for.
+   * @default - none
+   */
+  readonly description?: string;
+}
+
+/** A bus whose curated events the leader routes (see `addSource`). */
+export interface OrchestratorSourceOptions {
+  /** The bus, usually the curated bus of a TieredEventIngest. */
+  readonly eventBus: events.IEventBus;
+  /**
+   * Which events of the bus the leader takes. `detail.orchestration` must not exist is added
+   * unless the pattern sets it, so the leader's own output never loops back into it.
+   * @default - curated records and batches: source `cdk-event-fabric`, detail-type `CuratedRecord` or `CuratedBatch`
+   */
+  readonly eventPattern?: events.EventPattern;
+  /**
+   * Description of the rule.
+   * @default - derived from the source id and the construct path
+   */
+  readonly description?: string;
+}
+
+/** Properties of a `LeaderFollowerOrchestrator`. */
+export interface LeaderFollowerOrchestratorProps {
+  /**
+   * Bus the leader puts each processed record on at FINISH, as a `CuratedRecord` event with
+   * an `orchestration` block.
+   * @default - a new bus (encrypted with `encryptionKey` when given)
+   */
+  readonly curatedBus?: events.IEventBus;
+
+  /**
+   * Followers to register; more can be added with `addFollower`. At most 16 in all.
+   * @default - none
+   */
+  readonly followers?: FollowerDefinition[];
+
+  /**
+   * Routes written to the routes table at deploy by a custom resource; more can be added
+   * with `addRoute`. Routes can also be written at run time (the route writer function, or the
+   * table itself) without a deploy. A deploy rewrites these channels only when they change here.
+   * @default - none
+   */
+  readonly routes?: RouteDefinition[];
+
+  /**
+   * Most follower invocations one record may make, across every orchestrator run it goes
+   * through. Routes longer than this are refused. At most 7, so one record's chain of Lambda
+   * invocations (1 + 2 per step) stays below Lambda's recursive loop detection (about 16).
+   * @default 7
+   */
+  readonly maxHops?: number;
+
+  /**
+   * How long the leader caches a channel's route (and a channel's absence). A route written
+   * at run time takes effect within this time. `Duration.seconds(0)` reads the table for every record.
+   * @default Duration.seconds(60)
+   */
+  readonly routeCacheTtl?: Duration;
+
+  /**
+   * Largest follower request, in bytes (the event plus about 1 KB of context). A larger
+   * event is parked as oversized. At most 480,000: a follower's destination record carries
+   * its request and its result within Lambda's 1 MB asynchronous payload limit, so results
+   * should stay below the same size.
+   * @default 256000
+   */
+  readonly maxEventBytes?: number;
+
+  /**
+   * Lambda's retries of a failed follower invocation (0 to 2) before its event is parked.
+   * @default 2
+   */
+  readonly followerRetryAttempts?: number;
+
+  /**
+   * How long Lambda keeps trying to run a follower invocation (1 minute to 6 hours).
+   * @default Duration.hours(6)
+   */
+  readonly followerMaxEventAge?: Duration;
+
+  /**
+   * How long the progress of a run (its replay-detection item) is kept: at least 1 day, and
+   * longer than any redrive should take to resume a parked event.
+   * @default Duration.days(14)
+   */
+  readonly progressTtl?: Duration;
+
+  /**
+   * Customer managed key for the tables, the dead-letter queue and a bus the construct creates.
+   * @default - AWS managed encryption
+   */
+  readonly encryptionKey?: kms.IKey;
+
+  /**
+   * Actions of every alarm the construct creates.
+   * @default - none
+   */
+  readonly alarmActions?: cloudwatch.IAlarmAction[];
+
+  /**
+   * Removal policy of the routes and progress tables.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}

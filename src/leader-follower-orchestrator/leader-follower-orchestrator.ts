@@ -1,0 +1,506 @@
+import { Annotations, ArnFormat, CustomResource, Duration, Lazy, Names, RemovalPolicy, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as lambdaDestinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct, IConstruct } from 'constructs';
+import {
+  LeaderFollowerOrchestratorProps, OrchestratorSourceOptions, RouteDefinition,
+} from './leader-follower-orchestrator-props';
+import { LeaderFunction } from './leader-function';
+import {
+  DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LEADER_ENV, MAX_ROUTE_LENGTH, MAX_STEP_EVENT_BYTES,
+  PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV,
+} from './orchestrator-contract';
+import { checkRoute } from './route-schema';
+import { RouteWriterFunction } from './route-writer-function';
+import {
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
+  queueDepth, queueEncryption, thresholdAlarm, truncate,
+} from '../common/construct-defaults';
+import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
+import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
+import { BATCH_DETAIL_TYPE, CURATED_SOURCE, RECORD_DETAIL_TYPE } from '../runtime/curated-envelope';
+
+/** The `service` dimension and Powertools service name of the orchestrator's handlers. */
+const SERVICE_NAME = 'leader-follower-orchestrator';
+/**
+ * Followers a leader can know: their ARNs travel in the leader's environment, which Lambda
+ * limits to 4 KB in all (16 × ~180 bytes leaves room for the other variables).
+ */
+const MAX_FOLLOWERS = 16;
+const DEFAULT_ROUTE_CACHE_TTL = Duration.seconds(60);
+const DEFAULT_PROGRESS_TTL = Duration.days(14);
+/** Delivery of source events to the leader: a failing invocation is retried for an hour. */
+const SOURCE_RETRY_ATTEMPTS = 8;
+const SOURCE_MAX_EVENT_AGE = Duration.hours(1);
+/** Shorter than the 45 s lease on a claimed step (leader.lambda.ts), so a claim outlives its owner. */
+const LEADER_TIMEOUT = Duration.seconds(30);
+
+/**
+ * Routes each curated record through an ordered list of follower functions chosen by its
+ * channel, read from a routes table that can change without a deploy.
+ *
+ * The leader invokes a route's followers one step at a time, asynchronously; each follower's
+ * result returns to the leader through Lambda destinations (no orchestration code in the
+ * followers), and at FINISH the leader puts the processed record on the curated bus. Route
+ * lookups are cached; a progress table detects replays so no step is applied twice; a hop
+ * limit keeps every chain below Lambda's recursive loop detection. Whatever cannot be routed
+ * is parked, with its channel, step and reason, in a dead-letter queue with an alarm, and a
+ * redrive resumes it at the failed step.
+ */
+export class LeaderFollowerOrchestrator extends Construct {
+  /**
+   * CloudFormation resources one orchestrator adds to its stack in the default configuration
+   * (no followers, routes or sources; a new curated bus). Each follower adds 2 (its
+   * asynchronous invocation configuration and its delivery alarm); each source adds a rule and a
+   * Lambda permission. Asserted by the unit tests.
+   */
+  public static readonly RESOURCES_PER_ORCHESTRATOR = 21;
+  /** Longest route: 1 + 2 × 7 = 15 invocations stays below Lambda's recursive loop detection (about 16). */
+  public static readonly MAX_ROUTE_LENGTH = MAX_ROUTE_LENGTH;
+
+  /** Bus the processed records are put on. */
+  public readonly curatedBus: events.IEventBus;
+  /** Routes table: partition key `channel`, attribute `followers` (a list of follower names). */
+  public readonly routesTable: dynamodb.Table;
+  /** Progress table (replay detection): partition key `runId`, the last step claimed, TTL `expiresAt`. */
+  public readonly progressTable: dynamodb.Table;
+  /** The leader function. */
+  public readonly leaderFunction: lambda.Function;
+  /**
+   * Function that validates and writes routes: the routes custom resource at deploy, and
+   * `{ "putRoutes": [...], "deleteChannels": [...] }` invocations at run time.
+   */
+  public readonly routeWriterFunction: lambda.Function;
+  /** The custom resource that writes the routes of the props at deploy. */
+  public readonly routesResource: CustomResource;
+  /**
+   * Dead-letter queue of parked events (with channel, step and reason), of leader invocations
+   * that failed after Lambda's retries, and of events EventBridge could not deliver to the leader.
+   */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** Alarm: the dead-letter queue holds at least one message. */
+  public readonly deadLetterQueueAlarm: cloudwatch.Alarm;
+  /** Alarm: Lambda failed to deliver a leader invocation's failure record to the dead-letter queue. */
+  public readonly leaderDeliveryFailuresAlarm: cloudwatch.Alarm;
+  /** Maximum follower invocations per record. */
+  public readonly maxHops: number;
+
+  private readonly props: LeaderFollowerOrchestratorProps;
+  private readonly followerArns: Record<string, string> = {};
+  private readonly followerFunctions = new Map<string, lambda.IFunction>();
+  private readonly deliveryAlarms = new Map<string, cloudwatch.Alarm>();
+  private readonly routes: RouteDefinition[] = [];
+  private readonly sourceRules: events.Rule[] = [];
+  private readonly leaderArn: string;
+
+  constructor(scope: Construct, id: string, props: LeaderFollowerOrchestratorProps = {}) {
+    super(scope, id);
+    this.props = props;
+    validateProps(this, props);
+    this.maxHops = props.maxHops ?? MAX_ROUTE_LENGTH;
+    const key = props.encryptionKey;
+
+    this.curatedBus = props.curatedBus ?? new events.EventBus(this, 'CuratedBus', {
+      kmsKey: key,
+      description: 'cdk-event-fabric LeaderFollowerOrchestrator: processed records',
+    });
+    allowEventBridgeToUseKey(this, key);
+
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      ...queueEncryption(key),
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      // A redrive holds messages while it resumes them.
+      visibilityTimeout: Duration.minutes(2),
+    });
+    for (const [ruleId, what] of [['AwsSolutions-SQS3', 'a redrive policy would only move its messages further away'],
+      ['Serverless-SQSRedrivePolicy', 'its messages are resumed by the leader\'s redrive']]) {
+      Validations.of(this.deadLetterQueue).acknowledge({
+        id: ruleId,
+        reason: `This queue is itself the orchestrator's dead-letter queue (parked events); ${what}.`,
+      });
+    }
+
+    const tableProps = {
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: key ? dynamodb.TableEncryption.CUSTOMER_MANAGED : dynamodb.TableEncryption.AWS_MANAGED,
+      encryptionKey: key,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    };
+    this.routesTable = new dynamodb.Table(this, 'RoutesTable', {
+      ...tableProps,
+      partitionKey: { name: ROUTE_KEY_ATTRIBUTE, type: dynamodb.AttributeType.STRING },
+    });
+    this.progressTable = new dynamodb.Table(this, 'ProgressTable', {
+      ...tableProps,
+      partitionKey: { name: PROGRESS_KEY_ATTRIBUTE, type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: PROGRESS_EXPIRES_AT_ATTRIBUTE,
+    });
+
+    // The leader's name is set, so followers' roles and destinations can name its ARN without
+    // referring to it: the leader refers to the followers (environment, policy), not back.
+    const leaderName = `${Names.uniqueResourceName(this, { maxLength: 57, separator: '-' })}-leader`;
+    this.leaderArn = Stack.of(this).formatArn({
+      service: 'lambda', resource: 'function', resourceName: leaderName, arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    this.leaderFunction = this.createLeader(leaderName);
+    this.routeWriterFunction = this.createRouteWriter();
+    this.routesResource = this.createRoutesResource();
+
+    for (const follower of props.followers ?? []) this.addFollower(follower.name, follower.function);
+    for (const route of props.routes ?? []) this.addRoute(route.channel, route.followers, route.description);
+
+    this.deadLetterQueueAlarm = this.alarm('DeadLetterQueueAlarm', queueDepth(this.deadLetterQueue),
+      'Events are parked in the orchestrator dead-letter queue (each message says its channel, step and reason); '
+      + 'fix the cause, then invoke the leader with {"redrive":{"maxMessages":10}} to resume them');
+    this.leaderDeliveryFailuresAlarm = this.alarm('LeaderDeliveryFailuresAlarm', destinationDeliveryFailures(this.leaderFunction),
+      'Lambda could not deliver failed leader invocations to the dead-letter queue');
+
+    this.node.addValidation({ validate: () => this.validateRoutesAgainstFollowers() });
+    addStackResourceBudgetCheck(this, 'LeaderFollowerOrchestrator', LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR);
+  }
+
+  /** Names of the registered followers, in registration order. */
+  public get followerNames(): string[] {
+    return [...this.followerFunctions.keys()];
+  }
+
+  /** The routes written at deploy, in the order added. */
+  public get deployedRoutes(): RouteDefinition[] {
+    return this.routes.map((r) => ({ ...r, followers: [...r.followers] }));
+  }
+
+  /** The rules added with `addSource`. */
+  public get sources(): events.Rule[] {
+    return [...this.sourceRules];
+  }
+
+  /** Alarms on each follower's `DestinationDeliveryFailures`: results that could not return to the leader. */
+  public get followerDeliveryFailuresAlarms(): cloudwatch.Alarm[] {
+    return [...this.deliveryAlarms.values()];
+  }
+
+  /**
+   * Registers a follower under `name`. The leader may invoke it (and only registered
+   * followers); its asynchronous invocation configuration is set here: `followerRetryAttempts`,
+   * `followerMaxEventAge`, and the leader as its success and failure destination.
+   */
+  public addFollower(name: string, fn: lambda.IFunction): void {
+    if (typeof name !== 'string' || !new RegExp(FOLLOWER_NAME_PATTERN).test(name)) {
+      throw new PropValidationError(this, 'follower name', name, 'allowed: 1 to 64 letters, digits, "_" or "-"');
+    }
+    if (this.followerFunctions.has(name)) {
+      throw new PropValidationError(this, 'follower name', name, 'allowed: a name not registered yet in this orchestrator');
+    }
+    if (this.followerFunctions.size >= MAX_FOLLOWERS) {
+      throw new PropValidationError(this, 'followers', [...this.followerFunctions.keys(), name],
+        `allowed: at most ${MAX_FOLLOWERS} followers (their ARNs travel in the leader's environment, limited to 4 KB)`);
+    }
+    const target = asyncConfigTarget(fn);
+    if (target.fn.node.tryFindChild('EventInvokeConfig')) {
+      throw new PropValidationError(this, `function of follower "${name}"`, fn.node.path,
+        'allowed: a function without its own asynchronous invocation configuration (onSuccess, onFailure, retryAttempts, maxEventAge): '
+        + 'the orchestrator sets it, with the leader as the destination');
+    }
+    this.followerFunctions.set(name, fn);
+    this.followerArns[name] = fn.functionArn;
+    this.leaderFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
+
+    const leaderDestination = new LeaderDestination(this.leaderArn);
+    const config = new lambda.EventInvokeConfig(this, `Follower${name}AsyncConfig`, {
+      function: target.fn,
+      qualifier: target.qualifier,
+      onSuccess: leaderDestination,
+      onFailure: leaderDestination,
+      retryAttempts: this.props.followerRetryAttempts ?? 2,
+      maxEventAge: this.props.followerMaxEventAge ?? Duration.hours(6),
+    });
+    // Lambda checks the destination when the configuration is written.
+    config.node.addDependency(this.leaderFunction);
+    Validations.of(target.fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: `A follower of ${this.node.path}: its failed asynchronous invocations go to the on-failure destination (the leader), `
+        + 'which parks them in the orchestrator dead-letter queue with the error.',
+    });
+    this.deliveryAlarms.set(name, this.alarm(`Follower${name}DeliveryFailuresAlarm`, destinationDeliveryFailures(fn),
+      `Lambda could not return results of follower "${name}" to the leader (a result over the asynchronous payload limit, or a `
+      + 'missing permission): those events stopped at that step'));
+  }
+
+  /**
+   * Adds a route written at deploy. Routes can also be written at run time, with no deploy,
+   * by invoking the route writer function or by writing the routes table.
+   */
+  public addRoute(channel: string, followers: string[], description?: string): void {
+    const route: RouteDefinition = { channel, followers: [...(followers ?? [])], ...(description !== undefined ? { description } : {}) };
+    if (Token.isUnresolved(channel) || followers?.some((f) => Token.isUnresolved(f))) {
+      throw new PropValidationError(this, 'route', route, 'allowed: literal channel and follower names (they are validated at synth)');
+    }
+    const check = checkRoute(route, this.maxHops);
+    if (!check.valid) throw new PropValidationError(this, `route of channel ${JSON.stringify(channel)}`, route, `allowed: ${check.errors.join('; ')}`);
+    if (this.routes.some((r) => r.channel === channel)) {
+      throw new PropValidationError(this, 'route channel', channel, 'allowed: a channel without a route yet in this orchestrator');
+    }
+    this.routes.push(route);
+  }
+
+  /**
+   * Routes curated events of a bus through the leader: a rule (by default, every
+   * `CuratedRecord` and `CuratedBatch` not yet orchestrated) with a retry policy (8 attempts
+   * within an hour) and the dead-letter queue.
+   */
+  public addSource(id: string, options: OrchestratorSourceOptions): events.Rule {
+    const pattern = options.eventPattern ?? { source: [CURATED_SOURCE], detailType: [RECORD_DETAIL_TYPE, BATCH_DETAIL_TYPE] };
+    validateEventPattern(this, `eventPattern of source "${id}"`, pattern);
+    const rule = new events.Rule(this, `Source${id}`, {
+      eventBus: options.eventBus,
+      eventPattern: { ...pattern, detail: { orchestration: events.Match.doesNotExist(), ...pattern.detail } },
+      description: truncate(options.description ?? `cdk-event-fabric LeaderFollowerOrchestrator source ${id} (${this.node.path})`, 512),
+    });
+    rule.addTarget(this.ruleTarget());
+    this.sourceRules.push(rule);
+    return rule;
+  }
+
+  /**
+   * A rule target for the leader with the orchestrator's delivery defaults (8 attempts within
+   * an hour, then the dead-letter queue), for rules made elsewhere, such as a
+   * TieredEventIngest fast route. The leader takes curated events, bare envelopes and batches.
+   */
+  public ruleTarget(): events.IRuleTarget {
+    return new targets.LambdaFunction(this.leaderFunction, {
+      deadLetterQueue: this.deadLetterQueue,
+      retryAttempts: SOURCE_RETRY_ATTEMPTS,
+      maxEventAge: SOURCE_MAX_EVENT_AGE,
+    });
+  }
+
+  /**
+   * Lets `grantee` write routes at run time by invoking the route writer (validated writes)
+   * with `{ "putRoutes": [...], "deleteChannels": [...] }`.
+   */
+  public grantWriteRoutes(grantee: iam.IGrantable): iam.Grant {
+    return this.routeWriterFunction.grantInvoke(grantee);
+  }
+
+  /** Lets `grantee` invoke the leader, for example with `{ "redrive": { "maxMessages": 10 } }`. */
+  public grantRedrive(grantee: iam.IGrantable): iam.Grant {
+    return this.leaderFunction.grantInvoke(grantee);
+  }
+
+  /** A metric of the leader (namespace `cdk-event-fabric`, dimensions `orchestrator` and `channel`). */
+  public metric(metricName: string, channel: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return handlerMetric(metricName, { service: SERVICE_NAME, orchestrator: this.node.addr, channel }, props);
+  }
+
+  /** Follower steps dispatched for a channel (metric `Steps`). */
+  public metricSteps(channel: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('Steps', channel, props);
+  }
+
+  /** Records of a channel put on the curated bus at FINISH (metric `Completions`). */
+  public metricCompletions(channel: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('Completions', channel, props);
+  }
+
+  /**
+   * Events of a channel parked in the dead-letter queue (metric `Failures`). Events without a
+   * routable channel (none, unknown, or invalid input) count under the channel `(unrouted)`.
+   */
+  public metricFailures(channel: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('Failures', channel, props);
+  }
+
+  /** Duplicate deliveries detected and not applied again (metric `Replays`). */
+  public metricReplays(channel: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('Replays', channel, props);
+  }
+
+  /** Milliseconds from a run's start at the leader to its FINISH on the curated bus (metric `EndToEndLatency`, p99 by default). */
+  public metricEndToEndLatency(channel: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('EndToEndLatency', channel, { statistic: 'p99', ...props });
+  }
+
+  private createLeader(functionName: string): lambda.Function {
+    const props = this.props;
+    const key = props.encryptionKey;
+    const logGroup = functionLogGroup(this, 'LeaderFunctionLogs');
+    const role = functionRole(this, 'LeaderFunctionRole', 'cdk-event-fabric LeaderFollowerOrchestrator leader', logGroup);
+    const stack = Stack.of(this);
+    const fn = new LeaderFunction(this, 'LeaderFunction', {
+      functionName,
+      role,
+      description: 'cdk-event-fabric LeaderFollowerOrchestrator: routes curated records through their channel\'s followers',
+      memorySize: 512,
+      timeout: LEADER_TIMEOUT,
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup,
+      // Deliberately left on: routes are at most 7 steps (15 invocations) so the detection never
+      // stops a valid chain, and it still stops a loop that escapes the hop limit.
+      recursiveLoop: lambda.RecursiveLoop.TERMINATE,
+      retryAttempts: 2,
+      maxEventAge: Duration.hours(6),
+      onFailure: new lambdaDestinations.SqsDestination(this.deadLetterQueue),
+      environment: {
+        [LEADER_ENV.ROUTES_TABLE_NAME]: this.routesTable.tableName,
+        [LEADER_ENV.PROGRESS_TABLE_NAME]: this.progressTable.tableName,
+        [LEADER_ENV.CURATED_BUS_NAME]: this.curatedBus.eventBusName,
+        [LEADER_ENV.DEAD_LETTER_QUEUE_URL]: this.deadLetterQueue.queueUrl,
+        [LEADER_ENV.FOLLOWERS]: Lazy.string({ produce: () => stack.toJsonString(this.followerArns) }),
+        [LEADER_ENV.MAX_HOPS]: String(this.maxHops),
+        [LEADER_ENV.ROUTE_CACHE_TTL_SECONDS]: Tokenization.stringifyNumber((props.routeCacheTtl ?? DEFAULT_ROUTE_CACHE_TTL).toSeconds()),
+        [LEADER_ENV.MAX_EVENT_BYTES]: Tokenization.stringifyNumber(props.maxEventBytes ?? DEFAULT_STEP_EVENT_BYTES),
+        [LEADER_ENV.PROGRESS_TTL_SECONDS]: Tokenization.stringifyNumber((props.progressTtl ?? DEFAULT_PROGRESS_TTL).toSeconds()),
+        [LEADER_ENV.ORCHESTRATOR_ID]: this.node.addr,
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      },
+    });
+    this.routesTable.grant(fn, 'dynamodb:GetItem');
+    this.progressTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    this.curatedBus.grantPutEventsTo(fn);
+    this.deadLetterQueue.grantSendMessages(fn);
+    this.deadLetterQueue.grantConsumeMessages(fn);
+    key?.grantEncryptDecrypt(fn);
+    acknowledgeXRay(role);
+    acknowledgeKeyWildcards(role, key, 'The leader reads and writes its tables and dead-letter queue with the orchestrator key');
+    Validations.of(fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Invoked asynchronously; failed invocations go to the on-failure destination (the dead-letter queue), which keeps the request '
+        + 'with the error. A legacy DLQ would receive the same events twice.',
+    });
+    return fn;
+  }
+
+  private createRouteWriter(): lambda.Function {
+    const key = this.props.encryptionKey;
+    const logGroup = functionLogGroup(this, 'RouteWriterFunctionLogs');
+    const role = functionRole(this, 'RouteWriterFunctionRole', 'cdk-event-fabric LeaderFollowerOrchestrator route writer', logGroup);
+    const fn = new RouteWriterFunction(this, 'RouteWriterFunction', {
+      role,
+      description: 'cdk-event-fabric LeaderFollowerOrchestrator: validates and writes routes',
+      memorySize: 256,
+      timeout: Duration.seconds(60),
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup,
+      environment: {
+        [ROUTE_WRITER_ENV.ROUTES_TABLE_NAME]: this.routesTable.tableName,
+        [ROUTE_WRITER_ENV.FOLLOWER_NAMES]: Lazy.string({ produce: () => JSON.stringify(this.followerNames) }),
+        [ROUTE_WRITER_ENV.MAX_HOPS]: String(this.maxHops),
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      },
+    });
+    this.routesTable.grant(fn, 'dynamodb:PutItem', 'dynamodb:DeleteItem');
+    key?.grantEncryptDecrypt(fn);
+    acknowledgeXRay(role);
+    acknowledgeKeyWildcards(role, key, 'The route writer writes the routes table with the orchestrator key');
+    Validations.of(fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Invoked synchronously only (by the custom resource provider at deploy, and by operators), so the caller sees every error; '
+        + 'there is no asynchronous event to park.',
+    });
+    return fn;
+  }
+
+  private createRoutesResource(): CustomResource {
+    const logGroup = functionLogGroup(this, 'RoutesProviderLogs');
+    const provider = new cr.Provider(this, 'RoutesProvider', { onEventHandler: this.routeWriterFunction, logGroup });
+    const framework = provider.node.findChild('framework-onEvent') as lambda.Function;
+    Validations.of(framework).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      reason: 'The CDK custom resource provider framework\'s own function; its role is made by aws-cdk-lib.',
+    });
+    const writerLogicalId = Stack.of(this).getLogicalId(this.routeWriterFunction.node.defaultChild as lambda.CfnFunction);
+    Validations.of(framework).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${writerLogicalId}.Arn>:*]`,
+      reason: 'The provider framework may invoke the route writer function and its versions; that is the only wildcard.',
+    });
+    for (const [id, reason] of [
+      ['Serverless-LambdaDLQ', 'Invoked synchronously by CloudFormation through the provider; a failure fails the deploy.'],
+      ['Serverless-LambdaTracing', 'The CDK provider framework function; the route writer it calls has active tracing.'],
+      ['Serverless-LambdaDefaultMemorySize', 'The CDK provider framework function, sized by aws-cdk-lib.'],
+      ['Serverless-LambdaLatestVersion', 'The CDK provider framework function; its runtime is chosen by aws-cdk-lib.'],
+      ['AwsSolutions-L1', 'The CDK provider framework function; its runtime is chosen by aws-cdk-lib.'],
+    ]) {
+      Validations.of(framework).acknowledge({ id, reason });
+    }
+    return new CustomResource(this, 'Routes', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::OrchestratorRoutes',
+      properties: { Routes: Lazy.string({ produce: () => JSON.stringify(this.routes) }) },
+    });
+  }
+
+  private validateRoutesAgainstFollowers(): string[] {
+    const errors: string[] = [];
+    for (const route of this.routes) {
+      const unknown = route.followers.filter((f) => !this.followerFunctions.has(f));
+      if (unknown.length > 0) {
+        errors.push(`${this.node.path}: invalid route of channel ${JSON.stringify(route.channel)}: followers ${JSON.stringify(unknown)} `
+          + `are not registered; allowed: ${JSON.stringify(this.followerNames)} (register them with addFollower or the followers prop)`);
+      }
+    }
+    return errors;
+  }
+
+  private alarm(id: string, metric: cloudwatch.IMetric, what: string): cloudwatch.Alarm {
+    return thresholdAlarm(this, id, metric, what, this.props.alarmActions);
+  }
+}
+
+/**
+ * The leader as a follower's success and failure destination, named by ARN (not by reference,
+ * which would make the follower's role depend on the leader that depends on the follower).
+ */
+class LeaderDestination implements lambda.IDestination {
+  constructor(private readonly leaderArn: string) {}
+
+  public bind(_scope: Construct, fn: lambda.IFunction): lambda.DestinationConfig {
+    // Lambda sends destination records with the follower's execution role.
+    const grant = iam.Grant.addToPrincipal({ grantee: fn, actions: ['lambda:InvokeFunction'], resourceArns: [this.leaderArn] });
+    if (!grant.success) {
+      Annotations.of(fn).addWarningV2('cdk-event-fabric:follower-role',
+        `The follower ${fn.node.path} has no role this app can change: allow it lambda:InvokeFunction on ${this.leaderArn}, `
+        + 'or its results cannot return to the leader');
+    }
+    return { destination: this.leaderArn };
+  }
+}
+
+/** The function and qualifier an asynchronous invocation configuration applies to. */
+function asyncConfigTarget(fn: lambda.IFunction): { fn: lambda.IFunction; qualifier?: string } {
+  if (fn instanceof lambda.Alias) return { fn: fn.version.lambda, qualifier: fn.aliasName };
+  if (fn instanceof lambda.Version) return { fn: fn.lambda, qualifier: fn.version };
+  return { fn };
+}
+
+function destinationDeliveryFailures(fn: lambda.IFunction): cloudwatch.IMetric {
+  return fn.metric('DestinationDeliveryFailures', { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) });
+}
+
+function validateProps(scope: IConstruct, props: LeaderFollowerOrchestratorProps): void {
+  validateIntegerRange(scope, 'maxHops', props.maxHops, 1, MAX_ROUTE_LENGTH,
+    `(1 + 2 × ${MAX_ROUTE_LENGTH} = 15 Lambda invocations stays below Lambda's recursive loop detection, about 16)`);
+  validateIntegerRange(scope, 'maxEventBytes', props.maxEventBytes, 1024, MAX_STEP_EVENT_BYTES,
+    'bytes (a destination record carries the request and the result within Lambda\'s 1 MB asynchronous payload limit)');
+  validateIntegerRange(scope, 'followerRetryAttempts', props.followerRetryAttempts, 0, 2, '(Lambda\'s asynchronous retry range)');
+  validateSeconds(scope, 'routeCacheTtl', props.routeCacheTtl, 0, 3600);
+  validateSeconds(scope, 'followerMaxEventAge', props.followerMaxEventAge, 60, 21_600);
+  validateSeconds(scope, 'progressTtl', props.progressTtl, 86_400, 365 * 86_400);
+}
+
+function validateSeconds(scope: IConstruct, prop: string, value: Duration | undefined, min: number, max: number): void {
+  if (value === undefined || value.isUnresolved()) return;
+  const seconds = value.toMilliseconds() / 1000;
+  if (!Number.isInteger(seconds) || seconds < min || seconds > max) {
+    throw new PropValidationError(scope, prop, `${seconds} seconds`, `allowed: a whole number of seconds from ${min} to ${max}`);
+  }
+}

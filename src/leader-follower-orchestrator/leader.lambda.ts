@@ -1,0 +1,72 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { Leader, leaderConfigFromEnv, LeaderMetrics, LeaderReport } from './leader-core';
+import { LEADER_ENV } from './orchestrator-contract';
+import { ProgressStore } from './progress-core';
+import { CachedRouteStore, DynamoRouteStore } from './route-store-core';
+
+const logger = new Logger();
+const dynamoDb = new DynamoDBClient({});
+const lambda = new LambdaClient({});
+const eventBridge = new EventBridgeClient({});
+const sqs = new SQSClient({});
+const env = process.env;
+/** Lives as long as the execution environment: the route cache of `routeCacheTtl`. */
+const routes = new CachedRouteStore(new DynamoRouteStore(dynamoDb, env[LEADER_ENV.ROUTES_TABLE_NAME] ?? ''),
+  Number(env[LEADER_ENV.ROUTE_CACHE_TTL_SECONDS] ?? '0') * 1000);
+/** A claimed step belongs to its invocation for longer than the leader's timeout (30 s). */
+const LEASE_MS = 45_000;
+const progress = new ProgressStore(dynamoDb, env[LEADER_ENV.PROGRESS_TABLE_NAME] ?? '', LEASE_MS,
+  Number(env[LEADER_ENV.PROGRESS_TTL_SECONDS] ?? '604800'));
+
+/**
+ * Per-channel metrics, published once per invocation as one EMF document per channel
+ * (dimensions `orchestrator` and `channel`).
+ */
+class ChannelMetrics implements LeaderMetrics {
+  private readonly counts = new Map<string, Map<string, number>>();
+  private readonly latencies = new Map<string, number[]>();
+
+  public count(channel: string, name: string, value = 1): void {
+    const counts = this.counts.get(channel) ?? new Map<string, number>();
+    counts.set(name, (counts.get(name) ?? 0) + value);
+    this.counts.set(channel, counts);
+  }
+
+  public latency(channel: string, milliseconds: number): void {
+    this.latencies.set(channel, [...(this.latencies.get(channel) ?? []), milliseconds]);
+  }
+
+  public publish(orchestrator: string): void {
+    for (const channel of new Set([...this.counts.keys(), ...this.latencies.keys()])) {
+      const metrics = new Metrics({ defaultDimensions: { orchestrator, channel } });
+      for (const [name, value] of this.counts.get(channel) ?? []) metrics.addMetric(name, MetricUnit.Count, value);
+      for (const value of this.latencies.get(channel) ?? []) metrics.addMetric('EndToEndLatency', MetricUnit.Milliseconds, value);
+      metrics.publishStoredMetrics();
+    }
+  }
+}
+
+/**
+ * The leader: a rule target for curated records and batches, the success and failure
+ * destination of every follower, and, invoked with `{ "redrive": { "maxMessages": n } }`,
+ * the resumer of its dead-letter queue. A failure it cannot park (AWS errors, a step still
+ * being dispatched by another invocation) fails the invocation so Lambda retries it; after the
+ * retries, the on-failure destination keeps the request in the dead-letter queue.
+ */
+export async function handler(input: unknown): Promise<LeaderReport> {
+  const config = leaderConfigFromEnv(env);
+  const metrics = new ChannelMetrics();
+  const leader = new Leader({ routes, progress, lambda, eventBridge, sqs, metrics, logger }, config);
+  try {
+    const report = await leader.handle(input);
+    logger.info('invocation handled', { ...report });
+    return report;
+  } finally {
+    metrics.publish(config.orchestratorId);
+  }
+}

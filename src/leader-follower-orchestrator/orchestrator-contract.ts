@@ -1,0 +1,159 @@
+/**
+ * What the LeaderFollowerOrchestrator construct, its leader and route-writer handlers, and
+ * the followers agree on: the follower JSON contract, the route item, the progress item, the
+ * parked-event message and the handlers' environment. No AWS SDK here: construct code imports it.
+ */
+
+/**
+ * Lambda stops a chain of Lambda-only invocations after about 16 (recursive loop detection,
+ * which tracks direct async Invoke between functions). One event's chain is the leader's first
+ * invocation plus a follower and a leader return per step: 1 + 2 × 7 = 15 stays below it.
+ * Routes longer than this are refused at synth, by the route writer and when the leader reads them.
+ */
+export const MAX_ROUTE_LENGTH = 7;
+/** Lambda's documented approximate recursion limit, for the messages that explain MAX_ROUTE_LENGTH. */
+export const LAMBDA_RECURSION_LIMIT = 16;
+
+/** Follower names: they appear in routes, metrics and construct ids. */
+export const FOLLOWER_NAME_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+/** Channel names: any non-blank text of at most 256 characters without control characters. */
+export const CHANNEL_NAME_PATTERN = '^[^\\u0000-\\u001f]*\\S[^\\u0000-\\u001f]*$';
+export const MAX_CHANNEL_LENGTH = 256;
+
+/** The input a follower receives (`FollowerRequest` in the docs' JSON contract). */
+export interface FollowerRequest<E = unknown> {
+  /** The channel whose route is running. */
+  readonly channel: string;
+  /** This follower's 1-based position in the route. */
+  readonly step: number;
+  /** The event as the previous step returned it (the record's payload at step 1). */
+  readonly event: E;
+  /**
+   * The run's state, kept by the leader and read back from the destination record when the
+   * follower returns; followers may read it but need not pass it on.
+   */
+  readonly orchestration: StepContext;
+}
+
+/** The leader's state for one run of a route, carried in every follower request. */
+export interface StepContext {
+  /** Id of the orchestrator (its construct address). */
+  readonly orchestrator: string;
+  /** Deterministic id of this run: the record id, the channel and the hops before the run. */
+  readonly runId: string;
+  /** The follower names of the route, as read when the run started (a run keeps its route). */
+  readonly route: string[];
+  /** The follower this request is for. */
+  readonly follower: string;
+  /** Follower invocations of this record so far, this one included (the hop count). */
+  readonly hops: number;
+  /** Epoch milliseconds when the run started. */
+  readonly startedAt: number;
+  /** The curated record's metadata: the envelope without its payload. */
+  readonly record: Record<string, unknown>;
+}
+
+/**
+ * What a follower returns: the processed event, and `finish: true` to end the route after
+ * this step (the leader then puts the event on the curated bus).
+ */
+export interface FollowerResult<E = unknown> {
+  readonly event: E;
+  readonly finish?: boolean;
+}
+
+/** Route item in the routes table (partition key `channel`). */
+export interface RouteItem {
+  readonly channel: string;
+  /** Follower names, in order: step 1 is the first. */
+  readonly followers: string[];
+  readonly description?: string;
+  /** ISO time of the last write (set by the route writer). */
+  readonly updatedAt?: string;
+  /** Who wrote it: "deploy" (the custom resource) or "api" (an invocation of the route writer). */
+  readonly updatedBy?: string;
+}
+
+export const ROUTE_KEY_ATTRIBUTE = 'channel';
+export const PROGRESS_KEY_ATTRIBUTE = 'runId';
+/** TTL attribute (epoch seconds) of progress items. */
+export const PROGRESS_EXPIRES_AT_ATTRIBUTE = 'expiresAt';
+
+/** Why an event was parked in the dead-letter queue. */
+export type ParkReason =
+  | 'invalid-input'
+  | 'no-channel'
+  | 'unknown-channel'
+  | 'bad-route'
+  | 'unregistered-follower'
+  | 'hop-limit'
+  | 'oversized'
+  | 'out-of-order'
+  | 'follower-failed'
+  | 'invalid-follower-result'
+  | 'publish-failed';
+
+/** Body of a message the leader parks in the dead-letter queue. */
+export interface ParkedEvent {
+  /** Marks the message as parked by the leader (redrive resumes it at `step`). */
+  readonly parkedBy: 'cdk-event-fabric.leader';
+  readonly reason: ParkReason;
+  /** What was wrong and what is allowed. */
+  readonly message: string;
+  readonly orchestrator: string;
+  /** The channel, or null when the record had none. */
+  readonly channel: string | null;
+  /** The step that failed (1-based); 0 before the first step, route length + 1 at FINISH. */
+  readonly step: number;
+  readonly follower?: string;
+  readonly runId?: string;
+  readonly hops: number;
+  readonly route?: string[];
+  readonly startedAt?: number;
+  /** The record, with `payload` as it was before the failed step. Absent for invalid input. */
+  readonly record?: Record<string, unknown>;
+  /** The input as received, when it was not a usable record. */
+  readonly input?: unknown;
+  readonly parkedAt: string;
+}
+
+/** Invocation that makes the leader resume parked events from its dead-letter queue. */
+export interface RedriveRequest {
+  readonly redrive: { readonly maxMessages?: number };
+}
+
+/** Invocation of the route writer outside CloudFormation: validates, then writes or deletes. */
+export interface RouteWriteRequest {
+  readonly putRoutes?: RouteItem[];
+  readonly deleteChannels?: string[];
+}
+
+/** Environment variables of the leader function. */
+export const LEADER_ENV = {
+  ROUTES_TABLE_NAME: 'ROUTES_TABLE_NAME',
+  PROGRESS_TABLE_NAME: 'PROGRESS_TABLE_NAME',
+  CURATED_BUS_NAME: 'CURATED_BUS_NAME',
+  DEAD_LETTER_QUEUE_URL: 'DEAD_LETTER_QUEUE_URL',
+  /** JSON object: follower name to function ARN. */
+  FOLLOWERS: 'FOLLOWERS',
+  MAX_HOPS: 'MAX_HOPS',
+  ROUTE_CACHE_TTL_SECONDS: 'ROUTE_CACHE_TTL_SECONDS',
+  MAX_EVENT_BYTES: 'MAX_EVENT_BYTES',
+  PROGRESS_TTL_SECONDS: 'PROGRESS_TTL_SECONDS',
+  ORCHESTRATOR_ID: 'ORCHESTRATOR_ID',
+} as const;
+
+/** Environment variables of the route writer function. */
+export const ROUTE_WRITER_ENV = {
+  ROUTES_TABLE_NAME: 'ROUTES_TABLE_NAME',
+  /** JSON array of the registered follower names. */
+  FOLLOWER_NAMES: 'FOLLOWER_NAMES',
+  MAX_HOPS: 'MAX_HOPS',
+} as const;
+
+/**
+ * Lambda's asynchronous payload limit is 1 MB, and a destination record carries the follower's
+ * request and its result, so one event must stay under half of it to come back to the leader.
+ */
+export const MAX_STEP_EVENT_BYTES = 480_000;
+export const DEFAULT_STEP_EVENT_BYTES = 256_000;

@@ -1,0 +1,83 @@
+import Ajv2020 from 'ajv/dist/2020';
+import type { ValidateFunction } from 'ajv/dist/2020';
+import {
+  CHANNEL_NAME_PATTERN, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, MAX_CHANNEL_LENGTH, MAX_ROUTE_LENGTH, RouteItem,
+} from './orchestrator-contract';
+
+/**
+ * JSON Schema (draft 2020-12) of a route item. The same schema checks routes in construct
+ * props (synth), in the route writer (deploy and run time) and in the leader (every read), so
+ * a route a user writes straight into the table by hand is refused with the same message.
+ */
+export const ROUTE_SCHEMA = {
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  $id: 'https://cdk-event-fabric.dev/schemas/orchestrator-route.v1.schema.json',
+  title: 'cdk-event-fabric LeaderFollowerOrchestrator route',
+  type: 'object',
+  required: ['channel', 'followers'],
+  additionalProperties: false,
+  properties: {
+    channel: { type: 'string', minLength: 1, maxLength: MAX_CHANNEL_LENGTH, pattern: CHANNEL_NAME_PATTERN },
+    followers: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_ROUTE_LENGTH,
+      items: { type: 'string', pattern: FOLLOWER_NAME_PATTERN },
+    },
+    description: { type: 'string', maxLength: 1024 },
+    updatedAt: { type: 'string', maxLength: 64 },
+    updatedBy: { type: 'string', maxLength: 256 },
+  },
+} as const;
+
+/** Outcome of a route check: `errors` say what is wrong and what is allowed. */
+export interface RouteCheck {
+  readonly valid: boolean;
+  readonly errors: string[];
+}
+
+let compiled: ValidateFunction | undefined;
+
+/**
+ * Checks a route item against the schema and the hop limit: a route may not have more
+ * followers than `maxHops` (itself at most MAX_ROUTE_LENGTH, for Lambda's recursion detection).
+ */
+export function checkRoute(value: unknown, maxHops: number = MAX_ROUTE_LENGTH): RouteCheck {
+  compiled ??= new Ajv2020({ strict: true, allErrors: false }).compile(ROUTE_SCHEMA);
+  if (!compiled(value)) {
+    return { valid: false, errors: (compiled.errors ?? []).map(describe) };
+  }
+  const route = value as RouteItem;
+  if (route.followers.length > maxHops) {
+    return {
+      valid: false,
+      errors: [`/followers has ${route.followers.length} followers; allowed: at most ${maxHops} (the orchestrator's hop limit)`],
+    };
+  }
+  return { valid: true, errors: [] };
+}
+
+/** Names in the route that are not registered followers, in route order. */
+export function unregisteredFollowers(route: RouteItem, registered: Iterable<string>): string[] {
+  const known = new Set(registered);
+  return route.followers.filter((name) => !known.has(name));
+}
+
+function describe(error: NonNullable<ValidateFunction['errors']>[number]): string {
+  const where = error.instancePath || '/';
+  if (error.keyword === 'maxItems' && error.instancePath === '/followers') {
+    return `/followers has more than ${MAX_ROUTE_LENGTH} followers; allowed: 1 to ${MAX_ROUTE_LENGTH}, so one event's chain of `
+      + `Lambda invocations (the leader, then a follower and the leader again per step: 1 + 2 × ${MAX_ROUTE_LENGTH}) stays below `
+      + `Lambda's recursive loop detection (about ${LAMBDA_RECURSION_LIMIT})`;
+  }
+  if (error.keyword === 'pattern' && error.instancePath.startsWith('/followers/')) {
+    return `${where} must be a follower name of 1 to 64 letters, digits, "_" or "-"`;
+  }
+  if (error.keyword === 'pattern' && error.instancePath === '/channel') {
+    return '/channel must be non-blank text without control characters';
+  }
+  const params = error.params as { additionalProperty?: string };
+  const extra = params.additionalProperty !== undefined ? ` (${JSON.stringify(params.additionalProperty)}; allowed: channel, `
+    + 'followers, description, updatedAt, updatedBy)' : '';
+  return `${where} ${error.message ?? 'is invalid'}${extra}`;
+}

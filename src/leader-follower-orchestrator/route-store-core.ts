@@ -1,0 +1,78 @@
+import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { ROUTE_KEY_ATTRIBUTE, RouteItem } from './orchestrator-contract';
+
+/**
+ * Where routes live. The leader and the route writer only use this interface, so another
+ * store (a relational table, as in the seed architecture) can be added without changing them.
+ * `get` returns the item as stored, unvalidated: callers check it with `checkRoute`.
+ */
+export interface RouteStore {
+  get(channel: string): Promise<unknown | undefined>;
+  put(route: RouteItem): Promise<void>;
+  delete(channel: string): Promise<void>;
+}
+
+/** Routes in a DynamoDB table with partition key `channel`, read with strongly consistent GetItem. */
+export class DynamoRouteStore implements RouteStore {
+  /** Table reads made, for the benchmark and tests. */
+  public reads = 0;
+
+  constructor(private readonly client: DynamoDBClient, private readonly tableName: string) {}
+
+  public async get(channel: string): Promise<unknown | undefined> {
+    this.reads++;
+    const result = await this.client.send(new GetItemCommand({
+      TableName: this.tableName,
+      Key: { [ROUTE_KEY_ATTRIBUTE]: { S: channel } },
+      ConsistentRead: true,
+    }));
+    return result.Item ? unmarshall(result.Item) : undefined;
+  }
+
+  public async put(route: RouteItem): Promise<void> {
+    await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: marshall(route, { removeUndefinedValues: true }) }));
+  }
+
+  public async delete(channel: string): Promise<void> {
+    await this.client.send(new DeleteItemCommand({ TableName: this.tableName, Key: { [ROUTE_KEY_ATTRIBUTE]: { S: channel } } }));
+  }
+}
+
+/**
+ * Caches `get` per channel for `ttlMs` in the leader's execution environment, misses (unknown
+ * channels) included, so neither a step nor a flood of events for an unknown channel costs a
+ * table read each. A ttl of 0 turns the cache off. Concurrent lookups of one channel share a read.
+ */
+export class CachedRouteStore implements RouteStore {
+  private readonly entries = new Map<string, { value: Promise<unknown | undefined>; expiresAt: number }>();
+
+  constructor(private readonly inner: RouteStore, private readonly ttlMs: number, private readonly now: () => number = Date.now) {}
+
+  public get(channel: string): Promise<unknown | undefined> {
+    if (this.ttlMs <= 0) return this.inner.get(channel);
+    const now = this.now();
+    const cached = this.entries.get(channel);
+    if (cached && cached.expiresAt > now) return cached.value;
+    const value = this.inner.get(channel);
+    this.entries.set(channel, { value, expiresAt: now + this.ttlMs });
+    // A failed read is not cached: the next lookup tries the table again.
+    value.catch(() => this.entries.delete(channel));
+    return value;
+  }
+
+  /** Drops a channel's cached route, so the next lookup reads the table (redrive reads fresh routes). */
+  public forget(channel: string): void {
+    this.entries.delete(channel);
+  }
+
+  public put(route: RouteItem): Promise<void> {
+    this.entries.delete(route.channel);
+    return this.inner.put(route);
+  }
+
+  public delete(channel: string): Promise<void> {
+    this.entries.delete(channel);
+    return this.inner.delete(channel);
+  }
+}

@@ -1,0 +1,107 @@
+import { RouteItem, RouteWriteRequest } from './orchestrator-contract';
+import { checkRoute, unregisteredFollowers } from './route-schema';
+import type { RouteStore } from './route-store-core';
+
+/** The route writer's settings, from its environment. */
+export interface RouteWriterConfig {
+  readonly followerNames: string[];
+  readonly maxHops: number;
+}
+
+/** The part of a CloudFormation custom resource event (through the CDK Provider framework) the writer reads. */
+export interface RoutesResourceEvent {
+  readonly RequestType: 'Create' | 'Update' | 'Delete';
+  readonly PhysicalResourceId?: string;
+  readonly ResourceProperties: { readonly Routes?: string };
+  readonly OldResourceProperties?: { readonly Routes?: string };
+}
+
+/** Physical id of the routes custom resource: stable, so an update never replaces (and deletes) it. */
+export const ROUTES_RESOURCE_ID = 'orchestrator-routes';
+
+/** What a write did. */
+export interface RouteWriteResult {
+  readonly written: string[];
+  readonly deleted: string[];
+}
+
+/**
+ * Validates routes (schema, hop limit, registered followers), all of them before writing any,
+ * and throws one error listing every problem. The same checks run when the leader reads a route.
+ */
+export function validateRoutes(routes: unknown, config: RouteWriterConfig): RouteItem[] {
+  if (!Array.isArray(routes)) throw new Error(`routes must be a list of route items, got ${JSON.stringify(routes)}`);
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  routes.forEach((route, index) => {
+    const check = checkRoute(route, config.maxHops);
+    const label = `route ${index} (${JSON.stringify((route as RouteItem | undefined)?.channel)})`;
+    if (!check.valid) {
+      problems.push(`${label}: ${check.errors.join('; ')}`);
+      return;
+    }
+    const item = route as RouteItem;
+    const unknown = unregisteredFollowers(item, config.followerNames);
+    if (unknown.length > 0) {
+      problems.push(`${label}: followers ${JSON.stringify(unknown)} are not registered; allowed: ${JSON.stringify([...config.followerNames].sort())}`);
+    }
+    if (seen.has(item.channel)) problems.push(`${label}: channel is given twice`);
+    seen.add(item.channel);
+  });
+  if (problems.length > 0) throw new Error(`invalid routes, nothing written: ${problems.join(' | ')}`);
+  return routes as RouteItem[];
+}
+
+/**
+ * Writes the routes of the construct's props at deploy (Create/Update) and deletes the
+ * channels an update removed. Delete leaves the routes to the table's own removal policy.
+ */
+export async function handleRoutesResource(event: RoutesResourceEvent, store: RouteStore, config: RouteWriterConfig,
+  now: () => Date = () => new Date()): Promise<{ PhysicalResourceId: string; Data: { channels: string } }> {
+  if (event.RequestType === 'Delete') {
+    return { PhysicalResourceId: event.PhysicalResourceId ?? ROUTES_RESOURCE_ID, Data: { channels: '' } };
+  }
+  const routes = validateRoutes(JSON.parse(event.ResourceProperties.Routes ?? '[]'), config);
+  const oldRoutes = event.RequestType === 'Update' ? JSON.parse(event.OldResourceProperties?.Routes ?? '[]') as RouteItem[] : [];
+  const result = await writeRoutes(store, routes, removedChannels(oldRoutes, routes), 'deploy', now);
+  return { PhysicalResourceId: ROUTES_RESOURCE_ID, Data: { channels: result.written.join(',') } };
+}
+
+/** A direct invocation: `{ putRoutes: [...], deleteChannels: [...] }`, validated like deploy-time routes. */
+export async function handleRouteWriteRequest(request: RouteWriteRequest, store: RouteStore, config: RouteWriterConfig,
+  now: () => Date = () => new Date()): Promise<RouteWriteResult> {
+  if (typeof request !== 'object' || request === null || (request.putRoutes === undefined && request.deleteChannels === undefined)) {
+    throw new Error(`expected { "putRoutes": [route, ...], "deleteChannels": [channel, ...] }, got ${JSON.stringify(request)}`);
+  }
+  const routes = validateRoutes(request.putRoutes ?? [], config);
+  const deletes = request.deleteChannels ?? [];
+  if (!Array.isArray(deletes) || deletes.some((c) => typeof c !== 'string' || c.length === 0)) {
+    throw new Error(`deleteChannels must be a list of channel names, got ${JSON.stringify(deletes)}`);
+  }
+  return writeRoutes(store, routes, deletes, 'api', now);
+}
+
+async function writeRoutes(store: RouteStore, routes: RouteItem[], deletes: string[], updatedBy: string,
+  now: () => Date): Promise<RouteWriteResult> {
+  const updatedAt = now().toISOString();
+  for (const route of routes) {
+    await store.put({ ...route, updatedAt, updatedBy });
+  }
+  for (const channel of deletes) {
+    await store.delete(channel);
+  }
+  return { written: routes.map((r) => r.channel), deleted: deletes };
+}
+
+function removedChannels(oldRoutes: RouteItem[], routes: RouteItem[]): string[] {
+  const kept = new Set(routes.map((r) => r.channel));
+  return (Array.isArray(oldRoutes) ? oldRoutes : []).map((r) => r?.channel).filter((c): c is string => typeof c === 'string' && !kept.has(c));
+}
+
+/** Reads the route writer's settings from its environment. */
+export function routeWriterConfigFromEnv(env: NodeJS.ProcessEnv): RouteWriterConfig {
+  return {
+    followerNames: JSON.parse(env.FOLLOWER_NAMES ?? '[]'),
+    maxHops: Number(env.MAX_HOPS ?? '0'),
+  };
+}
