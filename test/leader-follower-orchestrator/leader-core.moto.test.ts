@@ -1,0 +1,347 @@
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import {
+  curatedEvent, deployInMoto, Deployment, drainQueue, dynamoDb, sqs, LambdaSimulator, motoLeader, orchestrated, parked, stamping, writeRoute,
+} from './moto-harness';
+import { defineFollower, finishRoute } from '../../src/leader-follower-orchestrator/follower';
+import { DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
+import { handleRouteWriteRequest, handleRoutesResource } from '../../src/leader-follower-orchestrator/route-writer-core';
+import { buildRecord, deterministicId } from '../../src/runtime/curated-envelope';
+
+/** The followers of the tests: each stamps its name on the event. */
+const FOLLOWERS = { enrich: stamping('enrich'), render: stamping('render'), deliver: stamping('deliver') };
+
+let deployment: Deployment;
+beforeEach(async () => {
+  deployment = await deployInMoto();
+  await writeRoute(deployment, { channel: 'email', followers: ['enrich', 'render', 'deliver'] });
+  await writeRoute(deployment, { channel: 'sms', followers: ['enrich', 'deliver'] });
+});
+
+describe('a 3-step route, end to end (moto DynamoDB, EventBridge and SQS; Lambda simulated)', () => {
+  test('each channel\'s record is processed by its followers in order and put on the curated bus once', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, metrics } = motoLeader(deployment, lambda);
+    await leader.handle(curatedEvent('e1', 'email', { text: 'hello', steps: [] }));
+    await leader.handle(curatedEvent('s1', 'sms', { text: 'hi', steps: [] }));
+    expect(await lambda.settle(leader)).toBe(5);
+
+    const outputs = await orchestrated(deployment);
+    expect(outputs).toHaveLength(2);
+    const email = outputs.find((o) => o.id === 'e1');
+    const sms = outputs.find((o) => o.id === 's1');
+    expect(email.payload).toEqual({ text: 'hello', steps: ['enrich', 'render', 'deliver'] });
+    expect(email.orchestration).toMatchObject({ orchestrator: 'orchestrator-1', route: ['enrich', 'render', 'deliver'], hops: 3 });
+    expect(sms.payload.steps).toEqual(['enrich', 'deliver']);
+    expect(sms.orchestration.route).toEqual(['enrich', 'deliver']);
+    // The envelope's metadata travels unchanged.
+    expect(email).toMatchObject({ kind: 'record', channel: 'email', tenant: 'tenant-a', correlationId: 'corr-e1', lane: 'fast' });
+    // Steps are numbered 1, 2, 3 and each follower saw the previous one's output.
+    const emailSteps = lambda.invocations.filter((i) => i.request.channel === 'email');
+    expect(emailSteps.map((i) => [i.follower, i.request.step, i.request.event.steps])).toEqual([
+      ['enrich', 1, []], ['render', 2, ['enrich']], ['deliver', 3, ['enrich', 'render']],
+    ]);
+    expect(metrics.counts.email).toEqual({ Steps: 3, Completions: 1 });
+    expect(metrics.counts.sms).toEqual({ Steps: 2, Completions: 1 });
+    expect(metrics.latencies.email).toHaveLength(1);
+    expect(await parked(deployment)).toEqual([]);
+  });
+
+  test('a CuratedBatch: every record follows its own channel\'s route', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader } = motoLeader(deployment, lambda);
+    const records = ['email', 'sms', 'email'].map((channel, i) => buildRecord({ id: `b${i}`, channel, lane: 'slow', payload: { n: i } }));
+    await leader.handle({
+      'detail-type': 'CuratedBatch',
+      'source': 'cdk-event-fabric',
+      'detail': {
+        schemaVersion: '1.0',
+        kind: 'batch',
+        id: 'batch-1',
+        tenant: null,
+        lane: 'slow',
+        time: '2026-11-22T10:00:00Z',
+        recordCount: 3,
+        origin: { bucket: 'b', key: 'k', firstLine: 1, lastLine: 3 },
+        records,
+      },
+    });
+    await lambda.settle(leader);
+    const outputs = await orchestrated(deployment);
+    expect(outputs.map((o) => [o.id, o.payload.steps]).sort()).toEqual([
+      ['b0', ['enrich', 'render', 'deliver']], ['b1', ['enrich', 'deliver']], ['b2', ['enrich', 'render', 'deliver']],
+    ]);
+  });
+
+  test('followers written with the typed helper, one of them ending the route early', async () => {
+    const lambda = new LambdaSimulator({
+      enrich: defineFollower<{ text: string; vip?: boolean }>(({ event }) => (event.vip ? finishRoute({ ...event, fastTracked: true }) : event)),
+      render: defineFollower<{ text: string }>(({ event, step, channel }) => ({ ...event, rendered: `${channel}#${step}` })),
+      deliver: defineFollower(({ event }) => event),
+    } as any);
+    const { leader } = motoLeader(deployment, lambda);
+    await leader.handle(curatedEvent('vip', 'email', { text: 'x', vip: true }));
+    await leader.handle(curatedEvent('std', 'email', { text: 'y' }));
+    await lambda.settle(leader);
+    const outputs = await orchestrated(deployment);
+    const vip = outputs.find((o) => o.id === 'vip');
+    expect(vip.payload).toEqual({ text: 'x', vip: true, fastTracked: true });
+    expect(vip.orchestration.route).toEqual(['enrich']);
+    expect(outputs.find((o) => o.id === 'std').payload).toEqual({ text: 'y', rendered: 'email#2' });
+  });
+});
+
+describe('routes change at run time, without a deploy', () => {
+  test('a changed route takes effect once the cached one expires; the table is read once per channel per TTL', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, table, clock } = motoLeader(deployment, lambda, { cacheTtlMs: 60_000 });
+    await leader.handle(curatedEvent('a', 'sms'));
+    await lambda.settle(leader);
+    // An operator re-routes sms through the renderer, by writing the table.
+    await writeRoute(deployment, { channel: 'sms', followers: ['render', 'deliver'] });
+    clock.now += 30_000;
+    await leader.handle(curatedEvent('b', 'sms'));
+    await lambda.settle(leader);
+    clock.now += 31_000;
+    await leader.handle(curatedEvent('c', 'sms'));
+    await lambda.settle(leader);
+    const routes = Object.fromEntries((await orchestrated(deployment)).map((o) => [o.id, o.orchestration.route]));
+    expect(routes).toEqual({ a: ['enrich', 'deliver'], b: ['enrich', 'deliver'], c: ['render', 'deliver'] });
+    // a: read; b: cached (30 s); c: read again (61 s). Steps of a run never read the table.
+    expect(table.reads).toBe(2);
+  });
+
+  test('with the cache off every record reads its route, and a run keeps the route it started with', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, table } = motoLeader(deployment, lambda, { cacheTtlMs: 0 });
+    await leader.handle(curatedEvent('a', 'email'));
+    // Re-routed while a's run is at step 1.
+    await writeRoute(deployment, { channel: 'email', followers: ['deliver'] });
+    await leader.handle(curatedEvent('b', 'email'));
+    await lambda.settle(leader);
+    const routes = Object.fromEntries((await orchestrated(deployment)).map((o) => [o.id, o.orchestration.route]));
+    expect(routes).toEqual({ a: ['enrich', 'render', 'deliver'], b: ['deliver'] });
+    expect(table.reads).toBe(2);
+  });
+
+  test('the route writer validates and writes routes at deploy and at run time, against the real table', async () => {
+    const store = new DynamoRouteStore(dynamoDb, deployment.routesTable);
+    const config = { followerNames: ['enrich', 'render', 'deliver'], maxHops: 7 };
+    await handleRoutesResource({ RequestType: 'Create', ResourceProperties: { Routes: JSON.stringify([{ channel: 'push', followers: ['deliver'] }]) } },
+      store, config);
+    expect(await store.get('push')).toMatchObject({ channel: 'push', followers: ['deliver'], updatedBy: 'deploy' });
+    await handleRoutesResource({
+      RequestType: 'Update',
+      PhysicalResourceId: 'orchestrator-routes',
+      ResourceProperties: { Routes: JSON.stringify([{ channel: 'fax', followers: ['render'] }]) },
+      OldResourceProperties: { Routes: JSON.stringify([{ channel: 'push', followers: ['deliver'] }]) },
+    }, store, config);
+    expect(await store.get('push')).toBeUndefined();
+    await expect(handleRouteWriteRequest({ putRoutes: [{ channel: 'sms', followers: ['enrich', 'teleport'] }] }, store, config))
+      .rejects.toThrow(/"teleport".*not registered/);
+    expect(await store.get('sms')).toMatchObject({ followers: ['enrich', 'deliver'] });
+    await handleRouteWriteRequest({ putRoutes: [{ channel: 'sms', followers: ['render'] }], deleteChannels: ['fax'] }, store, config);
+    expect(await store.get('sms')).toMatchObject({ followers: ['render'], updatedBy: 'api' });
+    expect(await store.get('fax')).toBeUndefined();
+  });
+});
+
+describe('duplicates and retries never apply a step twice', () => {
+  test('the same event delivered twice starts one run', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, metrics } = motoLeader(deployment, lambda);
+    const event = curatedEvent('dup', 'email', { steps: [] });
+    await leader.handle(event);
+    await leader.handle(event);
+    await lambda.settle(leader);
+    const outputs = await orchestrated(deployment);
+    expect(outputs).toHaveLength(1);
+    expect(outputs[0].payload.steps).toEqual(['enrich', 'render', 'deliver']);
+    expect(lambda.invocations).toHaveLength(3);
+    expect(metrics.counts.email.Replays).toBe(1);
+  });
+
+  test('every follower result delivered twice: each next step runs once, one output', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, metrics } = motoLeader(deployment, lambda);
+    await leader.handle(curatedEvent('twice', 'email', { steps: [] }));
+    await lambda.settle(leader, { duplicateResults: true });
+    const outputs = await orchestrated(deployment);
+    expect(outputs).toHaveLength(1);
+    expect(outputs[0].payload.steps).toEqual(['enrich', 'render', 'deliver']);
+    expect(lambda.invocations.map((i) => i.follower)).toEqual(['enrich', 'render', 'deliver']);
+    expect(metrics.counts.email.Replays).toBe(3);
+  });
+
+  test('a throttled Invoke fails the invocation; the retry after the lease dispatches the step once', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, clock } = motoLeader(deployment, lambda);
+    const event = curatedEvent('throttled', 'sms', { steps: [] });
+    lambda.throttleNextInvokes(1);
+    await expect(leader.handle(event)).rejects.toThrow(/Rate exceeded/);
+    // Lambda retries the leader's invocation a minute later, after the 45 s lease.
+    clock.now += 60_000;
+    await leader.handle(event);
+    await lambda.settle(leader);
+    const outputs = await orchestrated(deployment);
+    expect(outputs.map((o) => o.payload.steps)).toEqual([['enrich', 'deliver']]);
+  });
+
+  test('a concurrent duplicate within the lease is told to retry, and then finds the step applied', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, progress, clock } = motoLeader(deployment, lambda);
+    const event = curatedEvent('racing', 'sms');
+    const runId = deterministicId('orchestrator-1', 'racing', 'sms', '0');
+    // Another invocation has claimed step 1 and has not invoked the follower yet.
+    expect(await progress.claim({ runId, step: 1, channel: 'sms' })).toBe('claimed');
+    await expect(leader.handle(event)).rejects.toThrow(/being dispatched by another invocation/);
+    await progress.markDispatched(runId, 1);
+    clock.now += 60_000;
+    await leader.handle(event);
+    expect(lambda.queued).toHaveLength(0);
+  });
+});
+
+describe('failures are parked with channel, step and reason; redrive resumes them', () => {
+  test('a follower that fails is parked at its step with the error, and redrive resumes at that step', async () => {
+    let renderDown = true;
+    const lambda = new LambdaSimulator({
+      ...FOLLOWERS,
+      render: (request) => {
+        if (renderDown) throw new Error('template service unavailable');
+        return stamping('render')(request);
+      },
+    });
+    const { leader, metrics } = motoLeader(deployment, lambda);
+    await leader.handle(curatedEvent('f1', 'email', { steps: [] }));
+    await lambda.settle(leader);
+    expect(await orchestrated(deployment)).toEqual([]);
+    const [message] = await drainQueue(deployment.dlqUrl);
+    expect(message).toMatchObject({
+      reason: 'follower-failed',
+      channel: 'email',
+      step: 2,
+      follower: 'render',
+      hops: 1,
+      record: { id: 'f1', payload: { steps: ['enrich'] } },
+    });
+    expect(message.message).toMatch(/render.*step 2.*RetriesExhausted.*template service unavailable/);
+    expect(metrics.counts.email.Failures).toBe(1);
+
+    renderDown = false;
+    await requeue(deployment, message);
+    const report = await leader.handle({ redrive: { maxMessages: 10 } });
+    expect(report.redrive).toEqual({ received: 1, resumed: 1, failed: 0 });
+    await lambda.settle(leader);
+    const [output] = await orchestrated(deployment);
+    expect(output.payload.steps).toEqual(['enrich', 'render', 'deliver']);
+    // enrich ran once: the redrive resumed at step 2.
+    expect(lambda.invocations.filter((i) => i.follower === 'enrich')).toHaveLength(1);
+    expect(await drainQueue(deployment.dlqUrl)).toEqual([]);
+  });
+
+  test('unknown channel, no channel, bad route, unregistered follower, invalid input: each parked with its reason', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, metrics } = motoLeader(deployment, lambda);
+    await writeRoute(deployment, { channel: 'broken', followers: 'enrich' });
+    await writeRoute(deployment, { channel: 'ghost', followers: ['enrich', 'teleport'] });
+    await leader.handle(curatedEvent('u', 'whatsapp'));
+    await leader.handle(curatedEvent('n', null));
+    await leader.handle(curatedEvent('b', 'broken'));
+    await leader.handle(curatedEvent('g', 'ghost'));
+    await leader.handle({ 'detail-type': 'CuratedRecord', 'source': 'cdk-event-fabric', 'detail': { kind: 'record', id: 'x' } });
+    const messages = await parked(deployment);
+    const byReason = Object.fromEntries(messages.map((m) => [m.reason, m]));
+    expect(Object.keys(byReason).sort()).toEqual(['bad-route', 'invalid-input', 'no-channel', 'unknown-channel', 'unregistered-follower']);
+    expect(byReason['unknown-channel']).toMatchObject({ channel: 'whatsapp', step: 0, record: { id: 'u' } });
+    expect(byReason['bad-route'].message).toMatch(/broken.*\/followers must be array/);
+    expect(byReason['unregistered-follower'].message).toMatch(/\["teleport"\].*allowed: \["deliver","enrich","render"\]/);
+    expect(byReason['invalid-input'].input).toMatchObject({ detail: { id: 'x' } });
+    expect(lambda.invocations).toHaveLength(0);
+    expect(metrics.counts['(unrouted)'].Failures).toBe(3);
+    expect(metrics.counts.broken.Failures).toBe(1);
+  });
+
+  test('an unknown channel, redriven after its route was added, is routed (with a fresh route read)', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader } = motoLeader(deployment, lambda, { cacheTtlMs: 600_000 });
+    await leader.handle(curatedEvent('late', 'push', { steps: [] }));
+    const [message] = await parked(deployment);
+    expect(message.reason).toBe('unknown-channel');
+    await writeRoute(deployment, { channel: 'push', followers: ['deliver'] });
+    await requeue(deployment, message);
+    await leader.handle({ redrive: {} });
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['deliver']]);
+  });
+
+  test('the hop limit: a record that already made hops and re-enters is parked before its route starts', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader } = motoLeader(deployment, lambda);
+    const looped = curatedEvent('loop', 'email', { steps: [] }, {
+      orchestration: { orchestrator: 'orchestrator-1', runId: 'r', route: ['enrich', 'render', 'deliver'], hops: 6, startedAt: 'a', completedAt: 'b' },
+    });
+    await leader.handle(looped);
+    const [message] = await parked(deployment);
+    expect(message).toMatchObject({ reason: 'hop-limit', channel: 'email', step: 0, hops: 6 });
+    expect(message.message).toMatch(/made 6 hops and the route needs 3 more; the hop limit is 7/);
+    expect(lambda.invocations).toHaveLength(0);
+  });
+
+  test('an invalid follower result and an oversized event are parked at their step', async () => {
+    const lambda = new LambdaSimulator({ ...FOLLOWERS, render: () => 'rendered!' as any, enrich: ({ event }) => ({ event: { ...event, blob: 'x'.repeat(3000) } }) });
+    const { leader } = motoLeader(deployment, lambda, { maxEventBytes: 2048 });
+    await leader.handle(curatedEvent('bad', 'email', { steps: [] }));
+    await lambda.settle(leader);
+    await leader.handle(curatedEvent('ok', 'sms', { steps: [] }));
+    await lambda.settle(leader);
+    const messages = await parked(deployment);
+    const reasons = messages.map((m) => [m.reason, m.record?.id, m.step]).sort();
+    expect(reasons).toEqual([['oversized', 'bad', 2], ['oversized', 'ok', 2]]);
+    const lambda2 = new LambdaSimulator({ ...FOLLOWERS, render: () => 'rendered!' as any });
+    const second = motoLeader(deployment, lambda2);
+    await second.leader.handle(curatedEvent('bad2', 'email', { steps: [] }));
+    await lambda2.settle(second.leader);
+    const [invalid] = await parked(deployment);
+    expect(invalid).toMatchObject({ reason: 'invalid-follower-result', step: 2, follower: 'render', record: { payload: { steps: ['enrich'] } } });
+    expect(invalid.message).toMatch(/returned "rendered!".*allowed: \{ "event"/);
+  });
+});
+
+/** Puts a drained message back, as the queue would after its visibility timeout. */
+async function requeue(d: Deployment, body: unknown): Promise<void> {
+  await sqs.send(new SendMessageCommand({ QueueUrl: d.dlqUrl, MessageBody: JSON.stringify(body) }));
+}
+
+test('progress items expire: they carry the TTL attribute', async () => {
+  const lambda = new LambdaSimulator(FOLLOWERS);
+  const { leader, clock } = motoLeader(deployment, lambda);
+  await leader.handle(curatedEvent('ttl', 'sms'));
+  const runId = deterministicId('orchestrator-1', 'ttl', 'sms', '0');
+  const { Item } = await dynamoDb.send(new GetItemCommand({ TableName: deployment.progressTable, Key: { runId: { S: runId } } }));
+  expect(Number(Item!.expiresAt.N)).toBe(Math.floor(clock.now / 1000) + 14 * 86_400);
+  expect(Item!.dispatched.BOOL).toBe(true);
+});
+
+describe('Lambda recursion detection: why routes stop at 7 steps', () => {
+  test('the longest route is a chain of 15 Lambda invocations, below the detection\'s ~16; an 8-step route is refused when read', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader } = motoLeader(deployment, lambda);
+    const seven = ['enrich', 'render', 'deliver', 'enrich', 'render', 'deliver', 'enrich'];
+    await writeRoute(deployment, { channel: 'long', followers: seven });
+    await writeRoute(deployment, { channel: 'too-long', followers: [...seven, 'deliver'] });
+    let leaderInvocations = 0;
+    const counting = { handle: (input: unknown) => { leaderInvocations++; return leader.handle(input); } } as typeof leader;
+    await counting.handle(curatedEvent('chain', 'long', { steps: [] }));
+    await lambda.settle(counting);
+    const [output] = await orchestrated(deployment);
+    expect(output.payload.steps).toEqual(seven);
+    // One chain: the rule's invocation of the leader, then a follower and a leader return per step.
+    expect(leaderInvocations + lambda.invocations.length).toBe(15);
+
+    await leader.handle(curatedEvent('chain8', 'too-long'));
+    const [message] = await parked(deployment);
+    expect(message.reason).toBe('bad-route');
+    expect(message.message).toMatch(/more than 7 followers.*1 \+ 2 × 7.*recursive loop detection \(about 16\)/);
+  });
+});

@@ -1,0 +1,218 @@
+import { CreateTableCommand, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
+import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
+import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { Leader, LeaderConfig } from '../../src/leader-follower-orchestrator/leader-core';
+import { FollowerRequest, FollowerResult, ParkedEvent, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
+import { ProgressStore } from '../../src/leader-follower-orchestrator/progress-core';
+import { CachedRouteStore, DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
+import { buildRecord } from '../../src/runtime/curated-envelope';
+import { motoClients, uniqueName } from '../support/moto';
+
+export const { sqs, eventBridge, dynamoDb } = motoClients();
+
+/** A follower as the simulator runs it: the handler Lambda would run, given the request. */
+export type FollowerHandler = (request: FollowerRequest<any>) => Promise<FollowerResult<any>> | FollowerResult<any>;
+
+/** What the construct deploys, in moto: both tables, the curated bus with a capture rule, the dead-letter queue. */
+export async function deployInMoto() {
+  const routesTable = uniqueName('routes');
+  const progressTable = uniqueName('progress');
+  await dynamoDb.send(new CreateTableCommand({
+    TableName: routesTable,
+    BillingMode: 'PAY_PER_REQUEST',
+    KeySchema: [{ AttributeName: 'channel', KeyType: 'HASH' }],
+    AttributeDefinitions: [{ AttributeName: 'channel', AttributeType: 'S' }],
+  }));
+  await dynamoDb.send(new CreateTableCommand({
+    TableName: progressTable,
+    BillingMode: 'PAY_PER_REQUEST',
+    KeySchema: [{ AttributeName: 'runId', KeyType: 'HASH' }],
+    AttributeDefinitions: [{ AttributeName: 'runId', AttributeType: 'S' }],
+  }));
+  await dynamoDb.send(new UpdateTimeToLiveCommand({
+    TableName: progressTable, TimeToLiveSpecification: { Enabled: true, AttributeName: 'expiresAt' },
+  }));
+  const bus = uniqueName('curated');
+  await eventBridge.send(new CreateEventBusCommand({ Name: bus }));
+  const queue = async (name: string) => {
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(name) }));
+    const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
+    return { url: QueueUrl!, arn: Attributes!.QueueArn! };
+  };
+  // What downstream channels would subscribe to: orchestrated records only.
+  const capture = await queue('orchestrated');
+  const rule = uniqueName('orchestrated');
+  await eventBridge.send(new PutRuleCommand({
+    Name: rule,
+    EventBusName: bus,
+    EventPattern: JSON.stringify({ 'source': ['cdk-event-fabric'], 'detail-type': ['CuratedRecord'], 'detail': { orchestration: { hops: [{ exists: true }] } } }),
+  }));
+  await eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: bus, Targets: [{ Id: 'capture', Arn: capture.arn }] }));
+  const dlq = await queue('orchestrator-dlq');
+  return { routesTable, progressTable, bus, captureUrl: capture.url, dlqUrl: dlq.url };
+}
+
+export type Deployment = Awaited<ReturnType<typeof deployInMoto>>;
+
+/** Drains a queue's messages (parsed JSON bodies); moto delivers during PutEvents. */
+export async function drainQueue(queueUrl: string): Promise<any[]> {
+  const out: any[] = [];
+  for (;;) {
+    const { Messages } = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+    if (!Messages?.length) return out;
+    out.push(...Messages.map((m) => JSON.parse(m.Body!)));
+    // Received messages stay invisible for the queue's visibility timeout, so this ends.
+  }
+}
+
+/** Orchestrated records delivered to the capture queue (their details). */
+export async function orchestrated(deployment: Deployment): Promise<any[]> {
+  return (await drainQueue(deployment.captureUrl)).map((event) => event.detail);
+}
+
+/** Parked events in the dead-letter queue. They become visible again after the timeout; tests drain them once. */
+export async function parked(deployment: Deployment): Promise<ParkedEvent[]> {
+  return drainQueue(deployment.dlqUrl);
+}
+
+/**
+ * Plays Lambda's part: the leader's asynchronous Invoke of a follower is queued; `settle`
+ * runs each queued follower and sends its destination record (success, or failure after its
+ * error) back to the leader, as Lambda destinations do, until nothing is pending.
+ */
+export class LambdaSimulator {
+  public readonly invocations: { follower: string; request: FollowerRequest<any> }[] = [];
+  private readonly pending: { arn: string; request: FollowerRequest<any> }[] = [];
+  private failNextInvoke = 0;
+
+  constructor(private readonly followers: Record<string, FollowerHandler>) {}
+
+  /** ARN of each follower, as the construct passes them to the leader. */
+  public get arns(): Record<string, string> {
+    return Object.fromEntries(Object.keys(this.followers).map((name) => [name, arnOf(name)]));
+  }
+
+  /** Makes the next `count` Invoke calls fail as the Lambda service would (throttled). */
+  public throttleNextInvokes(count: number): void {
+    this.failNextInvoke = count;
+  }
+
+  /** The `send` of a LambdaClient, for the leader. */
+  public readonly client = {
+    send: async (command: unknown) => {
+      if (!(command instanceof InvokeCommand)) throw new Error(`unexpected Lambda command ${String(command)}`);
+      if (this.failNextInvoke > 0) {
+        this.failNextInvoke--;
+        throw Object.assign(new Error('Rate exceeded'), { name: 'TooManyRequestsException' });
+      }
+      if (command.input.InvocationType !== 'Event') throw new Error('followers must be invoked asynchronously');
+      const request = JSON.parse(Buffer.from(command.input.Payload as Uint8Array).toString('utf8'));
+      this.pending.push({ arn: command.input.FunctionName!, request });
+      return { StatusCode: 202 };
+    },
+  } as any;
+
+  /** Runs queued followers and returns their results to `leader`, until none is pending. Returns the records sent back. */
+  public async settle(leader: Leader, options: { duplicateResults?: boolean } = {}): Promise<number> {
+    let returned = 0;
+    while (this.pending.length > 0) {
+      const { arn, request } = this.pending.shift()!;
+      const name = arn.split(':').pop()!;
+      this.invocations.push({ follower: name, request });
+      const record = await this.destinationRecord(arn, request);
+      await leader.handle(record);
+      if (options.duplicateResults) await leader.handle(record);
+      returned++;
+    }
+    return returned;
+  }
+
+  /** Queued follower requests not yet run. */
+  public get queued(): FollowerRequest<any>[] {
+    return this.pending.map((p) => p.request);
+  }
+
+  private async destinationRecord(arn: string, request: FollowerRequest<any>): Promise<unknown> {
+    const base = { version: '1.0', timestamp: new Date().toISOString(), requestPayload: request };
+    try {
+      const response = await this.followers[arn.split(':').pop()!](request);
+      return {
+        ...base,
+        requestContext: { requestId: 'r', functionArn: `${arn}:$LATEST`, condition: 'Success', approximateInvokeCount: 1 },
+        responseContext: { statusCode: 200, executedVersion: '$LATEST' },
+        responsePayload: response,
+      };
+    } catch (error) {
+      return {
+        ...base,
+        requestContext: { requestId: 'r', functionArn: `${arn}:$LATEST`, condition: 'RetriesExhausted', approximateInvokeCount: 3 },
+        responseContext: { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' },
+        responsePayload: { errorType: (error as Error).name, errorMessage: (error as Error).message },
+      };
+    }
+  }
+}
+
+export function arnOf(follower: string): string {
+  return `arn:aws:lambda:us-east-1:123456789012:function:${follower}`;
+}
+
+/** A follower that appends its name to `event.steps`, as the integ test's followers do. */
+export function stamping(name: string): FollowerHandler {
+  return ({ event }) => ({ event: { ...event, steps: [...(event.steps ?? []), name] } });
+}
+
+/** Metrics the leader counted, by channel. */
+export function captureMetrics() {
+  const counts: Record<string, Record<string, number>> = {};
+  const latencies: Record<string, number[]> = {};
+  return {
+    counts,
+    latencies,
+    count(channel: string, name: string, value = 1) {
+      counts[channel] ??= {};
+      counts[channel][name] = (counts[channel][name] ?? 0) + value;
+    },
+    latency(channel: string, ms: number) {
+      (latencies[channel] ??= []).push(ms);
+    },
+  };
+}
+
+export const QUIET = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+/** A leader wired to moto, with a controllable clock. */
+export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, options: {
+  cacheTtlMs?: number; maxHops?: number; maxEventBytes?: number; clock?: { now: number }; orchestratorId?: string;
+} = {}) {
+  const clock = options.clock ?? { now: Date.parse('2026-11-22T10:00:00Z') };
+  const now = () => clock.now;
+  const table = new DynamoRouteStore(dynamoDb, deployment.routesTable);
+  const routes = new CachedRouteStore(table, options.cacheTtlMs ?? 60_000, now);
+  const progress = new ProgressStore(dynamoDb, deployment.progressTable, 45_000, 14 * 86_400, now);
+  const metrics = captureMetrics();
+  const config: LeaderConfig = {
+    orchestratorId: options.orchestratorId ?? 'orchestrator-1',
+    curatedBusName: deployment.bus,
+    deadLetterQueueUrl: deployment.dlqUrl,
+    followers: simulator.arns,
+    maxHops: options.maxHops ?? 7,
+    maxEventBytes: options.maxEventBytes ?? 256_000,
+  };
+  const leader = new Leader({
+    routes, progress, lambda: simulator.client, eventBridge, sqs, metrics, logger: QUIET, now, sleep: async () => {},
+  }, config);
+  return { leader, table, routes, progress, metrics, clock, config };
+}
+
+/** Writes a route item straight into the table, as an operator could at run time. */
+export async function writeRoute(deployment: Deployment, route: RouteItem | Record<string, unknown>): Promise<void> {
+  await new DynamoRouteStore(dynamoDb, deployment.routesTable).put(route as RouteItem);
+}
+
+/** A CuratedRecord event as the curated bus delivers it to the leader's rule. */
+export function curatedEvent(id: string, channel: string | null, payload: unknown = { text: `message ${id}` }, extra: Record<string, unknown> = {}) {
+  const record = { ...buildRecord({ id, channel, tenant: 'tenant-a', correlationId: `corr-${id}`, lane: 'fast', time: '2026-11-22T09:59:00Z', payload }), ...extra };
+  return { 'version': '0', 'id': `evt-${id}`, 'detail-type': 'CuratedRecord', 'source': 'cdk-event-fabric', 'detail': record };
+}
