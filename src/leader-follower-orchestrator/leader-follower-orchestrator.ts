@@ -1,4 +1,4 @@
-import { Annotations, ArnFormat, CustomResource, Duration, Lazy, Names, RemovalPolicy, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import { ArnFormat, CustomResource, Duration, Lazy, Names, RemovalPolicy, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -244,7 +244,9 @@ export class LeaderFollowerOrchestrator extends Construct {
     if (Token.isUnresolved(channel) || followers?.some((f) => Token.isUnresolved(f))) {
       throw new PropValidationError(this, 'route', route, 'allowed: literal channel and follower names (they are validated at synth)');
     }
-    const check = checkRoute(route, this.maxHops);
+    // A token hop limit is only known at deploy: here a route is held to the longest allowed
+    // (MAX_ROUTE_LENGTH); the route writer checks it against the deployed MAX_HOPS.
+    const check = checkRoute(route, Token.isUnresolved(this.maxHops) ? MAX_ROUTE_LENGTH : this.maxHops);
     if (!check.valid) throw new PropValidationError(this, `route of channel ${JSON.stringify(channel)}`, route, `allowed: ${check.errors.join('; ')}`);
     if (this.routes.some((r) => r.channel === channel)) {
       throw new PropValidationError(this, 'route channel', channel, 'allowed: a channel without a route yet in this orchestrator');
@@ -464,13 +466,9 @@ class LeaderDestination implements lambda.IDestination {
   constructor(private readonly leaderArn: string) {}
 
   public bind(_scope: Construct, fn: lambda.IFunction): lambda.DestinationConfig {
-    // Lambda sends destination records with the follower's execution role.
-    const grant = iam.Grant.addToPrincipal({ grantee: fn, actions: ['lambda:InvokeFunction'], resourceArns: [this.leaderArn] });
-    if (!grant.success) {
-      Annotations.of(fn).addWarningV2('cdk-event-fabric:follower-role',
-        `The follower ${fn.node.path} has no role this app can change: allow it lambda:InvokeFunction on ${this.leaderArn}, `
-        + 'or its results cannot return to the leader');
-    }
+    // Lambda sends destination records with the follower's execution role. For an imported
+    // function without a role, aws-cdk-lib warns that the grant could not be added.
+    iam.Grant.addToPrincipal({ grantee: fn, actions: ['lambda:InvokeFunction'], resourceArns: [this.leaderArn] });
     return { destination: this.leaderArn };
   }
 }

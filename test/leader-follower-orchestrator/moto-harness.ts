@@ -86,18 +86,6 @@ export class LambdaSimulator {
   private readonly pending: { arn: string; request: FollowerRequest<any> }[] = [];
   private failNextInvoke = 0;
 
-  constructor(private readonly followers: Record<string, FollowerHandler>) {}
-
-  /** ARN of each follower, as the construct passes them to the leader. */
-  public get arns(): Record<string, string> {
-    return Object.fromEntries(Object.keys(this.followers).map((name) => [name, arnOf(name)]));
-  }
-
-  /** Makes the next `count` Invoke calls fail as the Lambda service would (throttled). */
-  public throttleNextInvokes(count: number): void {
-    this.failNextInvoke = count;
-  }
-
   /** The `send` of a LambdaClient, for the leader. */
   public readonly client = {
     send: async (command: unknown) => {
@@ -112,6 +100,19 @@ export class LambdaSimulator {
       return { StatusCode: 202 };
     },
   } as any;
+
+  constructor(private readonly followers: Record<string, FollowerHandler>) {}
+
+  /** ARN of each follower, as the construct passes them to the leader. */
+  public get arns(): Record<string, string> {
+    return Object.fromEntries(Object.keys(this.followers).map((name) => [name, arnOf(name)]));
+  }
+
+  /** Makes the next `count` Invoke calls fail as the Lambda service would (throttled). */
+  public throttleNextInvokes(count: number): void {
+    this.failNextInvoke = count;
+  }
+
 
   /** Runs queued followers and returns their results to `leader`, until none is pending. Returns the records sent back. */
   public async settle(leader: Leader, options: { duplicateResults?: boolean } = {}): Promise<number> {
