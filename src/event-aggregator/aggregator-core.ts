@@ -11,8 +11,9 @@ import {
   AGGREGATOR_ENV, COMPLETED_DETAIL_TYPE, CORRELATION_ID_ATTRIBUTE, DeadlineInvocation, DEFAULT_AGGREGATE_SOURCE, EVENT_NAME_ATTRIBUTE,
   EXPIRES_AT_ATTRIBUTE, PAYLOAD_JSON_ATTRIBUTE, INCOMPLETE_DETAIL_TYPE, MARKER_EVENT_NAME, RESERVED_EVENT_NAME_PREFIX, UPDATED_DETAIL_TYPE,
 } from './aggregator-contract';
-import { describeValue, positiveIntegerEnv, requiredEnv } from './recorder-core';
+import { describeValue } from './recorder-core';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
+import { positiveIntegerEnv, requiredEnv } from '../runtime/env-settings';
 import { DEFAULT_MAX_ENTRY_BYTES, putEventsEntrySize, putEventsReliably } from '../runtime/put-events';
 
 /** Seconds a claimed marker (status EMITTING) belongs to its owner before another invocation may take it over. */

@@ -4,6 +4,7 @@ import {
   CORRELATION_ID_ATTRIBUTE, EVENT_NAME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, PAYLOAD_JSON_ATTRIBUTE, RECORDER_ENV, RESERVED_EVENT_NAME_PREFIX,
 } from './aggregator-contract';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
+import { positiveIntegerEnv, requiredEnv } from '../runtime/env-settings';
 
 /** Default for MAX_PAYLOAD_BYTES: leaves room under DynamoDB's 400 KB item limit for the keys and metadata. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 350_000;
@@ -16,22 +17,6 @@ export interface RecorderConfig {
   readonly tableName: string;
   readonly itemTtlSeconds: number;
   readonly maxPayloadBytes: number;
-}
-
-/** Reads an environment variable that must be set; the error names it. */
-export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {
-  const value = env[name];
-  if (!value) throw new Error(`environment variable ${name} is not set`);
-  return value;
-}
-
-/** Reads an environment variable holding a positive integer (or `fallback` when absent); the error names it. */
-export function positiveIntegerEnv(env: NodeJS.ProcessEnv, name: string, fallback?: number): number {
-  const text = env[name];
-  if ((text === undefined || text === '') && fallback !== undefined) return fallback;
-  const value = Number(requiredEnv(env, name));
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`environment variable ${name} must be a positive integer, got ${text}`);
-  return value;
 }
 
 /** The recorder's settings, read from the environment the construct sets. */

@@ -37,11 +37,11 @@ export function defineFollower<In = unknown, Out = In>(step: FollowerStep<In, Ou
         JSON.stringify(request)?.slice(0, 200)}`);
     }
     const result = await step(request);
-    if (result instanceof RouteFinish) return { event: result.event, finish: true };
-    if (result === undefined) {
+    if (result === undefined || (result instanceof RouteFinish && result.event === undefined)) {
       throw new TypeError(`follower step ${request.step} of channel ${JSON.stringify(request.channel)} returned undefined; `
         + 'return the processed event (or finishRoute(event))');
     }
+    if (result instanceof RouteFinish) return { event: result.event, finish: true };
     return { event: result };
   };
 }

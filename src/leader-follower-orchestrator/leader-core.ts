@@ -12,6 +12,7 @@ import type { CoreLogger } from '../runtime/core-logger';
 import {
   BATCH_DETAIL_TYPE, checkEnvelope, checkRecord, CURATED_SOURCE, deterministicId, Envelope, RECORD_DETAIL_TYPE, RecordEnvelope,
 } from '../runtime/curated-envelope';
+import { positiveIntegerEnv, requiredEnv } from '../runtime/env-settings';
 import { putEventsEntrySize, putEventsReliably } from '../runtime/put-events';
 
 /** The leader's settings, from its environment. */
@@ -52,8 +53,11 @@ export type LeaderOutcome = 'dispatched' | 'finished' | 'parked' | 'replay';
 /** Summary of one invocation. */
 export interface LeaderReport {
   readonly outcomes: Record<LeaderOutcome, number>;
-  /** Dead-letter queue messages received, resumed (and deleted), and failed again (left in the queue). */
-  readonly redrive?: { received: number; resumed: number; failed: number };
+  /**
+   * Dead-letter queue messages received; resumed (and deleted); parked again with a new reason
+   * (the old message deleted, the new one hidden for 15 minutes); failed (left in the queue).
+   */
+  readonly redrive?: { received: number; resumed: number; reparked: number; failed: number };
 }
 
 /** Channel dimension for events with no routable channel, so bad input cannot add metric dimensions without bound. */
@@ -92,6 +96,7 @@ interface RunState {
 export class Leader {
   private readonly now: () => number;
   private readonly outcomes: Record<LeaderOutcome, number> = { dispatched: 0, finished: 0, parked: 0, replay: 0 };
+  private redriving = false;
 
   constructor(private readonly deps: LeaderDependencies, private readonly config: LeaderConfig) {
     this.now = deps.now ?? Date.now;
@@ -250,7 +255,10 @@ export class Leader {
         + `${describe(result)} at step ${step}; allowed: { "event": <the processed event>, "finish"?: true | false }`);
     }
     const done = { ...run, hops: context.hops };
-    if (result.finish === true || step >= run.route.length) return this.finish(done, step + 1, result.event, false);
+    // An early finish drops the rest of the route, so FINISH is always the step after the route's end.
+    if (result.finish === true || step >= run.route.length) {
+      return this.finish({ ...done, route: run.route.slice(0, step) }, step + 1, result.event, false);
+    }
     return this.dispatch(done, step + 1, result.event, false);
   }
 
@@ -264,7 +272,7 @@ export class Leader {
       orchestration: {
         orchestrator: this.config.orchestratorId,
         runId: run.runId,
-        route: run.route.slice(0, step - 1),
+        route: run.route,
         hops: run.hops,
         startedAt: new Date(run.startedAt).toISOString(),
         completedAt: new Date(completedAt).toISOString(),
@@ -337,7 +345,12 @@ export class Leader {
       // destination keeps the whole request with this error.
       throw new Error(`cannot park a ${Buffer.byteLength(body, 'utf8')}-byte message (${fields.reason}: ${fields.message})`);
     }
-    await this.deps.sqs.send(new SendMessageCommand({ QueueUrl: this.config.deadLetterQueueUrl, MessageBody: body }));
+    await this.deps.sqs.send(new SendMessageCommand({
+      QueueUrl: this.config.deadLetterQueueUrl,
+      MessageBody: body,
+      // Parked again during a redrive: hidden for 15 minutes, so the same redrive does not pick it up again.
+      ...(this.redriving ? { DelaySeconds: REPARK_DELAY_SECONDS } : {}),
+    }));
     this.outcomes.parked++;
     const routed = fields.reason !== 'invalid-input' && fields.reason !== 'no-channel' && fields.reason !== 'unknown-channel';
     this.deps.metrics.count(routed && fields.channel ? fields.channel : UNROUTED_CHANNEL, 'Failures');
@@ -361,7 +374,9 @@ export class Leader {
     const limit = Number.isInteger(maxMessages) && maxMessages > 0 ? Math.min(maxMessages, 1000) : 10;
     let received = 0;
     let resumed = 0;
+    let reparked = 0;
     let failed = 0;
+    this.redriving = true;
     while (received < limit) {
       const batch = await this.deps.sqs.send(new ReceiveMessageCommand({
         QueueUrl: this.config.deadLetterQueueUrl,
@@ -374,16 +389,19 @@ export class Leader {
       received += messages.length;
       for (const message of messages) {
         try {
+          const parkedBefore = this.outcomes.parked;
           await this.resume(parseJson(message.Body ?? ''));
           await this.deps.sqs.send(new DeleteMessageCommand({ QueueUrl: this.config.deadLetterQueueUrl, ReceiptHandle: message.ReceiptHandle }));
-          resumed++;
+          if (this.outcomes.parked > parkedBefore) reparked++;
+          else resumed++;
         } catch (error) {
           failed++;
           this.deps.logger.error('redrive failed; the message stays in the queue', { messageId: message.MessageId, error: String(error) });
         }
       }
     }
-    return { received, resumed, failed };
+    this.redriving = false;
+    return { received, resumed, reparked, failed };
   }
 
   private async resume(body: unknown): Promise<void> {
@@ -424,7 +442,7 @@ export class Leader {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.deps.concurrency ?? 16, items.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(Math.max(1, this.deps.concurrency ?? 16), items.length) }, worker));
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, `${errors.length} of ${items.length} records failed; the invocation is retried`);
   }
@@ -436,6 +454,8 @@ export class Leader {
 
 /** SQS's message size limit (1 MiB), less room for the queue's own attributes. */
 const MAX_PARKED_BYTES = 1_000_000;
+/** SQS's longest message delay. */
+const REPARK_DELAY_SECONDS = 900;
 const RETRYABLE_PUT_CODES = new Set(['ThrottlingException', 'InternalFailure', 'InternalException']);
 
 /** The record Lambda sends to a follower's success or failure destination. */
@@ -474,17 +494,13 @@ function describe(value: unknown): string {
 
 /** Reads the leader's settings from its environment, failing with the variable's name. */
 export function leaderConfigFromEnv(env: NodeJS.ProcessEnv): LeaderConfig {
-  const required = (name: string): string => {
-    const value = env[name];
-    if (!value) throw new Error(`environment variable ${name} is not set`);
-    return value;
-  };
   return {
-    orchestratorId: required(LEADER_ENV.ORCHESTRATOR_ID),
-    curatedBusName: required(LEADER_ENV.CURATED_BUS_NAME),
-    deadLetterQueueUrl: required(LEADER_ENV.DEAD_LETTER_QUEUE_URL),
-    followers: JSON.parse(required(LEADER_ENV.FOLLOWERS)),
-    maxHops: Number(required(LEADER_ENV.MAX_HOPS)),
-    maxEventBytes: Number(required(LEADER_ENV.MAX_EVENT_BYTES)),
+    orchestratorId: requiredEnv(env, LEADER_ENV.ORCHESTRATOR_ID),
+    curatedBusName: requiredEnv(env, LEADER_ENV.CURATED_BUS_NAME),
+    deadLetterQueueUrl: requiredEnv(env, LEADER_ENV.DEAD_LETTER_QUEUE_URL),
+    followers: JSON.parse(requiredEnv(env, LEADER_ENV.FOLLOWERS)),
+    // A malformed limit stops the handler rather than turn the limit off.
+    maxHops: positiveIntegerEnv(env, LEADER_ENV.MAX_HOPS),
+    maxEventBytes: positiveIntegerEnv(env, LEADER_ENV.MAX_EVENT_BYTES),
   };
 }

@@ -57,7 +57,9 @@ export class CachedRouteStore implements RouteStore {
     const value = this.inner.get(channel);
     this.entries.set(channel, { value, expiresAt: now + this.ttlMs });
     // A failed read is not cached: the next lookup tries the table again.
-    value.catch(() => this.entries.delete(channel));
+    value.catch(() => {
+      if (this.entries.get(channel)?.value === value) this.entries.delete(channel);
+    });
     return value;
   }
 

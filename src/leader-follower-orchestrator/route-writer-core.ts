@@ -1,6 +1,7 @@
-import { RouteItem, RouteWriteRequest } from './orchestrator-contract';
+import { ROUTE_WRITER_ENV, RouteItem, RouteWriteRequest } from './orchestrator-contract';
 import { checkRoute, unregisteredFollowers } from './route-schema';
 import type { RouteStore } from './route-store-core';
+import { positiveIntegerEnv } from '../runtime/env-settings';
 
 /** The route writer's settings, from its environment. */
 export interface RouteWriterConfig {
@@ -101,7 +102,7 @@ function removedChannels(oldRoutes: RouteItem[], routes: RouteItem[]): string[] 
 /** Reads the route writer's settings from its environment. */
 export function routeWriterConfigFromEnv(env: NodeJS.ProcessEnv): RouteWriterConfig {
   return {
-    followerNames: JSON.parse(env.FOLLOWER_NAMES ?? '[]'),
-    maxHops: Number(env.MAX_HOPS ?? '0'),
+    followerNames: JSON.parse(env[ROUTE_WRITER_ENV.FOLLOWER_NAMES] ?? '[]'),
+    maxHops: positiveIntegerEnv(env, ROUTE_WRITER_ENV.MAX_HOPS),
   };
 }

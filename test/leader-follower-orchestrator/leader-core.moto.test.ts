@@ -231,7 +231,7 @@ describe('failures are parked with channel, step and reason; redrive resumes the
     renderDown = false;
     await requeue(deployment, message);
     const report = await leader.handle({ redrive: { maxMessages: 10 } });
-    expect(report.redrive).toEqual({ received: 1, resumed: 1, failed: 0 });
+    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, failed: 0 });
     await lambda.settle(leader);
     const [output] = await orchestrated(deployment);
     expect(output.payload.steps).toEqual(['enrich', 'render', 'deliver']);

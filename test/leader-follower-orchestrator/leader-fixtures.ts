@@ -1,0 +1,198 @@
+import type { LeaderConfig, LeaderMetrics } from '../../src/leader-follower-orchestrator/leader-core';
+import type { FollowerRequest, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
+import type { ClaimOutcome, StepClaim } from '../../src/leader-follower-orchestrator/progress-core';
+import type { RouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
+import type { CoreLogger } from '../../src/runtime/core-logger';
+import {
+  BatchEnvelope, buildRecord, CURATED_SOURCE, RECORD_DETAIL_TYPE, BATCH_DETAIL_TYPE, RecordEnvelope, RecordFields,
+} from '../../src/runtime/curated-envelope';
+
+/** A fixed clock for the unit tests (epoch ms): 2027-01-15T08:00:00Z. */
+export const NOW_MS = Date.parse('2027-01-15T08:00:00.000Z');
+export const RECORD_TIME = '2027-01-15T07:59:00.000Z';
+
+const ARN = 'arn:aws:lambda:us-east-1:111111111111:function:';
+export const FOLLOWER_ARNS = {
+  enrich: `${ARN}enrich`,
+  render: `${ARN}render`,
+  deliver: `${ARN}deliver`,
+} as const;
+
+export const CONFIG: LeaderConfig = {
+  orchestratorId: 'Stack/Orchestrator',
+  curatedBusName: 'curated-bus',
+  deadLetterQueueUrl: 'https://sqs.us-east-1.amazonaws.com/111111111111/orchestrator-dlq',
+  followers: { ...FOLLOWER_ARNS },
+  maxHops: 7,
+  maxEventBytes: 256_000,
+};
+
+/** The routes most tests start from. */
+export const ROUTES: RouteItem[] = [
+  { channel: 'email', followers: ['enrich', 'render'] },
+  { channel: 'sms', followers: ['deliver'] },
+  { channel: 'letter', followers: ['enrich', 'render', 'deliver'] },
+];
+
+/** A record envelope of channel `email` unless told otherwise. */
+export function record(overrides: Partial<RecordFields> = {}): RecordEnvelope {
+  return buildRecord({
+    id: 'rec-1',
+    tenant: 'acme',
+    channel: 'email',
+    correlationId: 'corr-1',
+    lane: 'fast',
+    time: RECORD_TIME,
+    source: 'shop.orders',
+    detailType: 'OrderPlaced',
+    payload: { orderId: 'o-1', to: 'ada@example.com' },
+    ...overrides,
+  });
+}
+
+/** The metadata of a record: the envelope without its payload. */
+export function metadataOf(envelope: RecordEnvelope): Record<string, unknown> {
+  const { payload, ...metadata } = envelope;
+  void payload;
+  return metadata;
+}
+
+/** A CuratedRecord event as an EventBridge rule delivers it. */
+export function recordEvent(detail: unknown) {
+  return {
+    'version': '0',
+    'id': 'eb-event-1',
+    'detail-type': RECORD_DETAIL_TYPE,
+    'source': CURATED_SOURCE,
+    'account': '111111111111',
+    'time': RECORD_TIME,
+    'region': 'us-east-1',
+    'resources': [],
+    detail,
+  };
+}
+
+/** A CuratedBatch event carrying `records`. */
+export function batchEvent(records: RecordEnvelope[]) {
+  const detail: BatchEnvelope = {
+    schemaVersion: '1.0',
+    kind: 'batch',
+    id: 'batch-1',
+    tenant: 'acme',
+    lane: 'slow',
+    time: RECORD_TIME,
+    recordCount: records.length,
+    origin: { bucket: 'ingest', key: 'acme/2027/01/15/part-0001.jsonl', firstLine: 1, lastLine: records.length },
+    records,
+  };
+  return { ...recordEvent(detail), 'detail-type': BATCH_DETAIL_TYPE };
+}
+
+/** The record Lambda sends to a follower's success (or failure) destination. */
+export function destinationRecord(request: FollowerRequest, responsePayload: unknown, condition = 'Success', attempts = 1) {
+  return {
+    version: '1.0',
+    timestamp: '2027-01-15T08:00:01.000Z',
+    requestContext: {
+      requestId: 'req-follower',
+      functionArn: `${(FOLLOWER_ARNS as Record<string, string>)[request.orchestration.follower] ?? `${ARN}unknown`}:$LATEST`,
+      condition,
+      approximateInvokeCount: attempts,
+    },
+    requestPayload: request,
+    responseContext: condition === 'Success'
+      ? { statusCode: 200, executedVersion: '$LATEST' }
+      : { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' },
+    responsePayload,
+  };
+}
+
+/** A Map-backed route store; `reads` counts `get` calls, `forget` is a spy. */
+export class MemoryRouteStore implements RouteStore {
+  public readonly items = new Map<string, unknown>();
+  public reads = 0;
+  public readonly forget = jest.fn((_channel: string) => {});
+
+  constructor(routes: unknown[] = ROUTES) {
+    for (const route of routes) this.items.set((route as RouteItem).channel, route);
+  }
+
+  public async get(channel: string): Promise<unknown | undefined> {
+    this.reads++;
+    return this.items.get(channel);
+  }
+
+  public async put(route: RouteItem): Promise<void> {
+    this.items.set(route.channel, route);
+  }
+
+  public async delete(channel: string): Promise<void> {
+    this.items.delete(channel);
+  }
+}
+
+/**
+ * In-memory progress with the ProgressStore's claim semantics (no lease: a claimed step that
+ * was not dispatched is always 'busy'). `log` records the calls in order, shared with the test.
+ */
+export class MemoryProgress {
+  public readonly items = new Map<string, { step: number; dispatched: boolean }>();
+
+  public readonly claim = jest.fn(async (claim: StepClaim): Promise<ClaimOutcome> => {
+    this.log.push(`claim ${claim.step}${claim.resume ? ' (resume)' : ''}`);
+    const item = this.items.get(claim.runId);
+    const allowed = (!item && (claim.step === 1 || claim.resume === true))
+      || (item !== undefined && claim.step > 1 && item.step === claim.step - 1)
+      || (item !== undefined && claim.resume === true && item.step === claim.step);
+    if (allowed) {
+      this.items.set(claim.runId, { step: claim.step, dispatched: false });
+      return 'claimed';
+    }
+    if (!item) return 'out-of-order';
+    if (item.step > claim.step || (item.step === claim.step && item.dispatched)) return 'replay';
+    if (item.step === claim.step) return 'busy';
+    return 'out-of-order';
+  });
+
+  public readonly markDispatched = jest.fn(async (runId: string, step: number): Promise<void> => {
+    this.log.push(`markDispatched ${step}`);
+    const item = this.items.get(runId);
+    if (item && item.step === step) item.dispatched = true;
+  });
+
+  constructor(private readonly log: string[] = []) {}
+}
+
+/** Metrics summed per channel and name, and latencies per channel. */
+export class CapturedMetrics implements LeaderMetrics {
+  public readonly counts: Record<string, Record<string, number>> = {};
+  public readonly latencies: Record<string, number[]> = {};
+
+  public count(channel: string, name: string, value = 1): void {
+    this.counts[channel] = { ...this.counts[channel], [name]: (this.counts[channel]?.[name] ?? 0) + value };
+  }
+
+  public latency(channel: string, milliseconds: number): void {
+    this.latencies[channel] = [...(this.latencies[channel] ?? []), milliseconds];
+  }
+}
+
+export interface LoggedLine {
+  readonly level: string;
+  readonly message: string;
+  readonly fields: Record<string, unknown>;
+}
+
+/** A logger that keeps what was logged, with the extra fields. */
+export function captureLogger(): CoreLogger & { lines: LoggedLine[]; messages: (level: string) => string[] } {
+  const lines: LoggedLine[] = [];
+  const log = (level: string) => (message: string, fields: Record<string, unknown> = {}) => { lines.push({ level, message, fields }); };
+  return {
+    lines,
+    messages: (level: string) => lines.filter((l) => l.level === level).map((l) => l.message),
+    debug: log('debug'),
+    info: log('info'),
+    warn: log('warn'),
+    error: log('error'),
+  };
+}
