@@ -41,8 +41,15 @@ export function defineFollower<In = unknown, Out = In>(step: FollowerStep<In, Ou
       throw new TypeError(`follower step ${request.step} of channel ${JSON.stringify(request.channel)} returned undefined; `
         + 'return the processed event (or finishRoute(event))');
     }
-    if (result instanceof RouteFinish) return { event: result.event, finish: true };
-    return { event: result };
+    const output: FollowerResult<Out> = result instanceof RouteFinish ? { event: result.event, finish: true } : { event: result };
+    const limit = request.orchestration.maxResultBytes;
+    const bytes = Buffer.byteLength(JSON.stringify(output), 'utf8');
+    if (typeof limit === 'number' && bytes > limit) {
+      // Lambda could not return it to the leader; failing the step parks the event with this reason instead.
+      throw new RangeError(`follower step ${request.step} of channel ${JSON.stringify(request.channel)} returned ${bytes} bytes; `
+        + `allowed: at most ${limit} (the result and its request must fit Lambda's 1 MB asynchronous payload limit)`);
+    }
+    return output;
   };
 }
 

@@ -2,7 +2,7 @@ import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
-  FollowerRequest, LEADER_ENV, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, StepContext,
+  DESTINATION_RECORD_BUDGET_BYTES, FollowerRequest, LEADER_ENV, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, StepContext,
 } from './orchestrator-contract';
 import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
 import { checkRoute, unregisteredFollowers } from './route-schema';
@@ -34,7 +34,7 @@ export interface LeaderMetrics {
 
 export interface LeaderDependencies {
   readonly routes: RouteStore & { forget?(channel: string): void };
-  readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched'>;
+  readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched' | 'markParked' | 'markParkSent'>;
   readonly lambda: Pick<LambdaClient, 'send'>;
   readonly eventBridge: Pick<EventBridgeClient, 'send'>;
   readonly sqs: Pick<SQSClient, 'send'>;
@@ -160,17 +160,17 @@ export class Leader {
     }
     const run: RunState = {
       channel,
-      runId: deterministicId(this.config.orchestratorId, record.id, channel, String(priorHops)),
+      runId: deterministicId(this.config.orchestratorId, String(record.tenant), record.id, channel, String(priorHops)),
       route: route.followers,
       hops: priorHops,
       startedAt: this.now(),
       record: metadata,
     };
-    await this.dispatch(run, 1, payload, false);
+    await this.dispatch(run, 1, payload);
   }
 
   /** Claims step `step` of a run and invokes its follower asynchronously. */
-  private async dispatch(run: RunState, step: number, event: unknown, resume: boolean): Promise<void> {
+  private async dispatch(run: RunState, step: number, event: unknown, parkToken?: string): Promise<void> {
     const follower = run.route[step - 1];
     const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message);
     const arn = this.config.followers[follower];
@@ -193,15 +193,17 @@ export class Leader {
         hops: run.hops + 1,
         startedAt: run.startedAt,
         record: run.record,
+        maxResultBytes: 0,
       },
     };
+    const bytes = Buffer.byteLength(JSON.stringify(request), 'utf8');
+    (request.orchestration as { maxResultBytes: number }).maxResultBytes = DESTINATION_RECORD_BUDGET_BYTES - bytes - 16;
     const payload = JSON.stringify(request);
-    const bytes = Buffer.byteLength(payload, 'utf8');
     if (bytes > this.config.maxEventBytes) {
       return park('oversized', `the request for step ${step} is ${bytes} bytes; allowed: at most ${this.config.maxEventBytes} `
         + '(a destination record carries the request and the result within Lambda\'s 1 MB asynchronous payload limit)');
     }
-    if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume }, run, step, event))) return;
+    if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken }, run, step, event))) return;
     await this.deps.lambda.send(new InvokeCommand({ FunctionName: arn, InvocationType: 'Event', Payload: Buffer.from(payload, 'utf8') }));
     await this.deps.progress.markDispatched(run.runId, step);
     this.outcomes.dispatched++;
@@ -257,13 +259,13 @@ export class Leader {
     const done = { ...run, hops: context.hops };
     // An early finish drops the rest of the route, so FINISH is always the step after the route's end.
     if (result.finish === true || step >= run.route.length) {
-      return this.finish({ ...done, route: run.route.slice(0, step) }, step + 1, result.event, false);
+      return this.finish({ ...done, route: run.route.slice(0, step) }, step + 1, result.event);
     }
-    return this.dispatch(done, step + 1, result.event, false);
+    return this.dispatch(done, step + 1, result.event);
   }
 
   /** FINISH: puts the processed record on the curated bus, once per run. */
-  private async finish(run: RunState, step: number, event: unknown, resume: boolean): Promise<void> {
+  private async finish(run: RunState, step: number, event: unknown, parkToken?: string): Promise<void> {
     const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message);
     const completedAt = this.now();
     const output = {
@@ -287,7 +289,7 @@ export class Leader {
     if (size > DELIVERABLE_ENTRY_BYTES) {
       return park('oversized', `the processed record is a ${size}-byte PutEvents entry; allowed: at most ${DELIVERABLE_ENTRY_BYTES}`);
     }
-    if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume }, run, step, event))) return;
+    if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken }, run, step, event))) return;
     const [outcome] = await putEventsReliably(this.deps.eventBridge as EventBridgeClient, [entry], { sleep: this.deps.sleep });
     if (!outcome.ok && (outcome.callFailed || RETRYABLE_PUT_CODES.has(outcome.errorCode ?? ''))) {
       // AWS is failing, not the event: fail the invocation so Lambda retries it (the claim is taken over after its lease).
@@ -317,8 +319,20 @@ export class Leader {
     return false;
   }
 
-  private parkRun(run: RunState, step: number, event: unknown, reason: ParkReason, message: string): Promise<void> {
-    return this.park({
+  /**
+   * Parks a run at a step, once: the step is marked parked with a token first, so a duplicate
+   * (a second failure record, a late result) does not park it again, and only this message can
+   * resume it.
+   */
+  private async parkRun(run: RunState, step: number, event: unknown, reason: ParkReason, message: string): Promise<void> {
+    const parkToken = deterministicId(run.runId, String(step), reason);
+    if (!(await this.deps.progress.markParked(run.runId, step, run.channel, parkToken))) {
+      this.outcomes.replay++;
+      this.deps.metrics.count(run.channel, 'Replays');
+      this.deps.logger.warn('not parked again: the step is already parked or the run has moved on', { ...this.logFields(run), step, reason });
+      return;
+    }
+    await this.park({
       reason,
       message,
       channel: run.channel,
@@ -329,7 +343,9 @@ export class Leader {
       startedAt: run.startedAt,
       follower: run.route[step - 1],
       record: { ...run.record, payload: event },
+      parkToken,
     });
+    await this.deps.progress.markParkSent(run.runId, parkToken);
   }
 
   private async park(fields: Omit<ParkedEvent, 'parkedBy' | 'orchestrator' | 'parkedAt'>): Promise<void> {
@@ -420,8 +436,10 @@ export class Leader {
         startedAt: parked.startedAt ?? this.now(),
         record: metadata,
       };
-      if (parked.step > parked.route.length) return this.finish(run, parked.step, payload, true);
-      return this.dispatch(run, parked.step, payload, true);
+      // Without a token, only the expired-progress rule lets the step be resumed.
+      const token = parked.parkToken ?? '';
+      if (parked.step > parked.route.length) return this.finish(run, parked.step, payload, token);
+      return this.dispatch(run, parked.step, payload, token);
     }
     // The leader's own on-failure record: its request, handled again (progress makes that idempotent).
     if (isObject(body) && isObject(body.requestContext) && 'requestPayload' in body) return this.route(body.requestPayload, true);

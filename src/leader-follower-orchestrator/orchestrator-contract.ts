@@ -39,7 +39,7 @@ export interface FollowerRequest<E = unknown> {
 export interface StepContext {
   /** Id of the orchestrator (its construct address). */
   readonly orchestrator: string;
-  /** Deterministic id of this run: the record id, the channel and the hops before the run. */
+  /** Deterministic id of this run: the orchestrator, the record's tenant and id, the channel and the hops before the run. */
   readonly runId: string;
   /** The follower names of the route, as read when the run started (a run keeps its route). */
   readonly route: string[];
@@ -51,6 +51,13 @@ export interface StepContext {
   readonly startedAt: number;
   /** The curated record's metadata: the envelope without its payload. */
   readonly record: Record<string, unknown>;
+  /**
+   * Largest result (JSON bytes) that can return to the leader: Lambda's destination record
+   * carries this request and the result within its 1 MB asynchronous payload limit. A larger
+   * result cannot be delivered and would stop the event at this step (`defineFollower` fails
+   * the step instead, so the event is parked with the reason).
+   */
+  readonly maxResultBytes: number;
 }
 
 /**
@@ -112,6 +119,8 @@ export interface ParkedEvent {
   readonly startedAt?: number;
   /** The record, with `payload` as it was before the failed step. Absent for invalid input. */
   readonly record?: Record<string, unknown>;
+  /** Token that lets this message, and no duplicate of it, resume the parked step. */
+  readonly parkToken?: string;
   /** The input as received, when it was not a usable record. */
   readonly input?: unknown;
   readonly parkedAt: string;
@@ -156,4 +165,6 @@ export const ROUTE_WRITER_ENV = {
  * request and its result, so one event must stay under half of it to come back to the leader.
  */
 export const MAX_STEP_EVENT_BYTES = 480_000;
+/** Lambda's asynchronous payload limit (1 MB), less room for the destination record's own fields. */
+export const DESTINATION_RECORD_BUDGET_BYTES = 1_000_000 - 4096;
 export const DEFAULT_STEP_EVENT_BYTES = 256_000;

@@ -191,7 +191,7 @@ describe('duplicates and retries never apply a step twice', () => {
     const lambda = new LambdaSimulator(FOLLOWERS);
     const { leader, progress, clock } = motoLeader(deployment, lambda);
     const event = curatedEvent('racing', 'sms');
-    const runId = deterministicId('orchestrator-1', 'racing', 'sms', '0');
+    const runId = deterministicId('orchestrator-1', 'tenant-a', 'racing', 'sms', '0');
     // Another invocation has claimed step 1 and has not invoked the follower yet.
     expect(await progress.claim({ runId, step: 1, channel: 'sms' })).toBe('claimed');
     await expect(leader.handle(event)).rejects.toThrow(/being dispatched by another invocation/);
@@ -308,6 +308,70 @@ describe('failures are parked with channel, step and reason; redrive resumes the
   });
 });
 
+describe('parked steps are parked once and resumed once', () => {
+  test('a failure record delivered twice parks one message; the message redriven twice runs the step once', async () => {
+    let down = true;
+    const lambda = new LambdaSimulator({
+      ...FOLLOWERS,
+      deliver: (request) => {
+        if (down) throw new Error('gateway down');
+        return stamping('deliver')(request);
+      },
+    });
+    const { leader } = motoLeader(deployment, lambda);
+    await leader.handle(curatedEvent('p1', 'sms', { steps: [] }));
+    await lambda.settle(leader, { duplicateResults: true });
+    const messages = await parked(deployment);
+    expect(messages.map((m) => [m.reason, m.step])).toEqual([['follower-failed', 2]]);
+    expect(messages[0].parkToken).toEqual(expect.any(String));
+
+    down = false;
+    // The same message twice: a redrive that timed out before deleting it, then another redrive.
+    await requeue(deployment, messages[0]);
+    await requeue(deployment, messages[0]);
+    const report = await leader.handle({ redrive: { maxMessages: 10 } });
+    expect(report.redrive).toEqual({ received: 2, resumed: 2, reparked: 0, failed: 0 });
+    await lambda.settle(leader);
+    const outputs = await orchestrated(deployment);
+    expect(outputs.map((o) => o.payload.steps)).toEqual([['enrich', 'deliver']]);
+    expect(lambda.invocations.filter((i) => i.follower === 'deliver')).toHaveLength(2);
+  });
+
+  test('a late duplicate of the final result, after the lease, publishes nothing', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, clock } = motoLeader(deployment, lambda);
+    await leader.handle(curatedEvent('fin', 'sms', { steps: [] }));
+    await lambda.settle(leader);
+    expect(await orchestrated(deployment)).toHaveLength(1);
+    // The last step's destination record again, a minute later (Lambda delivers at least once).
+    const finalRequest = lambda.invocations.find((i) => i.request.step === 2)!.request;
+    clock.now += 61_000;
+    const report = await leader.handle({
+      version: '1.0',
+      requestContext: { condition: 'Success', approximateInvokeCount: 1, functionArn: 'x' },
+      requestPayload: finalRequest,
+      responseContext: { statusCode: 200 },
+      responsePayload: { event: { steps: ['enrich', 'deliver'] } },
+    });
+    // The leader's counts add up over its invocations here: the one finish is the first run's.
+    expect(report.outcomes).toMatchObject({ replay: 1, finished: 1 });
+    expect(await orchestrated(deployment)).toEqual([]);
+  });
+
+  test('a TypeScript follower whose result could not return to the leader fails its step, and the event is parked', async () => {
+    const lambda = new LambdaSimulator({
+      ...FOLLOWERS,
+      enrich: defineFollower(({ event }) => ({ ...(event as object), attachment: 'x'.repeat(1_100_000) })),
+    } as any);
+    const { leader } = motoLeader(deployment, lambda);
+    await leader.handle(curatedEvent('huge', 'sms', { steps: [] }));
+    await lambda.settle(leader);
+    const [message] = await parked(deployment);
+    expect(message).toMatchObject({ reason: 'follower-failed', step: 1, follower: 'enrich', record: { payload: { steps: [] } } });
+    expect(message.message).toMatch(/RangeError: follower step 1 of channel "sms" returned \d+ bytes; allowed: at most \d+/);
+  });
+});
+
 /** Puts a drained message back, as the queue would after its visibility timeout. */
 async function requeue(d: Deployment, body: unknown): Promise<void> {
   await sqs.send(new SendMessageCommand({ QueueUrl: d.dlqUrl, MessageBody: JSON.stringify(body) }));
@@ -317,7 +381,7 @@ test('progress items expire: they carry the TTL attribute', async () => {
   const lambda = new LambdaSimulator(FOLLOWERS);
   const { leader, clock } = motoLeader(deployment, lambda);
   await leader.handle(curatedEvent('ttl', 'sms'));
-  const runId = deterministicId('orchestrator-1', 'ttl', 'sms', '0');
+  const runId = deterministicId('orchestrator-1', 'tenant-a', 'ttl', 'sms', '0');
   const { Item } = await dynamoDb.send(new GetItemCommand({ TableName: deployment.progressTable, Key: { runId: { S: runId } } }));
   expect(Number(Item!.expiresAt.N)).toBe(Math.floor(clock.now / 1000) + 14 * 86_400);
   expect(Item!.dispatched.BOOL).toBe(true);

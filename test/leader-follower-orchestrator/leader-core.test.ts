@@ -120,7 +120,8 @@ async function respond(h: Harness, response: unknown, condition = 'Success', att
   return h.leader.handle(destinationRecord(lastRequest(), response, condition, attempts));
 }
 
-const runIdOf = (rec: RecordEnvelope, priorHops = 0) => deterministicId(CONFIG.orchestratorId, rec.id, rec.channel!, String(priorHops));
+const runIdOf = (rec: RecordEnvelope, priorHops = 0) =>
+  deterministicId(CONFIG.orchestratorId, String(rec.tenant), rec.id, rec.channel!, String(priorHops));
 const iso = (ms: number) => new Date(ms).toISOString();
 const noOutcomes = { dispatched: 0, finished: 0, parked: 0, replay: 0 };
 
@@ -168,8 +169,13 @@ describe('Leader: starting a route', () => {
         hops: 1,
         startedAt: NOW_MS,
         record: metadataOf(rec),
+        maxResultBytes: expect.any(Number),
       },
     });
+    // What is left of the 1 MB asynchronous limit once the request is in the destination record.
+    const requestBytes = Buffer.byteLength(JSON.stringify(invocation.request), 'utf8');
+    expect(invocation.request.orchestration.maxResultBytes + requestBytes).toBeGreaterThan(995_000);
+    expect(invocation.request.orchestration.maxResultBytes + requestBytes).toBeLessThanOrEqual(1_000_000 - 4096);
     expect(invocation.request.orchestration.record).not.toHaveProperty('payload');
     expect(h.calls).toEqual(['claim 1', 'invoke', 'markDispatched 1']);
     expect(h.memory.claim).toHaveBeenCalledWith({ runId: runIdOf(rec), step: 1, channel: 'email', resume: false });
@@ -261,7 +267,7 @@ describe('Leader: follower results', () => {
       channel: 'email',
       step: 2,
       event: { enriched: true },
-      orchestration: { ...step1.orchestration, follower: 'render', hops: 2 },
+      orchestration: { ...step1.orchestration, follower: 'render', hops: 2, maxResultBytes: expect.any(Number) },
     });
     expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: false });
     expect(h.memory.markDispatched).toHaveBeenLastCalledWith(runIdOf(rec), 2);
@@ -575,7 +581,7 @@ describe('Leader: parking what cannot be routed', () => {
   });
 
   test('progress out-of-order parks the step as out-of-order', async () => {
-    const progress = { claim: jest.fn().mockResolvedValue('out-of-order'), markDispatched: jest.fn() };
+    const progress = { claim: jest.fn().mockResolvedValue('out-of-order'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn() };
     const h = harness({ progress });
     const rec = record();
 
@@ -594,7 +600,7 @@ describe('Leader: parking what cannot be routed', () => {
 // ---------------------------------------------------------------------------------------------
 describe('Leader: replay detection', () => {
   test('claim "replay" invokes nothing and counts Replays', async () => {
-    const progress = { claim: jest.fn().mockResolvedValue('replay'), markDispatched: jest.fn() };
+    const progress = { claim: jest.fn().mockResolvedValue('replay'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn() };
     const h = harness({ progress });
 
     const report = await h.leader.handle(recordEvent(record()));
@@ -622,7 +628,7 @@ describe('Leader: replay detection', () => {
   });
 
   test('claim "busy" rejects with StepBusyError and invokes nothing', async () => {
-    const progress = { claim: jest.fn().mockResolvedValue('busy'), markDispatched: jest.fn() };
+    const progress = { claim: jest.fn().mockResolvedValue('busy'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn() };
     const h = harness({ progress });
     const rec = record();
 
@@ -758,7 +764,7 @@ describe('Leader: redrive', () => {
     expect(invocation.request.orchestration).toMatchObject({
       runId: runIdOf(rec), follower: 'render', hops: 2, route: ['enrich', 'render'], startedAt: NOW_MS, record: metadataOf(rec),
     });
-    expect(h.memory.claim).toHaveBeenCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: true });
+    expect(h.memory.claim).toHaveBeenCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: true, parkToken: expect.any(String) });
     expect(sqsMock).toHaveReceivedCommandTimes(DeleteMessageCommand, 1);
     expect(sqsMock).toHaveReceivedCommandWith(DeleteMessageCommand, { QueueUrl: CONFIG.deadLetterQueueUrl, ReceiptHandle: 'rh-m-1' });
     expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
@@ -790,7 +796,7 @@ describe('Leader: redrive', () => {
         orchestrator: CONFIG.orchestratorId, runId: runIdOf(rec), route: ['enrich', 'render'], hops: 2, startedAt: iso(NOW_MS), completedAt: iso(NOW_MS),
       },
     }]);
-    expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 3, channel: 'email', resume: true });
+    expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 3, channel: 'email', resume: true, parkToken: expect.any(String) });
     expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
     expect(sqsMock).toHaveReceivedCommandWith(DeleteMessageCommand, { ReceiptHandle: 'rh-m-1' });
   });
@@ -972,7 +978,7 @@ describe('ProgressStore', () => {
   const TTL_SECONDS = 604_800;
   const store = () => new ProgressStore(new DynamoDBClient({ region: 'us-east-1' }), 'progress', LEASE_MS, TTL_SECONDS, () => NOW_MS);
   const conditionFailed = () => new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
-  const TAKEOVER = '(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched))';
+  const TAKEOVER = '(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched) AND attribute_not_exists(#parked))';
   const updates = () => dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
 
   /** Every `#name` and `:value` is both defined and used: DynamoDB rejects unused (and undefined) ones. */
@@ -997,10 +1003,17 @@ describe('ProgressStore', () => {
     expect(input).toEqual({
       TableName: 'progress',
       Key: { runId: { S: 'run-1' } },
-      UpdateExpression: 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched',
+      UpdateExpression: 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parked, #parkSent',
       ConditionExpression: `${TAKEOVER} OR attribute_not_exists(#run)`,
       ExpressionAttributeNames: {
-        '#step': 'step', '#claimedAt': 'claimedAt', '#dispatched': 'dispatched', '#channel': 'channel', '#expiresAt': 'expiresAt', '#run': 'runId',
+        '#step': 'step',
+        '#claimedAt': 'claimedAt',
+        '#dispatched': 'dispatched',
+        '#parked': 'parked',
+        '#parkSent': 'parkSent',
+        '#channel': 'channel',
+        '#expiresAt': 'expiresAt',
+        '#run': 'runId',
       },
       ExpressionAttributeValues: {
         ':k': { N: '1' },
@@ -1026,16 +1039,26 @@ describe('ProgressStore', () => {
     expectNoUnusedNamesOrValues(input);
   });
 
-  test.each([
-    [3, `${TAKEOVER} OR attribute_not_exists(#run) OR #step = :prev OR #step = :k`],
-    [1, `${TAKEOVER} OR attribute_not_exists(#run) OR #step = :k`],
-  ])('a resume of step %d also accepts an expired run and the step itself', async (step, condition) => {
-    await expect(store().claim({ runId: 'run-1', step, channel: 'email', resume: true })).resolves.toBe('claimed');
+  test.each([3, 1])('a resume of step %d needs the parked message\'s token (consumed), or an expired run', async (step) => {
+    await expect(store().claim({ runId: 'run-1', step, channel: 'email', resume: true, parkToken: 'token-1' })).resolves.toBe('claimed');
 
     const [input] = updates();
-    expect(input.ConditionExpression).toBe(condition);
+    expect(input.ConditionExpression).toBe('attribute_not_exists(#run) OR #parked = :token');
+    expect(input.ExpressionAttributeValues![':token']).toEqual({ S: 'token-1' });
+    expect(input.UpdateExpression).toMatch(/REMOVE #dispatched, #parked, #parkSent$/);
     expect(input.ExpressionAttributeNames!['#run']).toBe('runId');
     expectNoUnusedNamesOrValues(input);
+  });
+
+  test('markParked parks a step once per token; a duplicate with another token is refused', async () => {
+    await expect(store().markParked('run-1', 2, 'email', 'token-1')).resolves.toBe(true);
+    const [input] = updates();
+    expect(input.ConditionExpression).toBe('attribute_not_exists(#run) OR #step < :k '
+      + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))');
+    expect(input.UpdateExpression).toBe('SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched');
+    expectNoUnusedNamesOrValues(input);
+    dynamoMock.on(UpdateItemCommand).rejects(new ConditionalCheckFailedException({ message: 'no', $metadata: {} }));
+    await expect(store().markParked('run-1', 2, 'email', 'token-2')).resolves.toBe(false);
   });
 
   test.each([
@@ -1348,7 +1371,14 @@ describe('follower helper', () => {
     step: 1,
     event: { n: 1 },
     orchestration: {
-      orchestrator: CONFIG.orchestratorId, runId: 'run-1', route: ['enrich'], follower: 'enrich', hops: 1, startedAt: NOW_MS, record: {},
+      orchestrator: CONFIG.orchestratorId,
+      runId: 'run-1',
+      route: ['enrich'],
+      follower: 'enrich',
+      hops: 1,
+      startedAt: NOW_MS,
+      record: {},
+      maxResultBytes: 1000,
     },
   };
 

@@ -136,20 +136,20 @@ export class MemoryRouteStore implements RouteStore {
  * was not dispatched is always 'busy'). `log` records the calls in order, shared with the test.
  */
 export class MemoryProgress {
-  public readonly items = new Map<string, { step: number; dispatched: boolean }>();
+  public readonly items = new Map<string, { step: number; dispatched: boolean; parked?: string; parkSent?: boolean }>();
 
   public readonly claim = jest.fn(async (claim: StepClaim): Promise<ClaimOutcome> => {
     this.log.push(`claim ${claim.step}${claim.resume ? ' (resume)' : ''}`);
     const item = this.items.get(claim.runId);
-    const allowed = (!item && (claim.step === 1 || claim.resume === true))
-      || (item !== undefined && claim.step > 1 && item.step === claim.step - 1)
-      || (item !== undefined && claim.resume === true && item.step === claim.step);
+    const allowed = claim.resume
+      ? !item || (claim.parkToken !== undefined && item.parked === claim.parkToken)
+      : (!item && claim.step === 1) || (item !== undefined && claim.step > 1 && item.step === claim.step - 1);
     if (allowed) {
       this.items.set(claim.runId, { step: claim.step, dispatched: false });
       return 'claimed';
     }
     if (!item) return 'out-of-order';
-    if (item.step > claim.step || (item.step === claim.step && item.dispatched)) return 'replay';
+    if (item.step > claim.step || (item.step === claim.step && (item.dispatched || item.parked !== undefined || claim.resume))) return 'replay';
     if (item.step === claim.step) return 'busy';
     return 'out-of-order';
   });
@@ -158,6 +158,19 @@ export class MemoryProgress {
     this.log.push(`markDispatched ${step}`);
     const item = this.items.get(runId);
     if (item && item.step === step) item.dispatched = true;
+  });
+
+  public readonly markParked = jest.fn(async (runId: string, step: number, _channel: string, token: string): Promise<boolean> => {
+    this.log.push(`markParked ${step}`);
+    const item = this.items.get(runId);
+    if (item && (item.step > step || (item.step === step && item.parked !== undefined && (item.parked !== token || item.parkSent)))) return false;
+    this.items.set(runId, { step, dispatched: false, parked: token });
+    return true;
+  });
+
+  public readonly markParkSent = jest.fn(async (runId: string, token: string): Promise<void> => {
+    const item = this.items.get(runId);
+    if (item && item.parked === token) item.parkSent = true;
   });
 
   constructor(private readonly log: string[] = []) {}
