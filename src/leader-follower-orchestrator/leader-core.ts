@@ -45,6 +45,8 @@ export interface LeaderDependencies {
   readonly concurrency?: number;
   /** Backoff of PutEvents retries, injected by tests. */
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Milliseconds left in the invocation (Lambda's context); a redrive stops receiving when it runs low. */
+  readonly remainingTimeMs?: () => number;
 }
 
 /** What the leader did with one record or follower result. */
@@ -394,6 +396,10 @@ export class Leader {
     let failed = 0;
     this.redriving = true;
     while (received < limit) {
+      if ((this.deps.remainingTimeMs?.() ?? Infinity) < REDRIVE_TIME_RESERVE_MS) {
+        this.deps.logger.warn('redrive stopped early: the invocation is running out of time; invoke it again for the rest', { received });
+        break;
+      }
       const batch = await this.deps.sqs.send(new ReceiveMessageCommand({
         QueueUrl: this.config.deadLetterQueueUrl,
         MaxNumberOfMessages: Math.min(10, limit - received),
@@ -441,8 +447,12 @@ export class Leader {
       if (parked.step > parked.route.length) return this.finish(run, parked.step, payload, token);
       return this.dispatch(run, parked.step, payload, token);
     }
-    // The leader's own on-failure record: its request, handled again (progress makes that idempotent).
-    if (isObject(body) && isObject(body.requestContext) && 'requestPayload' in body) return this.route(body.requestPayload, true);
+    // The leader's own on-failure record: its request, handled again (progress makes that idempotent);
+    // a failed redrive request is dropped (its messages are still in the queue).
+    if (isObject(body) && isObject(body.requestContext) && 'requestPayload' in body) {
+      if (isObject(body.requestPayload) && isObject(body.requestPayload.redrive)) return;
+      return this.route(body.requestPayload, true);
+    }
     return this.route(body, true);
   }
 
@@ -472,6 +482,8 @@ export class Leader {
 
 /** SQS's message size limit (1 MiB), less room for the queue's own attributes. */
 const MAX_PARKED_BYTES = 1_000_000;
+/** Time a redrive leaves itself to finish the messages it received (of the leader's 30 s). */
+const REDRIVE_TIME_RESERVE_MS = 10_000;
 /** SQS's longest message delay. */
 const REPARK_DELAY_SECONDS = 900;
 const RETRYABLE_PUT_CODES = new Set(['ThrottlingException', 'InternalFailure', 'InternalException']);

@@ -71,7 +71,7 @@ export interface LeaderFollowerOrchestratorProps {
   /**
    * Routes written to the routes table at deploy by a custom resource; more can be added
    * with `addRoute`. Routes can also be written at run time (the route writer function, or the
-   * table itself) without a deploy. A deploy rewrites these channels only when they change here.
+   * table itself) without a deploy. A deploy writes a channel's route again only when it changes here.
    * @default - none
    */
   readonly routes?: RouteDefinition[];

@@ -36,7 +36,11 @@ const SERVICE_NAME = 'leader-follower-orchestrator';
 const MAX_FOLLOWERS = 16;
 const DEFAULT_ROUTE_CACHE_TTL = Duration.seconds(60);
 const DEFAULT_PROGRESS_TTL = Duration.days(14);
-/** Delivery of source events to the leader: a failing invocation is retried for an hour. */
+/**
+ * EventBridge's delivery of source events to the leader: an event it cannot hand to Lambda is
+ * retried for an hour. Failures inside the leader get Lambda's 2 retries, then its on-failure
+ * destination (the dead-letter queue).
+ */
 const SOURCE_RETRY_ATTEMPTS = 8;
 const SOURCE_MAX_EVENT_AGE = Duration.hours(1);
 /** Shorter than the 45 s lease on a claimed step (leader.lambda.ts), so a claim outlives its owner. */
@@ -85,7 +89,7 @@ export class LeaderFollowerOrchestrator extends Construct {
    * that failed after Lambda's retries, and of events EventBridge could not deliver to the leader.
    */
   public readonly deadLetterQueue: sqs.Queue;
-  /** Alarm: the dead-letter queue holds at least one message. */
+  /** Alarm: the dead-letter queue holds at least one message (visible or delayed). */
   public readonly deadLetterQueueAlarm: cloudwatch.Alarm;
   /** Alarm: Lambda failed to deliver a leader invocation's failure record to the dead-letter queue. */
   public readonly leaderDeliveryFailuresAlarm: cloudwatch.Alarm;
@@ -158,7 +162,17 @@ export class LeaderFollowerOrchestrator extends Construct {
     for (const follower of props.followers ?? []) this.addFollower(follower.name, follower.function);
     for (const route of props.routes ?? []) this.addRoute(route.channel, route.followers, route.description);
 
-    this.deadLetterQueueAlarm = this.alarm('DeadLetterQueueAlarm', queueDepth(this.deadLetterQueue),
+    // Messages parked again during a redrive are delayed 15 minutes: they count as parked too.
+    const parkedMessages = new cloudwatch.MathExpression({
+      expression: 'visible + delayed',
+      label: 'Parked messages (visible + delayed)',
+      usingMetrics: {
+        visible: queueDepth(this.deadLetterQueue),
+        delayed: this.deadLetterQueue.metricApproximateNumberOfMessagesDelayed({ statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
+      },
+      period: Duration.minutes(5),
+    });
+    this.deadLetterQueueAlarm = this.alarm('DeadLetterQueueAlarm', parkedMessages,
       'Events are parked in the orchestrator dead-letter queue (each message says its channel, step and reason); '
       + 'fix the cause, then invoke the leader with {"redrive":{"maxMessages":10}} to resume them');
     this.leaderDeliveryFailuresAlarm = this.alarm('LeaderDeliveryFailuresAlarm', destinationDeliveryFailures(this.leaderFunction),
@@ -205,11 +219,26 @@ export class LeaderFollowerOrchestrator extends Construct {
         `allowed: at most ${MAX_FOLLOWERS} followers (their ARNs travel in the leader's environment, limited to 4 KB)`);
     }
     const target = asyncConfigTarget(fn);
-    if (target.fn.node.tryFindChild('EventInvokeConfig')) {
-      throw new PropValidationError(this, `function of follower "${name}"`, fn.node.path,
+    const prop = `function of follower "${name}"`;
+    if (!target) {
+      throw new PropValidationError(this, prop, fn.functionArn, 'allowed: a function, a lambda.Alias or a lambda.Version of this app, '
+        + 'or an imported function without a qualifier (the orchestrator must set the asynchronous invocation configuration of the '
+        + 'exact qualifier it invokes)');
+    }
+    if (fn.node.tryFindChild('EventInvokeConfig')) {
+      throw new PropValidationError(this, prop, fn.node.path,
         'allowed: a function without its own asynchronous invocation configuration (onSuccess, onFailure, retryAttempts, maxEventAge): '
         + 'the orchestrator sets it, with the leader as the destination');
     }
+    // One asynchronous invocation configuration per function and qualifier: a second would fail the deploy.
+    const registrations = FOLLOWER_REGISTRATIONS.get(target.fn) ?? new Map<string, string>();
+    const qualifier = target.qualifier ?? '$LATEST';
+    const earlier = registrations.get(qualifier);
+    if (earlier) {
+      throw new PropValidationError(this, prop, fn.node.path, `allowed: a function (and qualifier) registered once; it is already ${earlier}`);
+    }
+    registrations.set(qualifier, `follower "${name}" of ${this.node.path}`);
+    FOLLOWER_REGISTRATIONS.set(target.fn, registrations);
     this.followerFunctions.set(name, fn);
     this.followerArns[name] = fn.functionArn;
     this.leaderFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
@@ -256,8 +285,9 @@ export class LeaderFollowerOrchestrator extends Construct {
 
   /**
    * Routes curated events of a bus through the leader: a rule (by default, every
-   * `CuratedRecord` and `CuratedBatch` not yet orchestrated) with a retry policy (8 attempts
-   * within an hour) and the dead-letter queue.
+   * `CuratedRecord` and `CuratedBatch` not yet orchestrated) whose delivery to the leader is
+   * retried 8 times within an hour, then parked in the dead-letter queue. Failures inside the
+   * leader get Lambda's 2 retries, then go to the same queue.
    */
   public addSource(id: string, options: OrchestratorSourceOptions): events.Rule {
     const pattern = options.eventPattern ?? { source: [CURATED_SOURCE], detailType: [RECORD_DETAIL_TYPE, BATCH_DETAIL_TYPE] };
@@ -273,8 +303,8 @@ export class LeaderFollowerOrchestrator extends Construct {
   }
 
   /**
-   * A rule target for the leader with the orchestrator's delivery defaults (8 attempts within
-   * an hour, then the dead-letter queue), for rules made elsewhere, such as a
+   * A rule target for the leader with the orchestrator's delivery defaults (EventBridge retries
+   * the delivery 8 times within an hour, then the dead-letter queue), for rules made elsewhere, such as a
    * TieredEventIngest fast route. The leader takes curated events, bare envelopes and batches.
    */
   public ruleTarget(): events.IRuleTarget {
@@ -473,10 +503,22 @@ class LeaderDestination implements lambda.IDestination {
   }
 }
 
-/** The function and qualifier an asynchronous invocation configuration applies to. */
-function asyncConfigTarget(fn: lambda.IFunction): { fn: lambda.IFunction; qualifier?: string } {
+/**
+ * Followers registered in this process, by function and qualifier. Weak: it never keeps an app
+ * alive, and only finds a function registered twice (in one orchestrator or two).
+ */
+const FOLLOWER_REGISTRATIONS = new WeakMap<lambda.IFunction, Map<string, string>>();
+
+/**
+ * The function and qualifier an asynchronous invocation configuration applies to; undefined for
+ * an imported qualified function, whose qualifier cannot be told apart from its name.
+ */
+function asyncConfigTarget(fn: lambda.IFunction): { fn: lambda.IFunction; qualifier?: string } | undefined {
   if (fn instanceof lambda.Alias) return { fn: fn.version.lambda, qualifier: fn.aliasName };
   if (fn instanceof lambda.Version) return { fn: fn.lambda, qualifier: fn.version };
+  if (fn instanceof lambda.QualifiedFunctionBase) return undefined;
+  // arn:aws:lambda:region:account:function:name[:qualifier]
+  if (!Token.isUnresolved(fn.functionArn) && fn.functionArn.split(':').length > 7) return undefined;
   return { fn };
 }
 

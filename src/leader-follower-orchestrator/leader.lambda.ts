@@ -4,6 +4,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import type { Context } from 'aws-lambda';
 import { Leader, leaderConfigFromEnv, LeaderMetrics, LeaderReport } from './leader-core';
 import { LEADER_ENV } from './orchestrator-contract';
 import { ProgressStore } from './progress-core';
@@ -58,10 +59,12 @@ class ChannelMetrics implements LeaderMetrics {
  * being dispatched by another invocation) fails the invocation so Lambda retries it; after the
  * retries, the on-failure destination keeps the request in the dead-letter queue.
  */
-export async function handler(input: unknown): Promise<LeaderReport> {
+export async function handler(input: unknown, context?: Context): Promise<LeaderReport> {
   const config = leaderConfigFromEnv(env);
   const metrics = new ChannelMetrics();
-  const leader = new Leader({ routes, progress, lambda, eventBridge, sqs, metrics, logger }, config);
+  const leader = new Leader({
+    routes, progress, lambda, eventBridge, sqs, metrics, logger, remainingTimeMs: context ? () => context.getRemainingTimeInMillis() : undefined,
+  }, config);
   try {
     const report = await leader.handle(input);
     logger.info('invocation handled', { ...report });

@@ -54,8 +54,9 @@ export function validateRoutes(routes: unknown, config: RouteWriterConfig): Rout
 }
 
 /**
- * Writes the routes of the construct's props at deploy (Create/Update) and deletes the
- * channels an update removed. Delete leaves the routes to the table's own removal policy.
+ * Writes the routes of the construct's props at deploy: all of them on Create; on Update only
+ * those added or changed, and deletes the channels the update removed. Delete leaves the routes
+ * to the table's own removal policy.
  */
 export async function handleRoutesResource(event: RoutesResourceEvent, store: RouteStore, config: RouteWriterConfig,
   now: () => Date = () => new Date()): Promise<{ PhysicalResourceId: string; Data: { channels: string } }> {
@@ -64,7 +65,10 @@ export async function handleRoutesResource(event: RoutesResourceEvent, store: Ro
   }
   const routes = validateRoutes(JSON.parse(event.ResourceProperties.Routes ?? '[]'), config);
   const oldRoutes = event.RequestType === 'Update' ? JSON.parse(event.OldResourceProperties?.Routes ?? '[]') as RouteItem[] : [];
-  const result = await writeRoutes(store, routes, removedChannels(oldRoutes, routes), 'deploy', now);
+  // Only routes added or changed in the props are written, so a deploy keeps run-time edits of the others.
+  const before = new Map((Array.isArray(oldRoutes) ? oldRoutes : []).map((r) => [r?.channel, JSON.stringify(r)]));
+  const changed = routes.filter((r) => before.get(r.channel) !== JSON.stringify(r));
+  const result = await writeRoutes(store, changed, removedChannels(oldRoutes, routes), 'deploy', now);
   return { PhysicalResourceId: ROUTES_RESOURCE_ID, Data: { channels: result.written.join(',') } };
 }
 

@@ -372,6 +372,45 @@ describe('parked steps are parked once and resumed once', () => {
   });
 });
 
+describe('redrive and deploys leave what they should alone', () => {
+  test('a redrive stops receiving when the invocation runs low on time, and drops a failed redrive request', async () => {
+    let remaining = 25_000;
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader } = motoLeader(deployment, lambda, { remainingTimeMs: () => remaining });
+    await leader.handle(curatedEvent('r1', 'push', { steps: [] }));
+    const [message] = await parked(deployment);
+    await requeue(deployment, message);
+    // The leader's own on-failure record of a redrive that failed: nothing to resume.
+    await requeue(deployment, { requestContext: { condition: 'RetriesExhausted' }, requestPayload: { redrive: { maxMessages: 10 } } });
+    remaining = 9_000;
+    expect((await leader.handle({ redrive: {} })).redrive).toEqual({ received: 0, resumed: 0, reparked: 0, failed: 0 });
+    remaining = 25_000;
+    await writeRoute(deployment, { channel: 'push', followers: ['deliver'] });
+    expect((await leader.handle({ redrive: {} })).redrive).toEqual({ received: 2, resumed: 2, reparked: 0, failed: 0 });
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => o.id)).toEqual(['r1']);
+  });
+
+  test('a deploy that changes one route writes only that route, keeping a run-time edit of another', async () => {
+    const store = new DynamoRouteStore(dynamoDb, deployment.routesTable);
+    const config = { followerNames: ['enrich', 'render', 'deliver'], maxHops: 7 };
+    const v1 = [{ channel: 'email', followers: ['enrich', 'render', 'deliver'] }, { channel: 'sms', followers: ['enrich', 'deliver'] }];
+    await handleRoutesResource({ RequestType: 'Create', ResourceProperties: { Routes: JSON.stringify(v1) } }, store, config);
+    // An operator re-routes sms at run time.
+    await handleRouteWriteRequest({ putRoutes: [{ channel: 'sms', followers: ['deliver'] }] }, store, config);
+    const v2 = [{ channel: 'email', followers: ['render', 'deliver'] }, v1[1]];
+    const result = await handleRoutesResource({
+      RequestType: 'Update',
+      PhysicalResourceId: 'orchestrator-routes',
+      ResourceProperties: { Routes: JSON.stringify(v2) },
+      OldResourceProperties: { Routes: JSON.stringify(v1) },
+    }, store, config);
+    expect(result.Data.channels).toBe('email');
+    expect(await store.get('email')).toMatchObject({ followers: ['render', 'deliver'], updatedBy: 'deploy' });
+    expect(await store.get('sms')).toMatchObject({ followers: ['deliver'], updatedBy: 'api' });
+  });
+});
+
 /** Puts a drained message back, as the queue would after its visibility timeout. */
 async function requeue(d: Deployment, body: unknown): Promise<void> {
   await sqs.send(new SendMessageCommand({ QueueUrl: d.dlqUrl, MessageBody: JSON.stringify(body) }));

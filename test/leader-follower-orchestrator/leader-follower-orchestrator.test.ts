@@ -260,21 +260,27 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     });
   });
 
-  test('two alarms: DLQ depth at 1, leader destination delivery failures', () => {
+  test('two alarms: DLQ messages (visible + delayed) at 1, leader destination delivery failures', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     expect(alarms).toHaveLength(2);
     for (const alarm of alarms) {
       expect(alarm).toMatchObject({
-        EvaluationPeriods: 1, Threshold: 1, TreatMissingData: 'notBreaching', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Period: 300,
+        EvaluationPeriods: 1, Threshold: 1, TreatMissingData: 'notBreaching', ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       });
       expect(alarm.AlarmDescription).toContain('(Test/Orchestrator)');
       expect(alarm.AlarmActions).toBeUndefined();
     }
-    expect(alarms.find((a) => a.MetricName === 'ApproximateNumberOfMessagesVisible')).toMatchObject({
-      Namespace: 'AWS/SQS',
-      Statistic: 'Maximum',
-      Dimensions: [{ Name: 'QueueName', Value: getAtt('OrchestratorDeadLetterQueue', 'QueueName') }],
-    });
+    // Messages parked again during a redrive are delayed 15 minutes; the alarm counts them too.
+    const depth = alarms.find((a) => a.Metrics !== undefined);
+    expect(depth.Metrics.find((m: any) => m.Expression).Expression).toBe('visible + delayed');
+    const queueMetric = (name: string) => depth.Metrics.find((m: any) => m.MetricStat?.Metric.MetricName === name).MetricStat;
+    for (const name of ['ApproximateNumberOfMessagesVisible', 'ApproximateNumberOfMessagesDelayed']) {
+      expect(queueMetric(name)).toMatchObject({
+        Metric: { Namespace: 'AWS/SQS', Dimensions: [{ Name: 'QueueName', Value: getAtt('OrchestratorDeadLetterQueue', 'QueueName') }] },
+        Stat: 'Maximum',
+        Period: 300,
+      });
+    }
     expect(alarms.find((a) => a.MetricName === 'DestinationDeliveryFailures')).toMatchObject({
       Namespace: 'AWS/Lambda',
       Statistic: 'Sum',
@@ -1014,5 +1020,45 @@ describe('LeaderFollowerOrchestrator scale', () => {
     for (let i = 0; i < 24; i++) defaultOrchestrator(stack, {}, `Orchestrator${i}`);
     expect(() => app.synth()).toThrow(new RegExp(`Stack 'Test' holds \\d+ CloudFormation resources, over the limit of 500\\. `
       + `Each LeaderFollowerOrchestrator adds about ${LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR} resources`));
+  });
+});
+
+describe('a follower\'s asynchronous configuration belongs to one orchestrator', () => {
+  test('the same function under two names is refused, naming the first registration', () => {
+    const stack = newStack();
+    const orchestrator = defaultOrchestrator(stack);
+    const fn = followerFunction(stack, 'Enrich');
+    orchestrator.addFollower('enrich', fn);
+    expect(() => orchestrator.addFollower('enrich2', fn))
+      .toThrow(/invalid function of follower "enrich2".*allowed: a function \(and qualifier\) registered once; it is already follower "enrich" of Test\/Orchestrator/);
+  });
+
+  test('the same function in two orchestrators is refused; two aliases of one function are two followers', () => {
+    const stack = newStack();
+    const fn = followerFunction(stack, 'Enrich');
+    defaultOrchestrator(stack, {}, 'First').addFollower('enrich', fn);
+    const second = defaultOrchestrator(stack, {}, 'Second');
+    expect(() => second.addFollower('enrich', fn)).toThrow(/already follower "enrich" of Test\/First/);
+    const blue = new lambda.Alias(stack, 'Blue', { aliasName: 'blue', version: fn.currentVersion });
+    const green = new lambda.Alias(stack, 'Green', { aliasName: 'green', version: fn.currentVersion });
+    second.addFollower('blue', blue);
+    second.addFollower('green', green);
+    const configs = Object.values<any>(Template.fromStack(stack).findResources('AWS::Lambda::EventInvokeConfig'))
+      .map((c) => c.Properties.Qualifier).sort();
+    expect(configs).toEqual(['$LATEST', '$LATEST', '$LATEST', 'blue', 'green']);
+  });
+
+  test('an imported function with a qualifier in its ARN is refused', () => {
+    const stack = newStack();
+    const orchestrator = defaultOrchestrator(stack);
+    const qualified = lambda.Function.fromFunctionArn(stack, 'Ext', 'arn:aws:lambda:eu-west-1:111111111111:function:ext:live');
+    expect(() => orchestrator.addFollower('ext', qualified))
+      .toThrow(/invalid function of follower "ext" "arn:aws:lambda:eu-west-1:111111111111:function:ext:live"; allowed: a function, a lambda.Alias/);
+    const importedAlias = lambda.Alias.fromAliasAttributes(stack, 'ImportedAlias', {
+      aliasName: 'prod', aliasVersion: lambda.Version.fromVersionArn(stack, 'V', 'arn:aws:lambda:eu-west-1:111111111111:function:ext:3'),
+    });
+    expect(() => orchestrator.addFollower('prod', importedAlias)).toThrow(/allowed: a function, a lambda.Alias or a lambda.Version of this app/);
+    const unqualified = lambda.Function.fromFunctionArn(stack, 'Plain', 'arn:aws:lambda:eu-west-1:111111111111:function:plain');
+    expect(() => orchestrator.addFollower('plain', unqualified)).not.toThrow();
   });
 });

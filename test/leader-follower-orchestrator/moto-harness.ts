@@ -185,7 +185,7 @@ export const QUIET = { debug: () => {}, info: () => {}, warn: () => {}, error: (
 
 /** A leader wired to moto, with a controllable clock. */
 export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, options: {
-  cacheTtlMs?: number; maxHops?: number; maxEventBytes?: number; clock?: { now: number }; orchestratorId?: string;
+  cacheTtlMs?: number; maxHops?: number; maxEventBytes?: number; clock?: { now: number }; orchestratorId?: string; remainingTimeMs?: () => number;
 } = {}) {
   const clock = options.clock ?? { now: Date.parse('2026-11-22T10:00:00Z') };
   const now = () => clock.now;
@@ -202,7 +202,16 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
     maxEventBytes: options.maxEventBytes ?? 256_000,
   };
   const leader = new Leader({
-    routes, progress, lambda: simulator.client, eventBridge, sqs, metrics, logger: QUIET, now, sleep: async () => {},
+    routes,
+    progress,
+    lambda: simulator.client,
+    eventBridge,
+    sqs,
+    metrics,
+    logger: QUIET,
+    now,
+    sleep: async () => {},
+    remainingTimeMs: options.remainingTimeMs,
   }, config);
   return { leader, table, routes, progress, metrics, clock, config };
 }
