@@ -17,7 +17,9 @@ import pytest
 from jsii.errors import JSIIError
 from aws_cdk import App, Duration, Stack
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Match, Template
 from constructs import Construct
@@ -33,7 +35,10 @@ from cdk_event_fabric import (
     CuratedEnvelopePaths,
     EventAggregator,
     FastRoute,
+    FollowerDefinition,
     IngestLane,
+    LeaderFollowerOrchestrator,
+    RouteDefinition,
     TieredEventIngest,
 )
 
@@ -422,3 +427,124 @@ def test_event_aggregator():
     assert aggregator.metric_aggregations_completed().metric_name == "AggregationsCompleted"
     assert EventAggregator.RESOURCES_PER_AGGREGATOR > 0
     assert EventAggregator.COMPLETED_DETAIL_TYPE == "Aggregation Completed"
+
+
+def _follower_function(stack: Stack, construct_id: str) -> lambda_.Function:
+    """A follower as a Python user would register one: any function returning {"event": ...}."""
+    return lambda_.Function(
+        stack,
+        construct_id,
+        runtime=lambda_.Runtime.NODEJS_24_X,
+        handler="index.handler",
+        code=lambda_.Code.from_inline("exports.handler = async (request) => ({ event: request.event });"),
+    )
+
+
+def test_leader_follower_orchestrator():
+    stack = _new_stack()
+    curated = events.EventBus(stack, "Curated")
+    fast = events.EventBus(stack, "Fast")
+    enrich = _follower_function(stack, "Enrich")
+    render = _follower_function(stack, "Render")
+    deliver = _follower_function(stack, "Deliver")
+    orchestrator = LeaderFollowerOrchestrator(
+        stack,
+        "Orchestrator",
+        curated_bus=curated,
+        # Lists of structs: each item a struct instance (a plain dict works too).
+        followers=[FollowerDefinition(name="enrich", function=enrich), FollowerDefinition(name="render", function=render)],
+        routes=[RouteDefinition(channel="email", followers=["enrich", "render", "deliver"], description="enrich, render, deliver")],
+        max_hops=5,
+        route_cache_ttl=Duration.seconds(30),
+        follower_retry_attempts=1,
+    )
+    # A follower and a route added from Python; routes are checked against the followers at synth.
+    orchestrator.add_follower("deliver", deliver)
+    orchestrator.add_route("sms", ["enrich", "deliver"])
+    # A source added from Python: the struct's fields are keyword arguments.
+    source_rule = orchestrator.add_source("Curated", event_bus=curated)
+    # The leader as the target of a rule made elsewhere (such as a TieredEventIngest fast route).
+    events.Rule(stack, "Urgent", event_bus=fast, event_pattern=events.EventPattern(source=["journeys"]),
+                targets=[orchestrator.rule_target()])
+    operator = iam.Role(stack, "Operator", assumed_by=iam.AccountRootPrincipal())
+    orchestrator.grant_redrive(operator)
+    orchestrator.grant_write_routes(operator)
+    template = Template.from_stack(stack)
+
+    # The routes custom resource carries the routes of the props and of add_route, as JSON.
+    routes_resources = list(_resources(template, "Custom::OrchestratorRoutes").values())
+    assert len(routes_resources) == 1
+    assert json.loads(routes_resources[0]["Properties"]["Routes"]) == [
+        {"channel": "email", "followers": ["enrich", "render", "deliver"], "description": "enrich, render, deliver"},
+        {"channel": "sms", "followers": ["enrich", "deliver"]},
+    ]
+
+    # Each follower's asynchronous invocation configuration: the leader is its success and
+    # failure destination, with the retries given from Python.
+    leader_id = stack.get_logical_id(orchestrator.leader_function.node.default_child)
+    follower_ids = {stack.get_logical_id(fn.node.default_child) for fn in (enrich, render, deliver)}
+    configs = [
+        c["Properties"] for c in _resources(template, "AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] != {"Ref": leader_id}
+    ]
+    assert {_rendered(c["FunctionName"]) for c in configs} == {_rendered({"Ref": i}) for i in follower_ids}
+    for config in configs:
+        destinations = config["DestinationConfig"]
+        assert destinations["OnSuccess"] == destinations["OnFailure"], _rendered(destinations)
+        assert "-leader" in _rendered(destinations["OnSuccess"]), _rendered(destinations)
+        assert config["MaximumRetryAttempts"] == 1
+
+    # The source rule: curated records and batches not yet orchestrated, with the retry
+    # policy and the dead-letter queue; the rule_target() rule gets the same delivery.
+    dlq_arn = {"Fn::GetAtt": [stack.get_logical_id(orchestrator.dead_letter_queue.node.default_child), "Arn"]}
+    rules = [r["Properties"] for r in _resources(template, "AWS::Events::Rule").values()]
+    source = [r for r in rules if r["EventPattern"].get("detail-type")]
+    assert len(source) == 1, _rendered(rules)
+    assert source[0]["EventPattern"] == {
+        "source": ["cdk-event-fabric"],
+        "detail-type": ["CuratedRecord", "CuratedBatch"],
+        "detail": {"orchestration": [{"exists": False}]},
+    }
+    urgent = [r for r in rules if r["EventPattern"] == {"source": ["journeys"]}]
+    assert len(urgent) == 1, _rendered(rules)
+    for rule in (source[0], urgent[0]):
+        target = rule["Targets"][0]
+        assert target["Arn"] == {"Fn::GetAtt": [leader_id, "Arn"]}
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 3600}
+        assert target["DeadLetterConfig"] == {"Arn": dlq_arn}
+
+    # The leader's settings from Python.
+    leader_env = template.to_json()["Resources"][leader_id]["Properties"]["Environment"]["Variables"]
+    assert leader_env["MAX_HOPS"] == "5" and leader_env["ROUTE_CACHE_TTL_SECONDS"] == "30"
+
+    # grant_redrive and grant_write_routes: the operator may invoke the leader and the route writer.
+    template.has_resource_properties("AWS::IAM::Policy", {
+        "Roles": [{"Ref": stack.get_logical_id(operator.node.default_child)}],
+        "PolicyDocument": {"Statement": Match.array_with([
+            Match.object_like({"Action": "lambda:InvokeFunction", "Resource": Match.array_with([{"Fn::GetAtt": [leader_id, "Arn"]}])}),
+        ])},
+    })
+
+    assert orchestrator.follower_names == ["enrich", "render", "deliver"]
+    assert [r.channel for r in orchestrator.deployed_routes] == ["email", "sms"]
+    assert orchestrator.max_hops == 5 and len(orchestrator.sources) == 1 and source_rule is not None
+    assert len(orchestrator.follower_delivery_failures_alarms) == 3
+    steps = orchestrator.metric_steps("email")
+    assert steps.metric_name == "Steps" and steps.namespace == "cdk-event-fabric"
+    assert steps.dimensions["channel"] == "email"
+    assert LeaderFollowerOrchestrator.MAX_ROUTE_LENGTH == 7
+    assert LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR > 0
+
+    # A route longer than the hop limit (8 followers) is refused at synth, with the limit and why.
+    other = _new_stack()
+    other_follower = _follower_function(other, "Enrich")
+    with pytest.raises((RuntimeError, JSIIError)) as excinfo:
+        LeaderFollowerOrchestrator(
+            other,
+            "TooLong",
+            followers=[FollowerDefinition(name="enrich", function=other_follower)],
+            routes=[RouteDefinition(channel="long", followers=["enrich"] * 8)],
+        )
+    message = str(excinfo.value)
+    assert "TooLong" in message and "long" in message, message
+    assert "1 to 7" in message and "recursive loop detection" in message, message
