@@ -187,7 +187,7 @@ project.addTask('schemas', {
 });
 
 project.addTask('bench', {
-  description: 'Benchmarks against a naive baseline: resources and synth time, replay throughput, batch publisher throughput/memory/billing',
+  description: 'Benchmarks against a naive baseline: resources and synth time, replay throughput, batch publisher throughput/memory/billing, aggregator Query vs Scan, orchestrator leader per-step overhead and route reads',
   exec: 'ts-node --project test/tsconfig.json bench/run.ts',
 });
 

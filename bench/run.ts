@@ -14,6 +14,11 @@
  * 4. EventAggregator's read of one correlation id on moto DynamoDB (started here) in tables
  *    of 10, 1,000 and 10,000 unrelated items: the consistent Query on the partition key
  *    against the seed's Scan with a FilterExpression: items read, read units and time.
+ * 5. LeaderFollowerOrchestrator's leader on moto (started here), followers replaced by a fake
+ *    Lambda client, 1,000 records on 3-step routes: per-invocation time (median, p95), route
+ *    table reads and progress writes per 1,000 events, with the route cache on and off, against
+ *    the seed's naive leader (a route read on every step, no progress); then the leader's CPU
+ *    per invocation with in-memory stubs, ours against the naive leader.
  */
 import { App, Stack } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -22,6 +27,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { ApiDestinationChannel, ChannelAuthorization } from '../src';
 import { benchBatchPublisher } from './batch-publisher';
 import { benchEventAggregator } from './event-aggregator';
+import { benchLeaderFollowerOrchestrator } from './leader-follower-orchestrator';
 import { replayDeadLetters } from '../src/api-destination-channel/replay-core';
 
 function table(title: string, header: string[], rows: (string | number)[][]): void {
@@ -155,6 +161,7 @@ async function main(): Promise<void> {
   await benchReplay(20_000);
   benchBatchPublisher(table);
   await benchEventAggregator(table);
+  await benchLeaderFollowerOrchestrator(table);
 }
 
 main().catch((err) => {

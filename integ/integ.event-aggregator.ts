@@ -18,6 +18,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { acknowledgeCapture, CAPTURE_QUEUE_PROPS, containsAll } from './capture';
 import { EventAggregator } from '../src';
 
 const ORDER_SOURCE = 'integ.orders';
@@ -25,29 +26,11 @@ const ORDER_SOURCE = 'integ.orders';
 /** Test scaffolding: a queue the assertions read. Not part of the library. */
 class CaptureQueue extends sqs.Queue {
   constructor(scope: Construct, id: string) {
-    super(scope, id, {
-      enforceSSL: true,
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      retentionPeriod: Duration.hours(1),
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
-    for (const [ruleId, reason] of Object.entries(CAPTURE_ACKNOWLEDGEMENTS)) {
-      Validations.of(this).acknowledge({ id: ruleId, reason });
-    }
+    super(scope, id, CAPTURE_QUEUE_PROPS);
+    acknowledgeCapture(this);
   }
 }
 
-// Findings on the test scaffolding only (the aggregator itself needs none here).
-const CAPTURE_ACKNOWLEDGEMENTS: Record<string, string> = {
-  'AwsSolutions-SQS3': 'Test capture queue: only the assertions read it; unread messages expire after an hour or go with the stack.',
-  'Serverless-SQSRedrivePolicy': 'Test capture queue: no consumer other than the assertions, so nothing is redriven.',
-};
-
-/** A regular expression that matches a string containing every one of `parts`, in any order. */
-function containsAll(...parts: string[]): string {
-  const escaped = parts.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  return escaped.map((p) => `(?=[\\s\\S]*${p})`).join('');
-}
 
 /** One order check on the source bus, as the seed's applications would put it. */
 function check(bus: events.IEventBus, name: string, orderId: number) {

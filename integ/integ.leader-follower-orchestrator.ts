@@ -23,6 +23,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { acknowledgeCapture, CAPTURE_QUEUE_PROPS, containsAll } from './capture';
 import { CuratedEnvelope, IngestLane, LeaderFollowerOrchestrator } from '../src';
 
 /** The routes under test: channel to follower names, step 1 first. */
@@ -80,12 +81,7 @@ class OrchestratedCapture extends Construct {
 
   constructor(scope: Construct, id: string, curatedBus: events.IEventBus, channel: string) {
     super(scope, id);
-    this.queue = new sqs.Queue(this, 'Queue', {
-      enforceSSL: true,
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      retentionPeriod: Duration.hours(1),
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    this.queue = new sqs.Queue(this, 'Queue', CAPTURE_QUEUE_PROPS);
     new events.Rule(this, 'Rule', {
       eventBus: curatedBus,
       eventPattern: {
@@ -96,24 +92,10 @@ class OrchestratedCapture extends Construct {
       targets: [new targets.SqsQueue(this.queue)],
     });
 
-    for (const [ruleId, reason] of Object.entries(CAPTURE_ACKNOWLEDGEMENTS)) {
-      Validations.of(this).acknowledge({ id: ruleId, reason });
-    }
+    acknowledgeCapture(this);
   }
 }
 
-// Findings on the test scaffolding only (the orchestrator itself needs none here).
-const CAPTURE_ACKNOWLEDGEMENTS: Record<string, string> = {
-  'AwsSolutions-SQS3': 'Test capture queue: only the assertions read it; unread messages expire after an hour or go with the stack.',
-  'Serverless-SQSRedrivePolicy': 'Test capture queue: no consumer other than the assertions, so nothing is redriven.',
-  'Serverless-EventBusDLQ': 'Test capture rule: a lost delivery makes the assertion fail, which is the signal wanted.',
-};
-
-/** A regular expression that matches a string containing every one of `parts`, in any order. */
-function containsAll(...parts: string[]): string {
-  const escaped = parts.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  return escaped.map((p) => `(?=[\\s\\S]*${p})`).join('');
-}
 
 /**
  * One curated record of `channel` on the curated bus, as a TieredEventIngest lane would put it.

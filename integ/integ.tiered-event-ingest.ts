@@ -16,6 +16,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { acknowledgeCapture, CAPTURE_QUEUE_PROPS, containsAll } from './capture';
 import { CuratedEnvelope, TieredEventIngest } from '../src';
 
 /** Test scaffolding: a queue that receives the curated events of one detail-type. Not part of the library. */
@@ -24,36 +25,17 @@ class CuratedCapture extends Construct {
 
   constructor(scope: Construct, id: string, curatedBus: events.IEventBus, detailType: string) {
     super(scope, id);
-    this.queue = new sqs.Queue(this, 'Queue', {
-      enforceSSL: true,
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      retentionPeriod: Duration.hours(1),
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    this.queue = new sqs.Queue(this, 'Queue', CAPTURE_QUEUE_PROPS);
     new events.Rule(this, 'Rule', {
       eventBus: curatedBus,
       eventPattern: { source: [CuratedEnvelope.SOURCE], detailType: [detailType] },
       targets: [new targets.SqsQueue(this.queue)],
     });
 
-    for (const [ruleId, reason] of Object.entries(CAPTURE_ACKNOWLEDGEMENTS)) {
-      Validations.of(this).acknowledge({ id: ruleId, reason });
-    }
+    acknowledgeCapture(this);
   }
 }
 
-// Findings on the test scaffolding only (the ingest itself needs none here).
-const CAPTURE_ACKNOWLEDGEMENTS: Record<string, string> = {
-  'AwsSolutions-SQS3': 'Test capture queue: only the assertions read it; unread messages expire after an hour or go with the stack.',
-  'Serverless-SQSRedrivePolicy': 'Test capture queue: no consumer other than the assertions, so nothing is redriven.',
-  'Serverless-EventBusDLQ': 'Test capture rule: a lost delivery makes the assertion fail, which is the signal wanted.',
-};
-
-/** A regular expression that matches a string containing every one of `parts`, in any order. */
-function containsAll(...parts: string[]): string {
-  const escaped = parts.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  return escaped.map((p) => `(?=[\\s\\S]*${p})`).join('');
-}
 
 /** Builds the integ app into `app`; returns the test for more assertions. */
 export function buildApp(app: App): IntegTest {

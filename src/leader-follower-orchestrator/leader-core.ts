@@ -198,9 +198,12 @@ export class Leader {
         maxResultBytes: 0,
       },
     };
-    const bytes = Buffer.byteLength(JSON.stringify(request), 'utf8');
-    (request.orchestration as { maxResultBytes: number }).maxResultBytes = DESTINATION_RECORD_BUDGET_BYTES - bytes - 16;
+    // What the destination record leaves for the result once it carries this request (16 bytes
+    // spare for the digits of the figure itself).
+    (request.orchestration as { maxResultBytes: number }).maxResultBytes =
+      DESTINATION_RECORD_BUDGET_BYTES - Buffer.byteLength(JSON.stringify(request), 'utf8') - 16;
     const payload = JSON.stringify(request);
+    const bytes = Buffer.byteLength(payload, 'utf8');
     if (bytes > this.config.maxEventBytes) {
       return park('oversized', `the request for step ${step} is ${bytes} bytes; allowed: at most ${this.config.maxEventBytes} `
         + '(a destination record carries the request and the result within Lambda\'s 1 MB asynchronous payload limit)');
