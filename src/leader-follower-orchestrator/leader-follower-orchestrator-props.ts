@@ -22,7 +22,10 @@ export interface FollowerDefinition {
 
 /** A route: the followers an event of a channel goes through, in order. */
 export interface RouteDefinition {
-  /** The channel (the curated record's `channel`): non-blank, at most 256 characters, no control characters. */
+  /**
+   * The channel (the curated record's `channel`): printable ASCII with at least one non-space
+   * character, at most 256 characters (it is a dimension of the per-channel metrics).
+   */
   readonly channel: string;
   /**
    * Registered follower names, step 1 first. From 1 to `maxHops` (at most 7) names; a name

@@ -16,8 +16,11 @@ export const LAMBDA_RECURSION_LIMIT = 16;
 
 /** Follower names: they appear in routes, metrics and construct ids. */
 export const FOLLOWER_NAME_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
-/** Channel names: any non-blank text of at most 256 characters without control characters. */
-export const CHANNEL_NAME_PATTERN = '^[^\\u0000-\\u001f]*\\S[^\\u0000-\\u001f]*$';
+/**
+ * Channel names: printable ASCII with at least one non-space character, at most 256: a channel
+ * is a CloudWatch dimension value of the leader's metrics, and those must be ASCII.
+ */
+export const CHANNEL_NAME_PATTERN = '^[ -~]*[!-~][ -~]*$';
 export const MAX_CHANNEL_LENGTH = 256;
 
 /** The input a follower receives (`FollowerRequest` in the docs' JSON contract). */

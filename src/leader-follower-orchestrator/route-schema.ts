@@ -74,7 +74,7 @@ function describe(error: NonNullable<ValidateFunction['errors']>[number]): strin
     return `${where} must be a follower name of 1 to 64 letters, digits, "_" or "-"`;
   }
   if (error.keyword === 'pattern' && error.instancePath === '/channel') {
-    return '/channel must be non-blank text without control characters';
+    return '/channel must be printable ASCII with at least one non-space character (it is a CloudWatch dimension value of the metrics)';
   }
   const params = error.params as { additionalProperty?: string };
   const extra = params.additionalProperty !== undefined ? ` (${JSON.stringify(params.additionalProperty)}; allowed: channel, `

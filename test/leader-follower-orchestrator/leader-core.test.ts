@@ -1214,10 +1214,12 @@ describe('route schema', () => {
       .toEqual({ valid: true, errors: [] });
   });
 
+  const CHANNEL_ERROR = '/channel must be printable ASCII with at least one non-space character (it is a CloudWatch dimension value of the metrics)';
   test.each([
     ['no followers', { channel: 'email', followers: [] }, '/followers must NOT have fewer than 1 items'],
     ['a bad follower name', { channel: 'email', followers: ['enrich', 'bad name!'] }, '/followers/1 must be a follower name of 1 to 64 letters, digits, "_" or "-"'],
-    ['a blank channel', { channel: '   ', followers: ['enrich'] }, '/channel must be non-blank text without control characters'],
+    ['a blank channel', { channel: '   ', followers: ['enrich'] }, CHANNEL_ERROR],
+    ['a non-ASCII channel', { channel: 'correo-electrónico', followers: ['enrich'] }, CHANNEL_ERROR],
     ['an extra property', { channel: 'email', followers: ['enrich'], owner: 'ops' },
       '/ must NOT have additional properties ("owner"; allowed: channel, followers, description, updatedAt, updatedBy)'],
   ])('a route with %s is invalid, with the reason', (_name, route, error) => {

@@ -886,7 +886,7 @@ describe('LeaderFollowerOrchestrator validation', () => {
 
     test('a blank channel', () => {
       expect(() => withFollowers().addRoute('  ', ['a']))
-        .toThrow(/invalid route of channel " {2}" .*allowed: \/channel must be non-blank text without control characters/);
+        .toThrow(/invalid route of channel " {2}" .*allowed: \/channel must be printable ASCII with at least one non-space character/);
     });
 
     test('a duplicate channel', () => {
