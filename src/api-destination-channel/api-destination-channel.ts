@@ -1,4 +1,4 @@
-import { Duration, Token, Validations } from 'aws-cdk-lib';
+import { Duration, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -10,7 +10,7 @@ import { ApiDestinationChannelProps } from './api-destination-channel-props';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from './replay-contract';
 import { ChannelReplayHub } from './replay-hub';
 import { ReplayRuleTargetInput, toReplayParameters, toReplayPath } from './replay-input';
-import { allowEventBridgeToUseKey, thresholdAlarm, truncate } from '../common/construct-defaults';
+import { allowEventBridgeToUseKey, deadLetterQueue, thresholdAlarm, truncate } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateHttpsUrl, validateIntegerRange } from '../common/validation';
 
@@ -218,23 +218,14 @@ export class ApiDestinationChannel extends Construct {
   }
 
   private createDeadLetterQueue(props: ApiDestinationChannelProps): sqs.Queue {
-    const queue = new sqs.Queue(this, 'DeadLetterQueue', {
-      encryption: props.encryptionKey ? sqs.QueueEncryption.KMS : sqs.QueueEncryption.SQS_MANAGED,
-      encryptionMasterKey: props.encryptionKey,
-      enforceSSL: true,
-      retentionPeriod: props.deadLetterRetentionPeriod ?? Duration.days(14),
-    });
     // aws-events-targets adds the queue policy for the rule, but not the key policy.
     allowEventBridgeToUseKey(this, props.encryptionKey);
-    Validations.of(queue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason: 'This queue is the dead-letter queue of the channel\'s EventBridge targets; it is replayed by the replay function, not redriven.',
+    return deadLetterQueue(this, 'DeadLetterQueue', {
+      encryptionKey: props.encryptionKey,
+      holds: 'events the channel\'s EventBridge targets could not deliver',
+      emptiedBy: 're-delivered by the channel\'s replay function',
+      retentionPeriod: props.deadLetterRetentionPeriod,
     });
-    Validations.of(queue).acknowledge({
-      id: 'Serverless-SQSRedrivePolicy',
-      reason: 'This queue is itself a dead-letter queue; its messages are re-delivered by the channel\'s replay function.',
-    });
-    return queue;
   }
 
   private alarm(id: string, metric: cloudwatch.IMetric, what: string, props: ApiDestinationChannelProps): cloudwatch.Alarm {

@@ -19,6 +19,42 @@ export function queueEncryption(key: kms.IKey | undefined): Pick<sqs.QueueProps,
     : { encryption: sqs.QueueEncryption.SQS_MANAGED };
 }
 
+/** Options of `deadLetterQueue`. */
+export interface DeadLetterQueueOptions {
+  /** Customer key, or SSE-SQS without one. */
+  readonly encryptionKey?: kms.IKey;
+  /** What the queue holds, for the acknowledgement reasons. */
+  readonly holds: string;
+  /** How its messages leave it, for the acknowledgement reasons ("redriven by an operator", ...). */
+  readonly emptiedBy: string;
+  /** @default 14 days */
+  readonly retentionPeriod?: Duration;
+  /** @default SQS's 30 seconds */
+  readonly visibilityTimeout?: Duration;
+}
+
+/**
+ * A construct's dead-letter queue: encrypted, TLS only, 14 days of retention, and the two
+ * findings every dead-letter queue raises (no DLQ of its own, no redrive policy) acknowledged.
+ */
+export function deadLetterQueue(scope: Construct, id: string, options: DeadLetterQueueOptions): sqs.Queue {
+  const queue = new sqs.Queue(scope, id, {
+    ...queueEncryption(options.encryptionKey),
+    enforceSSL: true,
+    retentionPeriod: options.retentionPeriod ?? Duration.days(14),
+    visibilityTimeout: options.visibilityTimeout,
+  });
+  Validations.of(queue).acknowledge({
+    id: 'AwsSolutions-SQS3',
+    reason: `This queue is itself a dead-letter queue (${options.holds}); its messages are ${options.emptiedBy}.`,
+  });
+  Validations.of(queue).acknowledge({
+    id: 'Serverless-SQSRedrivePolicy',
+    reason: `This queue is itself a dead-letter queue (${options.holds}); a redrive policy would only move its messages further away.`,
+  });
+  return queue;
+}
+
 /** Visible messages of a queue (maximum over 5 minutes), the metric of every DLQ alarm. */
 export function queueDepth(queue: sqs.IQueue): cloudwatch.Metric {
   return queue.metricApproximateNumberOfMessagesVisible({ statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) });

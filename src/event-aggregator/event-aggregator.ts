@@ -25,7 +25,10 @@ import {
 import { AggregatorFunction } from './aggregator-function';
 import { AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
-import { acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE, queueDepth, queueEncryption, thresholdAlarm, truncate } from '../common/construct-defaults';
+import {
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, deadLetterQueue, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
+  queueDepth, thresholdAlarm, truncate,
+} from '../common/construct-defaults';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { EVENT_JSON_PATH, PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
@@ -325,20 +328,7 @@ export class EventAggregator extends Construct {
   }
 
   private createDeadLetterQueue(id: string, what: string): sqs.Queue {
-    const queue = new sqs.Queue(this, id, {
-      ...queueEncryption(this.props.encryptionKey),
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    Validations.of(queue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason: `This queue is itself a dead-letter queue (${what}); its messages are inspected and redriven by an operator.`,
-    });
-    Validations.of(queue).acknowledge({
-      id: 'Serverless-SQSRedrivePolicy',
-      reason: `This queue is itself a dead-letter queue (${what}); a redrive policy would only move its messages further away.`,
-    });
-    return queue;
+    return deadLetterQueue(this, id, { encryptionKey: this.props.encryptionKey, holds: what, emptiedBy: 'inspected and redriven by an operator' });
   }
 
   private createRecorderFunction(itemTtl: Duration): lambda.Function {

@@ -229,26 +229,15 @@ export class Leader {
       record: context.record,
     };
     const step = request.step;
-    if (step < 1 || step > run.route.length || run.route[step - 1] !== context.follower) {
-      return this.park({
-        reason: 'invalid-input',
-        channel: request.channel,
-        step,
-        hops: context.hops,
-        input: record,
-        message: `a follower result for step ${step} does not match its route ${JSON.stringify(run.route)}`,
-      });
-    }
-    if (context.orchestrator !== this.config.orchestratorId) {
-      return this.park({
-        reason: 'invalid-input',
-        channel: request.channel,
-        step,
-        hops: context.hops,
-        input: record,
-        message: `a follower result of orchestrator ${JSON.stringify(context.orchestrator)} reached orchestrator `
-          + `${JSON.stringify(this.config.orchestratorId)}; a follower must be registered with one orchestrator only`,
-      });
+    const mismatch = step < 1 || step > run.route.length || run.route[step - 1] !== context.follower
+      ? `a follower result for step ${step} (follower ${JSON.stringify(context.follower)}) does not match its route `
+        + `${JSON.stringify(run.route)}; allowed: a step from 1 to ${run.route.length} naming the route's follower at that step`
+      : context.orchestrator !== this.config.orchestratorId
+        ? `a follower result of orchestrator ${JSON.stringify(context.orchestrator)} reached orchestrator `
+          + `${JSON.stringify(this.config.orchestratorId)}; allowed: results of this orchestrator's own followers`
+        : undefined;
+    if (mismatch) {
+      return this.park({ reason: 'invalid-input', channel: request.channel, step, hops: context.hops, input: record, message: mismatch });
     }
     if (record.requestContext.condition !== 'Success') {
       const response = isObject(record.responsePayload) ? record.responsePayload : {};

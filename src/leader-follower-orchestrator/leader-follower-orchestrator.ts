@@ -20,8 +20,8 @@ import {
 import { checkRoute } from './route-schema';
 import { RouteWriterFunction } from './route-writer-function';
 import {
-  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
-  queueDepth, queueEncryption, thresholdAlarm, truncate,
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, deadLetterQueue, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
+  queueDepth, thresholdAlarm, truncate,
 } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
@@ -117,20 +117,13 @@ export class LeaderFollowerOrchestrator extends Construct {
     });
     allowEventBridgeToUseKey(this, key);
 
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
-      ...queueEncryption(key),
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
+    this.deadLetterQueue = deadLetterQueue(this, 'DeadLetterQueue', {
+      encryptionKey: key,
+      holds: 'the orchestrator\'s parked events',
+      emptiedBy: 'resumed by the leader\'s redrive',
       // A redrive holds messages while it resumes them.
       visibilityTimeout: Duration.minutes(2),
     });
-    for (const [ruleId, what] of [['AwsSolutions-SQS3', 'a redrive policy would only move its messages further away'],
-      ['Serverless-SQSRedrivePolicy', 'its messages are resumed by the leader\'s redrive']]) {
-      Validations.of(this.deadLetterQueue).acknowledge({
-        id: ruleId,
-        reason: `This queue is itself the orchestrator's dead-letter queue (parked events); ${what}.`,
-      });
-    }
 
     const tableProps = {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,

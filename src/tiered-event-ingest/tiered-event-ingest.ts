@@ -17,7 +17,10 @@ import { BatchPublisherFunction } from './batch-publisher-function';
 import { FastLaneRelayFunction } from './fast-lane-relay-function';
 import { LaneTarget } from './lane-target';
 import { FastRouteOptions, TieredEventIngestProps } from './tiered-event-ingest-props';
-import { acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE, queueDepth, queueEncryption, thresholdAlarm, truncate } from '../common/construct-defaults';
+import {
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, deadLetterQueue, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, handlerMetric,
+  METRICS_NAMESPACE, queueDepth, queueEncryption, thresholdAlarm, truncate,
+} from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
 import { CuratedEnvelope, CuratedEnvelopePaths, IngestLane } from '../envelope';
@@ -322,20 +325,7 @@ export class TieredEventIngest extends Construct {
   }
 
   private createDeadLetterQueue(id: string, what: string): sqs.Queue {
-    const queue = new sqs.Queue(this, id, {
-      ...queueEncryption(this.props.encryptionKey),
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    Validations.of(queue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason: `This queue is itself a dead-letter queue (${what}); its messages are inspected and redriven by an operator.`,
-    });
-    Validations.of(queue).acknowledge({
-      id: 'Serverless-SQSRedrivePolicy',
-      reason: `This queue is itself a dead-letter queue (${what}); a redrive policy would only move its messages further away.`,
-    });
-    return queue;
+    return deadLetterQueue(this, id, { encryptionKey: this.props.encryptionKey, holds: what, emptiedBy: 'inspected and redriven by an operator' });
   }
 
   private createBucket(props: TieredEventIngestProps, removalPolicy: RemovalPolicy): s3.Bucket {

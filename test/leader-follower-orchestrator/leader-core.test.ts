@@ -535,7 +535,8 @@ describe('Leader: parking what cannot be routed', () => {
 
     const body = expectOneParked();
     expect(body).toMatchObject({ reason: 'invalid-input', channel: 'email', step: tampered.step, input });
-    expect(body.message).toBe(`a follower result for step ${tampered.step} does not match its route ["enrich","render"]`);
+    expect(body.message).toBe(`a follower result for step ${tampered.step} (follower "${tampered.orchestration.follower}") does not match its `
+      + 'route ["enrich","render"]; allowed: a step from 1 to 2 naming the route\'s follower at that step');
     expect(h.metrics.counts[UNROUTED_CHANNEL]).toEqual({ Failures: 1 });
     expect(lambdaMock).toHaveReceivedCommandTimes(InvokeCommand, 1);
   });
@@ -550,7 +551,8 @@ describe('Leader: parking what cannot be routed', () => {
 
     const body = expectOneParked();
     expect(body).toMatchObject({ reason: 'invalid-input', channel: 'email', step: 1, input });
-    expect(body.message).toContain('orchestrator "Other/Orchestrator" reached orchestrator "Stack/Orchestrator"');
+    expect(body.message).toBe('a follower result of orchestrator "Other/Orchestrator" reached orchestrator "Stack/Orchestrator"; '
+      + 'allowed: results of this orchestrator\'s own followers');
     expect(lambdaMock).toHaveReceivedCommandTimes(InvokeCommand, 1);
     expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
   });
