@@ -10,7 +10,7 @@ import { ApiDestinationChannelProps } from './api-destination-channel-props';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from './replay-contract';
 import { ChannelReplayHub } from './replay-hub';
 import { ReplayRuleTargetInput, toReplayParameters, toReplayPath } from './replay-input';
-import { allowEventBridgeToUseKey, deadLetterQueue, thresholdAlarm, truncate } from '../common/construct-defaults';
+import { allowEventBridgeToUseKey, secureDeadLetterQueue, thresholdAlarm, truncate } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateHttpsUrl, validateIntegerRange } from '../common/validation';
 
@@ -220,7 +220,7 @@ export class ApiDestinationChannel extends Construct {
   private createDeadLetterQueue(props: ApiDestinationChannelProps): sqs.Queue {
     // aws-events-targets adds the queue policy for the rule, but not the key policy.
     allowEventBridgeToUseKey(this, props.encryptionKey);
-    return deadLetterQueue(this, 'DeadLetterQueue', {
+    return secureDeadLetterQueue(this, 'DeadLetterQueue', {
       encryptionKey: props.encryptionKey,
       holds: 'events the channel\'s EventBridge targets could not deliver',
       emptiedBy: 're-delivered by the channel\'s replay function',

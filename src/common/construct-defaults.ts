@@ -19,7 +19,7 @@ export function queueEncryption(key: kms.IKey | undefined): Pick<sqs.QueueProps,
     : { encryption: sqs.QueueEncryption.SQS_MANAGED };
 }
 
-/** Options of `deadLetterQueue`. */
+/** Options of `secureDeadLetterQueue`. */
 export interface DeadLetterQueueOptions {
   /** Customer key, or SSE-SQS without one. */
   readonly encryptionKey?: kms.IKey;
@@ -37,7 +37,7 @@ export interface DeadLetterQueueOptions {
  * A construct's dead-letter queue: encrypted, TLS only, 14 days of retention, and the two
  * findings every dead-letter queue raises (no DLQ of its own, no redrive policy) acknowledged.
  */
-export function deadLetterQueue(scope: Construct, id: string, options: DeadLetterQueueOptions): sqs.Queue {
+export function secureDeadLetterQueue(scope: Construct, id: string, options: DeadLetterQueueOptions): sqs.Queue {
   const queue = new sqs.Queue(scope, id, {
     ...queueEncryption(options.encryptionKey),
     enforceSSL: true,

@@ -26,8 +26,8 @@ import { AggregatorFunction } from './aggregator-function';
 import { AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
 import {
-  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, deadLetterQueue, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
-  queueDepth, thresholdAlarm, truncate,
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
+  queueDepth, secureDeadLetterQueue, thresholdAlarm, truncate,
 } from '../common/construct-defaults';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
@@ -328,7 +328,7 @@ export class EventAggregator extends Construct {
   }
 
   private createDeadLetterQueue(id: string, what: string): sqs.Queue {
-    return deadLetterQueue(this, id, { encryptionKey: this.props.encryptionKey, holds: what, emptiedBy: 'inspected and redriven by an operator' });
+    return secureDeadLetterQueue(this, id, { encryptionKey: this.props.encryptionKey, holds: what, emptiedBy: 'inspected and redriven by an operator' });
   }
 
   private createRecorderFunction(itemTtl: Duration): lambda.Function {

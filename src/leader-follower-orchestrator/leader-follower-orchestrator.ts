@@ -20,8 +20,8 @@ import {
 import { checkRoute } from './route-schema';
 import { RouteWriterFunction } from './route-writer-function';
 import {
-  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, deadLetterQueue, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
-  queueDepth, thresholdAlarm, truncate,
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
+  queueDepth, secureDeadLetterQueue, thresholdAlarm, truncate,
 } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
@@ -117,7 +117,7 @@ export class LeaderFollowerOrchestrator extends Construct {
     });
     allowEventBridgeToUseKey(this, key);
 
-    this.deadLetterQueue = deadLetterQueue(this, 'DeadLetterQueue', {
+    this.deadLetterQueue = secureDeadLetterQueue(this, 'DeadLetterQueue', {
       encryptionKey: key,
       holds: 'the orchestrator\'s parked events',
       emptiedBy: 'resumed by the leader\'s redrive',

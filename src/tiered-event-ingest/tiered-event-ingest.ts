@@ -18,8 +18,8 @@ import { FastLaneRelayFunction } from './fast-lane-relay-function';
 import { LaneTarget } from './lane-target';
 import { FastRouteOptions, TieredEventIngestProps } from './tiered-event-ingest-props';
 import {
-  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, deadLetterQueue, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, handlerMetric,
-  METRICS_NAMESPACE, queueDepth, queueEncryption, thresholdAlarm, truncate,
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole,
+  handlerMetric, METRICS_NAMESPACE, queueDepth, queueEncryption, secureDeadLetterQueue, thresholdAlarm, truncate,
 } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
@@ -325,7 +325,7 @@ export class TieredEventIngest extends Construct {
   }
 
   private createDeadLetterQueue(id: string, what: string): sqs.Queue {
-    return deadLetterQueue(this, id, { encryptionKey: this.props.encryptionKey, holds: what, emptiedBy: 'inspected and redriven by an operator' });
+    return secureDeadLetterQueue(this, id, { encryptionKey: this.props.encryptionKey, holds: what, emptiedBy: 'inspected and redriven by an operator' });
   }
 
   private createBucket(props: TieredEventIngestProps, removalPolicy: RemovalPolicy): s3.Bucket {
