@@ -5,7 +5,7 @@ import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesComman
 import { Leader, LeaderConfig, LeaderMetrics } from '../src/leader-follower-orchestrator/leader-core';
 import { DEFAULT_STEP_EVENT_BYTES, FollowerRequest, RouteItem } from '../src/leader-follower-orchestrator/orchestrator-contract';
 import { ProgressStore } from '../src/leader-follower-orchestrator/progress-core';
-import { CachedRouteStore, DynamoRouteStore, RouteStore } from '../src/leader-follower-orchestrator/route-store-core';
+import { CachedRouteStore, DynamoRouteStore, RouteReader, RouteStore } from '../src/leader-follower-orchestrator/route-store-core';
 import { SILENT_LOGGER } from '../src/runtime/core-logger';
 import { buildRecord, CURATED_SOURCE, RECORD_DETAIL_TYPE, RecordEnvelope } from '../src/runtime/curated-envelope';
 import { motoClients, MotoClients, uniqueName } from '../test/support/moto';
@@ -183,7 +183,7 @@ class NaiveLeader implements Handler {
   public finished = 0;
 
   constructor(
-    private readonly deps: { routes: RouteStore; lambda: FakeLambda; eventBridge: { send(command: any): Promise<any> } },
+    private readonly deps: { routes: Pick<RouteStore, 'get'>; lambda: FakeLambda; eventBridge: { send(command: any): Promise<any> } },
     private readonly config: { curatedBusName: string; followers: Record<string, string> },
   ) {}
 
@@ -426,7 +426,7 @@ async function benchOnMoto(table: Table): Promise<void> {
 // ---------------------------------------------------------------------------
 
 /** Routes from a Map, counting reads like DynamoRouteStore. */
-class MapRouteStore implements RouteStore {
+class MapRouteStore implements RouteReader {
   public reads = 0;
   private readonly routes = new Map<string, RouteItem>();
 
@@ -441,8 +441,8 @@ class MapRouteStore implements RouteStore {
     return route && { ...route, followers: [...route.followers] };
   }
 
-  public async put(route: RouteItem): Promise<void> { this.routes.set(route.channel, route); }
-  public async delete(channel: string): Promise<void> { this.routes.delete(channel); }
+  /** Nothing is cached here. */
+  public forget(): void {}
 }
 
 const stubEventBridge = {

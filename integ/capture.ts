@@ -3,8 +3,10 @@
  * Not part of the library.
  */
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
-import { IConstruct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 
 /** A capture queue: encrypted, TLS only, messages kept an hour, deleted with the stack. */
 export const CAPTURE_QUEUE_PROPS: sqs.QueueProps = {
@@ -32,4 +34,16 @@ export function acknowledgeCapture(scope: IConstruct): void {
 export function containsAll(...parts: string[]): string {
   const escaped = parts.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
   return escaped.map((p) => `(?=[\\s\\S]*${p})`).join('');
+}
+
+/** A capture queue fed by a rule on a bus: the events of `eventPattern` land in `queue`. */
+export class BusCapture extends Construct {
+  public readonly queue: sqs.Queue;
+
+  constructor(scope: Construct, id: string, eventBus: events.IEventBus, eventPattern: events.EventPattern) {
+    super(scope, id);
+    this.queue = new sqs.Queue(this, 'Queue', CAPTURE_QUEUE_PROPS);
+    new events.Rule(this, 'Rule', { eventBus, eventPattern, targets: [new targets.SqsQueue(this.queue)] });
+    acknowledgeCapture(this);
+  }
 }

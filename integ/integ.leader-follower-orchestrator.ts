@@ -17,13 +17,11 @@
 import { ExpectedResult, IntegTest, Match } from '@aws-cdk/integ-tests-alpha';
 import { App, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { acknowledgeCapture, CAPTURE_QUEUE_PROPS, containsAll } from './capture';
+import { BusCapture, containsAll } from './capture';
 import { CuratedEnvelope, IngestLane, LeaderFollowerOrchestrator } from '../src';
 
 /** The routes under test: channel to follower names, step 1 first. */
@@ -76,24 +74,12 @@ function follower(scope: Construct, id: string, name: string): lambda.Function {
 }
 
 /** Test scaffolding: a queue that receives the orchestrated records of one channel. Not part of the library. */
-class OrchestratedCapture extends Construct {
-  public readonly queue: sqs.Queue;
-
-  constructor(scope: Construct, id: string, curatedBus: events.IEventBus, channel: string) {
-    super(scope, id);
-    this.queue = new sqs.Queue(this, 'Queue', CAPTURE_QUEUE_PROPS);
-    new events.Rule(this, 'Rule', {
-      eventBus: curatedBus,
-      eventPattern: {
-        source: [CuratedEnvelope.SOURCE],
-        detailType: [CuratedEnvelope.RECORD_DETAIL_TYPE],
-        detail: { channel: [channel], orchestration: events.Match.exists() },
-      },
-      targets: [new targets.SqsQueue(this.queue)],
-    });
-
-    acknowledgeCapture(this);
-  }
+function orchestratedCapture(scope: Construct, id: string, curatedBus: events.IEventBus, channel: string): BusCapture {
+  return new BusCapture(scope, id, curatedBus, {
+    source: [CuratedEnvelope.SOURCE],
+    detailType: [CuratedEnvelope.RECORD_DETAIL_TYPE],
+    detail: { channel: [channel], orchestration: events.Match.exists() },
+  });
 }
 
 
@@ -139,7 +125,7 @@ export function buildApp(app: App): IntegTest {
 
   const captures = Object.keys(ROUTES).map((channel) => ({
     channel,
-    capture: new OrchestratedCapture(stack, `${channel[0].toUpperCase()}${channel.slice(1)}Capture`, curatedBus, channel),
+    capture: orchestratedCapture(stack, `${channel[0].toUpperCase()}${channel.slice(1)}Capture`, curatedBus, channel),
   }));
 
   const integ = new IntegTest(app, 'LeaderFollowerOrchestratorTest', { testCases: [stack] });

@@ -13,29 +13,14 @@
 import { ExpectedResult, IntegTest, Match } from '@aws-cdk/integ-tests-alpha';
 import { App, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { acknowledgeCapture, CAPTURE_QUEUE_PROPS, containsAll } from './capture';
+import { BusCapture, containsAll } from './capture';
 import { CuratedEnvelope, TieredEventIngest } from '../src';
 
 /** Test scaffolding: a queue that receives the curated events of one detail-type. Not part of the library. */
-class CuratedCapture extends Construct {
-  public readonly queue: sqs.Queue;
-
-  constructor(scope: Construct, id: string, curatedBus: events.IEventBus, detailType: string) {
-    super(scope, id);
-    this.queue = new sqs.Queue(this, 'Queue', CAPTURE_QUEUE_PROPS);
-    new events.Rule(this, 'Rule', {
-      eventBus: curatedBus,
-      eventPattern: { source: [CuratedEnvelope.SOURCE], detailType: [detailType] },
-      targets: [new targets.SqsQueue(this.queue)],
-    });
-
-    acknowledgeCapture(this);
-  }
+function curatedCapture(scope: Construct, id: string, curatedBus: events.IEventBus, detailType: string): BusCapture {
+  return new BusCapture(scope, id, curatedBus, { source: [CuratedEnvelope.SOURCE], detailType: [detailType] });
 }
-
 
 /** Builds the integ app into `app`; returns the test for more assertions. */
 export function buildApp(app: App): IntegTest {
@@ -51,8 +36,8 @@ export function buildApp(app: App): IntegTest {
     id: 'CloudFormation-Validate::W7001',
     reason: 'Unused Firehose region-to-CIDR mapping that the Firehose L2 adds to environment-agnostic stacks; an S3 destination does not need it.',
   });
-  const records = new CuratedCapture(stack, 'RecordCapture', ingest.curatedBus, CuratedEnvelope.RECORD_DETAIL_TYPE);
-  const batches = new CuratedCapture(stack, 'BatchCapture', ingest.curatedBus, CuratedEnvelope.BATCH_DETAIL_TYPE);
+  const records = curatedCapture(stack, 'RecordCapture', ingest.curatedBus, CuratedEnvelope.RECORD_DETAIL_TYPE);
+  const batches = curatedCapture(stack, 'BatchCapture', ingest.curatedBus, CuratedEnvelope.BATCH_DETAIL_TYPE);
 
   const integ = new IntegTest(app, 'TieredEventIngestTest', { testCases: [stack] });
 

@@ -6,7 +6,7 @@ import {
 } from './orchestrator-contract';
 import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
 import { checkRoute, unregisteredFollowers } from './route-schema';
-import type { RouteStore } from './route-store-core';
+import type { RouteReader } from './route-store-core';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import type { CoreLogger } from '../runtime/core-logger';
 import {
@@ -33,7 +33,7 @@ export interface LeaderMetrics {
 }
 
 export interface LeaderDependencies {
-  readonly routes: RouteStore & { forget?(channel: string): void };
+  readonly routes: RouteReader;
   readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched' | 'markParked' | 'markParkSent'>;
   readonly lambda: Pick<LambdaClient, 'send'>;
   readonly eventBridge: Pick<EventBridgeClient, 'send'>;
@@ -143,7 +143,7 @@ export class Leader {
     const parkAtStart = (reason: ParkReason, message: string, extra: Partial<ParkedEvent> = {}) =>
       this.park({ reason, message, channel, step: 0, hops: priorHops, record: { ...metadata, payload }, ...extra });
     if (channel === null) return parkAtStart('no-channel', 'the record has no channel; allowed: a record whose channel has a route');
-    if (fresh) this.deps.routes.forget?.(channel);
+    if (fresh) this.deps.routes.forget(channel);
     const stored = await this.deps.routes.get(channel);
     if (stored === undefined) {
       return parkAtStart('unknown-channel', `no route for channel ${JSON.stringify(channel)}; add one to the routes table (or the routes prop)`);
@@ -198,11 +198,12 @@ export class Leader {
         maxResultBytes: 0,
       },
     };
-    // What the destination record leaves for the result once it carries this request (16 bytes
-    // spare for the digits of the figure itself).
-    (request.orchestration as { maxResultBytes: number }).maxResultBytes =
-      DESTINATION_RECORD_BUDGET_BYTES - Buffer.byteLength(JSON.stringify(request), 'utf8') - 16;
-    const payload = JSON.stringify(request);
+    // The result may use what the destination record leaves once it carries this request.
+    // `maxResultBytes` is the request's last field, so it is written into the one serialization.
+    const placeholder = JSON.stringify(request);
+    if (!placeholder.endsWith('"maxResultBytes":0}}')) throw new Error('maxResultBytes must be the last field of the follower request');
+    const maxResultBytes = DESTINATION_RECORD_BUDGET_BYTES - Buffer.byteLength(placeholder, 'utf8') - 16;
+    const payload = `${placeholder.slice(0, -'0}}'.length)}${maxResultBytes}}}`;
     const bytes = Buffer.byteLength(payload, 'utf8');
     if (bytes > this.config.maxEventBytes) {
       return park('oversized', `the request for step ${step} is ${bytes} bytes; allowed: at most ${this.config.maxEventBytes} `

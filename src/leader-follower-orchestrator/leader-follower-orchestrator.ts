@@ -84,6 +84,8 @@ export class LeaderFollowerOrchestrator extends Construct {
   public readonly routeWriterFunction: lambda.Function;
   /** The custom resource that writes the routes of the props at deploy. */
   public readonly routesResource: CustomResource;
+  /** The CDK Provider framework that runs the route writer for the routes custom resource. */
+  public readonly routesProvider: cr.Provider;
   /**
    * Dead-letter queue of parked events (with channel, step and reason), of leader invocations
    * that failed after Lambda's retries, and of events EventBridge could not deliver to the leader.
@@ -150,7 +152,12 @@ export class LeaderFollowerOrchestrator extends Construct {
     });
     this.leaderFunction = this.createLeader(leaderName);
     this.routeWriterFunction = this.createRouteWriter();
-    this.routesResource = this.createRoutesResource();
+    this.routesProvider = this.createRoutesProvider();
+    this.routesResource = new CustomResource(this, 'Routes', {
+      serviceToken: this.routesProvider.serviceToken,
+      resourceType: 'Custom::OrchestratorRoutes',
+      properties: { Routes: Lazy.string({ produce: () => JSON.stringify(this.routes) }) },
+    });
 
     for (const follower of props.followers ?? []) this.addFollower(follower.name, follower.function);
     for (const route of props.routes ?? []) this.addRoute(route.channel, route.followers, route.description);
@@ -435,7 +442,7 @@ export class LeaderFollowerOrchestrator extends Construct {
     return fn;
   }
 
-  private createRoutesResource(): CustomResource {
+  private createRoutesProvider(): cr.Provider {
     const logGroup = functionLogGroup(this, 'RoutesProviderLogs');
     const provider = new cr.Provider(this, 'RoutesProvider', { onEventHandler: this.routeWriterFunction, logGroup });
     const framework = provider.node.findChild('framework-onEvent') as lambda.Function;
@@ -457,11 +464,7 @@ export class LeaderFollowerOrchestrator extends Construct {
     ]) {
       Validations.of(framework).acknowledge({ id, reason });
     }
-    return new CustomResource(this, 'Routes', {
-      serviceToken: provider.serviceToken,
-      resourceType: 'Custom::OrchestratorRoutes',
-      properties: { Routes: Lazy.string({ produce: () => JSON.stringify(this.routes) }) },
-    });
+    return provider;
   }
 
   private validateRoutesAgainstFollowers(): string[] {

@@ -5,7 +5,7 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
-import { Leader, leaderConfigFromEnv, LeaderMetrics, LeaderReport } from './leader-core';
+import { Leader, LeaderConfig, leaderConfigFromEnv, LeaderMetrics, LeaderReport } from './leader-core';
 import { LEADER_ENV } from './orchestrator-contract';
 import { ProgressStore } from './progress-core';
 import { CachedRouteStore, DynamoRouteStore } from './route-store-core';
@@ -39,7 +39,9 @@ class ChannelMetrics implements LeaderMetrics {
   }
 
   public latency(channel: string, milliseconds: number): void {
-    this.latencies.set(channel, [...(this.latencies.get(channel) ?? []), milliseconds]);
+    const values = this.latencies.get(channel) ?? [];
+    values.push(milliseconds);
+    this.latencies.set(channel, values);
   }
 
   public publish(orchestrator: string): void {
@@ -59,8 +61,11 @@ class ChannelMetrics implements LeaderMetrics {
  * being dispatched by another invocation) fails the invocation so Lambda retries it; after the
  * retries, the on-failure destination keeps the request in the dead-letter queue.
  */
+/** The environment does not change within an execution environment: read it once. */
+let config: LeaderConfig | undefined;
+
 export async function handler(input: unknown, context?: Context): Promise<LeaderReport> {
-  const config = leaderConfigFromEnv(env);
+  config ??= leaderConfigFromEnv(env);
   const metrics = new ChannelMetrics();
   const leader = new Leader({
     routes, progress, lambda, eventBridge, sqs, metrics, logger, remainingTimeMs: context ? () => context.getRemainingTimeInMillis() : undefined,

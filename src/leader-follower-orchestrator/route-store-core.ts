@@ -39,15 +39,21 @@ export class DynamoRouteStore implements RouteStore {
   }
 }
 
+/** What the leader reads routes through: `get`, and `forget` to read a channel fresh. */
+export interface RouteReader {
+  get(channel: string): Promise<unknown | undefined>;
+  forget(channel: string): void;
+}
+
 /**
  * Caches `get` per channel for `ttlMs` in the leader's execution environment, misses (unknown
  * channels) included, so neither a step nor a flood of events for an unknown channel costs a
  * table read each. A ttl of 0 turns the cache off. Concurrent lookups of one channel share a read.
  */
-export class CachedRouteStore implements RouteStore {
+export class CachedRouteStore implements RouteReader {
   private readonly entries = new Map<string, { value: Promise<unknown | undefined>; expiresAt: number }>();
 
-  constructor(private readonly inner: RouteStore, private readonly ttlMs: number, private readonly now: () => number = Date.now) {}
+  constructor(private readonly inner: Pick<RouteStore, 'get'>, private readonly ttlMs: number, private readonly now: () => number = Date.now) {}
 
   public get(channel: string): Promise<unknown | undefined> {
     if (this.ttlMs <= 0) return this.inner.get(channel);
@@ -66,15 +72,5 @@ export class CachedRouteStore implements RouteStore {
   /** Drops a channel's cached route, so the next lookup reads the table (redrive reads fresh routes). */
   public forget(channel: string): void {
     this.entries.delete(channel);
-  }
-
-  public put(route: RouteItem): Promise<void> {
-    this.entries.delete(route.channel);
-    return this.inner.put(route);
-  }
-
-  public delete(channel: string): Promise<void> {
-    this.entries.delete(channel);
-    return this.inner.delete(channel);
   }
 }

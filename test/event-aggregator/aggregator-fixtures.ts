@@ -1,7 +1,6 @@
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import type { AggregatorConfig, AggregatorMetric } from '../../src/event-aggregator/aggregator-core';
-import type { CoreLogger } from '../../src/runtime/core-logger';
 
 /** A fixed clock for the unit tests: 2027-01-15T08:00:00Z. */
 export const NOW = 1_800_000_000;
@@ -61,24 +60,10 @@ export function streamRecord(kind: 'INSERT' | 'MODIFY' | 'REMOVE', item: Record<
 
 export const streamEvent = (...records: DynamoDBRecord[]): DynamoDBStreamEvent => ({ Records: records });
 
-/** A logger that keeps what was logged. */
-export function captureLogger(): CoreLogger & { lines: { level: string; message: string }[]; messages: (level: string) => string[] } {
-  const lines: { level: string; message: string }[] = [];
-  const log = (level: string) => (message: string) => { lines.push({ level, message }); };
-  return {
-    lines,
-    messages: (level: string) => lines.filter((l) => l.level === level).map((l) => l.message),
-    debug: log('debug'),
-    info: log('info'),
-    warn: log('warn'),
-    error: log('error'),
-    appendKeys: () => {},
-    removeKeys: () => {},
-  };
-}
-
 /** Metrics summed by name. */
 export function captureMetrics(): { metric: (name: AggregatorMetric, value: number) => void; totals: Partial<Record<AggregatorMetric, number>> } {
   const totals: Partial<Record<AggregatorMetric, number>> = {};
   return { totals, metric: (name, value) => { totals[name] = (totals[name] ?? 0) + value; } };
 }
+
+export { captureLogger } from '../support/capture-logger';

@@ -2,7 +2,6 @@ import type { LeaderConfig, LeaderMetrics } from '../../src/leader-follower-orch
 import type { FollowerRequest, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import type { ClaimOutcome, StepClaim } from '../../src/leader-follower-orchestrator/progress-core';
 import type { RouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
-import type { CoreLogger } from '../../src/runtime/core-logger';
 import {
   BatchEnvelope, buildRecord, CURATED_SOURCE, RECORD_DETAIL_TYPE, BATCH_DETAIL_TYPE, RecordEnvelope, RecordFields,
 } from '../../src/runtime/curated-envelope';
@@ -186,26 +185,9 @@ export class CapturedMetrics implements LeaderMetrics {
   }
 
   public latency(channel: string, milliseconds: number): void {
-    this.latencies[channel] = [...(this.latencies[channel] ?? []), milliseconds];
+    (this.latencies[channel] ??= []).push(milliseconds);
   }
 }
 
-export interface LoggedLine {
-  readonly level: string;
-  readonly message: string;
-  readonly fields: Record<string, unknown>;
-}
-
-/** A logger that keeps what was logged, with the extra fields. */
-export function captureLogger(): CoreLogger & { lines: LoggedLine[]; messages: (level: string) => string[] } {
-  const lines: LoggedLine[] = [];
-  const log = (level: string) => (message: string, fields: Record<string, unknown> = {}) => { lines.push({ level, message, fields }); };
-  return {
-    lines,
-    messages: (level: string) => lines.filter((l) => l.level === level).map((l) => l.message),
-    debug: log('debug'),
-    info: log('info'),
-    warn: log('warn'),
-    error: log('error'),
-  };
-}
+export { captureLogger } from '../support/capture-logger';
+export type { LoggedLine } from '../support/capture-logger';

@@ -291,11 +291,14 @@ describe('LeaderFollowerOrchestrator defaults', () => {
   test('exposes its resources; no followers, routes or sources', () => {
     for (const r of [
       orchestrator.curatedBus, orchestrator.routesTable, orchestrator.progressTable, orchestrator.leaderFunction,
-      orchestrator.routeWriterFunction, orchestrator.routesResource, orchestrator.deadLetterQueue,
+      orchestrator.routeWriterFunction, orchestrator.routesResource, orchestrator.routesProvider, orchestrator.deadLetterQueue,
       orchestrator.deadLetterQueueAlarm, orchestrator.leaderDeliveryFailuresAlarm,
     ]) {
       expect(r).toBeDefined();
     }
+    // The exposed provider is the one behind the routes custom resource.
+    const [routes] = Object.values<any>(template.findResources('Custom::OrchestratorRoutes'));
+    expect(routes.Properties.ServiceToken).toEqual(Stack.of(orchestrator).resolve(orchestrator.routesProvider.serviceToken));
     expect(orchestrator.maxHops).toBe(7);
     expect(LeaderFollowerOrchestrator.MAX_ROUTE_LENGTH).toBe(7);
     expect(orchestrator.followerNames).toEqual([]);

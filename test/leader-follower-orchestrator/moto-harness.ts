@@ -2,10 +2,12 @@ import { CreateTableCommand, UpdateTimeToLiveCommand } from '@aws-sdk/client-dyn
 import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { CapturedMetrics } from './leader-fixtures';
 import { Leader, LeaderConfig } from '../../src/leader-follower-orchestrator/leader-core';
 import { FollowerRequest, FollowerResult, ParkedEvent, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { ProgressStore } from '../../src/leader-follower-orchestrator/progress-core';
 import { CachedRouteStore, DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
+import { SILENT_LOGGER } from '../../src/runtime/core-logger';
 import { buildRecord } from '../../src/runtime/curated-envelope';
 import { motoClients, uniqueName } from '../support/moto';
 
@@ -164,25 +166,6 @@ export function stamping(name: string): FollowerHandler {
   return ({ event }) => ({ event: { ...event, steps: [...(event.steps ?? []), name] } });
 }
 
-/** Metrics the leader counted, by channel. */
-export function captureMetrics() {
-  const counts: Record<string, Record<string, number>> = {};
-  const latencies: Record<string, number[]> = {};
-  return {
-    counts,
-    latencies,
-    count(channel: string, name: string, value = 1) {
-      counts[channel] ??= {};
-      counts[channel][name] = (counts[channel][name] ?? 0) + value;
-    },
-    latency(channel: string, ms: number) {
-      (latencies[channel] ??= []).push(ms);
-    },
-  };
-}
-
-export const QUIET = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
-
 /** A leader wired to moto, with a controllable clock. */
 export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, options: {
   cacheTtlMs?: number; maxHops?: number; maxEventBytes?: number; clock?: { now: number }; orchestratorId?: string; remainingTimeMs?: () => number;
@@ -192,7 +175,7 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
   const table = new DynamoRouteStore(dynamoDb, deployment.routesTable);
   const routes = new CachedRouteStore(table, options.cacheTtlMs ?? 60_000, now);
   const progress = new ProgressStore(dynamoDb, deployment.progressTable, 45_000, 14 * 86_400, now);
-  const metrics = captureMetrics();
+  const metrics = new CapturedMetrics();
   const config: LeaderConfig = {
     orchestratorId: options.orchestratorId ?? 'orchestrator-1',
     curatedBusName: deployment.bus,
@@ -208,7 +191,7 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
     eventBridge,
     sqs,
     metrics,
-    logger: QUIET,
+    logger: SILENT_LOGGER,
     now,
     sleep: async () => {},
     remainingTimeMs: options.remainingTimeMs,
