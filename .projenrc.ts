@@ -71,6 +71,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'ts-node@10.9.2',
     'jsii-docgen@10.12.6',
     'aws-cdk@2.1148.1',
+    'fast-check@4.11.0',
   ],
 
   // JSON Schema validation of the curated envelope, used by CuratedEnvelope.validate at
