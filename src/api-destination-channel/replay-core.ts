@@ -1,6 +1,6 @@
-import { EventBridgeClient, PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
-import { DeleteMessageBatchCommand, Message, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE, ReplayDetail } from './replay-contract';
+import { EventBridgeClient, ListRulesCommand, ListTargetsByRuleCommand, PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
+import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, Message, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE, replayDetail } from './replay-contract';
 import { putEventsEntrySize, putEventsReliably, PutEventsOptions } from '../runtime/put-events';
 
 /** What the replay function is invoked with. */
@@ -24,7 +24,12 @@ export interface ReplayResult {
   readonly received: number;
   /** Messages put on the replay bus and deleted from the queue. */
   readonly replayed: number;
-  /** Messages left in the queue, each with its reason. received = replayed + failed.length. */
+  /**
+   * Messages that arrived after the run started (among them replays that failed again):
+   * left in the queue, untouched, for the next run.
+   */
+  readonly deferred: number;
+  /** Messages left in the queue, each with its reason. received = replayed + deferred + failed.length. */
   readonly failed: ReplayFailure[];
 }
 
@@ -36,6 +41,8 @@ export interface ReplayDependencies {
   readonly maxEntryBytes: number;
   /** Milliseconds left in the invocation; the loop stops with a margin. @default unlimited */
   readonly remainingTimeMs?: () => number;
+  /** The wall clock, in ms since the epoch, compared with SQS's SentTimestamp. @default Date.now */
+  readonly now?: () => number;
   /**
    * How long a received message stays hidden; failed ones reappear after it. Keep it longer
    * than the invocation (the function's timeout is 5 minutes), so a run sees each message once.
@@ -61,61 +68,160 @@ export function parseReplayRequest(payload: unknown): ReplayRequest {
   return { queueUrl: p.queueUrl, maxMessages: p.maxMessages };
 }
 
+/** A dead letter turned into its replay entry, with the channel rule it must reach. */
+export interface ReplayEntry {
+  readonly ruleArn: string;
+  readonly entry: PutEventsRequestEntry;
+}
+
 /**
  * Turns a dead letter into a replay entry, or says why it cannot be replayed.
  * An EventBridge dead letter's body is the original event and its RULE_ARN attribute
  * names the rule that failed it. A failed replay comes back as a replay event, which is
- * replayed as it is, so it still routes to the original rule.
+ * wrapped again around the same original event and rule, so it still routes to that rule.
  */
-export function toReplayEntry(message: Message, replayBusName: string, maxEntryBytes: number): PutEventsRequestEntry | { reason: string } {
+export function toReplayEntry(message: Message, replayBusName: string, maxEntryBytes: number): ReplayEntry | { reason: string } {
   let body: any;
   try {
     body = JSON.parse(message.Body ?? '');
   } catch (err) {
     return { reason: `body is not JSON (${(err as Error).message})` };
   }
-  let detail: ReplayDetail;
+  let ruleArn: string;
+  let event: Record<string, unknown>;
   if (body?.source === REPLAY_SOURCE && body?.['detail-type'] === REPLAY_DETAIL_TYPE) {
-    const event = body.detail?.event;
-    if (typeof body.detail?.ruleArn !== 'string' || typeof event !== 'object' || event === null || Array.isArray(event)) {
+    if (typeof body.detail?.ruleArn !== 'string' || !isEvent(body.detail?.event)) {
       return { reason: 'replay event without detail.ruleArn and detail.event' };
     }
-    detail = body.detail;
+    ruleArn = body.detail.ruleArn;
+    event = body.detail.event;
   } else {
-    const ruleArn = message.MessageAttributes?.RULE_ARN?.StringValue;
-    if (!ruleArn) {
+    const attribute = message.MessageAttributes?.RULE_ARN?.StringValue;
+    if (!attribute) {
       return { reason: 'no RULE_ARN message attribute: not an EventBridge dead letter, so its channel is unknown' };
     }
-    if (typeof body !== 'object' || body === null || typeof body.id !== 'string' || typeof body.source !== 'string') {
+    if (!isEvent(body)) {
       return { reason: 'body is not an EventBridge event (no id or source)' };
     }
-    detail = { ruleArn, event: body };
+    ruleArn = attribute;
+    event = body;
   }
   const entry: PutEventsRequestEntry = {
     EventBusName: replayBusName,
     Source: REPLAY_SOURCE,
     DetailType: REPLAY_DETAIL_TYPE,
-    Detail: JSON.stringify(detail),
+    Detail: JSON.stringify(replayDetail(ruleArn, event)),
   };
   const size = putEventsEntrySize(entry);
   if (size > maxEntryBytes) {
     return { reason: `replay event is ${size} bytes, over the PutEvents entry limit of ${maxEntryBytes} bytes` };
   }
-  return entry;
+  return { ruleArn, entry };
+}
+
+function isEvent(value: any): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && typeof value.id === 'string' && typeof value.source === 'string';
+}
+
+/**
+ * The replay rules on the replay bus, read once per run: which channel rules have an
+ * enabled replay rule with a target. PutEvents accepts an event whether or not a rule
+ * matches it, so a dead letter leaves the queue only when such a rule is certain to take it.
+ */
+export class ReplayRoutes {
+  /** Reads the bus's rules (all pages). A failure throws: the run then touches no message. */
+  public static async load(eventBridge: EventBridgeClient, replayBusName: string): Promise<ReplayRoutes> {
+    const routes = new Map<string, string[]>();
+    let nextToken: string | undefined;
+    do {
+      const page = await eventBridge.send(new ListRulesCommand({ EventBusName: replayBusName, NextToken: nextToken }));
+      for (const rule of page.Rules ?? []) {
+        if (rule.State !== 'ENABLED' || !rule.Name) continue;
+        for (const ruleArn of replayedRuleArns(rule.EventPattern)) {
+          routes.set(ruleArn, [...routes.get(ruleArn) ?? [], rule.Name]);
+        }
+      }
+      nextToken = page.NextToken;
+    } while (nextToken);
+    return new ReplayRoutes(eventBridge, replayBusName, routes);
+  }
+
+  private readonly targeted = new Map<string, Promise<boolean>>();
+
+  private constructor(private readonly eventBridge: EventBridgeClient, private readonly replayBusName: string,
+    private readonly routes: Map<string, string[]>) {}
+
+  /** Why a replay of `ruleArn`'s dead letter would reach no rule, or undefined if one takes it. */
+  public async whyNot(ruleArn: string): Promise<string | undefined> {
+    const replayRules = this.routes.get(ruleArn) ?? [];
+    for (const name of replayRules) {
+      if (await this.hasTarget(name)) return undefined;
+    }
+    const found = replayRules.length > 0 ? `replay rule ${replayRules.join(', ')} has no target` : 'no enabled replay rule matches it';
+    return `no replay rule on ${this.replayBusName} takes rule ${ruleArn} (${found}): its channel may live in another stack `
+      + '(use that stack\'s replay function), or was renamed or removed; the message stays in the queue';
+  }
+
+  private hasTarget(ruleName: string): Promise<boolean> {
+    let answer = this.targeted.get(ruleName);
+    if (!answer) {
+      answer = (async () => {
+        const response = await this.eventBridge.send(new ListTargetsByRuleCommand({ Rule: ruleName, EventBusName: this.replayBusName, Limit: 1 }));
+        return (response.Targets ?? []).length > 0;
+      })();
+      // A failed look-up is not remembered; the message it was for stays in the queue.
+      answer.catch(() => this.targeted.delete(ruleName));
+      this.targeted.set(ruleName, answer);
+    }
+    return answer;
+  }
+}
+
+/**
+ * The channel rule ARNs a replay rule's pattern takes: only the exact pattern the construct
+ * writes (source, detail-type and detail.ruleArn, nothing else), so an edited pattern that
+ * might not match is not trusted.
+ */
+function replayedRuleArns(eventPattern: string | undefined): string[] {
+  let pattern: any;
+  try {
+    pattern = JSON.parse(eventPattern ?? '');
+  } catch {
+    return [];
+  }
+  const keys = Object.keys(pattern ?? {}).sort().join(',');
+  const detailKeys = Object.keys(pattern?.detail ?? {}).join(',');
+  const arns = pattern?.detail?.ruleArn;
+  const ok = keys === 'detail,detail-type,source' && detailKeys === 'ruleArn'
+    && Array.isArray(pattern.source) && pattern.source.includes(REPLAY_SOURCE)
+    && Array.isArray(pattern['detail-type']) && pattern['detail-type'].includes(REPLAY_DETAIL_TYPE)
+    && Array.isArray(arns) && arns.every((a: unknown) => typeof a === 'string');
+  return ok ? arns : [];
 }
 
 /**
  * Moves a dead-letter queue's messages onto the replay bus, where each channel's replay
- * rule picks up only its own. A message is deleted only after its event was accepted;
- * every other message stays in the queue and is listed with its reason.
+ * rule picks up only its own. A run takes only the messages sent before it started, and
+ * deletes a message only after a replay rule with a target is known to match it and its
+ * event was accepted; every other message stays in the queue, listed with its reason, and
+ * is made visible again when the run ends.
  */
 export async function replayDeadLetters(deps: ReplayDependencies, request: ReplayRequest): Promise<ReplayResult> {
   const log = deps.log ?? (() => undefined);
   const limit = request.maxMessages ?? Number.MAX_SAFE_INTEGER;
   const remaining = deps.remainingTimeMs ?? (() => Number.MAX_SAFE_INTEGER);
+  const startedAt = (deps.now ?? Date.now)();
+  const routes = await ReplayRoutes.load(deps.eventBridge, deps.replayBusName);
   const failed: ReplayFailure[] = [];
+  const left: Message[] = [];
   let received = 0;
   let replayed = 0;
+  let deferred = 0;
+  const leave = (message: Message, reason: string, logMessage: string) => {
+    failed.push({ messageId: message.MessageId!, reason });
+    left.push(message);
+    log(logMessage, { messageId: message.MessageId, reason });
+  };
 
   while (received < limit && remaining() > TIME_MARGIN_MS) {
     const response = await deps.sqs.send(new ReceiveMessageCommand({
@@ -124,6 +230,7 @@ export async function replayDeadLetters(deps: ReplayDependencies, request: Repla
       WaitTimeSeconds: 1,
       VisibilityTimeout: deps.visibilityTimeoutSeconds ?? 900,
       MessageAttributeNames: ['All'],
+      MessageSystemAttributeNames: ['SentTimestamp'],
     }));
     const messages = response.Messages ?? [];
     if (messages.length === 0) break;
@@ -131,12 +238,27 @@ export async function replayDeadLetters(deps: ReplayDependencies, request: Repla
 
     const replayable: { message: Message; entry: PutEventsRequestEntry }[] = [];
     for (const message of messages) {
-      const entry = toReplayEntry(message, deps.replayBusName, deps.maxEntryBytes);
-      if ('reason' in entry) {
-        failed.push({ messageId: message.MessageId!, reason: entry.reason as string });
-        log('dead letter not replayable; left in the queue', { messageId: message.MessageId, reason: entry.reason });
+      // A replay that failed again, or a new failure: not this run's (it would loop on it).
+      if (Number(message.Attributes?.SentTimestamp) > startedAt) {
+        deferred++;
+        left.push(message);
+        continue;
+      }
+      const replay = toReplayEntry(message, deps.replayBusName, deps.maxEntryBytes);
+      if ('reason' in replay) {
+        leave(message, replay.reason, 'dead letter not replayable; left in the queue');
+        continue;
+      }
+      let unroutable: string | undefined;
+      try {
+        unroutable = await routes.whyNot(replay.ruleArn);
+      } catch (err) {
+        unroutable = `could not check the replay rules (${(err as Error).name}: ${(err as Error).message})`;
+      }
+      if (unroutable) {
+        leave(message, unroutable, 'dead letter has no replay rule; left in the queue');
       } else {
-        replayable.push({ message, entry });
+        replayable.push({ message, entry: replay.entry });
       }
     }
     if (replayable.length === 0) continue;
@@ -151,14 +273,13 @@ export async function replayDeadLetters(deps: ReplayDependencies, request: Repla
       if (outcome.ok) {
         toDelete.push(message);
       } else {
-        const reason = `PutEvents failed: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim();
-        failed.push({ messageId: message.MessageId!, reason });
-        log('replay put failed; left in the queue', { messageId: message.MessageId, reason });
+        leave(message, `PutEvents failed: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim(), 'replay put failed; left in the queue');
       }
     });
     replayed += await deleteMessages(deps.sqs, request.queueUrl, toDelete, failed, log);
   }
-  return { queueUrl: request.queueUrl, received, replayed, failed };
+  await release(deps.sqs, request.queueUrl, left, log);
+  return { queueUrl: request.queueUrl, received, replayed, deferred, failed };
 }
 
 /**
@@ -186,4 +307,25 @@ async function deleteMessages(sqs: SQSClient, queueUrl: string, messages: Messag
   }
   for (const f of response.Failed ?? []) notDeleted(messages[Number(f.Id)], `${f.Code}: ${f.Message ?? ''}`);
   return messages.length - (response.Failed?.length ?? 0);
+}
+
+/**
+ * Makes the messages this run left visible again, so the operator (or another stack's
+ * replay function sharing the queue) sees them at once. Best effort: if it fails, they
+ * reappear when their visibility timeout ends.
+ */
+async function release(sqs: SQSClient, queueUrl: string, messages: Message[],
+  log: (message: string, fields: Record<string, unknown>) => void): Promise<void> {
+  for (let i = 0; i < messages.length; i += 10) {
+    const batch = messages.slice(i, i + 10);
+    try {
+      await sqs.send(new ChangeMessageVisibilityBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: batch.map((m, k) => ({ Id: String(k), ReceiptHandle: m.ReceiptHandle!, VisibilityTimeout: 0 })),
+      }));
+    } catch (err) {
+      log('could not make left messages visible again; they reappear after the visibility timeout',
+        { count: batch.length, error: (err as Error).message });
+    }
+  }
 }

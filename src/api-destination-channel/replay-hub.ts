@@ -52,10 +52,25 @@ export class ChannelReplayHub extends Construct {
       },
     });
     this.bus.grantPutEventsTo(this.replayFunction);
+    // A dead letter leaves its queue only if an enabled replay rule with a target takes it:
+    // the function reads the replay bus's rules and their targets.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['events:ListRules'],
+      resources: ['*'],
+    }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['events:ListTargetsByRule'],
+      resources: [Stack.of(this).formatArn({ service: 'events', resource: 'rule', resourceName: `${this.bus.eventBusName}/*` })],
+    }));
 
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'Only the X-Ray actions (xray:PutTraceSegments, xray:PutTelemetryRecords) use Resource "*", which is the only resource they support; queue, bus and log grants are scoped.',
+      reason: 'Only the X-Ray actions (xray:PutTraceSegments, xray:PutTelemetryRecords) and events:ListRules use Resource "*", the only resource they support; '
+        + 'queue, bus, rule-target and log grants are scoped.',
+    });
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/<${Stack.of(this).getLogicalId(this.bus.node.defaultChild as events.CfnEventBus)}>/*]`,
+      reason: 'events:ListTargetsByRule on the rules of the private replay bus only: the function checks that a replay rule with a target takes a dead letter before deleting it.',
     });
     Validations.of(this.replayFunction).acknowledge({
       id: 'Serverless-LambdaDLQ',

@@ -1,5 +1,14 @@
-import { EventBridgeClient, PutEventsCommand, PutEventsRequestEntry, PutEventsResultEntry } from '@aws-sdk/client-eventbridge';
 import {
+  EventBridgeClient,
+  ListRulesCommand,
+  ListTargetsByRuleCommand,
+  PutEventsCommand,
+  PutEventsRequestEntry,
+  PutEventsResultEntry,
+  Rule,
+} from '@aws-sdk/client-eventbridge';
+import {
+  ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
   DeleteMessageBatchRequest,
   Message,
@@ -8,8 +17,8 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
-import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from '../../src/api-destination-channel/replay-contract';
-import { parseReplayRequest, ReplayDependencies, ReplayResult, replayDeadLetters, toReplayEntry } from '../../src/api-destination-channel/replay-core';
+import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE, replayDetail } from '../../src/api-destination-channel/replay-contract';
+import { parseReplayRequest, ReplayDependencies, ReplayEntry, ReplayResult, replayDeadLetters, toReplayEntry } from '../../src/api-destination-channel/replay-core';
 import { putEventsEntrySize } from '../../src/runtime/put-events';
 
 const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/111111111111/channel-dlq';
@@ -156,12 +165,42 @@ function deps(overrides: Partial<ReplayDependencies> = {}): ReplayDependencies {
   };
 }
 
-/** The invariant every result keeps: each received message is either replayed or failed. */
-function expectAccounted(result: ReplayResult, received: number, replayed: number): void {
+/** The invariant every result keeps: each received message is replayed, deferred or failed. */
+function expectAccounted(result: ReplayResult, received: number, replayed: number, deferred = 0): void {
   expect(result.received).toBe(received);
   expect(result.replayed).toBe(replayed);
-  expect(result.failed).toHaveLength(received - replayed);
-  expect(result.received).toBe(result.replayed + result.failed.length);
+  expect(result.deferred).toBe(deferred);
+  expect(result.failed).toHaveLength(received - replayed - deferred);
+  expect(result.received).toBe(result.replayed + result.deferred + result.failed.length);
+}
+
+/** The replay bus's rule of a channel, as ListRules returns it (the pattern the construct writes). */
+function replayRule(name: string, ruleArns: string[], state = 'ENABLED'): Rule {
+  return {
+    Name: name,
+    State: state as Rule['State'],
+    EventBusName: REPLAY_BUS,
+    EventPattern: JSON.stringify({ 'source': [REPLAY_SOURCE], 'detail-type': [REPLAY_DETAIL_TYPE], 'detail': { ruleArn: ruleArns } }),
+  };
+}
+
+/** ListRules on the replay bus answers `rules` (in pages of `pageSize`); every rule has a target unless named. */
+function replayBusRules(rules: Rule[], options: { pageSize?: number; withoutTargets?: string[] } = {}): void {
+  const pageSize = options.pageSize ?? 100;
+  eventBridgeMock.on(ListRulesCommand).callsFake((input: { EventBusName?: string; NextToken?: string }) => {
+    if (input.EventBusName !== REPLAY_BUS) return { Rules: [] };
+    const start = Number(input.NextToken ?? 0);
+    const next = start + pageSize;
+    return { Rules: rules.slice(start, next), NextToken: next < rules.length ? String(next) : undefined };
+  });
+  eventBridgeMock.on(ListTargetsByRuleCommand).callsFake((input: { Rule: string }) => (
+    options.withoutTargets?.includes(input.Rule) ? { Targets: [] } : { Targets: [{ Id: 'api', Arn: 'arn:aws:events:us-east-1:111111111111:api-destination/x' }] }));
+}
+
+/** The receipt handles each ChangeMessageVisibilityBatch call made visible again. */
+function released(): string[] {
+  return sqsMock.commandCalls(ChangeMessageVisibilityBatchCommand).flatMap((call) =>
+    (call.args[0].input.Entries ?? []).filter((e) => e.VisibilityTimeout === 0).map((e) => e.ReceiptHandle!));
 }
 
 function failedIds(result: ReplayResult): string[] {
@@ -171,6 +210,8 @@ function failedIds(result: ReplayResult): string[] {
 beforeEach(() => {
   sqsMock.reset();
   eventBridgeMock.reset();
+  replayBusRules([replayRule('orders-channel-replay', [RULE_A]), replayRule('refunds-channel-replay', [RULE_B])]);
+  sqsMock.on(ChangeMessageVisibilityBatchCommand).resolves({ Successful: [] });
 });
 
 // ---------------------------------------------------------------------------
@@ -218,12 +259,11 @@ describe('toReplayEntry', () => {
     const entry = toReplayEntry(deadLetter('m1', { body: event, ruleArn: RULE_B }), REPLAY_BUS, ONE_MIB);
 
     expect(entry).toEqual({
-      EventBusName: REPLAY_BUS,
-      Source: REPLAY_SOURCE,
-      DetailType: REPLAY_DETAIL_TYPE,
-      Detail: expect.any(String),
+      ruleArn: RULE_B,
+      entry: { EventBusName: REPLAY_BUS, Source: REPLAY_SOURCE, DetailType: REPLAY_DETAIL_TYPE, Detail: expect.any(String) },
     });
-    expect(JSON.parse((entry as PutEventsRequestEntry).Detail!)).toEqual({ ruleArn: RULE_B, event });
+    const { detail: _, ...eventWithoutDetail } = event;
+    expect(JSON.parse((entry as ReplayEntry).entry.Detail!)).toEqual({ ruleArn: RULE_B, ruleName: 'refunds-channel', event, eventWithoutDetail });
   });
 
   test('puts a failed replay (a replay event in the queue) back as it is, still routed to the original rule', () => {
@@ -231,17 +271,18 @@ describe('toReplayEntry', () => {
     // A replay that failed again lands in the DLQ with the replay rule's ARN.
     const message = deadLetter('m2', { body: replayEvent(RULE_A, event), ruleArn: REPLAY_RULE_A });
 
-    const entry = toReplayEntry(message, REPLAY_BUS, ONE_MIB) as PutEventsRequestEntry;
+    const { ruleArn, entry } = toReplayEntry(message, REPLAY_BUS, ONE_MIB) as ReplayEntry;
 
+    expect(ruleArn).toBe(RULE_A);
     expect(entry.Source).toBe(REPLAY_SOURCE);
     expect(entry.DetailType).toBe(REPLAY_DETAIL_TYPE);
-    expect(JSON.parse(entry.Detail!)).toEqual({ ruleArn: RULE_A, event });
+    expect(JSON.parse(entry.Detail!)).toEqual(replayDetail(RULE_A, event));
   });
 
   test('replays a replay event even without RULE_ARN', () => {
     const event = originalEvent('e-3');
     const entry = toReplayEntry(deadLetter('m3', { body: replayEvent(RULE_B, event), ruleArn: null }), REPLAY_BUS, ONE_MIB);
-    expect(JSON.parse((entry as PutEventsRequestEntry).Detail!)).toEqual({ ruleArn: RULE_B, event });
+    expect(JSON.parse((entry as ReplayEntry).entry.Detail!)).toEqual(replayDetail(RULE_B, event));
   });
 
   test('rejects a replay event without detail.ruleArn or detail.event', () => {
@@ -284,10 +325,10 @@ describe('toReplayEntry', () => {
 
   test('rejects a replay event over maxEntryBytes, and accepts one exactly at it', () => {
     const message = deadLetter('m11', { body: originalEvent('e-11', { blob: 'x'.repeat(500) }) });
-    const size = putEventsEntrySize(toReplayEntry(message, REPLAY_BUS, ONE_MIB) as PutEventsRequestEntry);
+    const size = putEventsEntrySize((toReplayEntry(message, REPLAY_BUS, ONE_MIB) as ReplayEntry).entry);
     expect(size).toBeGreaterThan(500);
 
-    expect(toReplayEntry(message, REPLAY_BUS, size)).toHaveProperty('Detail');
+    expect((toReplayEntry(message, REPLAY_BUS, size) as ReplayEntry).entry.Detail).toContain('"blob"');
     expect(toReplayEntry(message, REPLAY_BUS, size - 1))
       .toEqual({ reason: `replay event is ${size} bytes, over the PutEvents entry limit of ${size - 1} bytes` });
   });
@@ -315,7 +356,7 @@ describe('replayDeadLetters', () => {
       MessageAttributeNames: ['All'],
     });
     expect(queue.deleted.sort()).toEqual(messages.map((m) => m.ReceiptHandle).sort());
-    expect(putEntries().map((e) => JSON.parse(e.Detail!))).toEqual(messages.map((m) => ({ ruleArn: RULE_A, event: JSON.parse(m.Body!) })));
+    expect(putEntries().map((e) => JSON.parse(e.Detail!))).toEqual(messages.map((m) => replayDetail(RULE_A, JSON.parse(m.Body!))));
     expect(putEntries().every((e) => e.EventBusName === REPLAY_BUS)).toBe(true);
   });
 
@@ -337,7 +378,7 @@ describe('replayDeadLetters', () => {
 
     const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
 
-    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, failed: [] });
+    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, deferred: 0, failed: [] });
     expect(queue.receiveRequests).toHaveLength(1);
     expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(0);
     expect(sqsMock.commandCalls(DeleteMessageBatchCommand)).toHaveLength(0);
@@ -478,8 +519,153 @@ describe('replayDeadLetters', () => {
 
     const result = await replayDeadLetters(deps({ remainingTimeMs: () => 5_000 }), { queueUrl: QUEUE_URL });
 
-    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, failed: [] });
+    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, deferred: 0, failed: [] });
     expect(queue.receiveRequests).toHaveLength(0);
     expect(queue.remaining).toBe(3);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Only where a replay rule takes it, and only what existed when the run started
+// ---------------------------------------------------------------------------
+
+const RULE_OTHER_STACK = 'arn:aws:events:us-east-1:111111111111:rule/orders-bus/OtherStack-Channel-1A2B3C';
+
+describe('replayDeadLetters keeps what no replay rule would take', () => {
+  test('a dead letter whose rule has no replay rule on this bus stays in the queue, visible again, with its reason', async () => {
+    const queue = new FakeQueue([deadLetter('mine'), deadLetter('theirs', { ruleArn: RULE_OTHER_STACK })]);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 2, 1);
+    expect(result.failed).toEqual([{
+      messageId: 'theirs',
+      reason: `no replay rule on ${REPLAY_BUS} takes rule ${RULE_OTHER_STACK} (no enabled replay rule matches it): its channel may live in another stack `
+        + '(use that stack\'s replay function), or was renamed or removed; the message stays in the queue',
+    }]);
+    expect(putEntries().map((e) => JSON.parse(e.Detail!).ruleArn)).toEqual([RULE_A]);
+    expect(queue.deleted).toEqual(['rh-mine']);
+    expect(released()).toEqual(['rh-theirs']);
+  });
+
+  test('a failed replay (a replay event) whose original rule has no replay rule stays too', async () => {
+    const body = replayEvent(RULE_OTHER_STACK, originalEvent('event-x'));
+    const queue = new FakeQueue([deadLetter('replayed-elsewhere', { body, ruleArn: REPLAY_RULE_A })]);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 1, 0);
+    expect(result.failed[0].reason).toMatch(new RegExp(`^no replay rule on ${REPLAY_BUS} takes rule ${RULE_OTHER_STACK} `));
+    expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(0);
+    expect(queue.deleted).toEqual([]);
+  });
+
+  test.each([
+    ['disabled', [replayRule('orders-channel-replay', [RULE_A], 'DISABLED')], {}, 'no enabled replay rule matches it'],
+    ['without a target', [replayRule('orders-channel-replay', [RULE_A])], { withoutTargets: ['orders-channel-replay'] }, 'replay rule orders-channel-replay has no target'],
+    ['with an edited pattern', [{ ...replayRule('orders-channel-replay', [RULE_A]), EventPattern: JSON.stringify({ 'source': [REPLAY_SOURCE], 'detail-type': [REPLAY_DETAIL_TYPE], 'detail': { ruleArn: [RULE_A] }, 'account': ['999999999999'] }) }], {}, 'no enabled replay rule matches it'],
+    ['with an unreadable pattern', [{ ...replayRule('orders-channel-replay', [RULE_A]), EventPattern: '{' }], {}, 'no enabled replay rule matches it'],
+  ])('a replay rule that is %s is not trusted', async (_, rules, options, why) => {
+    replayBusRules(rules as Rule[], options);
+    const queue = new FakeQueue([deadLetter('m0')]);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 1, 0);
+    expect(result.failed[0].reason).toContain(`(${why})`);
+    expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(0);
+    expect(queue.deleted).toEqual([]);
+  });
+
+  test('reads every page of the replay bus\'s rules, and each rule\'s targets once per run', async () => {
+    const rules = Array.from({ length: 7 }, (_, i) => replayRule(`filler-${i}`, [`${RULE_A}-filler-${i}`]));
+    replayBusRules([...rules, replayRule('refunds-channel-replay', [RULE_B])], { pageSize: 3 });
+    const queue = new FakeQueue(Array.from({ length: 4 }, (_, i) => deadLetter(`b${i}`, { ruleArn: RULE_B })));
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 4, 4);
+    expect(eventBridgeMock.commandCalls(ListRulesCommand).map((c) => c.args[0].input.NextToken)).toEqual([undefined, '3', '6']);
+    expect(eventBridgeMock.commandCalls(ListTargetsByRuleCommand).map((c) => c.args[0].input.Rule)).toEqual(['refunds-channel-replay']);
+    expect(queue.deleted).toHaveLength(4);
+  });
+
+  test('a run that cannot read the replay rules fails before it receives anything', async () => {
+    eventBridgeMock.on(ListRulesCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const queue = new FakeQueue(deadLetters('m', 3));
+
+    await expect(replayDeadLetters(deps(), { queueUrl: QUEUE_URL })).rejects.toThrow('Rate exceeded');
+    expect(queue.receiveRequests).toHaveLength(0);
+    expect(queue.remaining).toBe(3);
+  });
+
+  test('a failed target look-up leaves that message in the queue and is asked again for the next one', async () => {
+    let lookUps = 0;
+    eventBridgeMock.on(ListTargetsByRuleCommand).callsFake(async () => {
+      lookUps++;
+      if (lookUps === 1) throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      return { Targets: [{ Id: 'api', Arn: 'arn:aws:events:us-east-1:111111111111:api-destination/x' }] };
+    });
+    const queue = new FakeQueue(deadLetters('m', 2), { batchSize: 1 });
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 2, 1);
+    expect(result.failed).toEqual([{ messageId: 'm0', reason: 'could not check the replay rules (ThrottlingException: Rate exceeded)' }]);
+    expect(queue.deleted).toEqual(['rh-m1']);
+    expect(released()).toEqual(['rh-m0']);
+  });
+});
+
+describe('replayDeadLetters takes only the dead letters that existed when it started', () => {
+  const STARTED_AT = Date.UTC(2026, 10, 30, 12);
+
+  function sentAt(message: Message, sentTimestamp: number): Message {
+    return { ...message, Attributes: { SentTimestamp: String(sentTimestamp) } };
+  }
+
+  test('messages sent after the run started are deferred: not replayed, not deleted, visible again at the end', async () => {
+    const old = [sentAt(deadLetter('old-1'), STARTED_AT - 60_000), sentAt(deadLetter('old-2'), STARTED_AT)];
+    const fresh = [sentAt(deadLetter('new-1'), STARTED_AT + 1), sentAt(deadLetter('new-2'), STARTED_AT + 5_000)];
+    const queue = new FakeQueue([old[0], fresh[0], old[1], fresh[1]]);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps({ now: () => STARTED_AT }), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 4, 2, 2);
+    expect(queue.deleted.sort()).toEqual(['rh-old-1', 'rh-old-2']);
+    expect(putEntries()).toHaveLength(2);
+    expect(released().sort()).toEqual(['rh-new-1', 'rh-new-2']);
+    expect(queue.receiveRequests[0].MessageSystemAttributeNames).toEqual(['SentTimestamp']);
+  });
+
+  test('a replay the endpoint rejects again returns as a new message and is not taken again by the same run', async () => {
+    // The queue: 3 dead letters; each replay put "fails at the endpoint" and lands back in the
+    // queue a moment later, as EventBridge does with a replay rule's failed delivery.
+    let clock = STARTED_AT;
+    const visible: Message[] = deadLetters('m', 3).map((m) => sentAt(m, STARTED_AT - 1_000));
+    let returned = 0;
+    sqsMock.on(ReceiveMessageCommand).callsFake(() => ({ Messages: visible.splice(0, 10) }));
+    sqsMock.on(DeleteMessageBatchCommand).callsFake((input: DeleteMessageBatchRequest) => ({ Successful: (input.Entries ?? []).map((e) => ({ Id: e.Id })) }));
+    eventBridgeMock.on(PutEventsCommand).callsFake((input: { Entries: PutEventsRequestEntry[] }) => {
+      for (const e of input.Entries) {
+        clock += 1_000;
+        const back = JSON.stringify({ ...replayEvent(RULE_A, JSON.parse(e.Detail!).event), detail: JSON.parse(e.Detail!) });
+        visible.push(sentAt(deadLetter(`returned-${returned++}`, { body: back, ruleArn: REPLAY_RULE_A }), clock));
+      }
+      return { FailedEntryCount: 0, Entries: input.Entries.map((_, i) => ({ EventId: `r-${i}` })) };
+    });
+
+    const result = await replayDeadLetters(deps({ now: () => STARTED_AT }), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 6, 3, 3);
+    expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(1);
+    expect(putEntries()).toHaveLength(3);
+    expect(released().sort()).toEqual(['rh-returned-0', 'rh-returned-1', 'rh-returned-2']);
   });
 });
