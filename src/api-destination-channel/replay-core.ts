@@ -49,6 +49,8 @@ export interface ReplayDependencies {
    * @default 900
    */
   readonly visibilityTimeoutSeconds?: number;
+  /** Long-poll wait of each receive; the run ends at the first empty receive. @default 1 */
+  readonly receiveWaitTimeSeconds?: number;
   readonly putEventsOptions?: PutEventsOptions;
   readonly log?: (message: string, fields: Record<string, unknown>) => void;
 }
@@ -227,7 +229,7 @@ export async function replayDeadLetters(deps: ReplayDependencies, request: Repla
     const response = await deps.sqs.send(new ReceiveMessageCommand({
       QueueUrl: request.queueUrl,
       MaxNumberOfMessages: Math.min(10, limit - received),
-      WaitTimeSeconds: 1,
+      WaitTimeSeconds: deps.receiveWaitTimeSeconds ?? 1,
       VisibilityTimeout: deps.visibilityTimeoutSeconds ?? 900,
       MessageAttributeNames: ['All'],
       MessageSystemAttributeNames: ['SentTimestamp'],

@@ -651,7 +651,8 @@ describe('replayDeadLetters takes only the dead letters that existed when it sta
     const visible: Message[] = deadLetters('m', 3).map((m) => sentAt(m, STARTED_AT - 1_000));
     let returned = 0;
     sqsMock.on(ReceiveMessageCommand).callsFake(() => ({ Messages: visible.splice(0, 10) }));
-    sqsMock.on(DeleteMessageBatchCommand).callsFake((input: DeleteMessageBatchRequest) => ({ Successful: (input.Entries ?? []).map((e) => ({ Id: e.Id })) }));
+    sqsMock.on(DeleteMessageBatchCommand).callsFake((input: DeleteMessageBatchRequest) => (
+      { Successful: (input.Entries ?? []).map((e) => ({ Id: e.Id })) }));
     eventBridgeMock.on(PutEventsCommand).callsFake((input: { Entries: PutEventsRequestEntry[] }) => {
       for (const e of input.Entries) {
         clock += 1_000;

@@ -1,7 +1,8 @@
 import { ChildProcess, spawn } from 'child_process';
-import { existsSync } from 'fs';
+import { existsSync, rmSync } from 'fs';
 import { createServer } from 'net';
 import * as path from 'path';
+import { CRASH_POINT_REPORT_DIR } from './crash-points';
 
 /** Key on globalThis under which the moto server's process is kept for the teardown. */
 export const MOTO_SERVER_KEY = '__cdkEventFabricMotoServer__';
@@ -20,6 +21,8 @@ export default async function motoGlobalSetup(): Promise<void> {
   if (!existsSync(MOTO_SERVER)) {
     throw new Error(`moto server not found at ${MOTO_SERVER}: run \`npx projen setup:python\` to create .venv from requirements-dev.lock`);
   }
+  // The crash-point reports the teardown prints are this run's only.
+  rmSync(CRASH_POINT_REPORT_DIR, { recursive: true, force: true });
   const port = await freePort();
   const endpoint = `http://${MOTO_HOST}:${port}`;
 

@@ -1,9 +1,13 @@
+import { existsSync, readdirSync, readFileSync } from 'fs';
+import * as path from 'path';
+import { CRASH_POINT_REPORT_DIR, CrashPointReport } from './crash-points';
 import { motoServerProcess } from './moto-global-setup';
 
 const STOP_TIMEOUT_MS = 5_000;
 
 /** Jest global teardown: stops the moto server that the global setup started. */
 export default async function motoGlobalTeardown(): Promise<void> {
+  printCrashPointReports();
   const child = motoServerProcess();
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -15,4 +19,16 @@ export default async function motoGlobalTeardown(): Promise<void> {
     await exited;
   }
   clearTimeout(timer);
+}
+
+/** Prints the crash-point harness's reports of this run: one line per handler and input. */
+function printCrashPointReports(): void {
+  if (!existsSync(CRASH_POINT_REPORT_DIR)) return;
+  const reports: CrashPointReport[] = readdirSync(CRASH_POINT_REPORT_DIR).filter((f) => f.endsWith('.json')).sort()
+    .map((f) => JSON.parse(readFileSync(path.join(CRASH_POINT_REPORT_DIR, f), 'utf8')));
+  if (reports.length === 0) return;
+  const lines = reports.map((r) => `  ${r.name}: ${r.cleanCalls.length} calls, ${r.crashPoints} crash points; `
+    + `inputs delivered ${r.totals.delivered}, waiting ${r.totals.waiting}, parked ${r.totals.parked}, duplicates ${r.totals.duplicates}`);
+  const total = reports.reduce((sum, r) => sum + r.crashPoints, 0);
+  process.stdout.write(`\nCrash points (lost request, lost answer, crash at every AWS call; the invariant held after each):\n${lines.join('\n')}\n  total: ${total} crash points\n`);
 }
