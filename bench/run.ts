@@ -163,7 +163,8 @@ async function benchReplay(messages: number): Promise<void> {
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     const apiCalls = counters.receive + counters.putEvents + counters.delete + counters.ruleLookups;
     const sqsCalls = counters.receive + counters.delete;
-    rows.push([name, replayed, (replayed / seconds).toFixed(0), counters.putEvents, sqsCalls, counters.ruleLookups, apiCalls, (apiCalls / replayed).toFixed(2)]);
+    rows.push([name, replayed, (replayed / seconds).toFixed(0), counters.putEvents, sqsCalls, counters.ruleLookups, apiCalls,
+      (apiCalls / replayed).toFixed(2)]);
   }
   table(`Replay of ${messages} dead letters (in-memory stubs; API calls are what AWS would bill and throttle)`,
     ['implementation', 'replayed', 'msgs/s', 'PutEvents calls', 'SQS calls', 'rule look-ups', 'API calls', 'calls/msg'], rows);
