@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -100,7 +100,14 @@ export interface ApiDestinationChannelProps {
 
   /**
    * The queue that keeps events whose delivery failed. It may be shared by several
-   * channels: replay routes each message back to the rule that failed it.
+   * channels: replay routes each message back to the rule that failed it. The channels of
+   * one stack that share a queue add ONE statement to its policy, listing all their rules,
+   * and share one depth alarm; synth fails if the policy would exceed SQS's 8,192 bytes
+   * (about 20 channels per queue, fewer with long bus names).
+   *
+   * If the queue is encrypted with a KMS key created in this app, the construct adds a key
+   * policy statement that lets EventBridge use it. An imported queue's policy, and an
+   * imported key's policy, cannot be changed here: synth warns which statements to add.
    * @default - an encrypted queue is created
    */
   readonly deadLetterQueue?: sqs.IQueue;
@@ -108,10 +115,18 @@ export interface ApiDestinationChannelProps {
   /**
    * Customer managed KMS key for the created dead-letter queue. The construct adds a key
    * policy statement that lets EventBridge use it (the key must be created in this app,
-   * or its policy must allow `events.amazonaws.com` `kms:GenerateDataKey` and `kms:Decrypt`).
+   * or its policy must allow `events.amazonaws.com` `kms:GenerateDataKey` and `kms:Decrypt`;
+   * synth warns about an imported key).
    * @default - SQS-managed server-side encryption (SSE-SQS)
    */
   readonly encryptionKey?: kms.IKey;
+
+  /**
+   * What happens to the created dead-letter queue, and the events parked in it, when it is
+   * removed from the stack or the stack is deleted. Only with a created queue.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly deadLetterQueueRemovalPolicy?: RemovalPolicy;
 
   /**
    * How long the created dead-letter queue keeps a message (60 seconds to 14 days).

@@ -31,6 +31,8 @@ export interface DeadLetterQueueOptions {
   readonly retentionPeriod?: Duration;
   /** @default SQS's 30 seconds */
   readonly visibilityTimeout?: Duration;
+  /** @default RemovalPolicy.DESTROY (the default of `sqs.Queue`) */
+  readonly removalPolicy?: RemovalPolicy;
 }
 
 /**
@@ -43,6 +45,7 @@ export function secureDeadLetterQueue(scope: Construct, id: string, options: Dea
     enforceSSL: true,
     retentionPeriod: options.retentionPeriod ?? Duration.days(14),
     visibilityTimeout: options.visibilityTimeout,
+    removalPolicy: options.removalPolicy,
   });
   Validations.of(queue).acknowledge({
     id: 'AwsSolutions-SQS3',
@@ -85,15 +88,17 @@ export function acknowledgeXRay(role: iam.IRole, extra = ''): void {
  * Lets EventBridge use a customer key to write to the queues it encrypts (DLQs, target
  * queues), for this account's rules only: aws-cdk-lib adds the queue policy, not the key
  * policy. An imported key's policy cannot be changed here; it needs the same statement.
+ * Returns false when the statement could not be added (an imported or AWS managed key).
  */
-export function allowEventBridgeToUseKey(scope: IConstruct, key: kms.IKey | undefined): void {
-  key?.addToResourcePolicy(new iam.PolicyStatement({
+export function allowEventBridgeToUseKey(scope: IConstruct, key: kms.IKey | undefined): boolean {
+  if (!key) return false;
+  return key.addToResourcePolicy(new iam.PolicyStatement({
     sid: 'AllowEventBridgeToEncryptQueueMessages',
     principals: [new iam.ServicePrincipal('events.amazonaws.com')],
     actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
     resources: ['*'],
     conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(scope).account } },
-  }));
+  })).statementAdded;
 }
 
 /** Options of `thresholdAlarm`. */

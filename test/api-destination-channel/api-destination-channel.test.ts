@@ -1,8 +1,10 @@
-import { App, Duration, NestedStack, Stack, Token } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { App, CfnParameter, Duration, NestedStack, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { defaultChannel, fullestChannel, userSecret } from './fixtures';
 import { ApiDestinationChannel, ChannelAuthorization } from '../../src';
@@ -66,11 +68,24 @@ describe('ApiDestinationChannel defaults', () => {
     const statements = policy.Properties.PolicyDocument.Statement;
     expect(statements.some((s: any) => s.Effect === 'Deny' && s.Condition?.Bool?.['aws:SecureTransport'] === 'false')).toBe(true);
     const sends = statements.filter((s: any) => s.Action === 'sqs:SendMessage');
-    expect(sends).toHaveLength(2); // the channel rule and its replay rule
-    for (const s of sends) {
-      expect(s.Principal).toEqual({ Service: 'events.amazonaws.com' });
-      expect(s.Condition.ArnEquals['aws:SourceArn']).toBeDefined();
-    }
+    expect(sends).toEqual([expect.objectContaining({
+      Effect: 'Allow',
+      Principal: { Service: 'events.amazonaws.com' },
+      Resource: { 'Fn::GetAtt': [expect.stringMatching(/^ChannelDeadLetterQueue/), 'Arn'] },
+      // one statement for the channel rule and its replay rule
+      Condition: {
+        ArnEquals: {
+          'aws:SourceArn': [
+            { 'Fn::GetAtt': [expect.stringMatching(/^ChannelRule/), 'Arn'] },
+            { 'Fn::GetAtt': [expect.stringMatching(/^ChannelReplayRule/), 'Arn'] },
+          ],
+        },
+      },
+    })]);
+  });
+
+  test('the created dead-letter queue is retained when removed or when the stack is deleted', () => {
+    template.hasResource('AWS::SQS::Queue', { DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
   });
 
   test('event role may invoke only this API destination', () => {
@@ -86,8 +101,8 @@ describe('ApiDestinationChannel defaults', () => {
     });
   });
 
-  test('four alarms: DLQ depth, failed invocations, sent to DLQ, failed to be sent to DLQ', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+  test('six alarms: DLQ depth, failed invocations, sent to DLQ, failed to be sent to DLQ, and the replay rule\'s two', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateNumberOfMessagesVisible', Namespace: 'AWS/SQS', Threshold: 1, TreatMissingData: 'notBreaching',
     });
@@ -100,6 +115,26 @@ describe('ApiDestinationChannel defaults', () => {
         Dimensions: Match.arrayWith([{ Name: 'RuleName', Value: { Ref: Match.stringLikeRegexp('ChannelRule') } }]),
       });
     }
+  });
+
+  test('replay alarms: the replay rule\'s FailedInvocations and InvocationsFailedToBeSentToDlq', () => {
+    for (const metricName of ['FailedInvocations', 'InvocationsFailedToBeSentToDlq']) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        MetricName: metricName,
+        Namespace: 'AWS/Events',
+        Statistic: 'Sum',
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        TreatMissingData: 'notBreaching',
+        Dimensions: [
+          { Name: 'EventBusName', Value: { Ref: Match.stringLikeRegexp('CdkEventFabricChannelReplayBus') } },
+          { Name: 'RuleName', Value: { Ref: Match.stringLikeRegexp('ChannelReplayRule') } },
+        ],
+      });
+    }
+    const alarmLogicalId = (alarm: any) => stack.resolve((alarm.node.defaultChild as any).logicalId);
+    expect(alarmLogicalId(channel.replayFailedInvocationsAlarm)).toMatch(/^ChannelReplayFailedInvocationsAlarm/);
+    expect(alarmLogicalId(channel.replayInvocationsFailedToBeSentToDlqAlarm)).toMatch(/^ChannelReplayInvocationsFailedToBeSentToDlqAlarm/);
   });
 
   test('replay: a rule on the private replay bus, matching only replays of this channel\'s rule', () => {
@@ -154,6 +189,22 @@ describe('ApiDestinationChannel defaults', () => {
     expect(channel.metricIngestionToInvocationSuccessLatency().statistic).toBe('p99');
     expect(channel.metricRetryInvocationAttempts().metricName).toBe('RetryInvocationAttempts');
     expect(channel.metricInvocations().metricName).toBe('Invocations');
+  });
+
+  test('replay metric helpers name the replay rule and the replay bus', () => {
+    const replayDimensions = [
+      { name: 'EventBusName', value: { Ref: expect.stringMatching(/^CdkEventFabricChannelReplayBus/) } },
+      { name: 'RuleName', value: { Ref: expect.stringMatching(/^ChannelReplayRule/) } },
+    ];
+    for (const [metric, name] of [
+      [channel.metricReplayInvocations(), 'Invocations'],
+      [channel.metricReplayFailedInvocations(), 'FailedInvocations'],
+      [channel.metricReplayInvocationsFailedToBeSentToDlq(), 'InvocationsFailedToBeSentToDlq'],
+    ] as const) {
+      expect(metric.metricName).toBe(name);
+      expect(metric.namespace).toBe('AWS/Events');
+      expect(stack.resolve(metric.toMetricConfig().metricStat!.dimensions)).toEqual(replayDimensions);
+    }
   });
 });
 
@@ -226,7 +277,7 @@ describe('ApiDestinationChannel fullest configuration', () => {
 
   test('every alarm notifies the given actions', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(4);
+    expect(alarms).toHaveLength(6);
     for (const alarm of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^Alarms/) }]);
     }
@@ -289,6 +340,157 @@ describe('ApiDestinationChannel sharing', () => {
   });
 });
 
+describe('ApiDestinationChannel dead-letter queue removal policy', () => {
+  test('deadLetterQueueRemovalPolicy DESTROY deletes the created queue with the stack', () => {
+    const stack = newStack();
+    defaultChannel(stack, { deadLetterQueueRemovalPolicy: RemovalPolicy.DESTROY });
+    Template.fromStack(stack).hasResource('AWS::SQS::Queue', { DeletionPolicy: 'Delete', UpdateReplacePolicy: 'Delete' });
+  });
+});
+
+describe('ApiDestinationChannel shared dead-letter queue', () => {
+  /** `n` channels of one stack on one given queue, each with the alarm actions given. */
+  function channelsOnOneQueue(n: number, alarmActions?: (stack: Stack) => any[], eventBus?: (stack: Stack) => events.IEventBus) {
+    const app = new App();
+    const stack = new Stack(app, 'Test', { env: { account: '111111111111', region: 'eu-west-1' } });
+    const queue = new sqs.Queue(stack, 'SharedDlq', { enforceSSL: true });
+    const props = () => ({ deadLetterQueue: queue, alarmActions: alarmActions?.(stack), ...(eventBus ? { eventBus: eventBus(stack) } : {}) });
+    const channels = [defaultChannel(stack, props(), 'Channel0')];
+    const connection = channels[0].connection;
+    for (let i = 1; i < n; i++) {
+      channels.push(defaultChannel(stack, { ...props(), connection, authorization: undefined }, `Channel${i}`));
+    }
+    return { app, stack, queue, channels };
+  }
+
+  test('15 channels sharing one queue: one queue-policy statement listing their 30 rule ARNs, and one depth alarm', () => {
+    const { stack, channels } = channelsOnOneQueue(15);
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::SQS::QueuePolicy', 1);
+    const statements = Object.values<any>(template.findResources('AWS::SQS::QueuePolicy'))[0].Properties.PolicyDocument.Statement;
+    const sends = statements.filter((s: any) => s.Action === 'sqs:SendMessage');
+    expect(sends).toHaveLength(1);
+    expect(sends[0].Principal).toEqual({ Service: 'events.amazonaws.com' });
+    expect(sends[0].Resource).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^SharedDlq/), 'Arn'] });
+    const expected = channels.flatMap((c) => [stack.resolve(c.rule.ruleArn), stack.resolve(c.replayRule.ruleArn)]);
+    expect(expected).toHaveLength(30);
+    expect(sends[0].Condition.ArnEquals['aws:SourceArn']).toEqual(expected);
+
+    const depthAlarms = template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'ApproximateNumberOfMessagesVisible' } });
+    expect(Object.keys(depthAlarms)).toHaveLength(1);
+    for (const channel of channels) expect(channel.deadLetterQueueDepthAlarm).toBe(channels[0].deadLetterQueueDepthAlarm);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^SharedDlq'), 'QueueName'] } }],
+    });
+  });
+
+  test('the shared depth alarm notifies each alarm action once', () => {
+    const { stack, channels } = channelsOnOneQueue(3, (s) => {
+      const topic = (s.node.tryFindChild('Topic') as sns.Topic) ?? new sns.Topic(s, 'Topic', { enforceSSL: true });
+      return [new cloudwatchActions.SnsAction(topic)];
+    });
+    expect(channels[2].deadLetterQueueDepthAlarm).toBe(channels[0].deadLetterQueueDepthAlarm);
+    const depthAlarms = Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'ApproximateNumberOfMessagesVisible' } });
+    expect(Object.values<any>(depthAlarms).map((a) => a.Properties.AlarmActions)).toEqual([[{ Ref: expect.stringMatching(/^Topic/) }]]);
+  });
+
+  test('too many channels on one queue fail synth, naming the queue, the count and what to do', () => {
+    const { app } = channelsOnOneQueue(30);
+    expect(() => app.synth()).toThrow(new RegExp(
+      'Test/SharedDlq: invalid deadLetterQueue shared by 30 ApiDestinationChannels of stack \'Test\' \\(60 rules\\): ' +
+      'its queue policy would have 2 statements and about \\d+ bytes \\(estimated\\), over SQS\'s limits of 20 statements and 8192 bytes; ' +
+      'allowed: about \\d+ channels of one stack on this queue\\. Give some channels their own queue'));
+  });
+
+  test('a bus name unknown at synth counts at its maximum length: 15 channels on one queue no longer fit', () => {
+    const tokenBus = (stack: Stack) => (stack.node.tryFindChild('TokenBus') as events.IEventBus)
+      ?? events.EventBus.fromEventBusArn(stack, 'TokenBus', new CfnParameter(stack, 'BusArn').valueAsString);
+    const { app } = channelsOnOneQueue(15, undefined, tokenBus);
+    expect(() => app.synth()).toThrow(/invalid deadLetterQueue shared by 15 ApiDestinationChannels .*allowed: about 1[0-4] channels/);
+    expect(() => channelsOnOneQueue(15).app.synth()).not.toThrow();
+  });
+
+  test('an imported queue: a warning names the statement its owner must add', () => {
+    const stack = newStack();
+    const queue = sqs.Queue.fromQueueArn(stack, 'ImportedDlq', 'arn:aws:sqs:eu-west-1:111111111111:parked');
+    defaultChannel(stack, { deadLetterQueue: queue });
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::SQS::QueuePolicy', 0);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      Targets: [Match.objectLike({ DeadLetterConfig: { Arn: 'arn:aws:sqs:eu-west-1:111111111111:parked' } })],
+    });
+    Annotations.fromStack(stack).hasWarning('/Test/Channel', Match.stringLikeRegexp(
+      'The dead-letter queue arn:aws:sqs:eu-west-1:111111111111:parked is imported.*Principal \\{"Service":"events.amazonaws.com"\\}, '
+      + 'Action sqs:SendMessage.*ArnEquals aws:SourceArn \\[the ARNs of the rules Test/Channel/Rule and Test/Channel/ReplayRule\\]'));
+  });
+
+  test('a queue in another region is rejected', () => {
+    const stack = newStack();
+    const queue = sqs.Queue.fromQueueArn(stack, 'Far', 'arn:aws:sqs:us-east-1:111111111111:parked');
+    expect(() => defaultChannel(stack, { deadLetterQueue: queue }))
+      .toThrow(/invalid deadLetterQueue "arn:aws:sqs:us-east-1:111111111111:parked"; allowed: a queue in the rule's region eu-west-1/);
+  });
+});
+
+describe('ApiDestinationChannel encrypted dead-letter queue', () => {
+  const eventBridgeKeyStatement = Match.objectLike({
+    Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+    Principal: { Service: 'events.amazonaws.com' },
+    Condition: { StringEquals: { 'aws:SourceAccount': '111111111111' } },
+  });
+
+  test('a given queue encrypted with a key created in the app: the key policy lets EventBridge use it', () => {
+    const stack = newStack();
+    const key = new kms.Key(stack, 'UserKey', { enableKeyRotation: true });
+    const queue = new sqs.Queue(stack, 'UserDlq', { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: key, enforceSSL: true });
+    defaultChannel(stack, { deadLetterQueue: queue });
+    defaultChannel(stack, { deadLetterQueue: queue }, 'Second');
+    Template.fromStack(stack).hasResourceProperties('AWS::KMS::Key', { KeyPolicy: { Statement: Match.arrayWith([eventBridgeKeyStatement]) } });
+    const statements = Template.fromStack(stack).toJSON().Resources;
+    const keyPolicy = Object.values<any>(statements).find((r) => r.Type === 'AWS::KMS::Key').Properties.KeyPolicy.Statement;
+    expect(keyPolicy.filter((s: any) => s.Principal?.Service === 'events.amazonaws.com')).toHaveLength(1);
+    expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
+  });
+
+  test('a given queue encrypted with an imported key: a warning names the key policy statement to add', () => {
+    const stack = newStack();
+    const key = kms.Key.fromKeyArn(stack, 'TheirKey', 'arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab');
+    const queue = new sqs.Queue(stack, 'UserDlq', { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: key, enforceSSL: true });
+    defaultChannel(stack, { deadLetterQueue: queue });
+    Annotations.fromStack(stack).hasWarning('/Test/Channel', Match.stringLikeRegexp(
+      'The KMS key arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab of the dead-letter queue Test/UserDlq '
+      + 'is imported or AWS managed.*events.amazonaws.com.*kms:GenerateDataKey and kms:Decrypt'));
+  });
+
+  test('a given queue encrypted with the AWS managed key: a warning', () => {
+    const stack = newStack();
+    const queue = new sqs.Queue(stack, 'UserDlq', { encryption: sqs.QueueEncryption.KMS_MANAGED, enforceSSL: true });
+    defaultChannel(stack, { deadLetterQueue: queue });
+    Annotations.fromStack(stack).hasWarning('/Test/Channel', Match.stringLikeRegexp(
+      'The KMS key alias/aws/sqs of the dead-letter queue Test/UserDlq is imported or AWS managed.*alias/aws/sqs cannot allow it'));
+  });
+
+  test('an imported key for the created queue: a warning', () => {
+    const stack = newStack();
+    const key = kms.Key.fromKeyArn(stack, 'TheirKey', 'arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab');
+    defaultChannel(stack, { encryptionKey: key });
+    Annotations.fromStack(stack).hasWarning('/Test/Channel', Match.stringLikeRegexp('The KMS key arn:aws:kms:.* is imported or AWS managed'));
+  });
+
+  test('an imported encrypted queue: the warning also names the key policy statement', () => {
+    const stack = newStack();
+    const queue = sqs.Queue.fromQueueAttributes(stack, 'ImportedDlq', {
+      queueArn: 'arn:aws:sqs:eu-west-1:111111111111:parked',
+      keyArn: 'arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+    });
+    defaultChannel(stack, { deadLetterQueue: queue });
+    const annotations = Annotations.fromStack(stack);
+    annotations.hasWarning('/Test/Channel', Match.stringLikeRegexp('queue arn:aws:sqs:eu-west-1:111111111111:parked is imported.*kms:GenerateDataKey and kms:Decrypt'));
+    annotations.hasWarning('/Test/Channel', Match.stringLikeRegexp('The KMS key arn:aws:kms:.* is imported or AWS managed'));
+  });
+});
+
 describe('ApiDestinationChannel validation', () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ['rateLimitPerSecond 0', { rateLimitPerSecond: 0 }, /invalid rateLimitPerSecond 0; allowed: an integer from 1 to 300 invocations per second/],
@@ -331,6 +533,12 @@ describe('ApiDestinationChannel validation', () => {
     const key = new kms.Key(stack, 'K');
     expect(() => defaultChannel(stack, { deadLetterQueue: new sqs.Queue(stack, 'Q'), encryptionKey: key }))
       .toThrow(/invalid encryptionKey .*allowed: only with a created dead-letter queue/);
+  });
+
+  test('deadLetterQueueRemovalPolicy with a given queue', () => {
+    const stack = newStack();
+    expect(() => defaultChannel(stack, { deadLetterQueue: new sqs.Queue(stack, 'Q'), deadLetterQueueRemovalPolicy: RemovalPolicy.DESTROY }))
+      .toThrow(/invalid deadLetterQueueRemovalPolicy "destroy"; allowed: only with a created dead-letter queue/);
   });
 
   test('errors name the construct path', () => {
@@ -382,17 +590,17 @@ describe('ApiDestinationChannel scale', () => {
     const one = withChannels(1);
     const two = withChannels(2);
     expect(resourceCount(two) - resourceCount(one)).toBe(ApiDestinationChannel.RESOURCES_PER_CHANNEL);
-    expect(resourcesByType(two)['AWS::CloudWatch::Alarm'] - resourcesByType(one)['AWS::CloudWatch::Alarm']).toBe(4);
+    expect(resourcesByType(two)['AWS::CloudWatch::Alarm'] - resourcesByType(one)['AWS::CloudWatch::Alarm']).toBe(6);
   });
 
   test('100 channels in one stack fail synth with advice on how to split', () => {
     const app = new App();
     const stack = new Stack(app, 'Crowded');
     for (let i = 0; i < 100; i++) defaultChannel(stack, {}, `Channel${i}`);
-    expect(() => app.synth()).toThrow(/Stack 'Crowded' holds \d+ CloudFormation resources, over the limit of 500\. Each ApiDestinationChannel adds about 11 resources, so one stack fits about 43 of them\. Split them across stacks, for example NestedStacks/);
+    expect(() => app.synth()).toThrow(/Stack 'Crowded' holds \d+ CloudFormation resources, over the limit of 500\. Each ApiDestinationChannel adds about 13 resources, so one stack fits about 36 of them\. Split them across stacks, for example NestedStacks/);
   });
 
-  test('100 channels split over nested stacks sharing one bus and connection synthesize, each under 500', () => {
+  test('100 channels split over nested stacks of 36 sharing one bus and connection synthesize, each under 500', () => {
     const app = new App();
     const stack = new Stack(app, 'Split');
     const bus = new events.EventBus(stack, 'Bus');
@@ -402,7 +610,7 @@ describe('ApiDestinationChannel scale', () => {
     });
     const nested: NestedStack[] = [];
     for (let i = 0; i < 100; i++) {
-      if (i % 40 === 0) nested.push(new NestedStack(stack, `Channels${nested.length + 1}`));
+      if (i % 36 === 0) nested.push(new NestedStack(stack, `Channels${nested.length + 1}`));
       new ApiDestinationChannel(nested[nested.length - 1], `Channel${i}`, {
         eventBus: bus,
         connection,

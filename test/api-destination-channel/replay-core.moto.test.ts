@@ -1,6 +1,6 @@
 import { CreateEventBusCommand, DeleteRuleCommand, PutEventsCommand, PutRuleCommand, PutTargetsCommand, RemoveTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from '../../src/api-destination-channel/replay-contract';
+import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE, replayDetail } from '../../src/api-destination-channel/replay-contract';
 import { replayDeadLetters } from '../../src/api-destination-channel/replay-core';
 import { motoClients, uniqueName } from '../support/moto';
 
@@ -135,10 +135,10 @@ describe('replayDeadLetters against moto', () => {
 
     // Each channel's replay rule got exactly its own events, wrapped unchanged (ids included).
     const deliveredA = await captured(captureA, 3);
-    expect(deliveredA.map((e) => e.detail)).toEqual(expect.arrayContaining(eventsA.map((event) => ({ ruleArn: ruleA, event }))));
+    expect(deliveredA.map((e) => e.detail)).toEqual(expect.arrayContaining(eventsA.map((event) => replayDetail(ruleA, event))));
     expect(deliveredA).toHaveLength(3);
     const deliveredB = await captured(captureB, 2);
-    expect(deliveredB.map((e) => e.detail)).toEqual(expect.arrayContaining(eventsB.map((event) => ({ ruleArn: ruleB, event }))));
+    expect(deliveredB.map((e) => e.detail)).toEqual(expect.arrayContaining(eventsB.map((event) => replayDetail(ruleB, event))));
     expect(deliveredB).toHaveLength(2);
     for (const delivered of [...deliveredA, ...deliveredB]) {
       expect(delivered).toMatchObject({ 'source': REPLAY_SOURCE, 'detail-type': REPLAY_DETAIL_TYPE });
@@ -152,7 +152,7 @@ describe('replayDeadLetters against moto', () => {
     expect(deliveredDefault.map((e) => e['detail-type'])).toEqual(['Leak Probe']);
     expect(deliveredDefault[0].detail).toEqual({ probe: defaultBusRule });
 
-    // The two bad messages are still in the DLQ (hidden for the visibility timeout); the rest are gone.
-    expect(await queueCounts(dlq)).toEqual({ visible: 0, notVisible: 2 });
+    // The two bad messages are still in the DLQ, visible again for the operator; the rest are gone.
+    expect(await queueCounts(dlq)).toEqual({ visible: 2, notVisible: 0 });
   });
 });
