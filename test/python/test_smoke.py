@@ -15,7 +15,7 @@ import re
 
 import pytest
 from jsii.errors import JSIIError
-from aws_cdk import App, Duration, Stack
+from aws_cdk import App, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -60,6 +60,9 @@ def _resources(template: Template, resource_type: str) -> dict:
 def _rendered(value) -> str:
     """A CloudFormation value as the JSON string the template would carry."""
     return json.dumps(value, sort_keys=True)
+
+
+SECRET_VERSION_ID = "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE"
 
 
 def _assert_dynamic_reference(value, json_field=None) -> None:
@@ -117,7 +120,12 @@ def test_api_destination_channel():
         event_pattern=events.EventPattern(source=["shop.orders"], detail_type=["OrderPlaced"]),
         endpoint="https://api.partner.example/orders/*",
         http_method=events.HttpMethod.PUT,
-        authorization=ChannelAuthorization.api_key(header_name="x-api-key", secret=api_key_secret, json_field="apiKey"),
+        authorization=ChannelAuthorization.api_key(
+            header_name="x-api-key",
+            secret=api_key_secret,
+            json_field="apiKey",
+            secret_version_id=SECRET_VERSION_ID,
+        ),
         input=events.RuleTargetInput.from_object(
             {
                 "orderId": events.EventField.from_path("$.detail.orderId"),
@@ -145,6 +153,7 @@ def test_api_destination_channel():
         event_pattern=events.EventPattern(source=["shop.orders"], detail_type=["RefundIssued"]),
         endpoint="https://api.partner.example/refunds",
         connection=shared,
+        dead_letter_queue_removal_policy=RemovalPolicy.DESTROY,
     )
 
     # The public attributes are reachable from Python.
@@ -152,6 +161,9 @@ def test_api_destination_channel():
     assert orders.replay_function is not None and orders.replay_bus is not None
     assert isinstance(orders.replay_payload, str)
     assert orders.metric_failed_invocations().metric_name == "FailedInvocations"
+    assert orders.metric_replay_failed_invocations().metric_name == "FailedInvocations"
+    assert orders.replay_failed_invocations_alarm.node.path.endswith("/ReplayFailedInvocationsAlarm")
+    assert orders.replay_invocations_failed_to_be_sent_to_dlq_alarm is not orders.invocations_failed_to_be_sent_to_dlq_alarm
     assert ApiDestinationChannel.RESOURCES_PER_CHANNEL > 0
 
     template = Template.from_stack(stack)
@@ -179,6 +191,9 @@ def test_api_destination_channel():
         {"KmsMasterKeyId": {"Fn::GetAtt": [stack.get_logical_id(key.node.default_child), "Arn"]}},
     )
     template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
+    # Parked events outlive the stack by default; the refunds channel opted out.
+    queues = _resources(template, "AWS::SQS::Queue").values()
+    assert sorted(q["DeletionPolicy"] for q in queues) == ["Delete", "Retain"]
 
     # A rule and a replay rule per channel; the orders rule's target carries the retry
     # policy, the DLQ, the input transformation and the HTTP parameters incl. idempotency key.
@@ -214,8 +229,8 @@ def test_api_destination_channel():
     assert refunds_target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
     assert refunds_target["HttpParameters"] == {"HeaderParameters": {"Idempotency-Key": "$.id"}}
 
-    # Four alarms per channel.
-    template.resource_count_is("AWS::CloudWatch::Alarm", 8)
+    # Six alarms per channel: DLQ depth, three on the rule, two on the replay rule.
+    template.resource_count_is("AWS::CloudWatch::Alarm", 12)
 
     # EventBridge may use the customer key for the dead-letter queue.
     template.has_resource_properties(
@@ -242,6 +257,8 @@ def test_api_destination_channel():
     assert set(by_type) == {"API_KEY", "BASIC"}
     assert by_type["API_KEY"]["ApiKeyAuthParameters"]["ApiKeyName"] == "x-api-key"
     _assert_dynamic_reference(by_type["API_KEY"]["ApiKeyAuthParameters"]["ApiKeyValue"], json_field="apiKey")
+    # The pinned version: bumping it changes the template, so a deploy re-reads the secret.
+    assert f":SecretString:apiKey::{SECRET_VERSION_ID}}}}}" in _rendered(by_type["API_KEY"]["ApiKeyAuthParameters"]["ApiKeyValue"])
     assert by_type["BASIC"]["BasicAuthParameters"]["Username"] == "fabric"
     _assert_dynamic_reference(by_type["BASIC"]["BasicAuthParameters"]["Password"])
     rendered = json.dumps(template.to_json())
