@@ -279,13 +279,19 @@ async function checked<S>(scenario: CrashPointScenario<S>, state: S, fault: Faul
   }
 }
 
-/** Where the reports go; the jest global teardown prints them as one table. */
-export const CRASH_POINT_REPORT_DIR = path.resolve(__dirname, '..', '..', 'test-reports', 'crash-points');
+/**
+ * Where one jest run's reports go (the global setup names a folder per run, so two runs in
+ * one checkout keep theirs apart); the global teardown prints them as one table.
+ */
+export function crashPointReportDir(): string {
+  return process.env.CRASH_POINT_REPORT_DIR ?? path.resolve(__dirname, '..', '..', 'test-reports', 'crash-points', 'default');
+}
 
 function writeReport(report: CrashPointReport): void {
-  mkdirSync(CRASH_POINT_REPORT_DIR, { recursive: true });
+  const dir = crashPointReportDir();
+  mkdirSync(dir, { recursive: true });
   const file = report.name.replace(/[^A-Za-z0-9._-]+/g, '-').toLowerCase();
-  writeFileSync(path.join(CRASH_POINT_REPORT_DIR, `${file}.json`), JSON.stringify(report, undefined, 2));
+  writeFileSync(path.join(dir, `${file}.json`), JSON.stringify(report, undefined, 2));
 }
 
 /** A test's own assertion, usable inside `check`: throws with `message` when `condition` is false. */

@@ -2,7 +2,6 @@ import { ChildProcess, spawn } from 'child_process';
 import { existsSync, rmSync } from 'fs';
 import { createServer } from 'net';
 import * as path from 'path';
-import { CRASH_POINT_REPORT_DIR } from './crash-points';
 
 /** Key on globalThis under which the moto server's process is kept for the teardown. */
 export const MOTO_SERVER_KEY = '__cdkEventFabricMotoServer__';
@@ -22,7 +21,9 @@ export default async function motoGlobalSetup(): Promise<void> {
     throw new Error(`moto server not found at ${MOTO_SERVER}: run \`npx projen setup:python\` to create .venv from requirements-dev.lock`);
   }
   // The crash-point reports the teardown prints are this run's only.
-  rmSync(CRASH_POINT_REPORT_DIR, { recursive: true, force: true });
+  const reports = path.resolve(__dirname, '..', '..', 'test-reports', 'crash-points', `run-${process.pid}`);
+  rmSync(reports, { recursive: true, force: true });
+  process.env.CRASH_POINT_REPORT_DIR = reports;
   const port = await freePort();
   const endpoint = `http://${MOTO_HOST}:${port}`;
 

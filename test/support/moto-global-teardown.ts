@@ -1,6 +1,6 @@
-import { existsSync, readdirSync, readFileSync } from 'fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'fs';
 import * as path from 'path';
-import { CRASH_POINT_REPORT_DIR, CrashPointReport } from './crash-points';
+import { crashPointReportDir, CrashPointReport } from './crash-points';
 import { motoServerProcess } from './moto-global-setup';
 
 const STOP_TIMEOUT_MS = 5_000;
@@ -23,9 +23,11 @@ export default async function motoGlobalTeardown(): Promise<void> {
 
 /** Prints the crash-point harness's reports of this run: one line per handler and input. */
 function printCrashPointReports(): void {
-  if (!existsSync(CRASH_POINT_REPORT_DIR)) return;
-  const reports: CrashPointReport[] = readdirSync(CRASH_POINT_REPORT_DIR).filter((f) => f.endsWith('.json')).sort()
-    .map((f) => JSON.parse(readFileSync(path.join(CRASH_POINT_REPORT_DIR, f), 'utf8')));
+  const dir = crashPointReportDir();
+  if (!existsSync(dir)) return;
+  const reports: CrashPointReport[] = readdirSync(dir).filter((f) => f.endsWith('.json')).sort()
+    .map((f) => JSON.parse(readFileSync(path.join(dir, f), 'utf8')));
+  rmSync(dir, { recursive: true, force: true });
   if (reports.length === 0) return;
   const lines = reports.map((r) => `  ${r.name}: ${r.cleanCalls.length} calls, ${r.crashPoints} crash points; `
     + `inputs delivered ${r.totals.delivered}, waiting ${r.totals.waiting}, parked ${r.totals.parked}, duplicates ${r.totals.duplicates}`);
