@@ -1,5 +1,5 @@
 import { CreateEventBusCommand, PutEventsCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
-import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import fc from 'fast-check';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from '../../src/api-destination-channel/replay-contract';
 import { ReplayDependencies, replayDeadLetters, toReplayEntry } from '../../src/api-destination-channel/replay-core';
@@ -11,9 +11,10 @@ import {
   FakeClock,
   FaultInjector,
   invariant,
+  InvocationOutcome,
   OutcomeCounts,
 } from '../support/crash-points';
-import { motoClients, uniqueName } from '../support/moto';
+import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } from '../support/moto';
 import { SqsVisibility, synchronousCallerRetries } from '../support/platform';
 
 /**
@@ -33,7 +34,7 @@ const injector = new FaultInjector(handlerClients.sqs, handlerClients.eventBridg
 const clock = new FakeClock();
 new SqsVisibility(injector, clock, platform.sqs);
 
-interface Queue { readonly url: string; readonly arn: string }
+type Queue = MotoQueue;
 
 interface ReplayWorld {
   readonly dlq: Queue;
@@ -46,11 +47,7 @@ interface ReplayWorld {
   readonly unroutable: string[];
 }
 
-async function createQueue(prefix: string): Promise<Queue> {
-  const { QueueUrl } = await platform.sqs.send(new CreateQueueCommand({ QueueName: uniqueName(prefix) }));
-  const { Attributes } = await platform.sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
-  return { url: QueueUrl!, arn: Attributes!.QueueArn! };
-}
+const createQueue = (prefix: string) => createMotoQueue(platform.sqs, prefix);
 
 /**
  * A fresh world: a DLQ shared by two channels of this stack and one of another stack, the
@@ -114,14 +111,7 @@ function replayDeps(world: ReplayWorld): ReplayDependencies {
 }
 
 /** Every message body in a queue (each received once, hidden for the rest of the check). */
-async function drain(queue: Queue): Promise<string[]> {
-  const bodies: string[] = [];
-  for (;;) {
-    const { Messages } = await platform.sqs.send(new ReceiveMessageCommand({ QueueUrl: queue.url, MaxNumberOfMessages: 10, VisibilityTimeout: 600 }));
-    if (!Messages?.length) return bodies;
-    bodies.push(...Messages.map((m) => m.Body!));
-  }
-}
+const drain = (queue: Queue) => drainMotoQueue(platform.sqs, queue.url);
 
 /** The invariant, on the final state; counts each input's fate. */
 async function checkWorld(world: ReplayWorld): Promise<OutcomeCounts> {
@@ -159,8 +149,7 @@ async function checkWorld(world: ReplayWorld): Promise<OutcomeCounts> {
 }
 
 /** The operator's procedure after a first run: retry a failed call, and run again later. */
-async function operator(world: ReplayWorld, first: Parameters<CrashPointScenario<ReplayWorld>['redeliver']>[1],
-  run: () => Promise<unknown>): Promise<void> {
+async function operator(first: InvocationOutcome, run: () => Promise<unknown>): Promise<void> {
   await synchronousCallerRetries(injector, first, run);
   await clock.advance((VISIBILITY_SECONDS + 1) * 1000);
   const later = await injector.invoke(run);
@@ -176,7 +165,7 @@ function replayScenario(name: string, handler: (world: ReplayWorld) => Promise<u
       return createWorld();
     },
     invoke: handler,
-    redeliver: (world, first) => operator(world, first, () => handler(world)),
+    redeliver: (world, first) => operator(first, () => handler(world)),
     check: checkWorld,
   };
 }
@@ -237,7 +226,7 @@ describe('replay handler under the crash-point harness (moto)', () => {
     // Each AWS call of either run waits for the scheduler to let it go.
     let scheduler: fc.Scheduler | undefined;
     for (const client of [handlerClients.sqs, handlerClients.eventBridge]) {
-      client.middlewareStack.add((next: any, context: any) => async (args: any) => {
+      (client.middlewareStack as { add: (middleware: unknown, options: unknown) => void }).add((next: any, context: any) => async (args: any) => {
         if (scheduler) await scheduler.schedule(Promise.resolve(), `${context.commandName}`);
         return next(args);
       }, { step: 'initialize', name: 'raceScheduler', priority: 'low' });

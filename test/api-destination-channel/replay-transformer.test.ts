@@ -405,6 +405,9 @@ describe('a replay sends the first delivery\'s request', () => {
 
   test('an input that binds to nothing: the whole event, the original one on replay', () => {
     class WholeEvent extends events.RuleTargetInput {
+      constructor() {
+        super();
+      }
       public bind(_rule: events.IRule): events.RuleTargetInputProperties {
         return {};
       }

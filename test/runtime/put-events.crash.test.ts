@@ -1,8 +1,7 @@
 import { CreateEventBusCommand, PutEventsRequestEntry, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
-import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { PutEntryOutcome, putEventsReliably } from '../../src/runtime/put-events';
 import { CrashPointScenario, exploreCrashPoints, FaultInjector, invariant, InvocationOutcome } from '../support/crash-points';
-import { motoClients, uniqueName } from '../support/moto';
+import { createMotoQueue, drainMotoQueue, motoClients, uniqueName } from '../support/moto';
 
 /**
  * putEventsReliably under the crash-point harness, against moto: its caller (every handler
@@ -43,23 +42,16 @@ async function createWorld(): Promise<World> {
   return { busName, captureUrl: capture.url, probeUrl: probe.url, entries, okButMissing: [] };
 }
 
-async function createQueue(prefix: string): Promise<{ url: string; arn: string }> {
-  const { QueueUrl } = await platform.sqs.send(new CreateQueueCommand({ QueueName: uniqueName(prefix) }));
-  const { Attributes } = await platform.sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
-  return { url: QueueUrl!, arn: Attributes!.QueueArn! };
-}
+const createQueue = (prefix: string) => createMotoQueue(platform.sqs, prefix);
 
 /** How many times each entry number reached the target. */
 async function deliveries(queueUrl: string): Promise<Map<number, number>> {
   const counts = new Map<number, number>();
-  for (;;) {
-    const { Messages } = await platform.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 600 }));
-    if (!Messages?.length) return counts;
-    for (const m of Messages) {
-      const n = JSON.parse(m.Body!).detail.n as number;
-      counts.set(n, (counts.get(n) ?? 0) + 1);
-    }
+  for (const body of await drainMotoQueue(platform.sqs, queueUrl)) {
+    const n = JSON.parse(body).detail.n as number;
+    counts.set(n, (counts.get(n) ?? 0) + 1);
   }
+  return counts;
 }
 
 const scenario: CrashPointScenario<World> = {

@@ -1,6 +1,6 @@
-import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { CrashPointScenario, CrashPointViolation, exploreCrashPoints, FakeClock, FaultInjector, invariant } from './crash-points';
-import { motoClients, uniqueName } from './moto';
+import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } from './moto';
 import { asynchronousInvokeRetries, SqsBatch, SqsEvent, SqsEventSource } from './platform';
 
 /** The harness itself: its faults do what they say, its platform models redeliver, and it catches losses. */
@@ -10,22 +10,10 @@ const handlerClients = motoClients();
 const injector = new FaultInjector(handlerClients.sqs);
 const clock = new FakeClock();
 
-interface Queue { readonly url: string; readonly arn: string }
+type Queue = MotoQueue;
 
-async function createQueue(prefix: string, attributes: Record<string, string> = {}): Promise<Queue> {
-  const { QueueUrl } = await platform.sqs.send(new CreateQueueCommand({ QueueName: uniqueName(prefix), Attributes: attributes }));
-  const { Attributes } = await platform.sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
-  return { url: QueueUrl!, arn: Attributes!.QueueArn! };
-}
-
-async function bodies(queue: Queue): Promise<string[]> {
-  const out: string[] = [];
-  for (;;) {
-    const { Messages } = await platform.sqs.send(new ReceiveMessageCommand({ QueueUrl: queue.url, MaxNumberOfMessages: 10, VisibilityTimeout: 600 }));
-    if (!Messages?.length) return out;
-    out.push(...Messages.map((m) => m.Body!));
-  }
-}
+const createQueue = (prefix: string, attributes: Record<string, string> = {}) => createMotoQueue(platform.sqs, prefix, attributes);
+const bodies = (queue: Queue) => drainMotoQueue(platform.sqs, queue.url);
 
 afterAll(() => {
   for (const clients of [platform, handlerClients]) clients.sqs.destroy();

@@ -2,7 +2,7 @@ import { randomUUID } from 'crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 
 /** AWS SDK clients pointed at the moto server started by the jest global setup. */
 export interface MotoClients {
@@ -43,4 +43,30 @@ export function motoClients(): MotoClients {
 /** A resource name unique to this run, so tests never share moto state. */
 export function uniqueName(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+/** A queue on moto: its URL and ARN. */
+export interface MotoQueue {
+  readonly url: string;
+  readonly arn: string;
+}
+
+/** Creates a queue with a unique name (and the given attributes, e.g. a redrive policy). */
+export async function createMotoQueue(sqs: SQSClient, prefix: string, attributes: Record<string, string> = {}): Promise<MotoQueue> {
+  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(prefix), Attributes: attributes }));
+  const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
+  return { url: QueueUrl!, arn: Attributes!.QueueArn! };
+}
+
+/**
+ * Every message body in a queue, each received once: they stay hidden for the rest of the
+ * test, so read a queue once, at the end.
+ */
+export async function drainMotoQueue(sqs: SQSClient, queueUrl: string): Promise<string[]> {
+  const bodies: string[] = [];
+  for (;;) {
+    const { Messages } = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 600 }));
+    if (!Messages?.length) return bodies;
+    bodies.push(...Messages.map((m) => m.Body!));
+  }
 }
