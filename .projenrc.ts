@@ -72,6 +72,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'jsii-docgen@10.12.6',
     'aws-cdk@2.1148.1',
     'fast-check@4.11.0',
+    'lossless-json@4.3.3',
   ],
 
   // JSON Schema validation of the curated envelope, used by CuratedEnvelope.validate at
