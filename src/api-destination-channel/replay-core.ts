@@ -1,5 +1,13 @@
 import { EventBridgeClient, ListRulesCommand, ListTargetsByRuleCommand, PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
-import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, Message, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  Message,
+  ReceiveMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { parse as parseExactly, stringify as stringifyExactly } from 'lossless-json';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE, replayDetail } from './replay-contract';
 import { putEventsEntrySize, putEventsReliably, PutEventsOptions } from '../runtime/put-events';
 
@@ -7,7 +15,10 @@ import { putEventsEntrySize, putEventsReliably, PutEventsOptions } from '../runt
 export interface ReplayRequest {
   /** URL of the dead-letter queue to replay. */
   readonly queueUrl: string;
-  /** Stop after this many messages. @default all messages, within the invocation's time */
+  /**
+   * Stop after trying to replay this many messages (messages left for another reason do not
+   * count). @default all messages, within the invocation's time
+   */
   readonly maxMessages?: number;
 }
 
@@ -29,15 +40,33 @@ export interface ReplayResult {
    * left in the queue, untouched, for the next run.
    */
   readonly deferred: number;
-  /** Messages left in the queue, each with its reason. received = replayed + deferred + failed.length. */
+  /** Messages left in the queue with a reason. received = replayed + deferred + failedCount. */
+  readonly failedCount: number;
+  /** How many messages were left for each reason (at most 100 reasons; the rest under one key). */
+  readonly failureReasons: { [reason: string]: number };
+  /**
+   * The first 100 messages left, each with its reason (the whole list could exceed
+   * Lambda's 6 MB response limit).
+   */
   readonly failed: ReplayFailure[];
 }
+
+/** How many failures and reasons a result lists. */
+export const RESULT_LIST_LIMIT = 100;
+const OTHER_REASONS = '(other reasons, not listed)';
+
+/**
+ * A replay that fails again is parked back in the queue as the whole replay event, with
+ * EventBridge's message attributes: keep this much of the queue's maximum message size for
+ * the event's envelope and the attributes.
+ */
+export const PARK_HEADROOM_BYTES = 4_096;
 
 export interface ReplayDependencies {
   readonly sqs: SQSClient;
   readonly eventBridge: EventBridgeClient;
   readonly replayBusName: string;
-  /** PutEvents entry size limit. */
+  /** PutEvents entry size limit (a replay must also fit the queue, less PARK_HEADROOM_BYTES). */
   readonly maxEntryBytes: number;
   /** Milliseconds left in the invocation; the loop stops with a margin. @default unlimited */
   readonly remainingTimeMs?: () => number;
@@ -83,9 +112,11 @@ export interface ReplayEntry {
  * wrapped again around the same original event and rule, so it still routes to that rule.
  */
 export function toReplayEntry(message: Message, replayBusName: string, maxEntryBytes: number): ReplayEntry | { reason: string } {
+  // maxEntryBytes: the largest replay entry allowed (see replayDeadLetters).
   let body: any;
   try {
-    body = JSON.parse(message.Body ?? '');
+    // Exactly: an integer beyond 2^53 must replay as it was, not rounded.
+    body = parseExactly(message.Body ?? '');
   } catch (err) {
     return { reason: `body is not JSON (${(err as Error).message})` };
   }
@@ -112,11 +143,14 @@ export function toReplayEntry(message: Message, replayBusName: string, maxEntryB
     EventBusName: replayBusName,
     Source: REPLAY_SOURCE,
     DetailType: REPLAY_DETAIL_TYPE,
-    Detail: JSON.stringify(replayDetail(ruleArn, event)),
+    Detail: stringifyExactly(replayDetail(ruleArn, event))!,
   };
   const size = putEventsEntrySize(entry);
   if (size > maxEntryBytes) {
-    return { reason: `replay event is ${size} bytes, over the PutEvents entry limit of ${maxEntryBytes} bytes` };
+    return {
+      reason: `replay event is ${size} bytes, over the ${maxEntryBytes} bytes a replay may have (the PutEvents entry limit, and the queue's `
+        + `maximum message size less ${PARK_HEADROOM_BYTES} bytes, so that a replay that fails again can be parked back in the queue)`,
+    };
   }
   return { ruleArn, entry };
 }
@@ -126,9 +160,10 @@ function isEvent(value: any): value is Record<string, unknown> {
 }
 
 /**
- * The replay rules on the replay bus, read once per run: which channel rules have an
- * enabled replay rule with a target. PutEvents accepts an event whether or not a rule
- * matches it, so a dead letter leaves the queue only when such a rule is certain to take it.
+ * The replay rules on the replay bus, read again for every batch (a rule deleted during a
+ * run must not be trusted for the rest of it): which channel rules have an enabled replay
+ * rule with a target. PutEvents accepts an event whether or not a rule matches it, so a dead
+ * letter leaves the queue only when such a rule is certain to take it.
  */
 export class ReplayRoutes {
   /** Reads the bus's rules (all pages). A failure throws: the run then touches no message. */
@@ -204,96 +239,139 @@ function replayedRuleArns(eventPattern: string | undefined): string[] {
 /**
  * Moves a dead-letter queue's messages onto the replay bus, where each channel's replay
  * rule picks up only its own. A run takes only the messages sent before it started, and
- * deletes a message only after a replay rule with a target is known to match it and its
- * event was accepted; every other message stays in the queue, listed with its reason, and
- * is made visible again when the run ends.
+ * deletes a message only after a replay rule with a target, read for that batch, matches it
+ * and its event was accepted; every other message stays in the queue, counted with its
+ * reason, and is made visible again when the run ends (also when it fails).
  */
 export async function replayDeadLetters(deps: ReplayDependencies, request: ReplayRequest): Promise<ReplayResult> {
   const log = deps.log ?? (() => undefined);
   const limit = request.maxMessages ?? Number.MAX_SAFE_INTEGER;
   const remaining = deps.remainingTimeMs ?? (() => Number.MAX_SAFE_INTEGER);
   const startedAt = (deps.now ?? Date.now)();
-  const routes = await ReplayRoutes.load(deps.eventBridge, deps.replayBusName);
-  const failed: ReplayFailure[] = [];
+  const maxReplayBytes = Math.min(deps.maxEntryBytes, await maxMessageBytes(deps.sqs, request.queueUrl) - PARK_HEADROOM_BYTES);
+  const failures = new FailureTally();
   const left: Message[] = [];
   let received = 0;
+  let attempted = 0;
   let replayed = 0;
   let deferred = 0;
   const leave = (message: Message, reason: string, logMessage: string) => {
-    failed.push({ messageId: message.MessageId!, reason });
+    failures.add(message.MessageId!, reason);
     left.push(message);
     log(logMessage, { messageId: message.MessageId, reason });
   };
 
-  while (received < limit && remaining() > TIME_MARGIN_MS) {
-    const response = await deps.sqs.send(new ReceiveMessageCommand({
-      QueueUrl: request.queueUrl,
-      MaxNumberOfMessages: Math.min(10, limit - received),
-      WaitTimeSeconds: deps.receiveWaitTimeSeconds ?? 1,
-      VisibilityTimeout: deps.visibilityTimeoutSeconds ?? 900,
-      MessageAttributeNames: ['All'],
-      MessageSystemAttributeNames: ['SentTimestamp'],
-    }));
-    const messages = response.Messages ?? [];
-    if (messages.length === 0) break;
-    received += messages.length;
+  try {
+    while (attempted < limit && remaining() > TIME_MARGIN_MS) {
+      const response = await deps.sqs.send(new ReceiveMessageCommand({
+        QueueUrl: request.queueUrl,
+        MaxNumberOfMessages: Math.min(10, limit - attempted),
+        WaitTimeSeconds: deps.receiveWaitTimeSeconds ?? 1,
+        VisibilityTimeout: deps.visibilityTimeoutSeconds ?? 900,
+        MessageAttributeNames: ['All'],
+        MessageSystemAttributeNames: ['SentTimestamp'],
+      }));
+      const messages = response.Messages ?? [];
+      if (messages.length === 0) break;
+      received += messages.length;
 
-    const replayable: { message: Message; entry: PutEventsRequestEntry }[] = [];
-    for (const message of messages) {
-      // A replay that failed again, or a new failure: not this run's (it would loop on it).
-      if (Number(message.Attributes?.SentTimestamp) > startedAt) {
-        deferred++;
-        left.push(message);
-        continue;
-      }
-      const replay = toReplayEntry(message, deps.replayBusName, deps.maxEntryBytes);
-      if ('reason' in replay) {
-        leave(message, replay.reason, 'dead letter not replayable; left in the queue');
-        continue;
-      }
-      let unroutable: string | undefined;
+      let routes: ReplayRoutes;
       try {
-        unroutable = await routes.whyNot(replay.ruleArn);
+        routes = await ReplayRoutes.load(deps.eventBridge, deps.replayBusName);
       } catch (err) {
-        unroutable = `could not check the replay rules (${(err as Error).name}: ${(err as Error).message})`;
+        // Nothing can be certain without the rules: leave this batch and end the run.
+        const reason = `could not read the replay rules (${(err as Error).name}: ${(err as Error).message})`;
+        for (const message of messages) leave(message, reason, 'replay rules unreadable; left in the queue');
+        break;
       }
-      if (unroutable) {
-        leave(message, unroutable, 'dead letter has no replay rule; left in the queue');
-      } else {
-        replayable.push({ message, entry: replay.entry });
-      }
-    }
-    if (replayable.length === 0) continue;
 
-    const outcomes = await putEventsReliably(deps.eventBridge, replayable.map((r) => r.entry), {
-      maxRequestBytes: deps.maxEntryBytes,
-      ...deps.putEventsOptions,
-    });
-    const toDelete: Message[] = [];
-    outcomes.forEach((outcome, i) => {
-      const { message } = replayable[i];
-      if (outcome.ok) {
-        toDelete.push(message);
-      } else {
-        leave(message, `PutEvents failed: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim(), 'replay put failed; left in the queue');
+      const replayable: { message: Message; entry: PutEventsRequestEntry }[] = [];
+      for (const message of messages) {
+        // A replay that failed again, or a new failure: not this run's (it would loop on it).
+        if (Number(message.Attributes?.SentTimestamp) > startedAt) {
+          deferred++;
+          left.push(message);
+          continue;
+        }
+        const replay = toReplayEntry(message, deps.replayBusName, maxReplayBytes);
+        if ('reason' in replay) {
+          leave(message, replay.reason, 'dead letter not replayable; left in the queue');
+          continue;
+        }
+        let unroutable: string | undefined;
+        try {
+          unroutable = await routes.whyNot(replay.ruleArn);
+        } catch (err) {
+          unroutable = `could not check the replay rules (${(err as Error).name}: ${(err as Error).message})`;
+        }
+        if (unroutable) {
+          leave(message, unroutable, 'dead letter has no replay rule; left in the queue');
+        } else {
+          replayable.push({ message, entry: replay.entry });
+        }
       }
-    });
-    replayed += await deleteMessages(deps.sqs, request.queueUrl, toDelete, failed, log);
+      if (replayable.length === 0) continue;
+      attempted += replayable.length;
+
+      const outcomes = await putEventsReliably(deps.eventBridge, replayable.map((r) => r.entry), {
+        maxRequestBytes: deps.maxEntryBytes,
+        ...deps.putEventsOptions,
+      });
+      const toDelete: Message[] = [];
+      outcomes.forEach((outcome, i) => {
+        const { message } = replayable[i];
+        if (outcome.ok) {
+          toDelete.push(message);
+        } else {
+          leave(message, `PutEvents failed: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim(), 'replay put failed; left in the queue');
+        }
+      });
+      replayed += await deleteMessages(deps.sqs, request.queueUrl, toDelete, failures, log);
+    }
+  } finally {
+    await release(deps.sqs, request.queueUrl, left, log);
   }
-  await release(deps.sqs, request.queueUrl, left, log);
-  return { queueUrl: request.queueUrl, received, replayed, deferred, failed };
+  return { queueUrl: request.queueUrl, received, replayed, deferred, ...failures.result() };
+}
+
+/** The queue's maximum message size: a replay must fit it when it is parked again. */
+async function maxMessageBytes(sqs: SQSClient, queueUrl: string): Promise<number> {
+  const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['MaximumMessageSize'] }));
+  const size = Number(Attributes?.MaximumMessageSize);
+  if (!Number.isInteger(size) || size <= 0) {
+    throw new Error(`Queue ${queueUrl} reported no MaximumMessageSize (${JSON.stringify(Attributes ?? {})})`);
+  }
+  return size;
+}
+
+/** Counts the messages left, by reason, keeping the result within Lambda's response limit. */
+class FailureTally {
+  private count = 0;
+  private readonly sample: ReplayFailure[] = [];
+  private readonly reasons: { [reason: string]: number } = {};
+
+  public add(messageId: string, reason: string): void {
+    this.count++;
+    if (this.sample.length < RESULT_LIST_LIMIT) this.sample.push({ messageId, reason });
+    const key = reason in this.reasons || Object.keys(this.reasons).length < RESULT_LIST_LIMIT ? reason : OTHER_REASONS;
+    this.reasons[key] = (this.reasons[key] ?? 0) + 1;
+  }
+
+  public result(): Pick<ReplayResult, 'failedCount' | 'failureReasons' | 'failed'> {
+    return { failedCount: this.count, failureReasons: this.reasons, failed: this.sample };
+  }
 }
 
 /**
  * Deletes replayed messages. A message whose delete fails was replayed but will come back;
  * it is reported, and the remote API's idempotency key absorbs the duplicate.
  */
-async function deleteMessages(sqs: SQSClient, queueUrl: string, messages: Message[], failed: ReplayFailure[],
+async function deleteMessages(sqs: SQSClient, queueUrl: string, messages: Message[], failures: FailureTally,
   log: (message: string, fields: Record<string, unknown>) => void): Promise<number> {
   if (messages.length === 0) return 0;
   const notDeleted = (message: Message, cause: string) => {
     const reason = `replayed, but delete failed (${cause}); it will be delivered again after the visibility timeout`;
-    failed.push({ messageId: message.MessageId!, reason });
+    failures.add(message.MessageId!, reason);
     log('replayed message not deleted', { messageId: message.MessageId, reason });
   };
   let response;

@@ -11,6 +11,7 @@ import {
   ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
   DeleteMessageBatchRequest,
+  GetQueueAttributesCommand,
   Message,
   ReceiveMessageCommand,
   ReceiveMessageRequest,
@@ -170,8 +171,10 @@ function expectAccounted(result: ReplayResult, received: number, replayed: numbe
   expect(result.received).toBe(received);
   expect(result.replayed).toBe(replayed);
   expect(result.deferred).toBe(deferred);
-  expect(result.failed).toHaveLength(received - replayed - deferred);
-  expect(result.received).toBe(result.replayed + result.deferred + result.failed.length);
+  expect(result.failedCount).toBe(received - replayed - deferred);
+  expect(result.failed).toHaveLength(Math.min(100, result.failedCount));
+  expect(Object.values(result.failureReasons).reduce((a, b) => a + b, 0)).toBe(result.failedCount);
+  expect(result.received).toBe(result.replayed + result.deferred + result.failedCount);
 }
 
 /** The replay bus's rule of a channel, as ListRules returns it (the pattern the construct writes). */
@@ -212,6 +215,7 @@ beforeEach(() => {
   eventBridgeMock.reset();
   replayBusRules([replayRule('orders-channel-replay', [RULE_A]), replayRule('refunds-channel-replay', [RULE_B])]);
   sqsMock.on(ChangeMessageVisibilityBatchCommand).resolves({ Successful: [] });
+  sqsMock.on(GetQueueAttributesCommand).resolves({ Attributes: { MaximumMessageSize: '1048576' } });
 });
 
 // ---------------------------------------------------------------------------
@@ -330,7 +334,7 @@ describe('toReplayEntry', () => {
 
     expect((toReplayEntry(message, REPLAY_BUS, size) as ReplayEntry).entry.Detail).toContain('"blob"');
     expect(toReplayEntry(message, REPLAY_BUS, size - 1))
-      .toEqual({ reason: `replay event is ${size} bytes, over the PutEvents entry limit of ${size - 1} bytes` });
+      .toEqual({ reason: expect.stringMatching(new RegExp(`^replay event is ${size} bytes, over the ${size - 1} bytes a replay may have \\(the PutEvents entry limit, and the queue's maximum message size less 4096 bytes`)) });
   });
 });
 
@@ -378,7 +382,7 @@ describe('replayDeadLetters', () => {
 
     const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
 
-    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, deferred: 0, failed: [] });
+    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, deferred: 0, failedCount: 0, failureReasons: {}, failed: [] });
     expect(queue.receiveRequests).toHaveLength(1);
     expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(0);
     expect(sqsMock.commandCalls(DeleteMessageBatchCommand)).toHaveLength(0);
@@ -409,7 +413,7 @@ describe('replayDeadLetters', () => {
       'bad-json': expect.stringMatching(/^body is not JSON/),
       'bad-no-rule': expect.stringMatching(/^no RULE_ARN message attribute/),
       'bad-not-event': 'body is not an EventBridge event (no id or source)',
-      'bad-too-big': expect.stringMatching(/^replay event is \d+ bytes, over the PutEvents entry limit of 4000 bytes$/),
+      'bad-too-big': expect.stringMatching(/^replay event is \d+ bytes, over the 4000 bytes a replay may have/),
     });
     expect(putEntries().map((e) => JSON.parse(e.Detail!).ruleArn)).toEqual([RULE_A, RULE_B, RULE_B]);
     expect(log).toHaveBeenCalledTimes(4);
@@ -487,16 +491,17 @@ describe('replayDeadLetters', () => {
     expect(queue.deleted.sort()).toEqual(messages.slice(0, 12).map((m) => m.ReceiptHandle).sort());
   });
 
-  test('counts unreplayable messages towards maxMessages', async () => {
-    const queue = new FakeQueue([deadLetter('bad', { body: 'nope' }), ...deadLetters('m', 5)]);
+  test('does not count the messages it leaves towards maxMessages (another stack\'s dead letters cannot starve a run)', async () => {
+    const queue = new FakeQueue([deadLetter('bad', { body: 'nope' }), deadLetter('theirs', { ruleArn: RULE_OTHER_STACK }), ...deadLetters('m', 5)]);
     fakePutEvents();
 
     const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL, maxMessages: 3 });
 
-    expectAccounted(result, 3, 2);
-    expect(failedIds(result)).toEqual(['bad']);
-    expect(queue.deleted.sort()).toEqual(['rh-m0', 'rh-m1']);
-    expect(queue.remaining).toBe(3);
+    expectAccounted(result, 5, 3);
+    expect(failedIds(result)).toEqual(['bad', 'theirs']);
+    expect(queue.receiveRequests.map((r) => r.MaxNumberOfMessages)).toEqual([3, 2]);
+    expect(queue.deleted.sort()).toEqual(['rh-m0', 'rh-m1', 'rh-m2']);
+    expect(queue.remaining).toBe(2);
   });
 
   test('stops receiving when the invocation has too little time left', async () => {
@@ -519,7 +524,7 @@ describe('replayDeadLetters', () => {
 
     const result = await replayDeadLetters(deps({ remainingTimeMs: () => 5_000 }), { queueUrl: QUEUE_URL });
 
-    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, deferred: 0, failed: [] });
+    expect(result).toEqual({ queueUrl: QUEUE_URL, received: 0, replayed: 0, deferred: 0, failedCount: 0, failureReasons: {}, failed: [] });
     expect(queue.receiveRequests).toHaveLength(0);
     expect(queue.remaining).toBe(3);
   });
@@ -580,7 +585,7 @@ describe('replayDeadLetters keeps what no replay rule would take', () => {
     expect(queue.deleted).toEqual([]);
   });
 
-  test('reads every page of the replay bus\'s rules, and each rule\'s targets once per run', async () => {
+  test('reads every page of the replay bus\'s rules, and each rule\'s targets once per batch', async () => {
     const rules = Array.from({ length: 7 }, (_, i) => replayRule(`filler-${i}`, [`${RULE_A}-filler-${i}`]));
     replayBusRules([...rules, replayRule('refunds-channel-replay', [RULE_B])], { pageSize: 3 });
     const queue = new FakeQueue(Array.from({ length: 4 }, (_, i) => deadLetter(`b${i}`, { ruleArn: RULE_B })));
@@ -594,13 +599,38 @@ describe('replayDeadLetters keeps what no replay rule would take', () => {
     expect(queue.deleted).toHaveLength(4);
   });
 
-  test('a run that cannot read the replay rules fails before it receives anything', async () => {
+  test('a batch whose replay rules cannot be read is left, visible again, and the run ends', async () => {
     eventBridgeMock.on(ListRulesCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
-    const queue = new FakeQueue(deadLetters('m', 3));
+    const queue = new FakeQueue(deadLetters('m', 13));
 
-    await expect(replayDeadLetters(deps(), { queueUrl: QUEUE_URL })).rejects.toThrow('Rate exceeded');
-    expect(queue.receiveRequests).toHaveLength(0);
-    expect(queue.remaining).toBe(3);
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 10, 0);
+    expect(result.failureReasons).toEqual({ 'could not read the replay rules (ThrottlingException: Rate exceeded)': 10 });
+    expect(queue.receiveRequests).toHaveLength(1);
+    expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(0);
+    expect(queue.deleted).toEqual([]);
+    expect(released()).toHaveLength(10);
+  });
+
+  test('reads the replay rules again for every batch: a rule deleted during the run is not trusted', async () => {
+    let reads = 0;
+    eventBridgeMock.on(ListRulesCommand).callsFake(() => {
+      reads++;
+      // The channel's replay rule is deleted (a renamed channel's old rule) after the first batch.
+      return { Rules: reads === 1 ? [replayRule('orders-channel-replay', [RULE_A])] : [] };
+    });
+    const queue = new FakeQueue(deadLetters('m', 15));
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 15, 10);
+    expect(reads).toBe(2);
+    expect(putEntries()).toHaveLength(10);
+    expect(queue.deleted).toHaveLength(10);
+    expect(Object.values(result.failureReasons)).toEqual([5]);
+    expect(Object.keys(result.failureReasons)[0]).toMatch(/\(no enabled replay rule matches it\)/);
   });
 
   test('a failed target look-up leaves that message in the queue and is asked again for the next one', async () => {
@@ -668,5 +698,79 @@ describe('replayDeadLetters takes only the dead letters that existed when it sta
     expect(eventBridgeMock.commandCalls(PutEventsCommand)).toHaveLength(1);
     expect(putEntries()).toHaveLength(3);
     expect(released().sort()).toEqual(['rh-returned-0', 'rh-returned-1', 'rh-returned-2']);
+  });
+});
+
+describe('replayDeadLetters keeps the event exact, the result deliverable, and what it leaves visible', () => {
+  const BIG = '9007199254740993'; // 2^53 + 1: the nearest double is 9007199254740992
+  const INT64_MAX = '9223372036854775807';
+
+  test('integers beyond 2^53 replay with their digits (the dead letter is the only exact copy)', () => {
+    const body = '{"version":"0","id":"e-big","detail-type":"Order Placed","source":"shop.orders","account":"111111111111",'
+      + `"time":"2026-11-30T12:00:00Z","region":"us-east-1","resources":[],"detail":{"orderId":${BIG},"sequence":${INT64_MAX},"price":1.10}}`;
+    const { entry } = toReplayEntry(deadLetter('big', { body }), REPLAY_BUS, ONE_MIB) as ReplayEntry;
+    expect(entry.Detail).toContain(`"detail":{"orderId":${BIG},"sequence":${INT64_MAX},"price":1.10}`);
+  });
+
+  test('a replay must fit the queue with room to be parked again: the limit is the queue\'s maximum message size less 4 KiB', async () => {
+    sqsMock.on(GetQueueAttributesCommand).resolves({ Attributes: { MaximumMessageSize: '262144' } });
+    const sizeOf = (m: Message) => putEventsEntrySize((toReplayEntry(m, REPLAY_BUS, ONE_MIB) as ReplayEntry).entry);
+    const padded = (id: string, target: number) => {
+      const probe = deadLetter(id, { body: originalEvent(`event-${id}`, { blob: '' }) });
+      return deadLetter(id, { body: originalEvent(`event-${id}`, { blob: 'x'.repeat(target - sizeOf(probe)) }) });
+    };
+    const fits = padded('fits', 262_144 - 4_096);
+    const tooBig = padded('too-big', 262_144 - 4_096 + 1);
+    expect([sizeOf(fits), sizeOf(tooBig)]).toEqual([258_048, 258_049]);
+    const queue = new FakeQueue([fits, tooBig]);
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 2, 1);
+    expect(queue.deleted).toEqual(['rh-fits']);
+    expect(result.failed[0].reason).toMatch(/^replay event is 258049 bytes, over the 258048 bytes a replay may have/);
+  });
+
+  test('20,000 dead letters of another stack: the result lists 100, counts all by reason, and stays far under 6 MB', async () => {
+    const mine = Array.from({ length: 200 }, (_, i) => deadLetter(`mine-${i}`));
+    const theirs = Array.from({ length: 19_800 }, (_, i) => deadLetter(`theirs-${i}`, { ruleArn: RULE_OTHER_STACK }));
+    const queue = new FakeQueue(theirs.flatMap((m, i) => (i % 99 === 0 && mine.length ? [mine.pop()!, m] : [m])).concat(mine));
+    fakePutEvents();
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 20_000, 200);
+    expect(Object.values(result.failureReasons)).toEqual([19_800]);
+    expect(Object.keys(result.failureReasons)[0]).toContain(RULE_OTHER_STACK);
+    expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThan(100_000);
+    expect(queue.deleted).toHaveLength(200);
+  });
+
+  test('at most 100 distinct reasons are listed; the rest are counted under one key', async () => {
+    const queue = new FakeQueue(Array.from({ length: 150 }, (_, i) => deadLetter(`bad-${i}`, { ruleArn: `${RULE_OTHER_STACK}-${i}` })));
+
+    const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
+
+    expectAccounted(result, 150, 0);
+    expect(Object.keys(result.failureReasons)).toHaveLength(101);
+    expect(result.failureReasons['(other reasons, not listed)']).toBe(50);
+  });
+
+  test('messages a run left are made visible again when the run then fails', async () => {
+    sqsMock.on(ReceiveMessageCommand)
+      .resolvesOnce({ Messages: [deadLetter('theirs', { ruleArn: RULE_OTHER_STACK })] })
+      .rejects(Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable' }));
+
+    await expect(replayDeadLetters(deps(), { queueUrl: QUEUE_URL })).rejects.toThrow('Service Unavailable');
+    expect(released()).toEqual(['rh-theirs']);
+  });
+
+  test('a queue that reports no maximum message size stops the run before it receives anything', async () => {
+    sqsMock.on(GetQueueAttributesCommand).resolves({ Attributes: {} });
+    const queue = new FakeQueue(deadLetters('m', 2));
+
+    await expect(replayDeadLetters(deps(), { queueUrl: QUEUE_URL })).rejects.toThrow(/reported no MaximumMessageSize/);
+    expect(queue.receiveRequests).toHaveLength(0);
   });
 });

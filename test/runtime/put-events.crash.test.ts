@@ -94,10 +94,12 @@ describe('putEventsReliably under the crash-point harness (moto)', () => {
     const report = await exploreCrashPoints(scenario);
 
     expect(report.cleanCalls).toEqual(['PutEvents', 'PutEvents', 'PutEvents']);
-    expect(report.crashPoints).toBe(9);
+    expect(report.crashPoints).toBe(12); // three faults and a partial failure at each call
     expect(report.trials.every((t) => t.outcomes.delivered === ENTRIES)).toBe(true);
     // A lost request is retried once, never twice: no duplicate. A lost answer repeats its call's entries.
     const duplicates = Object.fromEntries(report.trials.map((t) => [`${t.kind}@${t.at}`, t.outcomes.duplicates]));
     expect(duplicates).toMatchObject({ 'lost-request@0': 0, 'lost-request@1': 0, 'lost-request@2': 0, 'lost-answer@0': 10, 'lost-answer@1': 10, 'lost-answer@2': 5 });
+    // A partially failed call's failed entry is retried inside the same invocation (InternalFailure is retryable): no duplicate.
+    expect(report.trials.filter((t) => t.kind === 'partial-failure').map((t) => t.outcomes.duplicates)).toEqual([0, 0, 0]);
   });
 });

@@ -1,4 +1,4 @@
-import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { CrashPointScenario, CrashPointViolation, exploreCrashPoints, FakeClock, FaultInjector, invariant } from './crash-points';
 import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } from './moto';
 import { asynchronousInvokeRetries, SqsBatch, SqsEvent, SqsEventSource } from './platform';
@@ -202,5 +202,40 @@ describe('asynchronousInvokeRetries', () => {
     expect(last).toMatchObject({ ended: 'returned', value: 'ok' });
     expect(invocations).toBe(2);
     expect(onFailure).not.toHaveBeenCalled();
+  });
+});
+
+describe('FaultInjector: concurrent calls and partial failures', () => {
+  const send = (queue: Queue, body: string) => handlerClients.sqs.send(new SendMessageCommand({ QueueUrl: queue.url, MessageBody: body }));
+
+  test('a crash lets the calls sent in the same turn reach AWS (they were on the wire), and no answer returns', async () => {
+    const queue = await createQueue('crash-concurrent');
+    let answered = 0;
+    const outcome = await injector.invoke(async () => {
+      await Promise.all([send(queue, 'crashing'), send(queue, 'concurrent').then(() => answered++)]);
+      await send(queue, 'after');
+    }, { at: 0, kind: 'crash' });
+    expect(outcome.ended).toBe('crashed');
+    expect(await bodies(queue)).toEqual(['concurrent']);
+    expect(answered).toBe(0);
+  });
+
+  test('a partial failure applies all entries but the first and reports that one failed', async () => {
+    const queue = await createQueue('partial');
+    const outcome = await injector.invoke(() => handlerClients.sqs.send(new SendMessageBatchCommand({
+      QueueUrl: queue.url, Entries: ['a', 'b', 'c'].map((body) => ({ Id: body, MessageBody: body })),
+    })), { at: 0, kind: 'partial-failure' });
+    expect(outcome.ended).toBe('returned');
+    const answer = (outcome as { value: { Successful?: { Id?: string }[]; Failed?: { Id?: string; Code?: string }[] } }).value;
+    expect(answer.Successful?.map((e) => e.Id)).toEqual(['b', 'c']);
+    expect(answer.Failed).toEqual([expect.objectContaining({ Id: 'a', Code: 'InternalError', SenderFault: false })]);
+    expect((await bodies(queue)).sort()).toEqual(['b', 'c']);
+  });
+
+  test('a partial failure of a call that is not a batch is refused, not silently skipped', async () => {
+    const queue = await createQueue('partial-single');
+    const outcome = await injector.invoke(() => send(queue, 'one'), { at: 0, kind: 'partial-failure' });
+    expect(outcome.ended).toBe('threw');
+    expect((outcome as { error: Error }).error.message).toBe('partial-failure injected into SendMessageCommand, which is not a batch call');
   });
 });

@@ -11,14 +11,44 @@ import * as path from 'path';
  * - `lost-answer`: AWS applied the call (the moto server holds its effect), then the client
  *   throws, as a timeout does.
  * - `crash`: the process dies at that point: the call and everything after it never happen
- *   (a Lambda timeout, out of memory). The invocation's promise is abandoned, never settled.
+ *   (a Lambda timeout, out of memory). Calls the handler had already sent, or sends in the
+ *   same turn of the event loop (concurrently, e.g. in one `Promise.all`), still reach AWS,
+ *   as requests on the wire do; their answers are never seen. The invocation's promise is
+ *   abandoned, never settled.
+ * - `partial-failure` (batch calls only: PutEvents, SQS's *Batch calls): AWS applies every
+ *   entry but the first, which it reports failed (PutEvents `InternalFailure`, SQS
+ *   `InternalError`): the documented way a batch call fails in part.
  *
  * Faults are injected by a middleware on the SDK clients the handler uses, at the
  * `initialize` step: outside the SDK's own retries, so a fault is what the handler sees
  * after them. Calls made outside `FaultInjector.invoke` (test setup, checks) pass untouched.
  */
-export type FaultKind = 'lost-request' | 'lost-answer' | 'crash';
-export const FAULT_KINDS: readonly FaultKind[] = ['lost-request', 'lost-answer', 'crash'];
+export type FaultKind = 'lost-request' | 'lost-answer' | 'crash' | 'partial-failure';
+export const FAULT_KINDS: readonly FaultKind[] = ['lost-request', 'lost-answer', 'crash', 'partial-failure'];
+
+/** Batch calls: how to apply all of a request's entries but the first, and report that one failed. */
+const PARTIAL_FAILURES: { [command: string]: { entries: string; fail: (output: any, first: any) => any } } = {
+  PutEventsCommand: {
+    entries: 'Entries',
+    fail: (output, _first) => ({
+      ...output,
+      FailedEntryCount: (output.FailedEntryCount ?? 0) + 1,
+      Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'injected fault: entry 0 failed' }, ...(output.Entries ?? [])],
+    }),
+  },
+  ...Object.fromEntries(['DeleteMessageBatchCommand', 'ChangeMessageVisibilityBatchCommand', 'SendMessageBatchCommand'].map((command) => [command, {
+    entries: 'Entries',
+    fail: (output: any, first: any) => ({
+      ...output,
+      Failed: [...(output.Failed ?? []), { Id: first.Id, Code: 'InternalError', SenderFault: false, Message: 'injected fault: entry failed' }],
+    }),
+  }])),
+};
+
+/** Whether `command` (e.g. `PutEventsCommand`) can fail in part. */
+export function canFailInPart(command: string): boolean {
+  return command in PARTIAL_FAILURES;
+}
 
 /** One AWS call as the handler made it. */
 export interface RecordedCall {
@@ -55,7 +85,12 @@ export class InjectedTimeoutError extends Error {
 interface Invocation {
   readonly fault?: Fault;
   readonly calls: RecordedCall[];
+  /** The crash happened: calls from now on never go out. */
   crashed: boolean;
+  /** The crash is coming at the end of this turn of the event loop. */
+  dying: boolean;
+  /** Requests on the wire, which the crash does not stop. */
+  readonly inFlight: Set<Promise<unknown>>;
   readonly onCrash: () => void;
 }
 
@@ -94,13 +129,36 @@ export class FaultInjector {
         throw new InjectedTimeoutError(`injected fault: ${call.command} was lost before AWS saw it`);
       }
       if (kind === 'crash') {
-        invocation.crashed = true;
-        invocation.onCrash();
+        invocation.dying = true;
+        // Whatever else the handler sends in this turn is already on the wire; then it dies.
+        setImmediate(() => {
+          invocation.crashed = true;
+          void Promise.allSettled([...invocation.inFlight]).then(() => invocation.onCrash());
+        });
         return new Promise(() => undefined);
       }
-      const result = await next(args);
+      const partial = kind === 'partial-failure' ? PARTIAL_FAILURES[call.command] : undefined;
+      const entries: any[] = args.input?.[partial?.entries ?? ''] ?? [];
+      if (kind === 'partial-failure' && (!partial || entries.length === 0)) {
+        throw new Error(`partial-failure injected into ${call.command}, which is not a batch call`);
+      }
+      const sent = partial ? { ...args, input: { ...args.input, [partial.entries]: entries.slice(1) } } : args;
+      // A batch of one: its only entry fails, and nothing reaches AWS.
+      const request = partial && entries.length === 1
+        ? Promise.resolve({ output: call.command === 'PutEventsCommand' ? { Entries: [] } : { Successful: [] } })
+        : next(sent);
+      invocation.inFlight.add(request);
+      let result: any;
+      try {
+        result = await request;
+      } finally {
+        invocation.inFlight.delete(request);
+      }
+      if (partial) result = { ...result, output: partial.fail(result.output, entries[0]) };
       call.output = result.output;
       for (const observer of this.observers) await observer(call);
+      // A dead process never sees an answer.
+      if (invocation.crashed || invocation.dying) return new Promise(() => undefined);
       if (kind === 'lost-answer') {
         throw new InjectedTimeoutError(`injected fault: ${call.command} was applied, but its answer was lost`);
       }
@@ -117,11 +175,13 @@ export class FaultInjector {
   public invoke<T>(fn: () => Promise<T>, fault?: Fault): Promise<InvocationOutcome<T>> {
     return new Promise((resolve) => {
       const calls: RecordedCall[] = [];
-      const invocation: Invocation = { fault, calls, crashed: false, onCrash: () => resolve({ ended: 'crashed', calls }) };
+      const invocation: Invocation = {
+        fault, calls, crashed: false, dying: false, inFlight: new Set(), onCrash: () => resolve({ ended: 'crashed', calls }),
+      };
       this.storage.run(invocation, () => {
         fn().then(
-          (value) => { if (!invocation.crashed) resolve({ ended: 'returned', value, calls }); },
-          (error) => { if (!invocation.crashed) resolve({ ended: 'threw', error, calls }); },
+          (value) => { if (!invocation.crashed && !invocation.dying) resolve({ ended: 'returned', value, calls }); },
+          (error) => { if (!invocation.crashed && !invocation.dying) resolve({ ended: 'threw', error, calls }); },
         );
       });
     });
@@ -215,7 +275,7 @@ export interface CrashPointReport {
   readonly name: string;
   /** The calls of the clean run, in order. */
   readonly cleanCalls: string[];
-  /** Faulted trials run: clean calls × fault kinds. */
+  /** Faulted trials run: each clean call × each fault kind (a partial failure only where the call is a batch). */
   readonly crashPoints: number;
   readonly trials: CrashPointTrial[];
   /** Outcome counts summed over the faulted trials. */
@@ -252,6 +312,7 @@ export async function exploreCrashPoints<S>(scenario: CrashPointScenario<S>): Pr
   const trials: CrashPointTrial[] = [];
   for (let at = 0; at < cleanCalls.length; at++) {
     for (const kind of scenario.kinds ?? FAULT_KINDS) {
+      if (kind === 'partial-failure' && !canFailInPart(`${cleanCalls[at]}Command`)) continue;
       const fault = { at, kind };
       const state = await scenario.setup();
       const first = await scenario.injector.invoke(() => scenario.invoke(state) as Promise<unknown>, fault);
