@@ -755,6 +755,7 @@ describe('replayDeadLetters keeps the event exact, the result deliverable, and w
     expectAccounted(result, 150, 0);
     expect(Object.keys(result.failureReasons)).toHaveLength(101);
     expect(result.failureReasons['(other reasons, not listed)']).toBe(50);
+    expect(queue.deleted).toEqual([]);
   });
 
   test('messages a run left are made visible again when the run then fails', async () => {
