@@ -10,7 +10,7 @@ import { ApiDestinationChannelProps } from './api-destination-channel-props';
 import { ChannelDeadLetterQueue, withDeadLetterQueue } from './channel-dead-letter-queue';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from './replay-contract';
 import { ChannelReplayHub } from './replay-hub';
-import { ReplayRuleTargetInput, toReplayParameters, toReplayPath } from './replay-input';
+import { ReplayRuleTargetInput, toReplayParameters, toReplayPathParameterValues } from './replay-input';
 import { secureDeadLetterQueue, thresholdAlarm, truncate } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateHttpsUrl, validateIntegerRange } from '../common/validation';
@@ -155,9 +155,9 @@ export class ApiDestinationChannel extends Construct {
     this.replayRule.addTarget(withDeadLetterQueue(new targets.ApiDestination(this.apiDestination, {
       event: new ReplayRuleTargetInput(input),
       eventRole: this.eventRole,
-      headerParameters: toReplayParameters(nonEmpty(headerParameters)),
-      queryStringParameters: toReplayParameters(props.queryStringParameters),
-      pathParameterValues: props.pathParameterValues?.map(toReplayPath),
+      headerParameters: toReplayParameters(this.replayRule, nonEmpty(headerParameters), 'headerParameters'),
+      queryStringParameters: toReplayParameters(this.replayRule, props.queryStringParameters, 'queryStringParameters'),
+      pathParameterValues: toReplayPathParameterValues(this.replayRule, props.pathParameterValues),
       ...retry,
     }), this.deadLetterQueue));
     this.deadLetterQueue.grantConsumeMessages(hub.replayFunction);

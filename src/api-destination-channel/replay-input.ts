@@ -1,5 +1,6 @@
-import { Annotations, IResolveContext, Lazy, Stack } from 'aws-cdk-lib';
+import { Annotations, IResolveContext, Lazy, Stack, Token } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
+import { IConstruct } from 'constructs';
 import {
   REPLAY_EVENT_WITHOUT_DETAIL_PATH,
   REPLAY_ORIGINAL_EVENT_PATH,
@@ -42,10 +43,144 @@ export function toReplayPath(path: string): string {
   return path;
 }
 
-/** Rewrites every JSONPath value of a parameter map with `toReplayPath`. */
-export function toReplayParameters(params?: { [key: string]: string }): { [key: string]: string } | undefined {
-  if (!params) return undefined;
+/** Rewrites every JSONPath value of a resolved input-paths map with `toReplayPath`. */
+function toReplayPathsMap(params: { [key: string]: string }): { [key: string]: string } {
   return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, typeof v === 'string' ? toReplayPath(v) : v]));
+}
+
+/**
+ * What the replay rule's target sends for an HTTP parameter value or event path of the
+ * channel rule's target: a JSONPath into the event is re-aimed at the wrapped original event,
+ * anything else is unchanged.
+ *
+ * A literal string is rewritten at once. A token (an `EventField`, which resolves to its
+ * JSONPath at synth, a lazy value, a string that concatenates them, a deploy-time value) is
+ * rewritten once resolved; `what` names the value in the synth error (added to `scope`'s
+ * validation) when its deploy-time text could be a JSONPath that cannot be re-aimed.
+ */
+export function toReplayValue(scope: IConstruct, value: string, what: string): string {
+  if (!Token.isUnresolved(value)) return toReplayPath(value);
+  validateReplayValue(scope, () => [reAimResolved(Stack.of(scope).resolve(value), what)]);
+  return Lazy.uncachedString({ produce: (ctx) => reAimResolved(ctx.resolve(value), what).value as string });
+}
+
+/** `toReplayValue` for each value of a header or query-string parameter map. */
+export function toReplayParameters(
+  scope: IConstruct,
+  params: { [key: string]: string } | undefined,
+  what: string,
+): { [key: string]: string } | undefined {
+  if (!params) return undefined;
+  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, toReplayValue(scope, v, `${what}['${k}']`)]));
+}
+
+/** `toReplayValue` for each path parameter value, also when the list itself is a token. */
+export function toReplayPathParameterValues(scope: IConstruct, values: string[] | undefined): string[] | undefined {
+  if (!values) return undefined;
+  if (!Token.isUnresolved(values)) return values.map((v, i) => toReplayValue(scope, v, `pathParameterValues[${i}]`));
+  const reAimList = (resolved: unknown): ReAimed[] => (Array.isArray(resolved)
+    ? resolved.map((v, i) => reAimResolved(v, `pathParameterValues[${i}]`))
+    : [reAimResolved(resolved, 'pathParameterValues')]);
+  validateReplayValue(scope, () => reAimList(Stack.of(scope).resolve(values)));
+  return Lazy.uncachedList({
+    produce: (ctx) => {
+      const resolved = ctx.resolve(values);
+      return (Array.isArray(resolved) ? reAimList(resolved).map((r) => r.value) : resolved) as string[];
+    },
+  });
+}
+
+/** A resolved value as the replay sends it, and why it cannot be re-aimed safely, if so. */
+interface ReAimed {
+  readonly value: unknown;
+  readonly error?: string;
+}
+
+/** Reports, once every token is final, the values a replay cannot re-aim (synth fails). */
+function validateReplayValue(scope: IConstruct, reAim: () => ReAimed[]): void {
+  scope.node.addValidation({ validate: () => reAim().flatMap((r) => (r.error ? [r.error] : [])) });
+}
+
+const ALLOWED_VALUES = 'allowed: a JSONPath into the event ("$", "$.x", "$[0]") as a literal string, an EventField or another ' +
+  'token that resolves at synth to such a string, which deploy-time values may follow (it is re-aimed by its literal start); ' +
+  'or a static value, literal or deploy-time (Ref, Fn::GetAtt, Fn::ImportValue), which a replay sends unchanged';
+
+/**
+ * `toReplayPath` for a resolved value: a string, or a CloudFormation intrinsic standing for
+ * a string known only at deploy time. Its text before the first deploy-time part decides:
+ * it starts with `$.` or `$[` (a JSONPath: that start is rewritten), or it is `$` followed by
+ * a deploy-time part (it may or may not be a JSONPath: an error), or else it is a static
+ * value, sent unchanged. A value starting with a reference (`Ref`, `Fn::GetAtt`, ...) is a
+ * deploy-time static value too; one starting with another intrinsic that holds text
+ * starting with `$` (a `Fn::If` branch, a `Fn::Sub` template) may be a JSONPath: an error.
+ */
+function reAimResolved(resolved: unknown, what: string): ReAimed {
+  if (typeof resolved === 'string') return { value: toReplayPath(resolved) };
+  const pieces = joinPieces(resolved);
+  const first = pieces[0];
+  if (typeof first === 'string') {
+    if (pieces.length === 1) return { value: toReplayPath(first) };
+    if (first.startsWith('$.') || first.startsWith('$[')) {
+      return { value: { 'Fn::Join': ['', [toReplayPath(first), ...pieces.slice(1).map((p) => (typeof p === 'string' ? p : p.deployTime))]] } };
+    }
+    if (first === '$') {
+      return {
+        value: resolved,
+        error: `invalid ${what}: ${JSON.stringify(resolved)} starts with "$" followed by a deploy-time value, so whether it is ` +
+          `a JSONPath into the event is known only at deploy time and a replay cannot re-aim it at the original event; ${ALLOWED_VALUES}`,
+      };
+    }
+    return { value: resolved };
+  }
+  if (first !== undefined && mayHoldJsonPath(first.deployTime)) {
+    return {
+      value: resolved,
+      error: `invalid ${what}: ${JSON.stringify(resolved)} ${pieces.length > 1 ? `starts with ${JSON.stringify(first.deployTime)}, ` : 'is '}` +
+        'a deploy-time value holding text that starts with "$", so it may render as a JSONPath into the event, which a replay ' +
+        `cannot re-aim at the original event; ${ALLOWED_VALUES}`,
+    };
+  }
+  return { value: resolved };
+}
+
+/**
+ * A resolved value's text as literal pieces (adjacent ones merged, empty ones dropped) and
+ * deploy-time parts, in order, through `Fn::Join`; any other value is one deploy-time part.
+ */
+function joinPieces(value: unknown): Array<string | { readonly deployTime: unknown }> {
+  const pieces: Array<string | { readonly deployTime: unknown }> = [];
+  const add = (v: unknown): void => {
+    const join = (v as any)?.['Fn::Join'];
+    if (typeof v === 'string') {
+      if (v === '') return;
+      const last = pieces[pieces.length - 1];
+      if (typeof last === 'string') pieces[pieces.length - 1] = last + v;
+      else pieces.push(v);
+    } else if (v !== null && typeof v === 'object' && Object.keys(v).length === 1 && Array.isArray(join) && Array.isArray(join[1])) {
+      (join[1] as unknown[]).forEach((part, i) => {
+        if (i > 0) add(join[0]);
+        add(part);
+      });
+    } else {
+      pieces.push({ deployTime: v });
+    }
+  };
+  add(value);
+  return pieces;
+}
+
+/**
+ * Whether a deploy-time value (other than a reference, whose arguments are names) holds a
+ * literal that starts with `$` and is not a `Fn::Sub` variable (`${...}`): it may render as a
+ * JSONPath.
+ */
+function mayHoldJsonPath(value: unknown): boolean {
+  let found = false;
+  mapLiterals(value, (s) => {
+    if (/^\$(?!\{)/.test(s)) found = true;
+    return s;
+  });
+  return found;
 }
 
 /** The replay's input transformer, worked out from the resolved original one. */
@@ -63,7 +198,7 @@ interface ReplayTemplatePlan {
 }
 
 function planReplayTemplate(resolvedTemplate: unknown, resolvedPathsMap: unknown): ReplayTemplatePlan {
-  const userMap = toReplayParameters((resolvedPathsMap ?? {}) as { [key: string]: string }) ?? {};
+  const userMap = toReplayPathsMap((resolvedPathsMap ?? {}) as { [key: string]: string });
   const texts: string[] = [];
   mapLiterals(resolvedTemplate, (s) => {
     texts.push(s);
@@ -122,7 +257,7 @@ export class ReplayRuleTargetInput extends events.RuleTargetInput {
   public bind(rule: events.IRule): events.RuleTargetInputProperties {
     const bound = this.original.bind(rule);
     if (bound.inputPath !== undefined) {
-      return { inputPath: toReplayPath(bound.inputPath) };
+      return { inputPath: toReplayValue(rule, bound.inputPath, 'input (event path)') };
     }
     if (bound.input !== undefined) {
       return { input: bound.input }; // a static input is not a template: the same on replay

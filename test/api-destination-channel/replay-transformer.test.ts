@@ -1,4 +1,4 @@
-import { App, Annotations as CdkAnnotations, CfnElement, Stack } from 'aws-cdk-lib';
+import { App, Aws, Annotations as CdkAnnotations, CfnCondition, CfnElement, Fn, Lazy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as events from 'aws-cdk-lib/aws-events';
 import { defaultChannel } from './fixtures';
@@ -435,6 +435,73 @@ describe('a replay sends the first delivery\'s request', () => {
       queryString: { instance: 'i-0123456789', resource: 'arn:aws:ec2:us-east-1:123456789012:instance/i-abcd1111', version: 'v1' },
       pathParameters: ['i-0123456789', 'RUNNING'],
     });
+  });
+});
+
+describe('parameters and event paths given as tokens (EventField) are re-aimed on replay', () => {
+  // `EventField.fromPath(...)`, `EventField.eventId` etc. are tokens when the construct sees
+  // them, and resolve to their JSONPath at synth. Kept as they are, they would name the replay
+  // event's own fields on replay (its detail is the wrapper), not the original event's.
+
+  test('a header from EventField.fromPath is sent on replay too; static and deploy-time headers are unchanged', () => {
+    const s = synthChannel((stack) => ({
+      headerParameters: {
+        'x-instance': events.EventField.fromPath('$.detail.instance-id'),
+        'x-static': 'cdk-event-fabric',
+        'x-bus': busOf(stack).eventBusName,
+      },
+    }));
+    const request = expectSameRequest(s);
+    expect(request.headers).toEqual({
+      'x-instance': 'i-0123456789',
+      'x-static': 'cdk-event-fabric',
+      'x-bus': expect.stringMatching(/^ReplayTransformer/),
+      'Idempotency-Key': EC2_EVENT.id,
+    });
+    // The deploy-time value (a Ref) is the same on the replay rule's target.
+    expect(s.rawReplay.HttpParameters.HeaderParameters['x-bus']).toEqual(s.rawOriginal.HttpParameters.HeaderParameters['x-bus']);
+    expect(s.rawReplay.HttpParameters.HeaderParameters['x-bus']).toEqual({ Ref: s.stack.getLogicalId(busOf(s.stack).node.defaultChild as CfnElement) });
+  });
+
+  test('a custom idempotency header from EventField.eventId carries the ORIGINAL event id on replay', () => {
+    const s = synthChannel(() => ({ idempotencyKey: false, headerParameters: { 'x-request-id': events.EventField.eventId } }));
+    expect(expectSameRequest(s).headers).toEqual({ 'x-request-id': EC2_EVENT.id });
+  });
+
+  test('a query-string parameter from EventField.fromPath is sent on replay too', () => {
+    const s = synthChannel(() => ({ queryStringParameters: { state: events.EventField.fromPath('$.detail.state'), version: 'v1' } }));
+    expect(expectSameRequest(s).queryString).toEqual({ state: 'RUNNING', version: 'v1' });
+  });
+
+  test.each([
+    ['EventField.fromPath values', () => [events.EventField.fromPath('$.detail.instance-id'), 'static']],
+    ['a lazy list', () => Lazy.list({ produce: () => [events.EventField.fromPath('$.detail.instance-id'), 'static'] })],
+  ])('path parameters from %s build the same URL on replay', (_name, values) => {
+    const s = synthChannel(() => ({ endpoint: 'https://crm.example.com/instances/*/kinds/*', pathParameterValues: values() }));
+    expect(expectSameRequest(s).pathParameters).toEqual(['i-0123456789', 'static']);
+  });
+
+  test('an input from RuleTargetInput.fromEventPath(EventField.fromPath(...)) sends the same body on replay', () => {
+    const s = synthChannel(() => ({ input: events.RuleTargetInput.fromEventPath(events.EventField.fromPath('$.detail')) }));
+    expect(expectSameRequest(s).body).toBe('{"instance-id":"i-0123456789","state":"RUNNING"}');
+  });
+
+  test('a JSONPath completed by a deploy-time value (Fn::Join) is re-aimed by its literal start', () => {
+    const event = { ...EC2_EVENT, detail: { ...(EC2_EVENT.detail as object), [REGION]: 'east' } };
+    const s = synthChannel(() => ({ headerParameters: { 'x-by-region': `${events.EventField.fromPath('$.detail')}.${Aws.REGION}` } }));
+    expect(s.rawReplay.HttpParameters.HeaderParameters['x-by-region']).toEqual({ 'Fn::Join': ['', [`${REPLAY_ORIGINAL_EVENT_PATH}.detail.`, { Ref: 'AWS::Region' }]] });
+    expect(expectSameRequest(s, event).headers['x-by-region']).toBe('east');
+  });
+
+  test.each([
+    ['"$" followed by a deploy-time value', () => `$${Aws.REGION}`, /starts with "\$" followed by a deploy-time value/],
+    ['a condition with a JSONPath branch', (stack: Stack) => {
+      new CfnCondition(stack, 'InEast', { expression: Fn.conditionEquals(Aws.REGION, 'us-east-1') });
+      return Fn.conditionIf('InEast', '$.detail.state', 'none').toString();
+    }, /\{"Fn::If":\["InEast","\$\.detail\.state","none"\]\} is a deploy-time value holding text that starts with "\$"/],
+  ])('a value whose JSONPath cannot be re-aimed fails synth: %s', (_name, value, reason) => {
+    expect(() => synthChannel((stack) => ({ headerParameters: { 'x-state': value(stack) } })))
+      .toThrow(new RegExp(`ReplayRule\\] invalid headerParameters\\['x-state'\\]: .*${reason.source}.*allowed: `, 's'));
   });
 });
 
