@@ -1,10 +1,12 @@
-import { Lazy, Names, Stack, Token } from 'aws-cdk-lib';
+import { createHash } from 'crypto';
+import { Lazy, Names, Resource, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IConstruct } from 'constructs';
 import { allowEventBridgeToUseKey, queueDepth, thresholdAlarm } from '../common/construct-defaults';
+import { PropValidationError } from '../common/validation';
 
 /** SQS's limits on one queue policy. */
 export const QUEUE_POLICY_MAX_BYTES = 8_192;
@@ -41,6 +43,7 @@ export class ChannelDeadLetterQueue extends Construct {
   /** The construct for `queue` in `scope`'s stack, created on first use. */
   public static of(scope: IConstruct, queue: sqs.IQueue): ChannelDeadLetterQueue {
     const stack = Stack.of(scope);
+    validateQueueStack(scope, queue);
     const id = `CdkEventFabricChannelDlq${Names.nodeUniqueId(queue.node)}`;
     return (stack.node.tryFindChild(id) as ChannelDeadLetterQueue | undefined) ?? new ChannelDeadLetterQueue(stack, id, queue);
   }
@@ -65,8 +68,7 @@ export class ChannelDeadLetterQueue extends Construct {
     super(scope, id);
     this.queue = queue;
     const statement = new iam.PolicyStatement({
-      // One statement per stack on a queue; Sids are alphanumeric.
-      sid: `ApiDestinationChannels${Stack.of(this).node.path.replace(/[^A-Za-z0-9]/g, '')}`,
+      sid: statementSid(Stack.of(this)),
       principals: [new iam.ServicePrincipal('events.amazonaws.com')],
       actions: ['sqs:SendMessage'],
       resources: [queue.queueArn],
@@ -120,6 +122,56 @@ export class ChannelDeadLetterQueue extends Construct {
       '(leave deadLetterQueue unset so each creates one, or pass a second queue).',
     ];
   }
+}
+
+/**
+ * The Sid of a stack's statement, unique among the stacks that share a queue policy: the
+ * queue's stack and the stacks nested in it (`validateQueueStack` refuses any other).
+ * Sids are alphanumeric, so the path loses its other characters. A stack that is not nested
+ * (at most one shares a policy: the queue's) keeps just that, as before; but nested paths such
+ * as `P/Channels-1` and `P/Channels1`, or `P/Orders/Eu` and `P/OrdersEu`, would then collide,
+ * so a nested stack's Sid also ends with a hash of its full path. A nested Sid is longer than
+ * its top-level stack's (whose path begins its own), and two nested Sids are equal only if
+ * their alphanumeric paths and their hashes both are.
+ */
+function statementSid(stack: Stack): string {
+  const path = stack.node.path.replace(/[^A-Za-z0-9]/g, '');
+  if (!stack.nestedStackParent) return `ApiDestinationChannels${path}`;
+  const hash = createHash('sha256').update(stack.node.path).digest('hex').slice(0, 8).toUpperCase();
+  return `ApiDestinationChannels${path}${hash}`;
+}
+
+/**
+ * Refuses a queue created in a stack that is neither the channel's stack nor a parent of it.
+ * The queue's policy is created with the queue and names the channel's rules, while the rules
+ * name the queue: across two stacks that is only acyclic when the policy's stack deploys
+ * after the rules' stack, that is when it is a parent of it (its nested stacks deploy first).
+ * An imported queue takes no policy from this app, so it is not checked.
+ */
+function validateQueueStack(channel: IConstruct, queue: sqs.IQueue): void {
+  if (!Resource.isOwnedResource(queue)) return;
+  const channelStack = Stack.of(channel);
+  const queueStack = Stack.of(queue);
+  for (let s: Stack | undefined = channelStack; s; s = s.nestedStackParent) {
+    if (s === queueStack) return;
+  }
+  const where = isNestedIn(queueStack, channelStack)
+    ? `is in stack '${queueStack.node.path}', nested in the channel's stack`
+    : `is in stack '${queueStack.node.path}', which is not a parent of the channel's stack`;
+  throw new PropValidationError(channel, 'deadLetterQueue', queue.node.path,
+    `allowed: a queue created in the channel's own stack '${channelStack.node.path}' or in a parent stack of it ` +
+    '(a stack it is nested in, as when channels in several nested stacks share one queue of their parent). ' +
+    `This queue ${where}: its queue policy, which lives with the queue, would name the channel's rules ` +
+    'while the rules name the queue, a circular dependency between the two stacks that CloudFormation cannot deploy. ' +
+    'Create the queue in the channel\'s stack or a parent of it, or leave deadLetterQueue unset so the channel creates one.');
+}
+
+/** Whether `stack` is nested, at any depth, in `ancestor`. */
+function isNestedIn(stack: Stack, ancestor: Stack): boolean {
+  for (let s = stack.nestedStackParent; s; s = s.nestedStackParent) {
+    if (s === ancestor) return true;
+  }
+  return false;
 }
 
 /**

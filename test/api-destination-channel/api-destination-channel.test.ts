@@ -431,6 +431,108 @@ describe('ApiDestinationChannel shared dead-letter queue', () => {
     expect(() => defaultChannel(stack, { deadLetterQueue: queue }))
       .toThrow(/invalid deadLetterQueue "arn:aws:sqs:us-east-1:111111111111:parked"; allowed: a queue in the rule's region eu-west-1/);
   });
+
+  describe('across stacks', () => {
+    /** A parent stack holding the shared queue and the bus. */
+    function parentWithQueue() {
+      const app = new App();
+      const parent = new Stack(app, 'Parent', { env: { account: '111111111111', region: 'eu-west-1' } });
+      const queue = new sqs.Queue(parent, 'SharedDlq', { enforceSSL: true });
+      const bus = new events.EventBus(parent, 'Bus');
+      return { app, parent, queue, bus };
+    }
+
+    /** The Sids of the sqs:SendMessage statements of the stack's one queue policy. */
+    function sendSids(stack: Stack): string[] {
+      const policies = Object.values<any>(Template.fromStack(stack).findResources('AWS::SQS::QueuePolicy'));
+      expect(policies).toHaveLength(1);
+      return policies[0].Properties.PolicyDocument.Statement.filter((s: any) => s.Action === 'sqs:SendMessage').map((s: any) => s.Sid);
+    }
+
+    /** Logical ids a resource references (Ref, Fn::GetAtt, DependsOn) among the template's resources. */
+    function references(template: any, logicalId: string): Set<string> {
+      const found = new Set<string>(template.Resources[logicalId].DependsOn ?? []);
+      const walk = (node: unknown): void => {
+        if (Array.isArray(node)) {
+          node.forEach(walk);
+        } else if (node !== null && typeof node === 'object') {
+          for (const [key, value] of Object.entries(node)) {
+            if (key === 'Ref' && typeof value === 'string') found.add(value);
+            else if (key === 'Fn::GetAtt' && Array.isArray(value)) found.add(value[0]);
+            else walk(value);
+          }
+        }
+      };
+      walk(template.Resources[logicalId].Properties);
+      return new Set([...found].filter((id) => id in template.Resources));
+    }
+
+    // IAM: "the Sid value must be unique within a JSON policy"; SQS may require it.
+    test.each([
+      ['Channels-1 and Channels1', (parent: Stack) => [new NestedStack(parent, 'Channels-1'), new NestedStack(parent, 'Channels1')]],
+      ['Orders/Eu and OrdersEu', (parent: Stack) => [new NestedStack(new NestedStack(parent, 'Orders'), 'Eu'), new NestedStack(parent, 'OrdersEu')]],
+    ])('nested stacks %s sharing a queue of their parent get distinct alphanumeric Sids', (_name, nested) => {
+      const { parent, queue, bus } = parentWithQueue();
+      for (const stack of nested(parent)) defaultChannel(stack, { deadLetterQueue: queue, eventBus: bus });
+      defaultChannel(parent, { deadLetterQueue: queue, eventBus: bus });
+      const sids = sendSids(parent);
+      expect(sids).toHaveLength(3);
+      expect(new Set(sids).size).toBe(3);
+      for (const sid of sids) expect(sid).toMatch(/^ApiDestinationChannels[A-Za-z0-9]+$/);
+      // The queue's own stack keeps the Sid it had: its path without other characters.
+      expect(sids).toContain('ApiDestinationChannelsParent');
+    });
+
+    test('channels in nested stacks sharing a queue of their parent (or grandparent) synthesize with no dependency cycle', () => {
+      const { app, parent, queue, bus } = parentWithQueue();
+      const first = new NestedStack(parent, 'Channels1');
+      const second = new NestedStack(parent, 'Channels2');
+      const third = new NestedStack(second, 'Channels3');
+      for (const stack of [first, second, third]) defaultChannel(stack, { deadLetterQueue: queue, eventBus: bus });
+
+      // What `cdk synth` does; Template.fromStack also fails on a cycle within a template.
+      expect(() => app.synth()).not.toThrow();
+      const template = Template.fromStack(parent).toJSON();
+      for (const stack of [first, second, third]) {
+        expect(Object.keys(Template.fromStack(stack).findResources('AWS::SQS::QueuePolicy'))).toEqual([]);
+        Template.fromStack(stack).hasResourceProperties('AWS::Events::Rule', {
+          Targets: [Match.objectLike({ DeadLetterConfig: { Arn: { Ref: Match.stringLikeRegexp('SharedDlq') } } })],
+        });
+      }
+
+      // The queue policy (with the queue, in the parent) depends on the nested stacks, never the reverse.
+      const policyId = Object.keys(Template.fromStack(parent).findResources('AWS::SQS::QueuePolicy'))[0];
+      const nestedIds = Object.keys(Template.fromStack(parent).findResources('AWS::CloudFormation::Stack'));
+      expect(nestedIds).toHaveLength(2);
+      expect(new Set(sendSids(parent)).size).toBe(3); // one statement per nested stack
+      expect([...references(template, policyId)]).toEqual(expect.arrayContaining(nestedIds));
+      for (const id of nestedIds) {
+        expect(references(template, id).has(policyId)).toBe(false);
+        expect([...references(template, id)]).toEqual(expect.arrayContaining([expect.stringMatching(/^SharedDlq/)]));
+      }
+    });
+
+    test('a queue in a nested stack below the channel\'s stack is refused, naming the queue and what is allowed', () => {
+      const { parent } = parentWithQueue();
+      const queue = new sqs.Queue(new NestedStack(parent, 'Queues'), 'Shared');
+      // Synthesized, CloudFormation would reject it: the rule names the queue ARN (a nested
+      // stack output) and the queue policy in the nested stack names the rule ARN.
+      expect(() => defaultChannel(parent, { deadLetterQueue: queue })).toThrow(new RegExp(
+        '^Parent/Channel: invalid deadLetterQueue "Parent/Queues/Shared"; allowed: a queue created in the channel\'s own stack \'Parent\' ' +
+        'or in a parent stack of it \\(a stack it is nested in.*\\)\\. This queue is in stack \'Parent/Queues\', nested in the channel\'s stack: ' +
+        'its queue policy.*would name the channel\'s rules while the rules name the queue, a circular dependency'));
+    });
+
+    test('a queue in a sibling nested stack or in another top-level stack is refused', () => {
+      const { app, parent, bus } = parentWithQueue();
+      const sibling = new sqs.Queue(new NestedStack(parent, 'Queues'), 'Shared');
+      expect(() => defaultChannel(new NestedStack(parent, 'Channels'), { deadLetterQueue: sibling, eventBus: bus }))
+        .toThrow(/^Parent\/Channels\/Channel: invalid deadLetterQueue "Parent\/Queues\/Shared"; allowed: a queue created in the channel's own stack 'Parent\/Channels' or in a parent stack of it .*This queue is in stack 'Parent\/Queues', which is not a parent of the channel's stack/);
+      const other = new Stack(app, 'Other', { env: { account: '111111111111', region: 'eu-west-1' } });
+      expect(() => defaultChannel(other, { deadLetterQueue: new sqs.Queue(parent, 'Elsewhere') }))
+        .toThrow(/^Other\/Channel: invalid deadLetterQueue "Parent\/Elsewhere"; .*This queue is in stack 'Parent', which is not a parent of the channel's stack/);
+    });
+  });
 });
 
 describe('ApiDestinationChannel encrypted dead-letter queue', () => {
