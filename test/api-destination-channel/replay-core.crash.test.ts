@@ -1,7 +1,7 @@
-import { CreateEventBusCommand, PutEventsCommand, PutEventsRequestEntry, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
+import { CreateEventBusCommand, PutEventsCommand, PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
 import { DeleteMessageBatchCommand, Message, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import fc from 'fast-check';
-import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from '../../src/api-destination-channel/replay-contract';
+import { putReplayRule } from './replay-rules';
 import { ReplayDependencies, replayDeadLetters, ReplayEntry, toReplayEntry } from '../../src/api-destination-channel/replay-core';
 import { ec2StateChangeEvent, eventBridgeDeadLetterAttributes } from '../support/aws-fixtures';
 import {
@@ -65,13 +65,7 @@ async function createWorld(counts = { a: 5, b: 4, otherStack: 2, notJson: 1 }): 
   const channels = new Map<string, Queue>();
   for (const ruleArn of [ruleA, ruleB]) {
     const capture = await createQueue('api');
-    const name = uniqueName('replay-rule');
-    await platform.eventBridge.send(new PutRuleCommand({
-      Name: name,
-      EventBusName: replayBusName,
-      EventPattern: JSON.stringify({ 'source': [REPLAY_SOURCE], 'detail-type': [REPLAY_DETAIL_TYPE], 'detail': { ruleArn: [ruleArn] } }),
-    }));
-    await platform.eventBridge.send(new PutTargetsCommand({ Rule: name, EventBusName: replayBusName, Targets: [{ Id: 'api', Arn: capture.arn }] }));
+    await putReplayRule(platform.eventBridge, replayBusName, ruleArn, capture.arn);
     channels.set(ruleArn, capture);
   }
   const routable = new Map<string, string>();

@@ -1,6 +1,6 @@
-import { CreateEventBusCommand, DeleteRuleCommand, PutRuleCommand, PutTargetsCommand, RemoveTargetsCommand } from '@aws-sdk/client-eventbridge';
+import { CreateEventBusCommand, DeleteRuleCommand, RemoveTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from '../../src/api-destination-channel/replay-contract';
+import { putReplayRule } from './replay-rules';
 import { ReplayDependencies, replayDeadLetters } from '../../src/api-destination-channel/replay-core';
 import { ec2StateChangeEvent, eventBridgeDeadLetterAttributes } from '../support/aws-fixtures';
 import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } from '../support/moto';
@@ -29,13 +29,7 @@ async function world(): Promise<World> {
   const replayBusName = uniqueName('replay');
   await platform.eventBridge.send(new CreateEventBusCommand({ Name: replayBusName }));
   const ruleArn = `arn:aws:events:us-east-1:${ACCOUNT}:rule/orders/Stack-ChannelRule-${uniqueName('r')}`;
-  const replayRule = uniqueName('replay-rule');
-  await platform.eventBridge.send(new PutRuleCommand({
-    Name: replayRule,
-    EventBusName: replayBusName,
-    EventPattern: JSON.stringify({ 'source': [REPLAY_SOURCE], 'detail-type': [REPLAY_DETAIL_TYPE], 'detail': { ruleArn: [ruleArn] } }),
-  }));
-  await platform.eventBridge.send(new PutTargetsCommand({ Rule: replayRule, EventBusName: replayBusName, Targets: [{ Id: 'api', Arn: api.arn }] }));
+  const replayRule = await putReplayRule(platform.eventBridge, replayBusName, ruleArn, api.arn);
   return { dlq, api, replayBusName, replayRule, ruleArn };
 }
 
