@@ -4,6 +4,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { RegionInfo } from 'aws-cdk-lib/region-info';
 import { Construct, IConstruct } from 'constructs';
 import { allowEventBridgeToUseKey, queueDepth, thresholdAlarm } from '../common/construct-defaults';
 import { PropValidationError } from '../common/validation';
@@ -18,7 +19,8 @@ const REGION_MAX = 16; // the longest region names have 14 characters (ap-southe
 const ACCOUNT_ID = 12;
 const BUS_NAME_MAX = 256; // EventBridge's limit on an event bus name
 const RULE_NAME_MAX = 64; // EventBridge's limit; CloudFormation generates rule names up to it
-const TOKEN_MAX = 256; // any other unresolved value in the policy, such as the queue's ARN
+const QUEUE_NAME_MAX = 80; // SQS's limit; CloudFormation generates queue names up to it
+const TOKEN_MAX = 256; // any other unresolved value in the policy
 const PSEUDO_PARAMETER_MAX: { [name: string]: number } = {
   'AWS::Partition': PARTITION_MAX, 'AWS::Region': REGION_MAX, 'AWS::AccountId': ACCOUNT_ID, 'AWS::URLSuffix': 16,
 };
@@ -102,24 +104,44 @@ export class ChannelDeadLetterQueue extends Construct {
     }
   }
 
-  /** An error when the queue policy (estimated) would exceed SQS's limits. */
+  /**
+   * An error when the queue policy (estimated) would exceed SQS's limits. Channels in several
+   * stacks (nested stacks under the queue's) add their statements to the same policy, so the
+   * estimate counts every ChannelDeadLetterQueue of this queue in the app, each rule ARN at its
+   * own estimated length (in the queue's stack another stack's ARN is a token, a nested stack
+   * output, whose value is that rule's ARN). The first of them in the app reports the error.
+   */
   private validatePolicy(): string[] {
-    if (!this.policy || this.rules.length === 0) return [];
+    if (!this.policy) return [];
+    const sharing = this.node.root.node.findAll()
+      .filter((c): c is ChannelDeadLetterQueue => c instanceof ChannelDeadLetterQueue && c.queue === this.queue);
+    if (sharing[0] !== this) return [];
+    const rules = sharing.flatMap((c) => c.rules);
+    if (rules.length === 0) return [];
+    const channels = sharing.reduce((sum, c) => sum + c.channels, 0);
     const stack = Stack.of(this.policy);
     const document = stack.resolve(this.policy.document);
-    const ruleArnLengths = new Map(this.rules.map((r) => [JSON.stringify(stack.resolve(r.rule.ruleArn)), ruleArnLength(r)] as const));
-    const bytes = jsonLength(document, (intrinsic) => ruleArnLengths.get(JSON.stringify(intrinsic)) ?? intrinsicLength(intrinsic));
+    // Every rule ARN (another stack's too: a nested stack output) and the queue's ARN at their own estimates.
+    const arnLengths = new Map(rules.map((r) => [JSON.stringify(stack.resolve(r.rule.ruleArn)), ruleArnLength(r)] as const));
+    arnLengths.set(JSON.stringify(stack.resolve(this.queue.queueArn)), queueArnLength(this.queue));
+    const pseudo = { ...PSEUDO_PARAMETER_MAX, 'AWS::Partition': partitionLength(stack) };
+    const bytes = jsonLength(document, (intrinsic) => arnLengths.get(JSON.stringify(intrinsic)) ?? intrinsicLength(intrinsic, pseudo));
     const statements: number = document?.Statement?.length ?? 0;
     if (bytes <= QUEUE_POLICY_MAX_BYTES && statements <= QUEUE_POLICY_MAX_STATEMENTS) return [];
 
-    const arnBytes = this.rules.reduce((sum, r) => sum + ruleArnLength(r) + 3, 0); // quotes and comma
-    const fits = Math.max(0, Math.floor((QUEUE_POLICY_MAX_BYTES - (bytes - arnBytes)) / (arnBytes / this.channels)));
+    const arnBytes = rules.reduce((sum, r) => sum + ruleArnLength(r) + 3, 0); // quotes and comma
+    const fits = Math.max(0, Math.floor((QUEUE_POLICY_MAX_BYTES - (bytes - arnBytes)) / (arnBytes / channels)));
+    const stacks = sharing.filter((c) => c.channels > 0).map((c) => `'${Stack.of(c).node.path}'`);
+    const where = stacks.length === 1
+      ? [`of stack ${stacks[0]}`, 'channels of one stack on this queue']
+      : [`of stacks ${stacks.join(', ')}`, 'channels on this queue in all its stacks'];
+    const advice = stacks.length === 1 ? '' : ', for example one per nested stack';
     return [
-      `${this.queue.node.path}: invalid deadLetterQueue shared by ${this.channels} ApiDestinationChannels of stack '${Stack.of(this).node.path}' ` +
-      `(${this.rules.length} rules): its queue policy would have ${statements} statements and about ${bytes} bytes (estimated), ` +
+      `${this.queue.node.path}: invalid deadLetterQueue shared by ${channels} ApiDestinationChannels ${where[0]} ` +
+      `(${rules.length} rules): its queue policy would have ${statements} statements and about ${bytes} bytes (estimated), ` +
       `over SQS's limits of ${QUEUE_POLICY_MAX_STATEMENTS} statements and ${QUEUE_POLICY_MAX_BYTES} bytes; ` +
-      `allowed: about ${fits} channels of one stack on this queue. Give some channels their own queue ` +
-      '(leave deadLetterQueue unset so each creates one, or pass a second queue).',
+      `allowed: about ${fits} ${where[1]}. Give some channels their own queue ` +
+      `(leave deadLetterQueue unset so each creates one, or pass a second queue${advice}).`,
     ];
   }
 }
@@ -194,7 +216,26 @@ function ruleArnLength({ rule, bus }: ChannelRuleOnBus): number {
   const known = (value: string, max: number) => (Token.isUnresolved(value) ? max : value.length);
   const busName = resolvedBusName(bus);
   const busPart = busName === 'default' ? 0 : (busName?.length ?? BUS_NAME_MAX) + 1;
-  return 'arn::events:::rule/'.length + known(stack.partition, PARTITION_MAX) + known(stack.region, REGION_MAX) + ACCOUNT_ID + busPart + RULE_NAME_MAX;
+  return 'arn::events:::rule/'.length + partitionLength(stack) + known(stack.region, REGION_MAX) + ACCOUNT_ID + busPart + RULE_NAME_MAX;
+}
+
+/**
+ * The longest the ARN of the queue can be, `arn:<partition>:sqs:<region>:<account>:<name>`: the
+ * name at its length when known (given to a queue created in this app) and 80 otherwise.
+ */
+function queueArnLength(queue: sqs.IQueue): number {
+  const stack = Stack.of(queue);
+  const resource = queue.node.defaultChild;
+  const name = resource instanceof sqs.CfnQueue ? stack.resolve(resource.queueName) : undefined;
+  const region = Token.isUnresolved(stack.region) ? REGION_MAX : stack.region.length;
+  return 'arn::sqs:::'.length + partitionLength(stack) + region + ACCOUNT_ID + (typeof name === 'string' ? name.length : QUEUE_NAME_MAX);
+}
+
+/** Length of the stack's partition: known when its region is (for a region aws-cdk-lib knows), else at most 10. */
+function partitionLength(stack: Stack): number {
+  if (!Token.isUnresolved(stack.partition)) return stack.partition.length;
+  const partition = Token.isUnresolved(stack.region) ? undefined : RegionInfo.get(stack.region).partition;
+  return partition?.length ?? PARTITION_MAX;
 }
 
 /** A bus's name if known at synth: a literal, or the name generated for a bus created in this app. */
@@ -209,14 +250,14 @@ function resolvedBusName(bus: events.IEventBus): string | undefined {
 }
 
 /** Estimated length of a CloudFormation intrinsic's value (its string, without quotes). */
-function intrinsicLength(intrinsic: { [key: string]: any }): number {
+function intrinsicLength(intrinsic: { [key: string]: any }, pseudo: { [name: string]: number }): number {
   const join = intrinsic['Fn::Join'];
   if (Array.isArray(join) && Array.isArray(join[1])) {
     const parts: unknown[] = join[1];
-    return parts.reduce<number>((sum, part) => sum + (typeof part === 'string' ? part.length : isIntrinsic(part) ? intrinsicLength(part) : TOKEN_MAX), 0)
+    return parts.reduce<number>((sum, part) => sum + (typeof part === 'string' ? part.length : isIntrinsic(part) ? intrinsicLength(part, pseudo) : TOKEN_MAX), 0)
       + String(join[0]).length * Math.max(0, parts.length - 1);
   }
-  return PSEUDO_PARAMETER_MAX[intrinsic.Ref] ?? TOKEN_MAX;
+  return pseudo[intrinsic.Ref] ?? TOKEN_MAX;
 }
 
 /** Length of `value` as minified JSON, each intrinsic counted as a string of its estimated length. */

@@ -512,6 +512,48 @@ describe('ApiDestinationChannel shared dead-letter queue', () => {
       }
     });
 
+    /** `perStack[i]` channels in each of `perStack.length` nested stacks, all on the parent's queue and bus (or the default bus). */
+    function nestedChannelsOnParentQueue(perStack: number[], onDefaultBus = false) {
+      const { app, parent, queue, bus: parentBus } = parentWithQueue();
+      const bus = onDefaultBus ? events.EventBus.fromEventBusName(parent, 'DefaultBus', 'default') : parentBus;
+      const nested = perStack.map((n, s) => {
+        const stack = new NestedStack(parent, `Channels${s + 1}`);
+        const first = defaultChannel(stack, { deadLetterQueue: queue, eventBus: bus }, 'Channel0');
+        for (let i = 1; i < n; i++) {
+          defaultChannel(stack, { deadLetterQueue: queue, eventBus: bus, connection: first.connection, authorization: undefined }, `Channel${i}`);
+        }
+        return stack;
+      });
+      return { app, parent, queue, nested };
+    }
+
+    // The real policy: about 7.6 KB with 64-character rule names (CloudFormation's longest), estimated about 7.8 KB;
+    // each stack's check counted the other stacks' 32 rule ARNs (nested stack outputs) at 256 characters (12 KB).
+    test('3 nested stacks of 8 channels sharing a queue of their parent synthesize: other stacks\' rule ARNs count at their estimated length', () => {
+      const { app, parent } = nestedChannelsOnParentQueue([8, 8, 8], true);
+      expect(() => app.synth()).not.toThrow();
+      const statements = Object.values<any>(Template.fromStack(parent).findResources('AWS::SQS::QueuePolicy'))[0].Properties.PolicyDocument.Statement;
+      const sends = statements.filter((s: any) => s.Action === 'sqs:SendMessage');
+      expect(sends).toHaveLength(3);
+      for (const send of sends) expect(send.Condition.ArnEquals['aws:SourceArn']).toHaveLength(16);
+    });
+
+    test('too many channels over nested stacks on a queue of their parent fail synth once, naming the total, the stacks and what to do', () => {
+      const { app } = nestedChannelsOnParentQueue([12, 12, 12]);
+      let message = '';
+      try {
+        app.synth();
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).toMatch(new RegExp(
+        'Parent/SharedDlq: invalid deadLetterQueue shared by 36 ApiDestinationChannels of stacks ' +
+        '\'Parent/Channels1\', \'Parent/Channels2\', \'Parent/Channels3\' \\(72 rules\\): ' +
+        'its queue policy would have 4 statements and about \\d+ bytes \\(estimated\\), over SQS\'s limits of 20 statements and 8192 bytes; ' +
+        'allowed: about \\d+ channels on this queue in all its stacks\\. Give some channels their own queue'));
+      expect(message.match(/invalid deadLetterQueue/g)).toHaveLength(1);
+    });
+
     test('a queue in a nested stack below the channel\'s stack is refused, naming the queue and what is allowed', () => {
       const { parent } = parentWithQueue();
       const queue = new sqs.Queue(new NestedStack(parent, 'Queues'), 'Shared');
