@@ -111,48 +111,90 @@ export interface ReplayEntry {
  * names the rule that failed it. A failed replay comes back as a replay event, which is
  * wrapped again around the same original event and rule, so it still routes to that rule.
  */
-export function toReplayEntry(message: Message, replayBusName: string, maxEntryBytes: number): ReplayEntry | { reason: string } {
+export function toReplayEntry(message: Message, replayBusName: string, maxEntryBytes: number): ReplayEntry | LeftReason {
   // maxEntryBytes: the largest replay entry allowed (see replayDeadLetters).
+  const attribute = message.MessageAttributes?.RULE_ARN?.StringValue;
+  if (!attribute) {
+    return leftFor('no RULE_ARN message attribute: not an EventBridge dead letter, so its channel is unknown');
+  }
   let body: any;
   try {
     // Exactly: an integer beyond 2^53 must replay as it was, not rounded.
     body = parseExactly(message.Body ?? '');
   } catch (err) {
-    return { reason: `body is not JSON (${(err as Error).message})` };
+    return leftFor(`body cannot be read exactly as JSON (${(err as Error).message})`, 'body cannot be read exactly as JSON');
   }
   let ruleArn: string;
   let event: Record<string, unknown>;
-  if (body?.source === REPLAY_SOURCE && body?.['detail-type'] === REPLAY_DETAIL_TYPE) {
-    if (typeof body.detail?.ruleArn !== 'string' || !isEvent(body.detail?.event)) {
-      return { reason: 'replay event without detail.ruleArn and detail.event' };
+  if (attribute.includes(`:rule/${replayBusName}/`)) {
+    // A replay that failed again: it came back from a rule on this replay bus, wrapped.
+    if (body?.source !== REPLAY_SOURCE || body?.['detail-type'] !== REPLAY_DETAIL_TYPE
+      || typeof body.detail?.ruleArn !== 'string' || !isEvent(body.detail?.event)) {
+      return leftFor('a dead letter of the replay bus that is not a replay event with detail.ruleArn and detail.event');
     }
     ruleArn = body.detail.ruleArn;
     event = body.detail.event;
   } else {
-    const attribute = message.MessageAttributes?.RULE_ARN?.StringValue;
-    if (!attribute) {
-      return { reason: 'no RULE_ARN message attribute: not an EventBridge dead letter, so its channel is unknown' };
-    }
+    // The rule that failed it routes it, whatever its body says (a body that looks like a
+    // replay event must not choose another channel).
     if (!isEvent(body)) {
-      return { reason: 'body is not an EventBridge event (no id or source)' };
+      return leftFor('body is not an EventBridge event (no id or source)');
     }
     ruleArn = attribute;
     event = body;
   }
-  const entry: PutEventsRequestEntry = {
-    EventBusName: replayBusName,
-    Source: REPLAY_SOURCE,
-    DetailType: REPLAY_DETAIL_TYPE,
-    Detail: stringifyExactly(replayDetail(ruleArn, event))!,
-  };
+  let detail: string;
+  try {
+    detail = stringifyExactly(replayDetail(ruleArn, event))!;
+  } catch (err) {
+    return leftFor(`the replay event cannot be written as JSON (${(err as Error).message})`, 'the replay event cannot be written as JSON');
+  }
+  if (jsonDepth(detail) > MAX_EVENT_DEPTH) {
+    return leftFor(`the replay event nests deeper than the ${MAX_EVENT_DEPTH} levels PutEvents processes (the replay wrapper adds 2)`);
+  }
+  const entry: PutEventsRequestEntry = { EventBusName: replayBusName, Source: REPLAY_SOURCE, DetailType: REPLAY_DETAIL_TYPE, Detail: detail };
   const size = putEventsEntrySize(entry);
   if (size > maxEntryBytes) {
-    return {
-      reason: `replay event is ${size} bytes, over the ${maxEntryBytes} bytes a replay may have (the PutEvents entry limit, and the queue's `
-        + `maximum message size less ${PARK_HEADROOM_BYTES} bytes, so that a replay that fails again can be parked back in the queue)`,
-    };
+    const why = `over the ${maxEntryBytes} bytes a replay may have (the PutEvents entry limit, and the queue's `
+      + `maximum message size less ${PARK_HEADROOM_BYTES} bytes, so that a replay that fails again can be parked back in the queue)`;
+    return leftFor(`replay event is ${size} bytes, ${why}`, `replay event ${why}`);
   }
   return { ruleArn, entry };
+}
+
+/** Why a message stays in the queue, and the key it is counted under in `failureReasons`. */
+export interface LeftReason {
+  readonly reason: string;
+  /** The reason without per-message detail. */
+  readonly kind: string;
+}
+
+function leftFor(reason: string, kind = reason): LeftReason {
+  return { reason, kind };
+}
+
+/** PutEvents "will only process nested JSON up to 1000 levels deep" (PutEvents API reference). */
+const MAX_EVENT_DEPTH = 1_000;
+
+/** How deeply a JSON text nests objects and arrays (strings skipped). */
+function jsonDepth(json: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+    } else if (c === '{' || c === '[') {
+      max = Math.max(max, ++depth);
+    } else if (c === '}' || c === ']') {
+      depth--;
+    }
+  }
+  return max;
 }
 
 function isEvent(value: any): value is Record<string, unknown> {
@@ -255,8 +297,8 @@ export async function replayDeadLetters(deps: ReplayDependencies, request: Repla
   let attempted = 0;
   let replayed = 0;
   let deferred = 0;
-  const leave = (message: Message, reason: string, logMessage: string) => {
-    failures.add(message.MessageId!, reason);
+  const leave = (message: Message, reason: string, logMessage: string, kind = reason) => {
+    failures.add(message.MessageId!, reason, kind);
     left.push(message);
     log(logMessage, { messageId: message.MessageId, reason });
   };
@@ -295,7 +337,7 @@ export async function replayDeadLetters(deps: ReplayDependencies, request: Repla
         }
         const replay = toReplayEntry(message, deps.replayBusName, maxReplayBytes);
         if ('reason' in replay) {
-          leave(message, replay.reason, 'dead letter not replayable; left in the queue');
+          leave(message, replay.reason, 'dead letter not replayable; left in the queue', replay.kind);
           continue;
         }
         let unroutable: string | undefined;
@@ -323,7 +365,8 @@ export async function replayDeadLetters(deps: ReplayDependencies, request: Repla
         if (outcome.ok) {
           toDelete.push(message);
         } else {
-          leave(message, `PutEvents failed: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim(), 'replay put failed; left in the queue');
+          leave(message, `PutEvents failed: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim(), 'replay put failed; left in the queue',
+            `PutEvents failed: ${outcome.errorCode}`);
         }
       });
       replayed += await deleteMessages(deps.sqs, request.queueUrl, toDelete, failures, log);
@@ -350,10 +393,11 @@ class FailureTally {
   private readonly sample: ReplayFailure[] = [];
   private readonly reasons: { [reason: string]: number } = {};
 
-  public add(messageId: string, reason: string): void {
+  /** Counts a message left for `reason`, under `kind` (the reason without per-message detail). */
+  public add(messageId: string, reason: string, kind = reason): void {
     this.count++;
     if (this.sample.length < RESULT_LIST_LIMIT) this.sample.push({ messageId, reason });
-    const key = reason in this.reasons || Object.keys(this.reasons).length < RESULT_LIST_LIMIT ? reason : OTHER_REASONS;
+    const key = kind in this.reasons || Object.keys(this.reasons).length < RESULT_LIST_LIMIT ? kind : OTHER_REASONS;
     this.reasons[key] = (this.reasons[key] ?? 0) + 1;
   }
 
@@ -371,7 +415,7 @@ async function deleteMessages(sqs: SQSClient, queueUrl: string, messages: Messag
   if (messages.length === 0) return 0;
   const notDeleted = (message: Message, cause: string) => {
     const reason = `replayed, but delete failed (${cause}); it will be delivered again after the visibility timeout`;
-    failures.add(message.MessageId!, reason);
+    failures.add(message.MessageId!, reason, 'replayed, but delete failed; it will be delivered again after the visibility timeout');
     log('replayed message not deleted', { messageId: message.MessageId, reason });
   };
   let response;
@@ -399,10 +443,14 @@ async function release(sqs: SQSClient, queueUrl: string, messages: Message[],
   for (let i = 0; i < messages.length; i += 10) {
     const batch = messages.slice(i, i + 10);
     try {
-      await sqs.send(new ChangeMessageVisibilityBatchCommand({
+      const { Failed } = await sqs.send(new ChangeMessageVisibilityBatchCommand({
         QueueUrl: queueUrl,
         Entries: batch.map((m, k) => ({ Id: String(k), ReceiptHandle: m.ReceiptHandle!, VisibilityTimeout: 0 })),
       }));
+      if (Failed?.length) {
+        log('some left messages could not be made visible again; they reappear after the visibility timeout',
+          { count: Failed.length, codes: [...new Set(Failed.map((f) => f.Code))] });
+      }
     } catch (err) {
       log('could not make left messages visible again; they reappear after the visibility timeout',
         { count: batch.length, error: (err as Error).message });

@@ -24,7 +24,13 @@ export async function handler(payload: unknown, context: Context): Promise<Repla
     remainingTimeMs: () => context.getRemainingTimeInMillis(),
     log: (message, fields) => logger.warn(message, fields),
   }, request);
-  logger.info('replay finished', { received: result.received, replayed: result.replayed, failed: result.failed.length });
+  logger.info('replay finished', {
+    received: result.received,
+    replayed: result.replayed,
+    deferred: result.deferred,
+    failed: result.failedCount,
+    failureReasons: result.failureReasons,
+  });
   return result;
 }
 

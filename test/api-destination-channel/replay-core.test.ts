@@ -283,36 +283,43 @@ describe('toReplayEntry', () => {
     expect(JSON.parse(entry.Detail!)).toEqual(replayDetail(RULE_A, event));
   });
 
-  test('replays a replay event even without RULE_ARN', () => {
+  test('leaves a replay event without RULE_ARN: anyone who may send to the queue could write one', () => {
     const event = originalEvent('e-3');
-    const entry = toReplayEntry(deadLetter('m3', { body: replayEvent(RULE_B, event), ruleArn: null }), REPLAY_BUS, ONE_MIB);
-    expect(JSON.parse((entry as ReplayEntry).entry.Detail!)).toEqual(replayDetail(RULE_B, event));
+    expect(toReplayEntry(deadLetter('m3', { body: replayEvent(RULE_B, event), ruleArn: null }), REPLAY_BUS, ONE_MIB))
+      .toMatchObject({ reason: 'no RULE_ARN message attribute: not an EventBridge dead letter, so its channel is unknown' });
   });
 
-  test('rejects a replay event without detail.ruleArn or detail.event', () => {
+  test('a body that looks like a replay event, failed by a channel rule, is routed by its RULE_ARN, not by its body', () => {
+    const looksLikeReplay = replayEvent(RULE_A, originalEvent('e-3b'));
+    const { ruleArn, entry } = toReplayEntry(deadLetter('m3b', { body: looksLikeReplay, ruleArn: RULE_B }), REPLAY_BUS, ONE_MIB) as ReplayEntry;
+    expect(ruleArn).toBe(RULE_B);
+    expect(JSON.parse(entry.Detail!)).toEqual(replayDetail(RULE_B, looksLikeReplay));
+  });
+
+  test('rejects a dead letter of the replay bus that is not a whole replay event', () => {
+    const reason = 'a dead letter of the replay bus that is not a replay event with detail.ruleArn and detail.event';
     const broken = { ...replayEvent(RULE_A, originalEvent('e-4')), detail: { event: originalEvent('e-4') } };
-    expect(toReplayEntry(deadLetter('m4', { body: broken }), REPLAY_BUS, ONE_MIB))
-      .toEqual({ reason: 'replay event without detail.ruleArn and detail.event' });
+    expect(toReplayEntry(deadLetter('m4', { body: broken, ruleArn: REPLAY_RULE_A }), REPLAY_BUS, ONE_MIB)).toMatchObject({ reason });
     const noEvent = { ...replayEvent(RULE_A, originalEvent('e-5')), detail: { ruleArn: RULE_A } };
-    expect(toReplayEntry(deadLetter('m5', { body: noEvent }), REPLAY_BUS, ONE_MIB))
-      .toEqual({ reason: 'replay event without detail.ruleArn and detail.event' });
+    expect(toReplayEntry(deadLetter('m5', { body: noEvent, ruleArn: REPLAY_RULE_A }), REPLAY_BUS, ONE_MIB)).toMatchObject({ reason });
+    expect(toReplayEntry(deadLetter('m5b', { body: originalEvent('e-5b'), ruleArn: REPLAY_RULE_A }), REPLAY_BUS, ONE_MIB)).toMatchObject({ reason });
   });
 
   test('rejects a body that is not JSON', () => {
     const result = toReplayEntry(deadLetter('m6', { body: '{"id": "truncated' }), REPLAY_BUS, ONE_MIB);
-    expect(result).toEqual({ reason: expect.stringMatching(/^body is not JSON \(.+\)$/) });
+    expect(result).toMatchObject({ reason: expect.stringMatching(/^body cannot be read exactly as JSON \(.+\)$/) });
   });
 
   test('rejects a message without a body', () => {
     const { Body: _, ...withoutBody } = deadLetter('m7');
-    expect(toReplayEntry(withoutBody, REPLAY_BUS, ONE_MIB)).toEqual({ reason: expect.stringMatching(/^body is not JSON/) });
+    expect(toReplayEntry(withoutBody, REPLAY_BUS, ONE_MIB)).toMatchObject({ reason: expect.stringMatching(/^body cannot be read exactly as JSON/) });
   });
 
   test('rejects an event without RULE_ARN: its channel is unknown', () => {
     expect(toReplayEntry(deadLetter('m8', { ruleArn: null }), REPLAY_BUS, ONE_MIB))
-      .toEqual({ reason: 'no RULE_ARN message attribute: not an EventBridge dead letter, so its channel is unknown' });
+      .toMatchObject({ reason: 'no RULE_ARN message attribute: not an EventBridge dead letter, so its channel is unknown' });
     expect(toReplayEntry(deadLetter('m9', { ruleArn: '' }), REPLAY_BUS, ONE_MIB))
-      .toEqual({ reason: expect.stringMatching(/^no RULE_ARN message attribute/) });
+      .toMatchObject({ reason: expect.stringMatching(/^no RULE_ARN message attribute/) });
   });
 
   test.each([
@@ -324,7 +331,7 @@ describe('toReplayEntry', () => {
     ['a JSON string', '"just a string"'],
   ])('rejects a body that is %s', (_, body) => {
     expect(toReplayEntry(deadLetter('m10', { body }), REPLAY_BUS, ONE_MIB))
-      .toEqual({ reason: 'body is not an EventBridge event (no id or source)' });
+      .toMatchObject({ reason: 'body is not an EventBridge event (no id or source)' });
   });
 
   test('rejects a replay event over maxEntryBytes, and accepts one exactly at it', () => {
@@ -334,7 +341,7 @@ describe('toReplayEntry', () => {
 
     expect((toReplayEntry(message, REPLAY_BUS, size) as ReplayEntry).entry.Detail).toContain('"blob"');
     expect(toReplayEntry(message, REPLAY_BUS, size - 1))
-      .toEqual({ reason: expect.stringMatching(new RegExp(`^replay event is ${size} bytes, over the ${size - 1} bytes a replay may have \\(the PutEvents entry limit, and the queue's maximum message size less 4096 bytes`)) });
+      .toMatchObject({ reason: expect.stringMatching(new RegExp(`^replay event is ${size} bytes, over the ${size - 1} bytes a replay may have \\(the PutEvents entry limit, and the queue's maximum message size less 4096 bytes`)) });
   });
 });
 
@@ -410,7 +417,7 @@ describe('replayDeadLetters', () => {
     expect(queue.deleted.sort()).toEqual(['rh-good-a', 'rh-good-b', 'rh-good-replay']);
     const reasons = Object.fromEntries(result.failed.map((f) => [f.messageId, f.reason]));
     expect(reasons).toEqual({
-      'bad-json': expect.stringMatching(/^body is not JSON/),
+      'bad-json': expect.stringMatching(/^body cannot be read exactly as JSON/),
       'bad-no-rule': expect.stringMatching(/^no RULE_ARN message attribute/),
       'bad-not-event': 'body is not an EventBridge event (no id or source)',
       'bad-too-big': expect.stringMatching(/^replay event is \d+ bytes, over the 4000 bytes a replay may have/),

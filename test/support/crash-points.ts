@@ -16,8 +16,8 @@ import * as path from 'path';
  *   as requests on the wire do; their answers are never seen. The invocation's promise is
  *   abandoned, never settled.
  * - `partial-failure` (batch calls only: PutEvents, SQS's *Batch calls): AWS applies every
- *   entry but the first, which it reports failed (PutEvents `InternalFailure`, SQS
- *   `InternalError`): the documented way a batch call fails in part.
+ *   other entry and reports the rest failed (entries 0, 2, 4, ...; PutEvents
+ *   `InternalFailure`, SQS `InternalError`): the documented way a batch call fails in part.
  *
  * Faults are injected by a middleware on the SDK clients the handler uses, at the
  * `initialize` step: outside the SDK's own retries, so a fault is what the handler sees
@@ -26,21 +26,29 @@ import * as path from 'path';
 export type FaultKind = 'lost-request' | 'lost-answer' | 'crash' | 'partial-failure';
 export const FAULT_KINDS: readonly FaultKind[] = ['lost-request', 'lost-answer', 'crash', 'partial-failure'];
 
-/** Batch calls: how to apply all of a request's entries but the first, and report that one failed. */
-const PARTIAL_FAILURES: { [command: string]: { entries: string; fail: (output: any, first: any) => any } } = {
+/**
+ * Batch calls: which entries of a request fail (every other one, from the first: so a handler
+ * that assumes the failed ones are first, or last, or only one, is caught), and how the
+ * answer reports them. The others are sent to AWS and applied.
+ */
+const failsInPart = (index: number) => index % 2 === 0;
+const PARTIAL_FAILURES: { [command: string]: { entries: string; fail: (output: any, entries: any[]) => any } } = {
   PutEventsCommand: {
     entries: 'Entries',
-    fail: (output, _first) => ({
-      ...output,
-      FailedEntryCount: (output.FailedEntryCount ?? 0) + 1,
-      Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'injected fault: entry 0 failed' }, ...(output.Entries ?? [])],
-    }),
+    fail: (output, entries) => {
+      const applied = [...(output.Entries ?? [])];
+      const results = entries.map((_, i) => (failsInPart(i)
+        ? { ErrorCode: 'InternalFailure', ErrorMessage: `injected fault: entry ${i} failed` }
+        : applied.shift()));
+      return { ...output, FailedEntryCount: results.filter((r) => r.ErrorCode).length, Entries: results };
+    },
   },
   ...Object.fromEntries(['DeleteMessageBatchCommand', 'ChangeMessageVisibilityBatchCommand', 'SendMessageBatchCommand'].map((command) => [command, {
     entries: 'Entries',
-    fail: (output: any, first: any) => ({
+    fail: (output: any, entries: any[]) => ({
       ...output,
-      Failed: [...(output.Failed ?? []), { Id: first.Id, Code: 'InternalError', SenderFault: false, Message: 'injected fault: entry failed' }],
+      Failed: [...(output.Failed ?? []), ...entries.filter((_, i) => failsInPart(i)).map((e) => (
+        { Id: e.Id, Code: 'InternalError', SenderFault: false, Message: 'injected fault: entry failed' }))],
     }),
   }])),
 };
@@ -142,9 +150,10 @@ export class FaultInjector {
       if (kind === 'partial-failure' && (!partial || entries.length === 0)) {
         throw new Error(`partial-failure injected into ${call.command}, which is not a batch call`);
       }
-      const sent = partial ? { ...args, input: { ...args.input, [partial.entries]: entries.slice(1) } } : args;
+      const applied = entries.filter((_, i) => !failsInPart(i));
+      const sent = partial ? { ...args, input: { ...args.input, [partial.entries]: applied } } : args;
       // A batch of one: its only entry fails, and nothing reaches AWS.
-      const request = partial && entries.length === 1
+      const request = partial && applied.length === 0
         ? Promise.resolve({ output: call.command === 'PutEventsCommand' ? { Entries: [] } : { Successful: [] } })
         : next(sent);
       invocation.inFlight.add(request);
@@ -154,7 +163,7 @@ export class FaultInjector {
       } finally {
         invocation.inFlight.delete(request);
       }
-      if (partial) result = { ...result, output: partial.fail(result.output, entries[0]) };
+      if (partial) result = { ...result, output: partial.fail(result.output, entries) };
       call.output = result.output;
       for (const observer of this.observers) await observer(call);
       // A dead process never sees an answer.

@@ -21,7 +21,11 @@ export class SqsVisibility {
       } else if (call.command === 'ChangeMessageVisibilityCommand') {
         this.hide(call.input.QueueUrl, call.input.ReceiptHandle, call.input.VisibilityTimeout);
       } else if (call.command === 'ChangeMessageVisibilityBatchCommand') {
-        for (const e of call.input.Entries ?? []) this.hide(call.input.QueueUrl, e.ReceiptHandle, e.VisibilityTimeout);
+        // An entry SQS reports failed changed nothing.
+        const failed = new Set((call.output?.Failed ?? []).map((f: { Id?: string }) => f.Id));
+        for (const e of call.input.Entries ?? []) {
+          if (!failed.has(e.Id)) this.hide(call.input.QueueUrl, e.ReceiptHandle, e.VisibilityTimeout);
+        }
       }
     });
   }
