@@ -192,35 +192,17 @@ function deepBody(id: string, depth: number): string {
   return JSON.stringify(originalEvent(id, 'DETAIL')).replace('"DETAIL"', detail);
 }
 
-function nesting(json: string): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < json.length; i++) {
-    const c = json[i];
-    if (inString) {
-      if (c === '\\') i++;
-      else if (c === '"') inString = false;
-    } else if (c === '"') {
-      inString = true;
-    } else if (c === '{' || c === '[') {
-      max = Math.max(max, ++depth);
-    } else if (c === '}' || c === ']') {
-      depth--;
-    }
-  }
-  return max;
-}
-
 describe('a dead letter whose detail is as deep as PutEvents allows', () => {
   test('is not turned into a replay entry deeper than PutEvents processes (1000 levels): it is left with that reason up front', () => {
     // "PutEvents will only process nested JSON up to 1000 levels deep." (PutEvents API reference)
     const PUT_EVENTS_MAX_NESTING = 1_000;
-    const detail = '{"a":'.repeat(PUT_EVENTS_MAX_NESTING - 1) + '1' + '}'.repeat(PUT_EVENTS_MAX_NESTING - 1);
-    expect(nesting(detail)).toBeLessThanOrEqual(PUT_EVENTS_MAX_NESTING); // the original Detail was accepted
-    const replay = toReplayEntry(message('deep-ok', deepBody('deep-ok', PUT_EVENTS_MAX_NESTING - 1)), REPLAY_BUS, ONE_MIB);
-    // Wrapped, it would nest 1,001 levels, which PutEvents cannot take: it stays, with its reason.
+    // A detail 999 objects deep was accepted (the event object adds one level: 1,000).
+    const replay = toReplayEntry(message('deep', deepBody('deep', PUT_EVENTS_MAX_NESTING - 1)), REPLAY_BUS, ONE_MIB);
+    // Wrapped (the replay detail, then the event), it would nest 1,001 levels: it stays, with its reason.
     expect(replay).toMatchObject({ reason: expect.stringMatching(/nests deeper than the 1000 levels PutEvents processes/) });
+    // One level less fits exactly: replayed.
+    const fits = toReplayEntry(message('fits', deepBody('fits', PUT_EVENTS_MAX_NESTING - 2)), REPLAY_BUS, ONE_MIB);
+    expect(fits).toMatchObject({ ruleArn: RULE_A });
   });
 });
 
