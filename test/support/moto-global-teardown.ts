@@ -32,5 +32,5 @@ function printCrashPointReports(): void {
   const lines = reports.map((r) => `  ${r.name}: ${r.cleanCalls.length} calls, ${r.crashPoints} crash points; `
     + `inputs delivered ${r.totals.delivered}, waiting ${r.totals.waiting}, parked ${r.totals.parked}, duplicates ${r.totals.duplicates}`);
   const total = reports.reduce((sum, r) => sum + r.crashPoints, 0);
-  process.stdout.write(`\nCrash points (lost request, lost answer, crash at every AWS call; the invariant held after each):\n${lines.join('\n')}\n  total: ${total} crash points\n`);
+  process.stdout.write(`\nCrash points (a lost request, a lost answer and a crash at every AWS call, a partial failure at every batch call; the invariant held after each):\n${lines.join('\n')}\n  total: ${total} crash points\n`);
 }
