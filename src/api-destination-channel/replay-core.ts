@@ -8,7 +8,7 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { parse as parseExactly, stringify as stringifyExactly } from 'lossless-json';
-import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE, replayDetail } from './replay-contract';
+import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE, replayDetail, ruleNameOf } from './replay-contract';
 import { putEventsEntrySize, putEventsReliably, PutEventsOptions } from '../runtime/put-events';
 
 /** What the replay function is invoked with. */
@@ -117,37 +117,46 @@ export function toReplayEntry(message: Message, replayBusName: string, maxEntryB
   if (!attribute) {
     return leftFor('no RULE_ARN message attribute: not an EventBridge dead letter, so its channel is unknown');
   }
-  let body: any;
-  try {
-    // Exactly: an integer beyond 2^53 must replay as it was, not rounded.
-    body = parseExactly(message.Body ?? '');
-  } catch (err) {
-    return leftFor(`body cannot be read exactly as JSON (${(err as Error).message})`, 'body cannot be read exactly as JSON');
-  }
   let ruleArn: string;
-  let event: Record<string, unknown>;
+  let detail: string;
   if (attribute.includes(`:rule/${replayBusName}/`)) {
-    // A replay that failed again: it came back from a rule on this replay bus, wrapped.
+    // A replay that failed again: it came back from a rule on this replay bus, wrapped. Its
+    // original event is read without converting numbers (an integer beyond 2^53 keeps its digits).
+    let body: any;
+    try {
+      body = parseExactly(message.Body ?? '');
+    } catch (err) {
+      return leftFor(`body cannot be read exactly as JSON (${(err as Error).message})`, 'body cannot be read exactly as JSON');
+    }
     if (body?.source !== REPLAY_SOURCE || body?.['detail-type'] !== REPLAY_DETAIL_TYPE
       || typeof body.detail?.ruleArn !== 'string' || !isEvent(body.detail?.event)) {
       return leftFor('a dead letter of the replay bus that is not a replay event with detail.ruleArn and detail.event');
     }
     ruleArn = body.detail.ruleArn;
-    event = body.detail.event;
+    try {
+      detail = stringifyExactly(replayDetail(ruleArn, body.detail.event))!;
+    } catch (err) {
+      return leftFor(`the replay event cannot be written as JSON (${(err as Error).message})`, 'the replay event cannot be written as JSON');
+    }
   } else {
     // The rule that failed it routes it, whatever its body says (a body that looks like a
-    // replay event must not choose another channel).
+    // replay event must not choose another channel). The body is the original event's text:
+    // it goes into the replay as it is, so every number and key replays exactly.
+    const text = (message.Body ?? '').trim();
+    let body: any;
+    try {
+      body = JSON.parse(text);
+    } catch (err) {
+      return leftFor(`body is not JSON (${(err as Error).message})`, 'body is not JSON');
+    }
     if (!isEvent(body)) {
       return leftFor('body is not an EventBridge event (no id or source)');
     }
     ruleArn = attribute;
-    event = body;
-  }
-  let detail: string;
-  try {
-    detail = stringifyExactly(replayDetail(ruleArn, event))!;
-  } catch (err) {
-    return leftFor(`the replay event cannot be written as JSON (${(err as Error).message})`, 'the replay event cannot be written as JSON');
+    // The envelope fields (id, source, time, ...) are strings: reading them as JS values is exact.
+    const { detail: _detail, ...eventWithoutDetail } = body;
+    detail = `{"ruleArn":${JSON.stringify(ruleArn)},"ruleName":${JSON.stringify(ruleNameOf(ruleArn))},"event":${text},`
+      + `"eventWithoutDetail":${JSON.stringify(eventWithoutDetail)}}`;
   }
   if (jsonDepth(detail) > MAX_EVENT_DEPTH) {
     return leftFor(`the replay event nests deeper than the ${MAX_EVENT_DEPTH} levels PutEvents processes (the replay wrapper adds 2)`);
