@@ -73,6 +73,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-cdk@2.1148.1',
     'fast-check@4.11.0',
     'lossless-json@4.3.3',
+    // jq 1.6 (Firehose's JQ) compiled to WebAssembly: renders partition-key queries in tests.
+    'jq-web@0.5.1',
   ],
 
   // JSON Schema validation of the curated envelope, used by CuratedEnvelope.validate at

@@ -115,8 +115,9 @@ export interface TieredEventIngestProps {
 
   /**
    * JQ query on the record envelope whose value partitions the slow lane's S3 objects
-   * (`data/tenant=<value>/...`), at most 512 characters. Records whose key cannot be
-   * extracted are written under `firehose-errors/`.
+   * (`data/tenant=<value>/...`), at most 512 characters, run by Firehose's jq 1.6. Any jq
+   * expression works, operators included (`.tenant // "unknown"`): the construct wraps it in
+   * parentheses. Records whose key cannot be extracted are written under `firehose-errors/`.
    * @default '.tenant'
    */
   readonly partitionKeyQuery?: string;

@@ -405,7 +405,8 @@ export class TieredEventIngest extends Construct {
         errorOutputPrefix: `${FIREHOSE_ERRORS_PREFIX}!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/`,
         dynamicPartitioning: { enabled: true },
         processors: [
-          firehose.MetadataExtractionProcessor.jq16({ tenant: props.partitionKeyQuery ?? '.tenant' }),
+          // Parenthesized: an object value in jq 1.6 may not hold an operator (`.a // "x"`).
+          firehose.MetadataExtractionProcessor.jq16({ tenant: `(${props.partitionKeyQuery ?? '.tenant'})` }),
           new firehose.AppendDelimiterToRecordProcessor(),
         ],
         bufferingSize: props.bufferingSize ?? Size.mebibytes(128),

@@ -88,7 +88,7 @@ describe('TieredEventIngest defaults', () => {
             {
               Type: 'MetadataExtraction',
               Parameters: [
-                { ParameterName: 'MetadataExtractionQuery', ParameterValue: '{"tenant":.tenant}' },
+                { ParameterName: 'MetadataExtractionQuery', ParameterValue: '{"tenant":(.tenant)}' },
                 { ParameterName: 'JsonParsingEngine', ParameterValue: 'JQ-1.6' },
               ],
             },
@@ -494,7 +494,7 @@ describe('TieredEventIngest fullest configuration', () => {
         CompressionFormat: 'UNCOMPRESSED',
         ProcessingConfiguration: Match.objectLike({
           Processors: Match.arrayWith([Match.objectLike({
-            Parameters: Match.arrayWith([{ ParameterName: 'MetadataExtractionQuery', ParameterValue: '{"tenant":.tenant // "unknown"}' }]),
+            Parameters: Match.arrayWith([{ ParameterName: 'MetadataExtractionQuery', ParameterValue: '{"tenant":(.tenant // "unknown")}' }]),
           })]),
         }),
       }),
