@@ -1,3 +1,4 @@
+import { readFileSync } from 'fs';
 import * as path from 'path';
 import * as events from 'aws-cdk-lib/aws-events';
 import { EVENT_JSON_PATH } from '../common/validation';
@@ -99,9 +100,21 @@ export class CuratedEnvelope {
     return JSON.parse(JSON.stringify(CURATED_ENVELOPE_SCHEMA));
   }
 
-  /** Absolute path of the JSON Schema file in the installed package. */
+  /**
+   * Absolute path of the JSON Schema file in the installed npm package. From Python (and the
+   * other jsii languages) this is a path in the jsii runtime's temporary copy of the package,
+   * removed when the process ends: use `schemaJson()` there.
+   */
   public static schemaFilePath(): string {
     return path.join(__dirname, '..', '..', CuratedEnvelope.SCHEMA_FILE);
+  }
+
+  /**
+   * The JSON Schema file's content, exactly as shipped: write it wherever producers need it
+   * (it outlives the process, unlike `schemaFilePath()` outside TypeScript).
+   */
+  public static schemaJson(): string {
+    return readFileSync(CuratedEnvelope.schemaFilePath(), 'utf8');
   }
 
   /**

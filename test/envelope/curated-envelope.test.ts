@@ -29,6 +29,12 @@ describe('JSON Schema shipped in the package', () => {
     expect(JSON.parse(readFileSync(CuratedEnvelope.schemaFilePath(), 'utf8'))).toEqual(CuratedEnvelope.jsonSchema());
   });
 
+  test('schemaJson() is the shipped file\'s content, byte for byte', () => {
+    const file = readFileSync(path.join(__dirname, '..', '..', CuratedEnvelope.SCHEMA_FILE), 'utf8');
+    expect(CuratedEnvelope.schemaJson()).toBe(file);
+    expect(JSON.parse(CuratedEnvelope.schemaJson())).toEqual(CURATED_ENVELOPE_SCHEMA);
+  });
+
   test('jsonSchema() returns a copy the caller cannot use to change validation', () => {
     const schema = CuratedEnvelope.jsonSchema();
     schema.$defs.record.required = [];

@@ -376,7 +376,10 @@ def test_curated_envelope_from_python():
     assert not bad.valid and bad.errors == ['/lane must be equal to one of the allowed values (["fast","slow"])']
     assert CuratedEnvelope.record(id="evt-2", payload=1, lane=IngestLane.SLOW, tenant="acme")["tenant"] == "acme"
     with open(CuratedEnvelope.schema_file_path(), encoding="utf-8") as handle:
-        assert json.load(handle) == CuratedEnvelope.json_schema()
+        shipped = handle.read()
+    assert json.loads(shipped) == CuratedEnvelope.json_schema()
+    # The path is in the jsii runtime's temporary copy of the package; the content outlives it.
+    assert CuratedEnvelope.schema_json() == shipped
     assert CuratedEnvelope.BATCH_DETAIL_TYPE == "CuratedBatch" and CuratedEnvelope.SOURCE == "cdk-event-fabric"
 
 
