@@ -15,6 +15,7 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
+import { originalEvent, replayEvent } from './replay-rules';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from '../../src/api-destination-channel/replay-contract';
 import { ReplayDependencies, replayDeadLetters, ReplayEntry, toReplayEntry } from '../../src/api-destination-channel/replay-core';
 
@@ -31,20 +32,6 @@ const ONE_MIB = 1_048_576;
 
 const sqsMock = mockClient(SQSClient);
 const eventBridgeMock = mockClient(EventBridgeClient);
-
-function originalEvent(id: string, detail: unknown = { orderId: id }): Record<string, unknown> {
-  return {
-    'version': '0',
-    'id': id,
-    'detail-type': 'Order Placed',
-    'source': 'shop.orders',
-    'account': '111111111111',
-    'time': '2026-03-01T12:00:00Z',
-    'region': 'us-east-1',
-    'resources': [],
-    'detail': detail,
-  };
-}
 
 function message(id: string, body: string, attributes: Message['MessageAttributes'] | null = undefined): Message {
   return {
@@ -116,17 +103,7 @@ describe('a message with no RULE_ARN attribute', () => {
   test('is left in the queue even if its body looks like a replay event (docs: "there is no RULE_ARN" is a reason to stay)', async () => {
     // Not an EventBridge dead letter: no RULE_ARN (e.g. a message any producer with
     // sqs:SendMessage put there, or one moved by hand). Its body merely looks like a replay.
-    const forged = message('forged', JSON.stringify({
-      'version': '0',
-      'id': 'x',
-      'source': REPLAY_SOURCE,
-      'detail-type': REPLAY_DETAIL_TYPE,
-      'account': '111111111111',
-      'time': '2026-03-02T12:00:00Z',
-      'region': 'us-east-1',
-      'resources': [],
-      'detail': { ruleArn: RULE_A, event: originalEvent('chosen-idempotency-key', { refund: 1_000_000 }) },
-    }), null);
+    const forged = message('forged', JSON.stringify(replayEvent(RULE_A, originalEvent('chosen-idempotency-key', { refund: 1_000_000 }))), null);
     const queue = queueOf([forged]);
 
     const result = await replayDeadLetters(deps(), { queueUrl: QUEUE_URL });
@@ -144,17 +121,7 @@ describe('a dead letter of one channel whose event looks like a replay', () => {
     // Channel B's rule (on its own source bus) failed an event that a publisher on that bus
     // shaped like a replay event naming channel A. RULE_ARN says where it really failed: B.
     const RULE_B = 'arn:aws:events:us-east-1:111111111111:rule/refunds-bus/refunds-channel';
-    const crafted = message('crafted', JSON.stringify({
-      'version': '0',
-      'id': 'y',
-      'source': REPLAY_SOURCE,
-      'detail-type': REPLAY_DETAIL_TYPE,
-      'account': '111111111111',
-      'time': '2026-03-02T12:00:00Z',
-      'region': 'us-east-1',
-      'resources': [],
-      'detail': { ruleArn: RULE_A, event: originalEvent('chosen-key', { refund: 1_000_000 }) },
-    }), {
+    const crafted = message('crafted', JSON.stringify(replayEvent(RULE_A, originalEvent('chosen-key', { refund: 1_000_000 }))), {
       RULE_ARN: { DataType: 'String', StringValue: RULE_B },
       ERROR_CODE: { DataType: 'String', StringValue: 'SDK_CLIENT_ERROR' },
     });

@@ -18,6 +18,7 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
+import { originalEvent, replayEvent } from './replay-rules';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE, replayDetail } from '../../src/api-destination-channel/replay-contract';
 import { parseReplayRequest, ReplayDependencies, ReplayEntry, ReplayResult, replayDeadLetters, toReplayEntry } from '../../src/api-destination-channel/replay-core';
 import { putEventsEntrySize } from '../../src/runtime/put-events';
@@ -35,36 +36,6 @@ const eventBridgeMock = mockClient(EventBridgeClient);
 // ---------------------------------------------------------------------------
 // Builders
 // ---------------------------------------------------------------------------
-
-/** An event as EventBridge writes it into a dead-letter queue. */
-function originalEvent(id: string, detail: Record<string, unknown> = { orderId: id, total: 42 }): Record<string, unknown> {
-  return {
-    'version': '0',
-    'id': id,
-    'detail-type': 'Order Placed',
-    'source': 'shop.orders',
-    'account': '111111111111',
-    'time': '2026-03-01T12:00:00Z',
-    'region': 'us-east-1',
-    'resources': [],
-    detail,
-  };
-}
-
-/** The replay event the handler puts for `event`, as EventBridge would deliver it. */
-function replayEvent(ruleArn: string, event: Record<string, unknown>): Record<string, unknown> {
-  return {
-    'version': '0',
-    'id': `replay-of-${String(event.id)}`,
-    'detail-type': REPLAY_DETAIL_TYPE,
-    'source': REPLAY_SOURCE,
-    'account': '111111111111',
-    'time': '2026-03-02T12:00:00Z',
-    'region': 'us-east-1',
-    'resources': [],
-    'detail': { ruleArn, event },
-  };
-}
 
 interface MessageOptions {
   /** The message body; objects are JSON-encoded. */

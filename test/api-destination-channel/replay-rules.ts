@@ -18,3 +18,33 @@ export async function putReplayRule(eventBridge: EventBridgeClient, replayBusNam
   await eventBridge.send(new PutTargetsCommand({ Rule: name, EventBusName: replayBusName, Targets: [{ Id: 'api', Arn: targetArn }] }));
   return name;
 }
+
+/** An event as EventBridge writes it into a dead-letter queue (the body of a dead letter). */
+export function originalEvent(id: string, detail: unknown = { orderId: id, total: 42 }): Record<string, unknown> {
+  return {
+    'version': '0',
+    'id': id,
+    'detail-type': 'Order Placed',
+    'source': 'shop.orders',
+    'account': '111111111111',
+    'time': '2026-03-01T12:00:00Z',
+    'region': 'us-east-1',
+    'resources': [],
+    'detail': detail,
+  };
+}
+
+/** The replay event the handler puts for `event`, as EventBridge would deliver it (and park it again). */
+export function replayEvent(ruleArn: string, event: Record<string, unknown>): Record<string, unknown> {
+  return {
+    'version': '0',
+    'id': `replay-of-${String(event.id)}`,
+    'detail-type': REPLAY_DETAIL_TYPE,
+    'source': REPLAY_SOURCE,
+    'account': '111111111111',
+    'time': '2026-03-02T12:00:00Z',
+    'region': 'us-east-1',
+    'resources': [],
+    'detail': { ruleArn, event },
+  };
+}
