@@ -141,22 +141,23 @@ export function toReplayEntry(message: Message, replayBusName: string, maxEntryB
   } else {
     // The rule that failed it routes it, whatever its body says (a body that looks like a
     // replay event must not choose another channel). The body is the original event's text:
-    // it goes into the replay as it is, so every number and key replays exactly.
+    // it goes into the replay as it is, so every number replays exactly. It is read the same
+    // way as a parked replay (above), so an event that one path refuses (a repeated key) is
+    // refused by both, never replayed once and then stuck.
     const text = (message.Body ?? '').trim();
     let body: any;
     try {
-      body = JSON.parse(text);
+      body = parseExactly(text);
     } catch (err) {
-      return leftFor(`body is not JSON (${(err as Error).message})`, 'body is not JSON');
+      return leftFor(`body cannot be read exactly as JSON (${(err as Error).message})`, 'body cannot be read exactly as JSON');
     }
     if (!isEvent(body)) {
       return leftFor('body is not an EventBridge event (no id or source)');
     }
     ruleArn = attribute;
-    // The envelope fields (id, source, time, ...) are strings: reading them as JS values is exact.
     const { detail: _detail, ...eventWithoutDetail } = body;
     detail = `{"ruleArn":${JSON.stringify(ruleArn)},"ruleName":${JSON.stringify(ruleNameOf(ruleArn))},"event":${text},`
-      + `"eventWithoutDetail":${JSON.stringify(eventWithoutDetail)}}`;
+      + `"eventWithoutDetail":${stringifyExactly(eventWithoutDetail)}}`;
   }
   if (jsonDepth(detail) > MAX_EVENT_DEPTH) {
     return leftFor(`the replay event nests deeper than the ${MAX_EVENT_DEPTH} levels PutEvents processes (the replay wrapper adds 2)`);

@@ -129,7 +129,7 @@ describe('replayDeadLetters against moto', () => {
     expect(result.replayed).toBe(5);
     expect(result.received).toBe(result.replayed + result.failed.length);
     expect(Object.fromEntries(result.failed.map((f) => [f.messageId, f.reason]))).toEqual({
-      [invalidJsonId]: expect.stringMatching(/^body is not JSON/),
+      [invalidJsonId]: expect.stringMatching(/^body cannot be read exactly as JSON/),
       [noRuleArnId]: expect.stringMatching(/^no RULE_ARN message attribute/),
     });
 

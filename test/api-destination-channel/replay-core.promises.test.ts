@@ -136,15 +136,39 @@ describe('a dead letter of one channel whose event looks like a replay', () => {
 });
 
 // ---------------------------------------------------------------------------
-// JSON (RFC 8259) allows repeated names: the replay keeps the body's text as it is
+// Both ways of reading a dead letter agree: what one refuses the other refuses, and what
+// the first replays can be replayed again once it is parked
 // ---------------------------------------------------------------------------
 
-describe('a dead letter with a repeated key in its detail', () => {
-  test('is replayed with its text unchanged, both names included', () => {
+const REPLAY_RULE = `arn:aws:events:us-east-1:111111111111:rule/${REPLAY_BUS}/orders-channel-replay`;
+
+/** The replay event EventBridge parks when the replay of `detail` fails again (its detail as it was put). */
+function parkedReplay(detail: string): string {
+  return `{"version":"0","id":"replay-1","detail-type":${JSON.stringify(REPLAY_DETAIL_TYPE)},"source":${JSON.stringify(REPLAY_SOURCE)},`
+    + `"account":"111111111111","time":"2026-03-02T12:00:00Z","region":"us-east-1","resources":[],"detail":${detail}}`;
+}
+
+describe('a dead letter and its parked replay are read the same way', () => {
+  test('a repeated key is refused from the first failure on, with the reason the parked path would give', () => {
     const body = JSON.stringify(originalEvent('dup', { status: 'PLACED' })).replace('"status":"PLACED"', '"status":"NEW","status":"PLACED"');
-    const replay = toReplayEntry(message('dup', body), REPLAY_BUS, ONE_MIB);
-    expect(replay).toMatchObject({ ruleArn: RULE_A });
-    expect((replay as ReplayEntry).entry.Detail).toContain(`"event":${body},`);
+    const first = toReplayEntry(message('dup', body), REPLAY_BUS, ONE_MIB);
+    expect(first).toMatchObject({ kind: 'body cannot be read exactly as JSON', reason: expect.stringMatching(/Duplicate key/) });
+    // Not replayed once and then stuck: had it been, its parked copy could not be read.
+    const parked = toReplayEntry(message('dup-parked', parkedReplay(`{"ruleArn":"${RULE_A}","event":${body}}`),
+      { RULE_ARN: { DataType: 'String', StringValue: REPLAY_RULE } }), REPLAY_BUS, ONE_MIB);
+    expect(parked).toMatchObject({ kind: 'body cannot be read exactly as JSON' });
+  });
+
+  test('what the first failure replays, parked again, replays again to the same channel with the same event text', () => {
+    const body = '{"version":"0","id":"big","detail-type":"Order Placed","source":"shop.orders","account":"111111111111",'
+      + '"time":"2026-03-01T12:00:00Z","region":"us-east-1","resources":[],"detail":{"orderId":9007199254740993,"price":1.10}}';
+    const first = toReplayEntry(message('m1', body), REPLAY_BUS, ONE_MIB) as ReplayEntry;
+    expect(first.ruleArn).toBe(RULE_A);
+    const second = toReplayEntry(message('m2', parkedReplay(first.entry.Detail!), { RULE_ARN: { DataType: 'String', StringValue: REPLAY_RULE } }),
+      REPLAY_BUS, ONE_MIB) as ReplayEntry;
+    expect(second.ruleArn).toBe(RULE_A);
+    expect(second.entry.Detail).toContain('"orderId":9007199254740993,"price":1.10');
+    expect(JSON.parse(second.entry.Detail!)).toEqual(JSON.parse(first.entry.Detail!));
   });
 });
 

@@ -278,12 +278,12 @@ describe('toReplayEntry', () => {
 
   test('rejects a body that is not JSON', () => {
     const result = toReplayEntry(deadLetter('m6', { body: '{"id": "truncated' }), REPLAY_BUS, ONE_MIB);
-    expect(result).toMatchObject({ reason: expect.stringMatching(/^body is not JSON \(.+\)$/) });
+    expect(result).toMatchObject({ reason: expect.stringMatching(/^body cannot be read exactly as JSON \(.+\)$/) });
   });
 
   test('rejects a message without a body', () => {
     const { Body: _, ...withoutBody } = deadLetter('m7');
-    expect(toReplayEntry(withoutBody, REPLAY_BUS, ONE_MIB)).toMatchObject({ reason: expect.stringMatching(/^body is not JSON/) });
+    expect(toReplayEntry(withoutBody, REPLAY_BUS, ONE_MIB)).toMatchObject({ reason: expect.stringMatching(/^body cannot be read exactly as JSON/) });
   });
 
   test('rejects an event without RULE_ARN: its channel is unknown', () => {
@@ -388,7 +388,7 @@ describe('replayDeadLetters', () => {
     expect(queue.deleted.sort()).toEqual(['rh-good-a', 'rh-good-b', 'rh-good-replay']);
     const reasons = Object.fromEntries(result.failed.map((f) => [f.messageId, f.reason]));
     expect(reasons).toEqual({
-      'bad-json': expect.stringMatching(/^body is not JSON/),
+      'bad-json': expect.stringMatching(/^body cannot be read exactly as JSON/),
       'bad-no-rule': expect.stringMatching(/^no RULE_ARN message attribute/),
       'bad-not-event': 'body is not an EventBridge event (no id or source)',
       'bad-too-big': expect.stringMatching(/^replay event is \d+ bytes, over the 4000 bytes a replay may have/),
