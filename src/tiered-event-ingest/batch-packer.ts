@@ -24,6 +24,8 @@ export interface PackableRecord {
 
 /** A closed batch: one PutEvents entry and the lines it carries. */
 export interface PackedBatch {
+  /** The batch id (also in the entry's detail): derived from the object and the lines carried. */
+  readonly id: string;
   readonly entry: PutEventsRequestEntry;
   readonly records: PackableRecord[];
   readonly firstLine: number;
@@ -37,7 +39,7 @@ export interface PackedBatch {
 export interface PackerOptions {
   readonly maxEntryBytes: number;
   readonly maxRecords: number;
-  /** Identifies the object: batch ids derive from it and the first line. */
+  /** Identifies the object: batch ids derive from it and the lines a batch carries. */
   readonly objectId: string;
   readonly origin: { readonly bucket: string; readonly key: string; readonly versionId?: string };
 }
@@ -110,7 +112,7 @@ export class BatchPacker {
     }
     this.open = carried;
     this.openTextBytes = carried.reduce((sum, r) => sum + r.text.length, 0);
-    return [this.build(records)];
+    return [this.buildBatch(records)];
   }
 
   /** How many leading records to keep so the last billed chunk is not mostly empty. */
@@ -159,10 +161,15 @@ export class BatchPacker {
       + `"origin":{${this.originJson},"firstLine":${firstLine},"lastLine":${lastLine}},"records":[`;
   }
 
-  private build(records: PackableRecord[]): PackedBatch {
+  /**
+   * Builds the entry of the given records (of one tenant, in line order). Its id derives
+   * from every line it carries, so a batch that gains or loses a line (another packing
+   * setting on a retry, or a split) is a new batch, for the ledger and for consumers.
+   */
+  buildBatch(records: PackableRecord[]): PackedBatch {
     const first = records[0];
     const last = records[records.length - 1];
-    const id = deterministicId(this.options.objectId, String(first.line));
+    const id = deterministicId(this.options.objectId, records.map((r) => r.line).join(','));
     const parts: Buffer[] = [Buffer.from(this.header(id, first.tenant, new Date().toISOString(), records.length, first.line, last.line))];
     records.forEach((r, i) => {
       if (i > 0) parts.push(COMMA);
@@ -172,6 +179,7 @@ export class BatchPacker {
     const detail = Buffer.concat(parts).toString('utf8');
     const bytes = this.fixedBytes + Buffer.byteLength(detail);
     return {
+      id,
       entry: { Source: CURATED_SOURCE, DetailType: BATCH_DETAIL_TYPE, Detail: detail },
       records,
       firstLine: first.line,

@@ -148,39 +148,56 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     const keep = quarantine.filter((q) => q.line >= cursorAfter);
     if (flight.length === 0 && parked.length === 0) return;
 
-    const rangeOf = (batch: PackedBatch) => `${batch.firstLine}-${batch.lastLine}`;
-    const skipped = flight.filter((batch) => alreadyPut.has(rangeOf(batch)));
-    const toPut = flight.filter((batch) => !alreadyPut.has(rangeOf(batch)));
-    const outcomes = await putEventsReliably(deps.eventBridge, toPut.map((batch) => ({ ...batch.entry, EventBusName: config.curatedBusName })), {
-      maxRequestBytes: DEFAULT_MAX_ENTRY_BYTES, // the request limit: small entries share a call
-      sleep: deps.sleep,
-    });
-    const putRanges = skipped.map(rangeOf);
+    const skipped = flight.filter((batch) => alreadyPut.has(batch.id));
+    const putIds = skipped.map((batch) => batch.id);
     const transient: string[] = [];
     const alreadyPublished = skipped.reduce((n, b) => n + b.records.length, 0);
     const flightTotals = { published: 0, alreadyPublished, events: 0, billedChunks: 0, publishedBytes: 0 };
-    outcomes.forEach((outcome, k) => {
-      const batch = toPut[k];
-      if (outcome.ok) {
-        putRanges.push(rangeOf(batch));
-        flightTotals.published += batch.records.length;
-        flightTotals.events++;
-        flightTotals.billedChunks += batch.chunks;
-        flightTotals.publishedBytes += batch.bytes;
-      } else if (!outcome.callFailed && CONTENT_ERROR_CODES.has(outcome.errorCode ?? '')) {
-        for (const r of batch.records) {
+    // An entry refused for its content is split in two and the halves put again, until the
+    // records EventBridge refuses are alone: only they are quarantined, not their batch.
+    let toPut = flight.filter((batch) => !alreadyPut.has(batch.id));
+    const entriesToPut = toPut.length;
+    while (toPut.length > 0) {
+      const outcomes = await putEventsReliably(deps.eventBridge, toPut.map((batch) => ({ ...batch.entry, EventBusName: config.curatedBusName })), {
+        maxRequestBytes: DEFAULT_MAX_ENTRY_BYTES, // the request limit: small entries share a call
+        sleep: deps.sleep,
+      });
+      const refused: PackedBatch[] = [];
+      outcomes.forEach((outcome, k) => {
+        const batch = toPut[k];
+        if (outcome.ok) {
+          putIds.push(batch.id);
+          flightTotals.published += batch.records.length;
+          flightTotals.events++;
+          flightTotals.billedChunks += batch.chunks;
+          flightTotals.publishedBytes += batch.bytes;
+        } else if (!outcome.callFailed && CONTENT_ERROR_CODES.has(outcome.errorCode ?? '')) {
+          if (batch.records.length > 1) {
+            refused.push(batch);
+            return;
+          }
+          const r = batch.records[0];
           parked.push({
             line: r.line,
             category: 'rejected by PutEvents',
             text: r.text,
             length: r.text.length,
-            reason: `PutEvents rejected the batch entry: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim(),
+            reason: `PutEvents rejected the record: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim(),
           });
+        } else {
+          transient.push(`${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim());
         }
-      } else {
-        transient.push(`${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim());
-      }
-    });
+      });
+      toPut = refused.flatMap((batch) => {
+        const half = Math.ceil(batch.records.length / 2);
+        return [packer.buildBatch(batch.records.slice(0, half)), packer.buildBatch(batch.records.slice(half))];
+      }).filter((batch) => {
+        if (!alreadyPut.has(batch.id)) return true;
+        putIds.push(batch.id); // put by the attempt before this one
+        flightTotals.alreadyPublished += batch.records.length;
+        return false;
+      });
+    }
     parked.sort((a, b) => a.line - b.line);
     if (parked.length > 0) {
       await deps.writeQuarantine(quarantineKey(config.quarantinePrefix, ref, flightStart, cursorAfter - 1), parked.map(quarantineLine).join(''));
@@ -196,14 +213,14 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     };
     if (transient.length > 0) {
       // Lease released (0 s): the queue's retry may claim the object at once.
-      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: putRanges.sort() }, now(), 0);
+      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: putIds.sort() }, now(), 0);
       // What this flight put or parked stays done; only the failed entries are retried.
       totals.published += flightTotals.published;
       totals.events += flightTotals.events;
       totals.billedChunks += flightTotals.billedChunks;
       totals.publishedBytes += flightTotals.publishedBytes;
       throw new PublishRetryError(objectId, flightStart,
-        `${transient.length} of ${toPut.length} batch entries failed (${[...new Set(transient)].join('; ')})`, report());
+        `${transient.length} of ${entriesToPut} batch entries failed (${[...new Set(transient)].join('; ')})`, report());
     }
     await deps.ledger.checkpoint(objectId, deps.owner, { line: cursorAfter, publishedInFlight: [] }, now(), config.leaseSeconds);
     addTotals();

@@ -1,4 +1,5 @@
 import { gzipSync } from 'zlib';
+import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { chunked, CONFIG, depsFor, objectBytes, quarantined, recordLine, REF, seededRandom, stubEventBridge } from './publisher-fixtures';
 import { checkEnvelope } from '../../src/runtime/curated-envelope';
 import { BatchPacker, BILLING_CHUNK_BYTES } from '../../src/tiered-event-ingest/batch-packer';
@@ -265,7 +266,7 @@ describe('failures from PutEvents', () => {
     const cursor = deps.ledger.items.get(objectIdOf(REF))!.cursor;
     expect(cursor.line).toBe(1);
     expect(cursor.publishedInFlight.length).toBeGreaterThanOrEqual(9);
-    expect(cursor.publishedInFlight.every((r) => /^\d+-\d+$/.test(r))).toBe(true);
+    expect(cursor.publishedInFlight.every((r) => /^[0-9a-f-]{36}$/.test(r))).toBe(true);
     failNext = false;
     // The lease was released with the failure, so the queue's retry claims it at once.
     const report = await publishObject({ ...deps, owner: 'attempt-2', nowSeconds: () => 2 }, config, REF);
@@ -303,6 +304,42 @@ describe('failures from PutEvents', () => {
     expect(new Set(published.recordIds)).toEqual(new Set(ids(400)));
   });
 
+  test('a line too large in one attempt and fitting in its retry (maxEntryBytes raised) is published, not skipped', async () => {
+    // Line 3 is quarantined as too large in attempt 1; the tenant change at line 6 closes the
+    // batch of lines 1-5 (without 3), which is put; the other tenant's entry then fails.
+    const big = recordLine(3, { text: 'x'.repeat(6000) });
+    const text = [recordLine(1), recordLine(2), big, recordLine(4), recordLine(5), recordLine(6, { n: 6 }, 'other')];
+    let failOther = true;
+    const { client, published } = stubEventBridge();
+    const failing = {
+      send: async (command: any) => {
+        const entries = command.input.Entries as { Detail: string }[];
+        if (failOther && entries.some((e) => JSON.parse(e.Detail).tenant === 'other')) {
+          const accepted = await client.send(new PutEventsCommand({ Entries: command.input.Entries.filter((e: any) => JSON.parse(e.Detail).tenant !== 'other') }));
+          const results: any[] = [];
+          let k = 0;
+          for (const e of entries) results.push(JSON.parse(e.Detail).tenant === 'other' ? { ErrorCode: 'AccessDeniedException' } : accepted.Entries![k++]);
+          return { FailedEntryCount: 1, Entries: results };
+        }
+        return client.send(command);
+      },
+    };
+    const deps = depsFor(objectBytes(text), failing as any);
+    await expect(publishObject({ ...deps, nowSeconds: () => 1 }, { ...CONFIG, maxEntryBytes: 4096 }, REF)).rejects.toThrow(PublishRetryError);
+    expect(published.recordIds).toEqual(['evt-1', 'evt-2', 'evt-4', 'evt-5']);
+    const firstBatchId = published.entries[0].detail.id;
+    failOther = false;
+    const report = await publishObject({ ...deps, owner: 'attempt-2', nowSeconds: () => 2 }, { ...CONFIG, maxEntryBytes: 16_384 }, REF);
+    expect(report.outcome).toBe('published');
+    const parked = quarantined(deps.quarantine).map((q) => JSON.parse(q.record!).id);
+    // Every line is published or quarantined: line 3 made it this time.
+    expect(new Set([...published.recordIds, ...parked])).toEqual(new Set(ids(6)));
+    expect(published.recordIds).toContain('evt-3');
+    // The batch that now carries line 3 has a new id, so consumers do not discard it as a repeat.
+    const withThree = published.entries.find((e) => e.detail.records.some((r: any) => r.id === 'evt-3'))!;
+    expect(withThree.detail.id).not.toBe(firstBatchId);
+  });
+
   test('a whole call refused (even with a content-like code) is retried with the object, never quarantined', async () => {
     const client = { send: async () => { throw Object.assign(new Error('request too large'), { name: 'ValidationException' }); } };
     const deps = depsFor(objectBytes(lines(30)), client as any);
@@ -310,14 +347,26 @@ describe('failures from PutEvents', () => {
     expect(deps.quarantine.size).toBe(0);
   });
 
-  test('an entry rejected for its content is quarantined record by record with the error', async () => {
-    const { client, published } = stubEventBridge((n) => (n === 1 ? 'MalformedDetail' : undefined));
-    const deps = depsFor(objectBytes(lines(40)), client);
-    const report = await publishObject(deps, { ...CONFIG, maxEntryBytes: 4096 }, REF);
+  test('an entry rejected for its content is split until only the bad record is quarantined, with the error', async () => {
+    const { client: inner, published } = stubEventBridge();
+    // EventBridge refuses any entry that carries record 777 (of 1000 in one batch).
+    const client = {
+      send: async (command: any) => {
+        const entries = command.input.Entries as { Detail: string }[];
+        const bad = entries.map((e) => e.Detail.includes('"id":"evt-777"'));
+        const accepted = await inner.send(new PutEventsCommand({ Entries: command.input.Entries.filter((_: any, i: number) => !bad[i]) }));
+        let k = 0;
+        const results = bad.map((b) => (b ? { ErrorCode: 'MalformedDetail', ErrorMessage: 'Detail is malformed.' } : accepted.Entries![k++]));
+        return { FailedEntryCount: bad.filter(Boolean).length, Entries: results };
+      },
+    };
+    const deps = depsFor(objectBytes(lines(1000)), client as any);
+    const report = await publishObject(deps, CONFIG, REF);
     const parked = quarantined(deps.quarantine);
-    expect(parked.length).toBeGreaterThan(0);
-    expect(parked.every((q) => q.reason === 'PutEvents rejected the batch entry: MalformedDetail: injected MalformedDetail')).toBe(true);
-    expect([...published.recordIds, ...parked.map((q) => JSON.parse(q.record!).id)].sort()).toEqual(ids(40).sort());
+    expect(parked.map((q) => [q.line, q.reason])).toEqual([[777, 'PutEvents rejected the record: MalformedDetail: Detail is malformed.']]);
+    expect(published.recordIds).toHaveLength(999);
+    expect(new Set(published.recordIds)).toEqual(new Set(ids(1000).filter((id) => id !== 'evt-777')));
+    expect(report.quarantineReasons).toEqual({ 'rejected by PutEvents': 1 });
     expectAccounted(report, published.recordIds, deps.quarantine);
   });
 });
