@@ -38,6 +38,14 @@ export interface PutEventsOptions {
   readonly baseDelayMs?: number;
   /** Request size cap used to group entries. @default DEFAULT_MAX_ENTRY_BYTES */
   readonly maxRequestBytes?: number;
+  /** Longest wait between two attempts, ms. @default 5000 */
+  readonly maxDelayMs?: number;
+  /**
+   * Asked before each wait: true stops retrying, and the entries still failing keep their
+   * last error. Lets a caller back off for as long as its invocation has time, then stop.
+   * @default - never stops early
+   */
+  readonly shouldStop?: () => boolean;
   /** Injected for tests. @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;
 }
@@ -55,11 +63,13 @@ export async function putEventsReliably(
   const maxAttempts = options.maxAttempts ?? 4;
   const baseDelayMs = options.baseDelayMs ?? 100;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const maxDelayMs = options.maxDelayMs ?? 5000;
   const outcomes: PutEntryOutcome[] = new Array(entries.length);
   let pending = entries.map((_, i) => i);
 
   for (let attempt = 1; pending.length > 0; attempt++) {
     const retry: number[] = [];
+    const lastError = new Map<number, PutEntryOutcome>();
     for (const group of groupBySize(pending, entries, options.maxRequestBytes ?? DEFAULT_MAX_ENTRY_BYTES)) {
       let results: { EventId?: string; ErrorCode?: string; ErrorMessage?: string; callFailed?: boolean }[];
       try {
@@ -76,6 +86,7 @@ export async function putEventsReliably(
           outcomes[entryIndex] = { ok: true, eventId: result.EventId };
         } else if (RETRYABLE_ERROR_CODES.has(result.ErrorCode) && attempt < maxAttempts) {
           retry.push(entryIndex);
+          lastError.set(entryIndex, { ok: false, errorCode: result.ErrorCode, errorMessage: result.ErrorMessage });
         } else {
           const failure = { ok: false, errorCode: result.ErrorCode, errorMessage: result.ErrorMessage };
           outcomes[entryIndex] = result.callFailed ? { ...failure, callFailed: true } : failure;
@@ -83,7 +94,11 @@ export async function putEventsReliably(
       });
     }
     pending = retry;
-    if (pending.length > 0) await sleep(Math.random() * baseDelayMs * 2 ** (attempt - 1));
+    if (pending.length > 0 && options.shouldStop?.()) {
+      for (const i of pending) outcomes[i] = lastError.get(i)!;
+      break;
+    }
+    if (pending.length > 0) await sleep(Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)));
   }
   return outcomes;
 }

@@ -21,6 +21,7 @@ export function publisherConfigFromEnv(env: NodeJS.ProcessEnv): { bucketName: st
       maxEntryBytes: integer('MAX_ENTRY_BYTES'),
       maxRecords: integer('MAX_RECORDS_PER_EVENT'),
       leaseSeconds: integer('LEASE_SECONDS'),
+      ...(env.RESERVE_MS ? { reserveMs: integer('RESERVE_MS') } : {}),
     },
   };
 }

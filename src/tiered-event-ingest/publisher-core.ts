@@ -26,6 +26,12 @@ export interface PublisherConfig {
   readonly entriesPerFlight?: number;
   /** Quarantined bytes buffered before they are written out. @default 1 MiB */
   readonly quarantineFlushBytes?: number;
+  /**
+   * Time, ms, kept in reserve before the invocation ends: with less left, no new flight
+   * starts and throttled entries stop being retried, so the run checkpoints and stops
+   * cleanly instead of timing out. Only used with `PublisherDeps.remainingMs`. @default 15000
+   */
+  readonly reserveMs?: number;
 }
 
 export interface PublisherDeps {
@@ -39,6 +45,12 @@ export interface PublisherDeps {
   readonly owner: string;
   readonly nowSeconds?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /**
+   * Time left in the invocation, ms (Lambda's `getRemainingTimeInMillis`). With it,
+   * throttled entries are retried with backoff for as long as time allows.
+   * @default - no deadline: throttled entries get 4 attempts
+   */
+  readonly remainingMs?: () => number;
 }
 
 /** What happened to one object; `inputRecords === published + alreadyPublished + quarantined` when complete. */
@@ -69,7 +81,9 @@ export interface ObjectReport {
  * `partial` holds what this attempt did publish and quarantine before it stopped.
  */
 export class PublishRetryError extends Error {
-  constructor(objectId: string, readonly line: number, detail: string, readonly partial: ObjectReport) {
+  constructor(objectId: string, readonly line: number, detail: string, readonly partial: ObjectReport,
+    /** The run stopped because its invocation was running out of time, not because AWS failed. */
+    readonly outOfTime = false) {
     super(`publishing ${objectId} stopped at line ${line}: ${detail}; a retry resumes there`);
     this.name = 'PublishRetryError';
   }
@@ -119,6 +133,8 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
   }
 
   const entriesPerFlight = config.entriesPerFlight ?? 10;
+  const reserveMs = config.reserveMs ?? 15_000;
+  const outOfTime = () => deps.remainingMs !== undefined && deps.remainingMs() < reserveMs;
   const quarantineFlushBytes = config.quarantineFlushBytes ?? 1024 * 1024;
   const packer = new BatchPacker({
     maxEntryBytes: config.maxEntryBytes,
@@ -147,6 +163,11 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     const parked = quarantine.filter((q) => q.line < cursorAfter);
     const keep = quarantine.filter((q) => q.line >= cursorAfter);
     if (flight.length === 0 && parked.length === 0) return;
+    if (outOfTime()) {
+      // Stop before the timeout: nothing of this flight was put; a retry resumes at its start.
+      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: [...alreadyPut].sort() }, now(), 0);
+      throw new PublishRetryError(objectId, flightStart, `less than ${reserveMs} ms of the invocation left`, report(), true);
+    }
 
     const skipped = flight.filter((batch) => alreadyPut.has(batch.id));
     const putIds = skipped.map((batch) => batch.id);
@@ -161,6 +182,8 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
       const outcomes = await putEventsReliably(deps.eventBridge, toPut.map((batch) => ({ ...batch.entry, EventBusName: config.curatedBusName })), {
         maxRequestBytes: DEFAULT_MAX_ENTRY_BYTES, // the request limit: small entries share a call
         sleep: deps.sleep,
+        // With a deadline, throttled entries back off for as long as the invocation allows.
+        ...(deps.remainingMs ? { maxAttempts: Number.MAX_SAFE_INTEGER, shouldStop: outOfTime } : {}),
       });
       const refused: PackedBatch[] = [];
       outcomes.forEach((outcome, k) => {

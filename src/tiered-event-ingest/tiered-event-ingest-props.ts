@@ -191,6 +191,17 @@ export interface TieredEventIngestProps {
   readonly publisherMaxReceiveCount?: number;
 
   /**
+   * Most batch publisher invocations running at once, an integer from 2 to 1000 (the SQS
+   * event source's `maxConcurrency`). Each invocation publishes one object at up to about
+   * 150 MiB/s of 1 MiB entries, so this bounds the slow lane's PutEvents rate on the curated
+   * bus: keep it well under the account's PutEvents quota. Objects beyond it wait in the
+   * object queue. Throttled entries are retried with backoff for as long as the invocation
+   * has time; a long or throttled object then continues in a new message.
+   * @default 5
+   */
+  readonly publisherMaxConcurrency?: number;
+
+  /**
    * Largest PutEvents entry the publisher builds, in bytes, an integer from 4096 to
    * 1048576. EventBridge accepts entries up to 1 MiB since 2026-01-29; set 262144 where
    * consumers still expect the former 256 KiB limit. The default leaves 4 KiB for the

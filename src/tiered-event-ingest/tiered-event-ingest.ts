@@ -444,12 +444,21 @@ export class TieredEventIngest extends Construct {
         MAX_ENTRY_BYTES: Tokenization.stringifyNumber(props.maxEntryBytes ?? DEFAULT_BATCH_ENTRY_BYTES),
         MAX_RECORDS_PER_EVENT: Tokenization.stringifyNumber(props.maxRecordsPerEvent ?? 1000),
         LEASE_SECONDS: String(timeout.toSeconds() + 60),
+        // Time kept to checkpoint and stop cleanly: 15 s, or a quarter of a short timeout.
+        RESERVE_MS: String(Math.min(15_000, timeout.toMilliseconds() / 4)),
+        OBJECT_QUEUE_URL: this.objectQueue.queueUrl,
         INGEST_ID: this.node.addr,
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       },
     });
-    fn.addEventSource(new lambdaEventSources.SqsEventSource(this.objectQueue, { batchSize: 1, reportBatchItemFailures: true }));
+    fn.addEventSource(new lambdaEventSources.SqsEventSource(this.objectQueue, {
+      batchSize: 1,
+      reportBatchItemFailures: true,
+      maxConcurrency: props.publisherMaxConcurrency ?? 5,
+    }));
+    // Continuations of long or throttled objects go back to the object queue.
+    this.objectQueue.grantSendMessages(fn);
     this.bucket.grantRead(fn, `${DATA_PREFIX}*`);
     this.bucket.grantPut(fn, `${QUARANTINE_PREFIX}*`);
     this.curatedBus.grantPutEventsTo(fn);
@@ -506,6 +515,8 @@ function validateProps(scope: Construct, props: TieredEventIngestProps): Curated
   validateSeconds(scope, 'publisherTimeout', props.publisherTimeout, 10, 900);
   validateIntegerRange(scope, 'publisherMemorySize', props.publisherMemorySize, 128, 10_240, 'MiB');
   validateIntegerRange(scope, 'publisherMaxReceiveCount', props.publisherMaxReceiveCount, 1, 1000, 'receives');
+  validateIntegerRange(scope, 'publisherMaxConcurrency', props.publisherMaxConcurrency, 2, 1000,
+    'concurrent invocations (the range Lambda allows for an SQS event source)');
   validateWholeDays(scope, 'archiveRetention', props.archiveRetention, 0, ' (0 keeps events forever)');
   validateWholeDays(scope, 'dataRetention', props.dataRetention, 1);
   validateWholeDays(scope, 'quarantineRetention', props.quarantineRetention, 1);

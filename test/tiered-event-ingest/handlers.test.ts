@@ -2,6 +2,7 @@ import { Readable } from 'stream';
 import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
@@ -19,6 +20,7 @@ const ENV = {
   MAX_RECORDS_PER_EVENT: '1000',
   LEASE_SECONDS: '360',
   INGEST_ID: 'c8abc',
+  OBJECT_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/123456789012/objects',
   POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric',
   POWERTOOLS_SERVICE_NAME: 'tiered-event-ingest',
 };
@@ -29,7 +31,10 @@ const { handler } = require('../../src/tiered-event-ingest/batch-publisher.lambd
 const s3 = mockClient(S3Client);
 const dynamo = mockClient(DynamoDBClient);
 const events = mockClient(EventBridgeClient);
+const sqs = mockClient(SQSClient);
 const context = { awsRequestId: 'req-1', getRemainingTimeInMillis: () => 60_000 } as unknown as Context;
+/** A context whose remaining time runs out at `deadline` (epoch ms). */
+const runningOutAt = (deadline: number) => ({ awsRequestId: 'req-1', getRemainingTimeInMillis: () => deadline - Date.now() } as unknown as Context);
 
 function notification(key: string, extra: Record<string, unknown> = {}): string {
   return JSON.stringify({
@@ -38,12 +43,17 @@ function notification(key: string, extra: Record<string, unknown> = {}): string 
     'detail': { bucket: { name: 'ingest-bucket' }, object: { key, 'version-id': 'v1', 'sequencer': '0A', ...extra } },
   });
 }
-const sqsEvent = (...bodies: string[]): SQSEvent => ({ Records: bodies.map((body, i) => ({ messageId: `m-${i + 1}`, body })) } as unknown as SQSEvent);
+const sqsEvent = (...bodies: string[]): SQSEvent => ({
+  Records: bodies.map((body, i) => ({ messageId: `m-${i + 1}`, receiptHandle: `rh-${i + 1}`, body, attributes: { ApproximateReceiveCount: '1' } })),
+} as unknown as SQSEvent);
 
 beforeEach(() => {
   s3.reset();
   dynamo.reset();
   events.reset();
+  sqs.reset();
+  sqs.on(ChangeMessageVisibilityCommand).resolves({});
+  sqs.on(SendMessageCommand).resolves({ MessageId: 'continuation-1' });
   s3.on(GetObjectCommand).callsFake(() => ({ Body: Readable.from([Buffer.from(`${recordLine(1)}\n${recordLine(2)}\n`)]) as any }));
   dynamo.on(UpdateItemCommand).resolves({ Attributes: { cursorLine: { N: '1' }, publishedInFlight: { S: '' } } });
   events.on(PutEventsCommand).callsFake((input) => ({ FailedEntryCount: 0, Entries: input.Entries.map((_: unknown, i: number) => ({ EventId: `e-${i}` })) }));
@@ -66,9 +76,45 @@ describe('batch publisher handler', () => {
     expect(events).toHaveReceivedCommandTimes(PutEventsCommand, 1);
   });
 
-  test('an AWS failure fails the message so the queue retries it (and later parks it in the DLQ)', async () => {
+  test('throttling is retried with backoff until the time reserve, then the message is kept and comes back within a minute', async () => {
     events.on(PutEventsCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
-    const result = await handler(sqsEvent(notification('data/d.gz')), context);
+    const started = Date.now();
+    // 15 s is kept in reserve: 15.8 s left means about 0.8 s of backoff before stopping.
+    const result = await handler(sqsEvent(notification('data/d.gz')), runningOutAt(started + 15_800));
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: 'm-1' }]);
+    expect(events.commandCalls(PutEventsCommand).length).toBeGreaterThan(4); // more than the old fixed 4 attempts
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const change = sqs.commandCalls(ChangeMessageVisibilityCommand)[0].args[0].input;
+    expect(change).toMatchObject({ QueueUrl: ENV.OBJECT_QUEUE_URL, ReceiptHandle: 'rh-1' });
+    expect(change.VisibilityTimeout).toBeGreaterThanOrEqual(15);
+    expect(change.VisibilityTimeout).toBeLessThanOrEqual(45);
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 0);
+  });
+
+  test('an object that made progress and runs out of time continues in a new message; the original is let go', async () => {
+    // 20 lines alternating tenants close 20 batches: two flights. Time runs out after the first.
+    const body = Array.from({ length: 20 }, (_, i) => recordLine(i + 1, { n: i }, i % 2 ? 'a' : 'b')).join('\n');
+    s3.on(GetObjectCommand).callsFake(() => ({ Body: Readable.from([Buffer.from(body)]) as any }));
+    let checks = 0;
+    const ctx = { awsRequestId: 'req-1', getRemainingTimeInMillis: () => (checks++ === 0 ? 60_000 : 1_000) } as unknown as Context;
+    const message = notification('data/long.gz');
+    const result = await handler(sqsEvent(message), ctx);
+    expect(result.batchItemFailures).toEqual([]);
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: ENV.OBJECT_QUEUE_URL, MessageBody: message, DelaySeconds: 0 });
+    const published = events.commandCalls(PutEventsCommand).flatMap((c) => c.args[0].input.Entries!);
+    expect(published).toHaveLength(10);
+    // The ledger was checkpointed at the second flight with the lease released, for the continuation to claim.
+    const checkpoints = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input).filter((i) => i.UpdateExpression!.startsWith('SET cursorLine'));
+    expect(checkpoints.at(-1)!.ExpressionAttributeValues![':line']).toEqual({ N: '11' });
+  });
+
+  test('a continuation SQS refuses leaves the original message to be retried', async () => {
+    const body = Array.from({ length: 20 }, (_, i) => recordLine(i + 1, { n: i }, i % 2 ? 'a' : 'b')).join('\n');
+    s3.on(GetObjectCommand).callsFake(() => ({ Body: Readable.from([Buffer.from(body)]) as any }));
+    sqs.on(SendMessageCommand).rejects(Object.assign(new Error('throttled'), { name: 'RequestThrottled' }));
+    let checks = 0;
+    const ctx = { awsRequestId: 'req-1', getRemainingTimeInMillis: () => (checks++ === 0 ? 60_000 : 1_000) } as unknown as Context;
+    const result = await handler(sqsEvent(notification('data/long.gz')), ctx);
     expect(result.batchItemFailures).toEqual([{ itemIdentifier: 'm-1' }]);
   });
 

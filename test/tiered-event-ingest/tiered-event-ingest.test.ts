@@ -174,6 +174,8 @@ describe('TieredEventIngest defaults', () => {
       MAX_ENTRY_BYTES: '1044480',
       MAX_RECORDS_PER_EVENT: '1000',
       LEASE_SECONDS: '360',
+      RESERVE_MS: '15000',
+      OBJECT_QUEUE_URL: { Ref: expect.stringMatching(/^IngestObjectQueue/) },
       INGEST_ID: ingest.node.addr,
       POWERTOOLS_SERVICE_NAME: 'tiered-event-ingest',
       POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric',
@@ -185,7 +187,12 @@ describe('TieredEventIngest defaults', () => {
       FunctionName: { Ref: Match.stringLikeRegexp('^IngestPublisherFunction') },
       BatchSize: 1,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 5 },
     });
+    // The publisher sends continuations of long or throttled objects to its own queue.
+    expect(statements(template)).toContainEqual(expect.objectContaining({
+      Action: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'], Resource: { 'Fn::GetAtt': [expect.stringMatching(/^IngestObjectQueue/), 'Arn'] },
+    }));
   });
 
   test('relay: curated bus name, async retries 2 with failures to the fast-lane DLQ', () => {
@@ -552,6 +559,7 @@ describe('TieredEventIngest validation', () => {
     ['publisherTimeout 16 min', { publisherTimeout: Duration.minutes(16) }, /invalid publisherTimeout 960; allowed: an integer from 10 to 900 seconds/],
     ['publisherMemorySize 64', { publisherMemorySize: 64 }, /invalid publisherMemorySize 64; allowed: an integer from 128 to 10240 MiB/],
     ['publisherMaxReceiveCount 0', { publisherMaxReceiveCount: 0 }, /invalid publisherMaxReceiveCount 0; allowed: an integer from 1 to 1000/],
+    ['publisherMaxConcurrency 1', { publisherMaxConcurrency: 1 }, /invalid publisherMaxConcurrency 1; allowed: an integer from 2 to 1000 concurrent invocations/],
     ['archiveRetention 36 h', { archiveRetention: Duration.hours(36) }, /invalid archiveRetention "1 day 12 hours"; allowed: a whole number of days, at least 0 \(0 keeps events forever\)/],
     ['dataRetention 12 h', { dataRetention: Duration.hours(12) }, /invalid dataRetention "12 hours"; allowed: a whole number of days, at least 1/],
     ['quarantineRetention 0 d', { quarantineRetention: Duration.days(0) }, /invalid quarantineRetention "0 days"; allowed: a whole number of days, at least 1/],
@@ -588,6 +596,14 @@ describe('TieredEventIngest validation', () => {
   test('a publisher timeout from a token is refused: the visibility timeout is derived from it', () => {
     expect(() => defaultIngest(newStack(), { publisherTimeout: Duration.seconds(Token.asNumber({ Ref: 'Timeout' })) }))
       .toThrow(/invalid publisherTimeout .*allowed: a resolved duration/);
+  });
+
+  test('a short publisher timeout keeps a quarter of it in reserve to stop cleanly, and the concurrency is a prop', () => {
+    const stack = newStack();
+    defaultIngest(stack, { publisherTimeout: Duration.seconds(20), publisherMaxConcurrency: 50 });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Lambda::Function', { Timeout: 20, Environment: { Variables: Match.objectLike({ RESERVE_MS: '5000' }) } });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 50 } });
   });
 
   test('unresolved tokens are not validated', () => {
