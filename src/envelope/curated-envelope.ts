@@ -157,23 +157,19 @@ export class CuratedEnvelope {
 
   /**
    * A rule target input that turns the matched event into a record envelope, so any
-   * target receives the curated shape. Paths absent from an event give `null`.
+   * target receives the curated shape.
+   *
+   * The tenant, channel and correlation id are placed inside quotes in the input template,
+   * so each arrives as a string whatever its JSON type in the source event: a numeric id
+   * `42` becomes `"42"` (EventBridge inserts the number's text), and an id the source event
+   * lacks becomes `""` (inside quotes EventBridge renders a missing path as nothing).
+   * Unquoted, a numeric id would become a JSON number the envelope schema refuses, and a
+   * missing one has no documented rendering. Ids are inserted without escaping, as EventBridge
+   * inserts every extracted value: an id holding a double quote or a backslash makes the
+   * input invalid JSON (the slow lane then writes it under `firehose-errors/`).
    */
   public static ruleTargetInput(lane: IngestLane, paths: CuratedEnvelopePaths = {}): events.RuleTargetInput {
-    const resolved = resolveEnvelopePaths(paths);
-    return events.RuleTargetInput.fromObject({
-      schemaVersion: ENVELOPE_SCHEMA_VERSION,
-      kind: 'record',
-      id: events.EventField.eventId,
-      tenant: events.EventField.fromPath(resolved.tenantIdPath),
-      channel: events.EventField.fromPath(resolved.channelPath),
-      correlationId: events.EventField.fromPath(resolved.correlationIdPath),
-      lane: lane === IngestLane.FAST ? 'fast' : 'slow',
-      time: events.EventField.time,
-      source: events.EventField.source,
-      detailType: events.EventField.detailType,
-      payload: events.EventField.fromPath('$.detail'),
-    });
+    return new EnvelopeTargetInput(lane, resolveEnvelopePaths(paths));
   }
 
   /**
@@ -199,4 +195,32 @@ function resolveEnvelopePaths(paths: CuratedEnvelopePaths): Required<CuratedEnve
     }
   }
   return resolved;
+}
+
+/** The input transformer of `CuratedEnvelope.ruleTargetInput`, written out so the ids can be quoted. */
+class EnvelopeTargetInput extends events.RuleTargetInput {
+  constructor(private readonly lane: IngestLane, private readonly paths: Required<CuratedEnvelopePaths>) {
+    super();
+  }
+
+  public bind(_rule: events.IRule): events.RuleTargetInputProperties {
+    const lane = this.lane === IngestLane.FAST ? 'fast' : 'slow';
+    return {
+      inputPathsMap: {
+        'id': '$.id',
+        'tenant': this.paths.tenantIdPath,
+        'channel': this.paths.channelPath,
+        'correlationId': this.paths.correlationIdPath,
+        'time': '$.time',
+        'source': '$.source',
+        'detail-type': '$.detail-type',
+        'detail': '$.detail',
+      },
+      // Strings outside quotes get quotes from EventBridge; the ids are quoted here so that
+      // numbers and missing ids become strings too. The payload stays unquoted: any JSON.
+      inputTemplate: `{"schemaVersion":"${ENVELOPE_SCHEMA_VERSION}","kind":"record","id":<id>,"tenant":"<tenant>",`
+        + '"channel":"<channel>","correlationId":"<correlationId>",'
+        + `"lane":"${lane}","time":<time>,"source":<source>,"detailType":<detail-type>,"payload":<detail>}`,
+    };
+  }
 }

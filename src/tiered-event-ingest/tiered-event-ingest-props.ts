@@ -118,7 +118,7 @@ export interface TieredEventIngestProps {
    * (`data/tenant=<value>/...`), at most 512 characters, run by Firehose's jq 1.6. Any jq
    * expression works, operators included (`.tenant // "unknown"`): the construct wraps it in
    * parentheses. Records whose key cannot be extracted are written under `firehose-errors/`.
-   * @default '.tenant'
+   * @default - the tenant, or `_none` for records without one: `if (.tenant // "") == "" then "_none" else (.tenant | tostring) end`
    */
   readonly partitionKeyQuery?: string;
 

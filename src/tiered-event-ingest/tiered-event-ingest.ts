@@ -31,6 +31,12 @@ const DATA_PREFIX = 'data/';
 const QUARANTINE_PREFIX = 'quarantine/';
 /** S3 prefix of Firehose's error output (records it could not partition or deliver). */
 const FIREHOSE_ERRORS_PREFIX = 'firehose-errors/';
+/**
+ * The tenant, or `_none` for a record without one (an empty or null tenant), so such records
+ * are partitioned and published rather than left in Firehose's error output. `tostring`
+ * keeps a numeric tenant (a record written to the stream directly) a valid key.
+ */
+const DEFAULT_PARTITION_KEY_QUERY = 'if (.tenant // "") == "" then "_none" else (.tenant | tostring) end';
 /** The `service` dimension and Powertools service name of the ingest's handlers. */
 const SERVICE_NAME = 'tiered-event-ingest';
 
@@ -406,7 +412,7 @@ export class TieredEventIngest extends Construct {
         dynamicPartitioning: { enabled: true },
         processors: [
           // Parenthesized: an object value in jq 1.6 may not hold an operator (`.a // "x"`).
-          firehose.MetadataExtractionProcessor.jq16({ tenant: `(${props.partitionKeyQuery ?? '.tenant'})` }),
+          firehose.MetadataExtractionProcessor.jq16({ tenant: `(${props.partitionKeyQuery ?? DEFAULT_PARTITION_KEY_QUERY})` }),
           new firehose.AppendDelimiterToRecordProcessor(),
         ],
         bufferingSize: props.bufferingSize ?? Size.mebibytes(128),

@@ -104,17 +104,18 @@ describe('ruleTargetInput()', () => {
     const rules = Template.fromStack(stack).findResources('AWS::Events::Rule');
     const transformer = Object.values<any>(rules)[0].Properties.Targets[0].InputTransformer;
     expect(transformer.InputPathsMap).toEqual({
-      'detail-account-tenant': '$.detail.account.tenant',
-      'detail-channel': '$.detail.channel',
-      'detail-correlationId': '$.detail.correlationId',
       'id': '$.id',
+      'tenant': '$.detail.account.tenant',
+      'channel': '$.detail.channel',
+      'correlationId': '$.detail.correlationId',
       'time': '$.time',
       'source': '$.source',
       'detail-type': '$.detail-type',
       'detail': '$.detail',
     });
-    expect(transformer.InputTemplate).toBe('{"schemaVersion":"1.0","kind":"record","id":<id>,"tenant":<detail-account-tenant>,'
-      + '"channel":<detail-channel>,"correlationId":<detail-correlationId>,"lane":"slow","time":<time>,"source":<source>,'
+    // The ids are quoted, so numbers and missing ids arrive as strings; the payload is any JSON.
+    expect(transformer.InputTemplate).toBe('{"schemaVersion":"1.0","kind":"record","id":<id>,"tenant":"<tenant>",'
+      + '"channel":"<channel>","correlationId":"<correlationId>","lane":"slow","time":<time>,"source":<source>,'
       + '"detailType":<detail-type>,"payload":<detail>}');
   });
 

@@ -131,7 +131,10 @@ interface PredefinedValue {
  * - A variable is `<name>`, defined by the InputPathsMap or predefined. A `<...>` that names
  *   no variable stays as it is (it is text, not a placeholder).
  * - A variable whose JSONPath matches nothing "isn't created and won't appear in the
- *   output": it renders as nothing here (the docs do not say more).
+ *   output": it renders as nothing here. Inside a quoted string this matches what AWS
+ *   returned in LocalStack's recorded AWS snapshot (tests/aws/services/events/
+ *   test_events_inputs.snapshot.json, "custom-variables-not-match-all": the missing
+ *   variable's place in the string is empty); outside quotes the docs do not say more.
  * - JSON templates (a JSON text once every placeholder outside string literals is read as a
  *   value, the templates the docs' examples use, including a single quoted string):
  *   - outside quotes, a string renders with quotes added ("EventBridge automatically adds

@@ -13,7 +13,7 @@ const jq: Jq = jqWeb.promised;
 
 /** The MetadataExtractionQuery the construct renders for `partitionKeyQuery`. */
 function renderedQuery(partitionKeyQuery?: string): string {
-  const stack = new Stack(new App(), 'Test');
+  const stack = new Stack(new App(), 'Test', { env: { account: '111111111111', region: 'eu-west-1' } });
   defaultIngest(stack, partitionKeyQuery === undefined ? {} : { partitionKeyQuery });
   const stream = Object.values<any>(Template.fromStack(stack).findResources('AWS::KinesisFirehose::DeliveryStream'))[0];
   const extraction = stream.Properties.ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors
@@ -32,10 +32,18 @@ describe('partitionKeyQuery rendered for Firehose runs in jq 1.6', () => {
     await expect(jq.json(null, '[limit(0; 1, 2)]')).resolves.toEqual([1]);
   });
 
-  test('the default query extracts the tenant', async () => {
+  test('the default query extracts the tenant, and gives records without one a partition instead of an error', async () => {
     const query = renderedQuery();
-    expect(query).toBe('{"tenant":(.tenant)}');
-    await expect(jq.json(record({ tenant: 'acme' }), query)).resolves.toEqual({ tenant: 'acme' });
+    for (const [fields, tenant] of [
+      [{ tenant: 'acme' }, 'acme'],
+      [{ tenant: '42' }, '42'], // a numeric id, quoted by the rule's input template
+      [{ tenant: 42 }, '42'], // a record written to the stream directly
+      [{ tenant: '' }, '_none'], // the input template's rendering of a missing tenant
+      [{ tenant: null }, '_none'],
+      [{}, '_none'],
+    ] as [Record<string, unknown>, string][]) {
+      await expect(jq.json(record(fields), query)).resolves.toEqual({ tenant });
+    }
   });
 
   test.each([

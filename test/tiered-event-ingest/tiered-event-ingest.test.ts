@@ -88,7 +88,7 @@ describe('TieredEventIngest defaults', () => {
             {
               Type: 'MetadataExtraction',
               Parameters: [
-                { ParameterName: 'MetadataExtractionQuery', ParameterValue: '{"tenant":(.tenant)}' },
+                { ParameterName: 'MetadataExtractionQuery', ParameterValue: '{"tenant":(if (.tenant // "") == "" then "_none" else (.tenant | tostring) end)}' },
                 { ParameterName: 'JsonParsingEngine', ParameterValue: 'JQ-1.6' },
               ],
             },
@@ -111,9 +111,9 @@ describe('TieredEventIngest defaults', () => {
         RetryPolicy: { MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 },
         InputTransformer: {
           InputPathsMap: Match.objectLike({
-            'detail-tenantId': '$.detail.tenantId',
-            'detail-channel': '$.detail.channel',
-            'detail-correlationId': '$.detail.correlationId',
+            tenant: '$.detail.tenantId',
+            channel: '$.detail.channel',
+            correlationId: '$.detail.correlationId',
           }),
           InputTemplate: Match.stringLikeRegexp('"lane":"slow"'),
         },
@@ -331,7 +331,7 @@ describe('TieredEventIngest fast lane', () => {
     expect(target.DeadLetterConfig).toEqual({ Arn: { 'Fn::GetAtt': [expect.stringMatching(/^IngestFastLaneDeadLetterQueue/), 'Arn'] } });
     expect(target.RetryPolicy).toEqual({ MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 3600 });
     expect(target.InputTransformer.InputTemplate).toContain('"lane":"fast"');
-    expect(target.InputTransformer.InputPathsMap).toMatchObject({ 'detail-tenantId': '$.detail.tenantId' });
+    expect(target.InputTransformer.InputPathsMap).toMatchObject({ tenant: '$.detail.tenantId' });
     // EventBridge may invoke the relay, and may write this rule's failures to the DLQ.
     template.hasResourceProperties('AWS::Lambda::Permission', {
       Action: 'lambda:InvokeFunction', Principal: 'events.amazonaws.com', SourceArn: getAtt('IngestFastRouteOrders'),
@@ -430,7 +430,7 @@ describe('TieredEventIngest fast lane', () => {
     const slow = Object.values<any>(template.findResources('AWS::Events::Rule', { Properties: { EventBusName: { Ref: Match.stringLikeRegexp('^IngestSlowBus') } } }))[0];
     const fast = ruleWithSource(template, 'shop.orders');
     for (const rule of [slow, fast]) {
-      expect(rule.Properties.Targets[0].InputTransformer.InputPathsMap['detail-org']).toBe('$.detail.org');
+      expect(rule.Properties.Targets[0].InputTransformer.InputPathsMap.tenant).toBe('$.detail.org');
     }
   });
 });
