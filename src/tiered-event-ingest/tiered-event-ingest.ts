@@ -57,10 +57,10 @@ const SERVICE_NAME = 'tiered-event-ingest';
 export class TieredEventIngest extends Construct {
   /**
    * CloudFormation resources one ingest adds to its stack in the default configuration
-   * (no fast routes; each route adds a rule, and a Lambda permission when it targets
-   * the relay function). Asserted by the unit tests.
+   * (no fast routes; each route adds a rule and two alarms, and a Lambda permission when
+   * it targets the relay function). Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_INGEST = 42;
+  public static readonly RESOURCES_PER_INGEST = 52;
 
   /** Bus of the fast lane. */
   public readonly fastBus: events.IEventBus;
@@ -112,6 +112,25 @@ export class TieredEventIngest extends Construct {
   public readonly firehoseErrorsAlarm: cloudwatch.Alarm;
   /** Alarm: the batch publisher quarantined at least one record. */
   public readonly quarantineAlarm: cloudwatch.Alarm;
+  /**
+   * Alarms on the delivery of every rule with a target: the slow-lane rule, the
+   * object-created rule and each fast route. Per rule, `FailedInvocations` (events that
+   * went to a dead-letter queue) and `InvocationsFailedToBeSentToDlq` (events EventBridge
+   * could neither deliver nor park: the one path that bypasses every DLQ, so they are lost).
+   * Fast routes added later add theirs.
+   */
+  public readonly ruleDeliveryAlarms: cloudwatch.Alarm[] = [];
+  /** Alarm: the oldest object notification has waited an hour in the object queue (a backlog, or a publisher that cannot keep up). */
+  public readonly objectQueueAgeAlarm: cloudwatch.Alarm;
+  /** Alarm: the batch publisher failed (crashed or timed out) at least once. */
+  public readonly publisherErrorsAlarm: cloudwatch.Alarm;
+  /** Alarm: Firehose throttled records (the slow bus then retries, and finally parks them in the slow-lane DLQ). */
+  public readonly firehoseThrottlingAlarm: cloudwatch.Alarm;
+  /**
+   * Alarms: a dead-letter queue's oldest message is 10 days old, 4 days before its
+   * 14-day retention drops it. Redrive the queue before then (see the docs).
+   */
+  public readonly deadLetterExpiryAlarms: cloudwatch.Alarm[];
 
   private readonly props: TieredEventIngestProps;
   private readonly envelopePaths: CuratedEnvelopePaths;
@@ -249,6 +268,31 @@ export class TieredEventIngest extends Construct {
     this.quarantineAlarm = this.alarm('QuarantineAlarm', this.metricRecordsQuarantined(),
       `The batch publisher quarantined records it could not publish; they are under ${QUARANTINE_PREFIX} in the ingest bucket`);
 
+    this.ruleDeliveryAlarms.push(
+      ...this.ruleAlarms('SlowLaneRule', this.slowLaneRule, this.slowBus, 'slow-lane events to Firehose', 'the slow-lane dead-letter queue'),
+      ...this.ruleAlarms('ObjectCreatedRule', this.objectCreatedRule, undefined, 'new-object notifications to the object queue',
+        'the object dead-letter queue'),
+    );
+    this.objectQueueAgeAlarm = this.alarm('ObjectQueueAgeAlarm',
+      this.objectQueue.metricApproximateAgeOfOldestMessage({ statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
+      'A new-object notification has waited an hour in the object queue: the publisher is behind (raise publisherMaxConcurrency if PutEvents '
+      + 'is not throttled) or failing; objects must be published before dataRetention deletes them', undefined, 3600);
+    this.publisherErrorsAlarm = this.alarm('PublisherErrorsAlarm',
+      this.publisherFunction.metricErrors({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }),
+      'The batch publisher failed (an error or a timeout); its object is retried and finally parked in the object dead-letter queue');
+    this.firehoseThrottlingAlarm = this.alarm('FirehoseThrottlingAlarm',
+      this.deliveryStream.metric('ThrottledRecords', { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }),
+      'Firehose throttled slow-lane records; EventBridge retries them for 24 hours, then parks them in the slow-lane dead-letter queue. '
+      + 'Ask for a higher Firehose throughput quota');
+    this.deadLetterExpiryAlarms = ([
+      ['FastLane', this.fastLaneDeadLetterQueue],
+      ['SlowLane', this.slowLaneDeadLetterQueue],
+      ['Object', this.objectDeadLetterQueue],
+    ] as const).map(([name, queue]) => this.alarm(`${name}DeadLetterQueueExpiryAlarm`,
+      queue.metricApproximateAgeOfOldestMessage({ statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
+      `A message has waited 10 days in the ${name === 'Object' ? 'object' : name === 'FastLane' ? 'fast-lane' : 'slow-lane'} dead-letter queue; `
+      + 'its 14-day retention drops it in 4 days. Redrive it now (see the redrive function)', undefined, 10 * 86_400));
+
     addStackResourceBudgetCheck(this, 'TieredEventIngest', TieredEventIngest.RESOURCES_PER_INGEST);
   }
 
@@ -281,6 +325,9 @@ export class TieredEventIngest extends Construct {
       maxEventAge: this.props.fastLaneMaxEventAge ?? Duration.hours(1),
     }));
     this.routes.push(rule);
+    const target = options.target ? 'its target' : 'the relay function';
+    this.ruleDeliveryAlarms.push(...this.ruleAlarms(`FastRoute${id}`, rule, this.fastBus, `fast route ${id} to ${target}`,
+      'the fast-lane dead-letter queue (unless the target set its own)'));
     return rule;
   }
 
@@ -498,8 +545,29 @@ export class TieredEventIngest extends Construct {
   }
 
   private alarm(id: string, metric: cloudwatch.IMetric, what: string,
-    comparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD): cloudwatch.Alarm {
-    return thresholdAlarm(this, id, metric, what, this.props.alarmActions, { comparisonOperator });
+    comparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD, threshold = 1): cloudwatch.Alarm {
+    return thresholdAlarm(this, id, metric, what, this.props.alarmActions, { comparisonOperator, threshold });
+  }
+
+  /**
+   * The two delivery alarms of a rule. A rule on a custom bus reports its metrics with the
+   * EventBusName and RuleName dimensions, one on the default bus with RuleName alone.
+   */
+  private ruleAlarms(id: string, rule: events.Rule, bus: events.IEventBus | undefined, what: string, dlq: string): cloudwatch.Alarm[] {
+    const metric = (metricName: string) => new cloudwatch.Metric({
+      namespace: 'AWS/Events',
+      metricName,
+      dimensionsMap: bus ? { EventBusName: bus.eventBusName, RuleName: rule.ruleName } : { RuleName: rule.ruleName },
+      statistic: cloudwatch.Stats.SUM,
+      period: Duration.minutes(5),
+    });
+    return [
+      this.alarm(`${id}FailedInvocationsAlarm`, metric('FailedInvocations'),
+        `EventBridge could not deliver ${what} after its retries; the events are in ${dlq}`),
+      this.alarm(`${id}DeadLetterFailureAlarm`, metric('InvocationsFailedToBeSentToDlq'),
+        `EventBridge could neither deliver ${what} nor send them to ${dlq} (permissions, key policy or size): those events are lost. `
+        + 'Check the queue policy and key policy now'),
+    ];
   }
 
 }

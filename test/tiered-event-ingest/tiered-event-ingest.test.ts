@@ -231,13 +231,28 @@ describe('TieredEventIngest defaults', () => {
     });
   });
 
-  test('seven alarms on the DLQs, partitions, delivery, Firehose error objects and quarantine', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+  test('seventeen alarms: DLQ depth and expiry, rule delivery, partitions, Firehose delivery, errors and throttling, quarantine, backlog', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 17);
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     for (const alarm of alarms) {
-      expect(alarm).toMatchObject({ EvaluationPeriods: 1, Threshold: 1, TreatMissingData: 'notBreaching' });
+      expect(alarm).toMatchObject({ EvaluationPeriods: 1, TreatMissingData: 'notBreaching' });
       expect(alarm.AlarmDescription).toContain('Test/Ingest');
     }
+    const byMetric = (metricName: string) => alarms.filter((a) => a.MetricName === metricName);
+    // Both delivery metrics of both rules; the slow rule's on its custom bus (two dimensions), the object rule's on the default bus.
+    for (const metricName of ['FailedInvocations', 'InvocationsFailedToBeSentToDlq']) {
+      const [slow, objects] = byMetric(metricName);
+      expect(slow).toMatchObject({ Namespace: 'AWS/Events', Threshold: 1, Statistic: 'Sum' });
+      expect(slow.Dimensions.map((d: any) => d.Name).sort()).toEqual(['EventBusName', 'RuleName']);
+      expect(objects.Dimensions.map((d: any) => d.Name)).toEqual(['RuleName']);
+    }
+    // Warned 4 days before the 14-day retention of each DLQ drops a message; a backlog after an hour.
+    const ages = byMetric('ApproximateAgeOfOldestMessage').map((a) => a.Threshold).sort((a, b) => a - b);
+    expect(ages).toEqual([3600, 864_000, 864_000, 864_000]);
+    expect(byMetric('Errors')).toHaveLength(1);
+    expect(byMetric('ThrottledRecords')).toMatchObject([{ Namespace: 'AWS/Firehose', Threshold: 1 }]);
+    expect(ingest.ruleDeliveryAlarms).toHaveLength(4);
+    expect(ingest.deadLetterExpiryAlarms).toHaveLength(3);
     expect(alarms.filter((a) => a.MetricName === 'ApproximateNumberOfMessagesVisible')).toHaveLength(3);
     expect(alarms.find((a) => a.MetricName === 'PartitionCountExceeded')).toMatchObject({
       Namespace: 'AWS/Firehose', Statistic: 'Maximum', ComparisonOperator: 'GreaterThanOrEqualToThreshold',
@@ -533,7 +548,7 @@ describe('TieredEventIngest fullest configuration', () => {
 
   test('every alarm notifies the SNS topic', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(7);
+    expect(alarms).toHaveLength(17 + 2 * 2); // the defaults and the two fast routes' delivery alarms
     for (const alarm of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^Alarms/) }]);
     }
@@ -660,14 +675,15 @@ describe('TieredEventIngest scale', () => {
     defaultIngest(two, {}, 'B');
     expect(resourceCount(two)).toBe(2 * TieredEventIngest.RESOURCES_PER_INGEST);
     expect(resourcesByType(one)).toMatchObject({
-      'AWS::Events::EventBus': 3, 'AWS::SQS::Queue': 4, 'AWS::Lambda::Function': 2, 'AWS::CloudWatch::Alarm': 7, 'AWS::Events::Rule': 3,
+      'AWS::Events::EventBus': 3, 'AWS::SQS::Queue': 4, 'AWS::Lambda::Function': 2, 'AWS::CloudWatch::Alarm': 17, 'AWS::Events::Rule': 3,
     });
   });
 
-  test('a fast route to the relay adds a rule and a Lambda permission', () => {
+  test('a fast route to the relay adds a rule, a Lambda permission and its two delivery alarms', () => {
     const stack = newStack();
-    defaultIngest(stack, { fastRoutes: [{ id: 'A', eventPattern: { source: ['a'] } }] });
-    expect(resourceCount(stack)).toBe(TieredEventIngest.RESOURCES_PER_INGEST + 2);
+    const ingest = defaultIngest(stack, { fastRoutes: [{ id: 'A', eventPattern: { source: ['a'] } }] });
+    expect(resourceCount(stack)).toBe(TieredEventIngest.RESOURCES_PER_INGEST + 4);
+    expect(ingest.ruleDeliveryAlarms).toHaveLength(6);
   });
 
   test('too many ingests in one stack fail synth with advice on how to split', () => {
