@@ -548,7 +548,7 @@ describe('TieredEventIngest fullest configuration', () => {
 
   test('every alarm notifies the SNS topic', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(17 + 2 * 2); // the defaults and the two fast routes' delivery alarms
+    expect(alarms).toHaveLength(17 + 3 * 2); // the defaults and the three fast routes' delivery alarms
     for (const alarm of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^Alarms/) }]);
     }
