@@ -16,6 +16,7 @@ import { DEFAULT_BATCH_ENTRY_BYTES } from './batch-packer';
 import { BatchPublisherFunction } from './batch-publisher-function';
 import { FastLaneRelayFunction } from './fast-lane-relay-function';
 import { LaneTarget } from './lane-target';
+import { RedriveFunction } from './redrive-function';
 import { FastRouteOptions, TieredEventIngestProps } from './tiered-event-ingest-props';
 import {
   acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole,
@@ -29,6 +30,8 @@ import { CuratedEnvelope, CuratedEnvelopePaths, IngestLane } from '../envelope';
 const DATA_PREFIX = 'data/';
 /** S3 prefix where the batch publisher writes records it could not publish. */
 const QUARANTINE_PREFIX = 'quarantine/';
+/** S3 prefix under `data/` where the redrive writes parked records back, for the publisher. */
+const REDRIVE_PREFIX = 'data/redrive/';
 /** S3 prefix of Firehose's error output (records it could not partition or deliver). */
 const FIREHOSE_ERRORS_PREFIX = 'firehose-errors/';
 /**
@@ -60,7 +63,7 @@ export class TieredEventIngest extends Construct {
    * (no fast routes; each route adds a rule and two alarms, and a Lambda permission when
    * it targets the relay function). Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_INGEST = 52;
+  public static readonly RESOURCES_PER_INGEST = 57;
 
   /** Bus of the fast lane. */
   public readonly fastBus: events.IEventBus;
@@ -94,6 +97,13 @@ export class TieredEventIngest extends Construct {
   public readonly objectDeadLetterQueue: sqs.Queue;
   /** Function that publishes each new object's records on the curated bus. */
   public readonly publisherFunction: lambda.Function;
+  /**
+   * The operator's way back from every dead end: invoke it with a command (see the docs):
+   * `{"action":"parked-records","prefix":"quarantine/..."}` republishes quarantined records
+   * or Firehose's error output after a fix, `{"action":"object-dlq"}` moves the object
+   * DLQ's notifications back to the object queue.
+   */
+  public readonly redriveFunction: lambda.Function;
   /** Table of the object versions already published, so a duplicate notification publishes nothing twice. */
   public readonly ledgerTable: dynamodb.Table;
   /** Alarm: the fast-lane dead-letter queue holds at least one message. */
@@ -226,6 +236,7 @@ export class TieredEventIngest extends Construct {
       maxEventAge: Duration.hours(24),
     }));
     this.publisherFunction = this.createPublisherFunction(props, publisherTimeout);
+    this.redriveFunction = this.createRedriveFunction();
     // Objects Firehose writes under firehose-errors/ hold records that never reach the
     // curated bus (no partition key, partition quota, delivery errors): count them.
     this.firehoseErrorsRule = new events.Rule(this, 'FirehoseErrorsRule', {
@@ -541,6 +552,51 @@ export class TieredEventIngest extends Construct {
         reason: 'Lambda supports on-failure destinations only for stream and Kafka sources; for this SQS source a message that keeps failing moves to the object dead-letter queue through the object queue\'s redrive policy.',
       });
     }
+    return fn;
+  }
+
+  private createRedriveFunction(): lambda.Function {
+    const logGroup = functionLogGroup(this, 'RedriveFunctionLogs');
+    const role = functionRole(this, 'RedriveFunctionRole', 'cdk-event-fabric TieredEventIngest redrive of parked records', logGroup);
+    const fn = new RedriveFunction(this, 'RedriveFunction', {
+      role,
+      description: 'cdk-event-fabric TieredEventIngest: redrives quarantined records, Firehose error output and the object DLQ (invoked by an operator)',
+      memorySize: 1024,
+      timeout: Duration.minutes(15),
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup,
+      // An operator's synchronous call: no asynchronous retries of a paged command.
+      retryAttempts: 0,
+      environment: {
+        BUCKET_NAME: this.bucket.bucketName,
+        OBJECT_QUEUE_URL: this.objectQueue.queueUrl,
+        OBJECT_DLQ_URL: this.objectDeadLetterQueue.queueUrl,
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      },
+    });
+    // Reads parked objects, checks and writes data/redrive/ (whose notification reaches the publisher).
+    this.bucket.grantRead(fn, `${QUARANTINE_PREFIX}*`);
+    this.bucket.grantRead(fn, `${FIREHOSE_ERRORS_PREFIX}*`);
+    this.bucket.grantReadWrite(fn, `${REDRIVE_PREFIX}*`);
+    this.objectDeadLetterQueue.grantConsumeMessages(fn);
+    this.objectQueue.grantSendMessages(fn);
+    this.props.encryptionKey?.grantEncryptDecrypt(fn);
+
+    acknowledgeXRay(role);
+    acknowledgeWildcards(role, this.bucket, [
+      ['Action::s3:GetObject*', 'Action::s3:GetBucket*', 'Action::s3:List*', 'Action::s3:Abort*', 'Action::s3:DeleteObject*'],
+      [`Resource::<BUCKET>/${QUARANTINE_PREFIX}*`, `Resource::<BUCKET>/${FIREHOSE_ERRORS_PREFIX}*`, `Resource::<BUCKET>/${REDRIVE_PREFIX}*`],
+    ], `The redrive reads any parked object under ${QUARANTINE_PREFIX} or ${FIREHOSE_ERRORS_PREFIX} (the operator names the prefix) and writes `
+      + `under ${REDRIVE_PREFIX}; the wildcards are the action groups of bucket.grantRead/grantReadWrite, limited to these prefixes of this bucket.`);
+    acknowledgeKeyWildcards(role, this.props.encryptionKey, 'The redrive reads and writes SSE-KMS objects and queue messages with the ingest key');
+    Validations.of(fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Invoked synchronously by an operator, who gets the report (or the error) as the response; there is no asynchronous event to park.',
+    });
+    Validations.of(fn).acknowledge({
+      id: 'Serverless-LambdaAsyncFailureDestination',
+      reason: 'Invoked synchronously by an operator, who gets the report (or the error) as the response; there is no asynchronous event to park.',
+    });
     return fn;
   }
 

@@ -213,8 +213,21 @@ describe('TieredEventIngest defaults', () => {
   });
 
   test('functions log to their own log groups, three months', () => {
-    template.resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 90 }, 3);
+    template.resourcePropertiesCountIs('AWS::Logs::LogGroup', { RetentionInDays: 90 }, 4);
     expect(JSON.stringify(template.findResources('AWS::IAM::Role'))).not.toContain('AWSLambdaBasicExecutionRole');
+  });
+
+  test('redrive function: an operator\'s synchronous tool with the queues, the prefixes it reads and the one it writes', () => {
+    const fn = Object.values<any>(template.findResources('AWS::Lambda::Function'))
+      .find((f) => f.Properties.Environment.Variables.OBJECT_DLQ_URL !== undefined);
+    expect(fn.Properties).toMatchObject({ Timeout: 900, TracingConfig: { Mode: 'Active' } });
+    expect(Object.keys(fn.Properties.Environment.Variables).sort()).toEqual([
+      'AWS_NODEJS_CONNECTION_REUSE_ENABLED', 'BUCKET_NAME', 'OBJECT_DLQ_URL', 'OBJECT_QUEUE_URL', 'POWERTOOLS_SERVICE_NAME',
+    ]);
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 0 });
+    expect(ingest.redriveFunction.functionArn).toBeDefined();
+    const resources = JSON.stringify(statements(template).map((st) => st.Resource));
+    for (const prefix of ['quarantine/*', 'firehose-errors/*', 'data/redrive/*']) expect(resources).toContain(prefix);
   });
 
   test('ledger table: objectId key, on demand, TTL, point-in-time recovery, encrypted, retained', () => {
@@ -675,7 +688,7 @@ describe('TieredEventIngest scale', () => {
     defaultIngest(two, {}, 'B');
     expect(resourceCount(two)).toBe(2 * TieredEventIngest.RESOURCES_PER_INGEST);
     expect(resourcesByType(one)).toMatchObject({
-      'AWS::Events::EventBus': 3, 'AWS::SQS::Queue': 4, 'AWS::Lambda::Function': 2, 'AWS::CloudWatch::Alarm': 17, 'AWS::Events::Rule': 3,
+      'AWS::Events::EventBus': 3, 'AWS::SQS::Queue': 4, 'AWS::Lambda::Function': 3, 'AWS::CloudWatch::Alarm': 17, 'AWS::Events::Rule': 3,
     });
   });
 
