@@ -560,7 +560,7 @@ export class TieredEventIngest extends Construct {
     const role = functionRole(this, 'RedriveFunctionRole', 'cdk-event-fabric TieredEventIngest redrive of parked records', logGroup);
     const fn = new RedriveFunction(this, 'RedriveFunction', {
       role,
-      description: 'cdk-event-fabric TieredEventIngest: redrives quarantined records, Firehose error output and the object DLQ (invoked by an operator)',
+      description: 'cdk-event-fabric TieredEventIngest: redrives quarantined records, Firehose error output and the DLQs (invoked by an operator)',
       memorySize: 1024,
       timeout: Duration.minutes(15),
       tracing: lambda.Tracing.ACTIVE,
@@ -571,6 +571,13 @@ export class TieredEventIngest extends Construct {
         BUCKET_NAME: this.bucket.bucketName,
         OBJECT_QUEUE_URL: this.objectQueue.queueUrl,
         OBJECT_DLQ_URL: this.objectDeadLetterQueue.queueUrl,
+        SLOW_LANE_DLQ_URL: this.slowLaneDeadLetterQueue.queueUrl,
+        FAST_LANE_DLQ_URL: this.fastLaneDeadLetterQueue.queueUrl,
+        CURATED_BUS_NAME: this.curatedBus.eventBusName,
+        RELAY_FUNCTION_ARN: this.relayFunction.functionArn,
+        TENANT_ID_PATH: this.envelopePaths.tenantIdPath!,
+        CHANNEL_PATH: this.envelopePaths.channelPath!,
+        CORRELATION_ID_PATH: this.envelopePaths.correlationIdPath!,
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       },
     });
@@ -578,8 +585,10 @@ export class TieredEventIngest extends Construct {
     this.bucket.grantRead(fn, `${QUARANTINE_PREFIX}*`);
     this.bucket.grantRead(fn, `${FIREHOSE_ERRORS_PREFIX}*`);
     this.bucket.grantReadWrite(fn, `${REDRIVE_PREFIX}*`);
-    this.objectDeadLetterQueue.grantConsumeMessages(fn);
+    for (const dlq of [this.objectDeadLetterQueue, this.slowLaneDeadLetterQueue, this.fastLaneDeadLetterQueue]) dlq.grantConsumeMessages(fn);
     this.objectQueue.grantSendMessages(fn);
+    // The fast lane's records go where the relay puts them.
+    this.curatedBus.grantPutEventsTo(fn);
     this.props.encryptionKey?.grantEncryptDecrypt(fn);
 
     acknowledgeXRay(role);

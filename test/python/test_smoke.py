@@ -331,6 +331,7 @@ def test_tiered_event_ingest():
         buffering_size=Size.mebibytes(64),
         max_records_per_event=500,
         archive_retention=Duration.days(7),
+        publisher_max_concurrency=20,
     )
     # A route added from Python, to a target of the user's choosing.
     ingest.add_fast_route("Orders", event_pattern=events.EventPattern(source=["shop"]), target=targets.SqsQueue(orders))
@@ -360,11 +361,20 @@ def test_tiered_event_ingest():
     assert len(fast_rules) == 2, _rendered(fast_rules)
     for rule in fast_rules:
         target = rule["Targets"][0]
-        assert target["InputTransformer"]["InputPathsMap"]["detail-account"] == "$.detail.account"
+        assert target["InputTransformer"]["InputPathsMap"]["tenant"] == "$.detail.account"
+        # The ids are quoted in the template, so numeric and missing ids arrive as strings.
+        assert '"tenant":"<tenant>"' in target["InputTransformer"]["InputTemplate"]
         assert target["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 3600}
         assert "DeadLetterConfig" in target
     assert ingest.curated_bus is not None and ingest.ledger_table is not None
     assert len(ingest.fast_routes) == 2
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 20}})
+    # The way back from every dead end, and the alarms, are reachable from Python.
+    assert ingest.redrive_function.function_arn is not None
+    assert len(ingest.rule_delivery_alarms) == 2 * 4  # slow-lane rule, object-created rule, two fast routes
+    assert len(ingest.dead_letter_expiry_alarms) == 3
+    assert ingest.object_queue_age_alarm is not None and ingest.publisher_errors_alarm is not None
+    assert ingest.firehose_throttling_alarm is not None
 
 
 def test_curated_envelope_from_python():

@@ -20,6 +20,13 @@ function ruleWithSource(template: Template, source: string): any {
     .find((r) => JSON.stringify(r.Properties.EventPattern.source) === JSON.stringify([source]));
 }
 
+/** The IAM policy statements attached to the role whose logical id starts with `rolePrefix`. */
+function roleStatements(template: Template, rolePrefix: string): any[] {
+  return Object.values<any>(template.findResources('AWS::IAM::Policy'))
+    .filter((p) => p.Properties.Roles.some((r: any) => typeof r.Ref === 'string' && r.Ref.startsWith(rolePrefix)))
+    .flatMap((p) => p.Properties.PolicyDocument.Statement);
+}
+
 /** Every IAM policy statement of the template. */
 function statements(template: Template): any[] {
   return Object.values<any>(template.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement);
@@ -222,8 +229,16 @@ describe('TieredEventIngest defaults', () => {
       .find((f) => f.Properties.Environment.Variables.OBJECT_DLQ_URL !== undefined);
     expect(fn.Properties).toMatchObject({ Timeout: 900, TracingConfig: { Mode: 'Active' } });
     expect(Object.keys(fn.Properties.Environment.Variables).sort()).toEqual([
-      'AWS_NODEJS_CONNECTION_REUSE_ENABLED', 'BUCKET_NAME', 'OBJECT_DLQ_URL', 'OBJECT_QUEUE_URL', 'POWERTOOLS_SERVICE_NAME',
+      'AWS_NODEJS_CONNECTION_REUSE_ENABLED', 'BUCKET_NAME', 'CHANNEL_PATH', 'CORRELATION_ID_PATH', 'CURATED_BUS_NAME', 'FAST_LANE_DLQ_URL',
+      'OBJECT_DLQ_URL', 'OBJECT_QUEUE_URL', 'POWERTOOLS_SERVICE_NAME', 'RELAY_FUNCTION_ARN', 'SLOW_LANE_DLQ_URL', 'TENANT_ID_PATH',
     ]);
+    // It consumes the three DLQs and writes only under data/redrive/.
+    const own = roleStatements(template, 'IngestRedriveFunctionRole');
+    const consumed = own.filter((st) => [st.Action].flat().includes('sqs:DeleteMessage')).map((st) => st.Resource['Fn::GetAtt'][0]);
+    expect(consumed.map((id: string) => id.replace(/[0-9A-F]{8}$/, '')).sort())
+      .toEqual(['IngestFastLaneDeadLetterQueue', 'IngestObjectDeadLetterQueue', 'IngestSlowLaneDeadLetterQueue']);
+    const writes = own.filter((st) => [st.Action].flat().includes('s3:PutObject'));
+    expect(writes.map((st) => JSON.stringify(st.Resource))).toEqual([expect.stringContaining('/data/redrive/*')]);
     template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 0 });
     expect(ingest.redriveFunction.functionArn).toBeDefined();
     const resources = JSON.stringify(statements(template).map((st) => st.Resource));
@@ -303,13 +318,13 @@ describe('TieredEventIngest defaults', () => {
     expect(ledgerStatements.map((s) => s.Action)).toEqual([['dynamodb:GetItem', 'dynamodb:UpdateItem']]);
   });
 
-  test('IAM: PutEvents on the curated bus, reads limited to data/, writes limited to quarantine/', () => {
-    const all = statements(template);
-    const putEvents = all.filter((s) => s.Action === 'events:PutEvents');
-    expect(putEvents).toHaveLength(2); // relay and publisher
+  test('IAM: PutEvents on the curated bus; the publisher reads only data/ and writes only quarantine/', () => {
+    const putEvents = statements(template).filter((s) => s.Action === 'events:PutEvents');
+    expect(putEvents).toHaveLength(3); // relay, publisher and redrive
     for (const s of putEvents) expect(s.Resource).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^IngestCuratedBus/), 'Arn'] });
 
     const bucketArn = { 'Fn::GetAtt': [expect.stringMatching(/^IngestBucket/), 'Arn'] };
+    const all = roleStatements(template, 'IngestPublisherFunctionRole');
     const reads = all.filter((s) => [s.Action].flat().includes('s3:GetObject*'));
     const publisherRead = reads.find((s) => !([s.Action].flat().includes('s3:PutObject')));
     expect(publisherRead.Resource).toEqual([bucketArn, { 'Fn::Join': ['', [bucketArn, '/data/*']] }]);
@@ -324,7 +339,8 @@ describe('TieredEventIngest defaults', () => {
       ingest.slowLaneRule, ingest.slowLaneDeadLetterQueue, ingest.deliveryStream, ingest.bucket, ingest.objectCreatedRule,
       ingest.objectQueue, ingest.objectDeadLetterQueue, ingest.publisherFunction, ingest.ledgerTable,
       ingest.fastLaneDeadLetterQueueAlarm, ingest.slowLaneDeadLetterQueueAlarm, ingest.objectDeadLetterQueueAlarm,
-      ingest.partitionOverflowAlarm, ingest.deliveryFailureAlarm, ingest.quarantineAlarm,
+      ingest.partitionOverflowAlarm, ingest.deliveryFailureAlarm, ingest.quarantineAlarm, ingest.redriveFunction,
+      ingest.objectQueueAgeAlarm, ingest.publisherErrorsAlarm, ingest.firehoseThrottlingAlarm,
     ]) {
       expect(r).toBeDefined();
     }
