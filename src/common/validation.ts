@@ -44,5 +44,4 @@ export function validateEventPattern(scope: IConstruct, prop: string, pattern: o
   }
 }
 
-/** The JSON paths EventBridge input transformers accept: dot notation from `$`, array indexes. */
-export const EVENT_JSON_PATH = /^\$(\.[A-Za-z0-9_\-/]+|\[\d+\])+$/;
+export { EVENT_JSON_PATH } from '../runtime/envelope-paths';

@@ -1,11 +1,11 @@
 import { readFileSync } from 'fs';
 import * as path from 'path';
 import * as events from 'aws-cdk-lib/aws-events';
-import { EVENT_JSON_PATH } from '../common/validation';
 import {
   BATCH_DETAIL_TYPE, buildRecord, checkEnvelope, CURATED_SOURCE, ENVELOPE_SCHEMA_VERSION, RECORD_DETAIL_TYPE,
 } from '../runtime/curated-envelope';
 import { CURATED_ENVELOPE_SCHEMA } from '../runtime/curated-envelope-schema';
+import { resolveEnvelopePaths } from '../runtime/envelope-paths';
 
 /** The ingest lane a curated record came through. */
 export enum IngestLane {
@@ -181,20 +181,6 @@ export class CuratedEnvelope {
   }
 
   private constructor() {}
-}
-
-function resolveEnvelopePaths(paths: CuratedEnvelopePaths): Required<CuratedEnvelopePaths> {
-  const resolved = {
-    tenantIdPath: paths.tenantIdPath ?? '$.detail.tenantId',
-    channelPath: paths.channelPath ?? '$.detail.channel',
-    correlationIdPath: paths.correlationIdPath ?? '$.detail.correlationId',
-  };
-  for (const [name, value] of Object.entries(resolved)) {
-    if (!EVENT_JSON_PATH.test(value)) {
-      throw new Error(`invalid ${name} ${JSON.stringify(value)}; allowed: a JSON path in dot notation starting with "$.", such as "$.detail.tenantId"`);
-    }
-  }
-  return resolved;
 }
 
 /** The input transformer of `CuratedEnvelope.ruleTargetInput`, written out so the ids can be quoted. */

@@ -5,7 +5,9 @@ import {
 } from '@aws-sdk/client-sqs';
 import { relayRecord } from './relay-core';
 import type { CuratedEnvelopePaths } from '../envelope/curated-envelope';
+import { errorText, nonNegativeInteger, positiveInteger } from '../runtime/argument-checks';
 import { checkRecord, ENVELOPE_SCHEMA_VERSION, Lane, RecordEnvelope } from '../runtime/curated-envelope';
+import { resolveEnvelopePaths } from '../runtime/envelope-paths';
 
 /**
  * Redrive of the two lane dead-letter queues of `TieredEventIngest`.
@@ -32,12 +34,6 @@ const DEFAULT_RESERVE_MS = 10_000;
 const DEFAULT_REPORT_LIMIT = 100;
 /** SQS's cap on ReceiveMessage, DeleteMessageBatch and ChangeMessageVisibilityBatch entries. */
 const SQS_BATCH = 10;
-/**
- * The JSON paths EventBridge input transformers accept. Same as `EVENT_JSON_PATH` in
- * src/common/validation.ts, which is not imported here because that module loads
- * aws-cdk-lib, far too large for Lambda code.
- */
-const EVENT_JSON_PATH = /^\$(\.[A-Za-z0-9_\-/]+|\[\d+\])+$/;
 /** The fields an EventBridge event always has, which the lane's input transformer reads. */
 const EVENT_STRING_FIELDS = ['id', 'source', 'detail-type', 'time'] as const;
 
@@ -69,7 +65,7 @@ export type EnvelopeResult =
 export function envelopeFromEvent(event: unknown, lane: Lane, paths: CuratedEnvelopePaths = {}): EnvelopeResult {
   let resolved: Required<CuratedEnvelopePaths>;
   try {
-    resolved = resolveLanePaths(paths);
+    resolved = resolveEnvelopePaths(paths);
   } catch (err) {
     return { valid: false, errors: [(err as Error).message] };
   }
@@ -92,21 +88,6 @@ export function envelopeFromEvent(event: unknown, lane: Lane, paths: CuratedEnve
   };
   const check = checkRecord(envelope);
   return check.valid ? { valid: true, envelope } : { valid: false, errors: check.errors };
-}
-
-/** The paths with their defaults (those of `CuratedEnvelope.resolvePaths`); throws on a path EventBridge would refuse. */
-function resolveLanePaths(paths: CuratedEnvelopePaths): Required<CuratedEnvelopePaths> {
-  const resolved = {
-    tenantIdPath: paths.tenantIdPath ?? '$.detail.tenantId',
-    channelPath: paths.channelPath ?? '$.detail.channel',
-    correlationIdPath: paths.correlationIdPath ?? '$.detail.correlationId',
-  };
-  for (const [name, value] of Object.entries(resolved)) {
-    if (!EVENT_JSON_PATH.test(value)) {
-      throw new Error(`invalid ${name} ${JSON.stringify(value)}; allowed: a JSON path in dot notation starting with "$.", such as "$.detail.tenantId"`);
-    }
-  }
-  return resolved;
 }
 
 /** The value at `path` as the template's `"<var>"` renders it (see `envelopeFromEvent`). */
@@ -238,7 +219,7 @@ export async function redriveSlowLaneDeadLetters(deps: LaneDeadLetterRedriveDeps
   const s3 = deps.s3;
   if (!s3) throw new Error('the slow-lane redrive needs an S3 client (deps.s3)');
   if (!request.bucket) throw new Error('bucket is not set');
-  resolveLanePaths(request.paths ?? {});
+  resolveEnvelopePaths(request.paths ?? {});
   const now = deps.now ?? (() => new Date());
   const writtenKeys: string[] = [];
   const run = await redriveLoop(deps, request, async (messages, state) => {
@@ -289,7 +270,7 @@ export async function redriveFastLaneDeadLetters(deps: LaneDeadLetterRedriveDeps
   const eventBridge = deps.eventBridge;
   if (!eventBridge) throw new Error('the fast-lane redrive needs an EventBridge client (deps.eventBridge)');
   if (!request.curatedBusName) throw new Error('curatedBusName is not set');
-  resolveLanePaths(request.paths ?? {});
+  resolveEnvelopePaths(request.paths ?? {});
   const relayArn = unqualifiedFunctionArn(request.relayFunctionArn);
   const origins = { fromOnFailureRecords: 0, fromRuleDeadLetters: 0, otherTargets: 0 };
   const run = await redriveLoop(deps, request, async (messages, state) => {
@@ -484,18 +465,4 @@ function stringAttribute(attributes: Record<string, MessageAttributeValue> | und
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${value}`);
-  return value;
-}
-
-function nonNegativeInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got ${value}`);
-  return value;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }

@@ -54,9 +54,11 @@ export async function consumeObjectMessages(deps: ObjectQueueConsumerDeps, env: 
   const failures: SQSBatchResponse['batchItemFailures'] = [];
   const random = deps.random ?? Math.random;
 
-  const retryLater = async (message: SQSRecord) => {
+  const retryLater = async (message: SQSRecord, notBefore = 0) => {
     const receives = Number(message.attributes?.ApproximateReceiveCount ?? 1);
-    const seconds = Math.min(MAX_SQS_DELAY_SECONDS, Math.round(RETRY_BASE_SECONDS * 2 ** (receives - 1) * (0.5 + random())));
+    const backoff = Math.round(RETRY_BASE_SECONDS * 2 ** (receives - 1) * (0.5 + random()));
+    // A busy object comes back no sooner than its lease ends: each receive counts towards the DLQ.
+    const seconds = Math.min(MAX_SQS_DELAY_SECONDS, Math.max(backoff, notBefore));
     try {
       await deps.sqs.send(new ChangeMessageVisibilityCommand({
         QueueUrl: queueUrl, ReceiptHandle: message.receiptHandle, VisibilityTimeout: seconds,
@@ -98,7 +100,8 @@ export async function consumeObjectMessages(deps: ObjectQueueConsumerDeps, env: 
       if (report.outcome === 'busy') {
         // Another worker holds a live lease: retry later rather than drop the message, in case that worker fails.
         deps.log.warn('object is being published by another worker; the queue will retry this message', { ...context, ...report });
-        await retryLater(message);
+        const now = deps.nowSeconds?.() ?? Math.floor(Date.now() / 1000);
+        await retryLater(message, (report.busyUntil ?? now) - now + 1);
       } else {
         deps.log.info('object processed', { ...context, ...report });
       }

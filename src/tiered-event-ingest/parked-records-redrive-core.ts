@@ -6,6 +6,7 @@ import {
 import {
   DeleteMessageBatchCommand, Message, MessageAttributeValue, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageBatchRequestEntry, SQSClient,
 } from '@aws-sdk/client-sqs';
+import { errorText, nonNegativeInteger, positiveInteger } from '../runtime/argument-checks';
 import { maybeGunzip } from '../runtime/ndjson-lines';
 
 /**
@@ -722,18 +723,4 @@ function bySize<T extends { bytes: number }>(items: T[], maxBytes: number): T[][
   }
   if (current.length > 0) groups.push(current);
   return groups;
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${value}`);
-  return value;
-}
-
-function nonNegativeInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got ${value}`);
-  return value;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'crypto';
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { BatchPacker, PackableRecord, PackedBatch } from './batch-packer';
-import { ObjectLedger } from './object-ledger-core';
+import { LeaseLostError, ObjectLedger } from './object-ledger-core';
 import { checkRecord } from '../runtime/curated-envelope';
 import { isValidUtf8, maybeGunzip, readNdjsonLines } from '../runtime/ndjson-lines';
 import { DEFAULT_MAX_ENTRY_BYTES, putEventsReliably } from '../runtime/put-events';
@@ -74,6 +74,8 @@ export interface ObjectReport {
   readonly publishedBytes: number;
   /** Quarantine reasons and how many records each. */
   readonly quarantineReasons: Record<string, number>;
+  /** With `busy`: when the other worker's lease ends (epoch seconds). */
+  readonly busyUntil?: number;
 }
 
 /**
@@ -89,6 +91,8 @@ export class PublishRetryError extends Error {
   }
 }
 
+/** A lease checkpointed with this length ends a second before now: free to claim at once. */
+const RELEASED_LEASE = -1;
 /** Lines longer than this are quarantined by reference (line number and length) only. */
 export const MAX_BUFFERED_LINE_BYTES = 8 * 1024 * 1024;
 /** Entry errors caused by the entry's content: its records are quarantined, not retried. */
@@ -129,6 +133,7 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
       billedChunks: 0,
       publishedBytes: 0,
       quarantineReasons: {},
+      ...(claim.state === 'busy' ? { busyUntil: claim.leaseUntil } : {}),
     };
   }
 
@@ -144,6 +149,7 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
   });
   const startLine = claim.cursor.line;
   let alreadyPut = new Set(claim.cursor.publishedInFlight);
+  let putInFlight: string[] = [];
   let flight: PackedBatch[] = [];
   let quarantine: QuarantineItem[] = [];
   let quarantineBytes = 0;
@@ -165,12 +171,13 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     if (flight.length === 0 && parked.length === 0) return;
     if (outOfTime()) {
       // Stop before the timeout: nothing of this flight was put; a retry resumes at its start.
-      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: [...alreadyPut].sort() }, now(), 0);
+      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: [...alreadyPut].sort() }, now(), RELEASED_LEASE);
       throw new PublishRetryError(objectId, flightStart, `less than ${reserveMs} ms of the invocation left`, report(), true);
     }
 
     const skipped = flight.filter((batch) => alreadyPut.has(batch.id));
     const putIds = skipped.map((batch) => batch.id);
+    putInFlight = putIds; // the same array: ids put below are seen by a release after a failure
     const transient: string[] = [];
     const alreadyPublished = skipped.reduce((n, b) => n + b.records.length, 0);
     const flightTotals = { published: 0, alreadyPublished, events: 0, billedChunks: 0, publishedBytes: 0 };
@@ -222,9 +229,6 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
       });
     }
     parked.sort((a, b) => a.line - b.line);
-    if (parked.length > 0) {
-      await deps.writeQuarantine(quarantineKey(config.quarantinePrefix, ref, flightStart, cursorAfter - 1), parked.map(quarantineLine).join(''));
-    }
     const addTotals = () => {
       totals.published += flightTotals.published;
       totals.alreadyPublished += flightTotals.alreadyPublished;
@@ -235,8 +239,10 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
       for (const q of parked) reasons[q.category] = (reasons[q.category] ?? 0) + 1;
     };
     if (transient.length > 0) {
-      // Lease released (0 s): the queue's retry may claim the object at once.
-      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: putIds.sort() }, now(), 0);
+      // Lease released: the queue's retry may claim the object at once. Nothing of this flight
+      // is quarantined yet: the retry examines its lines again (with the settings it then has),
+      // so a segment never lists a line a later attempt publishes.
+      await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: putIds.sort() }, now(), RELEASED_LEASE);
       // What this flight put or parked stays done; only the failed entries are retried.
       totals.published += flightTotals.published;
       totals.events += flightTotals.events;
@@ -245,6 +251,9 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
       throw new PublishRetryError(objectId, flightStart,
         `${transient.length} of ${entriesToPut} batch entries failed (${[...new Set(transient)].join('; ')})`, report());
     }
+    if (parked.length > 0) {
+      await deps.writeQuarantine(quarantineKey(config.quarantinePrefix, ref, flightStart, cursorAfter - 1), parked.map(quarantineLine).join(''));
+    }
     await deps.ledger.checkpoint(objectId, deps.owner, { line: cursorAfter, publishedInFlight: [] }, now(), config.leaseSeconds);
     addTotals();
     flight = [];
@@ -252,43 +261,59 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     quarantineBytes = keep.reduce((sum, q) => sum + quarantineCost(q), 0);
     flightStart = cursorAfter;
     alreadyPut = new Set();
+    putInFlight = [];
   };
 
-  const chunks = readNdjsonLines(await maybeGunzip(await deps.openObject(ref)), MAX_BUFFERED_LINE_BYTES);
-  for await (const lines of chunks) {
-    for (const line of lines) {
-      if (line.number < startLine) continue;
-      nextLine = line.number + 1;
-      totals.inputRecords++;
-      const record = examine(line.number, line.text, line.length, park);
-      if (record) {
-        const alone = packer.sizeAlone(record);
-        if (alone > config.maxEntryBytes) {
-          park({
-            line: line.number,
-            text: record.text,
-            length: record.text.length,
-            category: 'over the entry limit',
-            reason: `record of ${record.text.length} bytes makes a batch entry of ${alone} bytes, over the limit of ${config.maxEntryBytes} bytes`,
-          });
-        } else {
-          for (const batch of packer.add(record)) flight.push(batch);
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof PublishRetryError || err instanceof LeaseLostError) throw err;
+    // Any other failure (reading the object, writing the quarantine, the ledger): release the
+    // lease at the last checkpoint, so the queue's retry claims the object instead of finding
+    // it busy until the lease runs out and spending its receives. Best effort: if this fails
+    // too, the lease expires by itself.
+    await deps.ledger.checkpoint(objectId, deps.owner, { line: flightStart, publishedInFlight: [...alreadyPut, ...putInFlight].sort() },
+      now(), RELEASED_LEASE).catch(() => undefined);
+    throw err;
+  }
+
+  async function run(): Promise<ObjectReport> {
+    const chunks = readNdjsonLines(await maybeGunzip(await deps.openObject(ref)), MAX_BUFFERED_LINE_BYTES);
+    for await (const lines of chunks) {
+      for (const line of lines) {
+        if (line.number < startLine) continue;
+        nextLine = line.number + 1;
+        totals.inputRecords++;
+        const record = examine(line.number, line.text, line.length, park);
+        if (record) {
+          const alone = packer.sizeAlone(record);
+          if (alone > config.maxEntryBytes) {
+            park({
+              line: line.number,
+              text: record.text,
+              length: record.text.length,
+              category: 'over the entry limit',
+              reason: `record of ${record.text.length} bytes makes a batch entry of ${alone} bytes, over the limit of ${config.maxEntryBytes} bytes`,
+            });
+          } else {
+            for (const batch of packer.add(record)) flight.push(batch);
+          }
+        }
+        if (flight.length >= entriesPerFlight) {
+          await flushFlight();
+        } else if (quarantineBytes >= quarantineFlushBytes) {
+          flight.push(...packer.flush());
+          await flushFlight();
         }
       }
-      if (flight.length >= entriesPerFlight) {
-        await flushFlight();
-      } else if (quarantineBytes >= quarantineFlushBytes) {
-        flight.push(...packer.flush());
-        await flushFlight();
-      }
     }
+    flight.push(...packer.flush());
+    await flushFlight();
+    await deps.ledger.complete(objectId, deps.owner, {
+      records: totals.inputRecords, published: totals.published, quarantined: totals.quarantined, events: totals.events,
+    }, now());
+    return report();
   }
-  flight.push(...packer.flush());
-  await flushFlight();
-  await deps.ledger.complete(objectId, deps.owner, {
-    records: totals.inputRecords, published: totals.published, quarantined: totals.quarantined, events: totals.events,
-  }, now());
-  return report();
 }
 
 /** Validates one line; parks it with its reason and returns undefined if it is not a record. */

@@ -1,0 +1,18 @@
+/** Checks of a handler's request fields and the text of an error, shared by the redrive commands. */
+
+/** The value, if it is a positive integer; otherwise throws naming the field. */
+export function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+/** The value, if it is an integer of 0 or more; otherwise throws naming the field. */
+export function nonNegativeInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
+/** An error as `Name: message`, for a report. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
