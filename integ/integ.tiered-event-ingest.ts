@@ -56,7 +56,8 @@ export function buildApp(app: App): IntegTest {
       EventBusName: ingest.slowBus.eventBusName,
       Source: 'integ.journeys',
       DetailType: 'MessageRequested',
-      Detail: JSON.stringify({ tenantId: 'acme', channel: 'email', correlationId: 'slow-1', text: 'hello later' }),
+      // A numeric tenant id, as many platforms have: it must arrive as the string "6500".
+      Detail: JSON.stringify({ tenantId: 6500, channel: 'email', correlationId: 'slow-1', text: 'hello later' }),
     }],
   });
   putSlow.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
@@ -81,11 +82,17 @@ export function buildApp(app: App): IntegTest {
     MaxNumberOfMessages: 1,
   }).expect(ExpectedResult.objectLike({
     Messages: Match.arrayWith([Match.objectLike({
-      Body: Match.stringLikeRegexp(containsAll('"detail-type":"CuratedBatch"', '"correlationId":"slow-1"', '"lane":"slow"')),
+      Body: Match.stringLikeRegexp(containsAll('"detail-type":"CuratedBatch"', '"correlationId":"slow-1"', '"lane":"slow"', '"tenant":"6500"')),
     })]),
   })).waitForAssertions({ totalTimeout: Duration.minutes(10), interval: Duration.seconds(30) });
 
-  putFast.next(putSlow).next(fastArrived).next(slowArrived);
+  // 4. The redrive function runs with its grants: a dry run over the quarantine lists what it would write.
+  const redriveDryRun = integ.assertions.invokeFunction({
+    functionName: ingest.redriveFunction.functionName,
+    payload: JSON.stringify({ action: 'parked-records', prefix: 'quarantine/', dryRun: true }),
+  }).expect(ExpectedResult.objectLike({ StatusCode: 200, Payload: Match.stringLikeRegexp('"dryRun":true') }));
+
+  putFast.next(putSlow).next(fastArrived).next(slowArrived).next(redriveDryRun);
 
   return integ;
 }
