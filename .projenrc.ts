@@ -45,7 +45,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
   lambdaOptions: {
     runtime: awscdk.LambdaRuntime.NODEJS_24_X,
     bundlingOptions: {
-      externals: ['@aws-sdk/*'],
+      // The Lambda runtime provides the SDK's clients; its helper libraries (lib-storage) are bundled.
+      externals: ['@aws-sdk/client-*'],
       sourcemap: false,
     },
   },
@@ -59,6 +60,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-sqs@3.1169.0',
     '@aws-sdk/client-eventbridge@3.1169.0',
     '@aws-sdk/client-s3@3.1169.0',
+    '@aws-sdk/lib-storage@3.1169.0',
     '@aws-sdk/client-dynamodb@3.1164.0',
     '@aws-sdk/util-dynamodb@3.996.9',
     '@aws-sdk/client-scheduler@3.1169.0',

@@ -1,11 +1,11 @@
 import { createHash } from 'crypto';
-import {
-  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand, HeadObjectCommand,
-  ListObjectsV2Command, PutObjectCommand, S3Client, UploadPartCommand,
-} from '@aws-sdk/client-s3';
+import { once } from 'events';
+import { PassThrough } from 'stream';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
   DeleteMessageBatchCommand, Message, MessageAttributeValue, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageBatchRequestEntry, SQSClient,
 } from '@aws-sdk/client-sqs';
+import { Upload } from '@aws-sdk/lib-storage';
 import { errorText, nonNegativeInteger, positiveInteger } from '../runtime/argument-checks';
 import { maybeGunzip } from '../runtime/ndjson-lines';
 
@@ -276,7 +276,9 @@ async function redriveOne(deps: ParkedRedriveDeps, key: string, target: string, 
         await writer?.add(outcome.bytes);
       }
     }
+    // Nothing recoverable: no object at all (an empty one would be published as nothing).
     if (records > 0) await writer?.finish();
+    else await writer?.abort();
   } catch (err) {
     await writer?.abort();
     throw err;
@@ -285,73 +287,48 @@ async function redriveOne(deps: ParkedRedriveDeps, key: string, target: string, 
 }
 
 /**
- * Writes a redriven object: one PutObject when it is small, a multipart upload (parts of
- * `partBytes`) when it is not, so a large Firehose error object is never held whole in
- * memory. Either way the object appears at once, complete, and notifies the publisher once.
+ * Writes a redriven object as it is read, through the SDK's managed upload (one PutObject
+ * when it is small, a multipart upload of `partBytes` parts when it is not, aborted on
+ * failure), so a large Firehose error object is never held whole in memory. Either way the
+ * object appears at once, complete, and notifies the publisher once.
  */
 class RedrivenObjectWriter {
-  private pieces: Buffer[] = [];
-  private buffered = 0;
-  private uploadId: string | undefined;
-  private readonly parts: { ETag?: string; PartNumber: number }[] = [];
+  private readonly body = new PassThrough();
+  private readonly upload: Upload;
+  private readonly uploaded: Promise<unknown>;
 
-  constructor(private readonly deps: ParkedRedriveDeps, private readonly key: string, private readonly parkedKey: string,
-    private readonly partBytes: number) {}
+  constructor(deps: ParkedRedriveDeps, key: string, parkedKey: string, partBytes: number) {
+    this.upload = new Upload({
+      client: deps.s3,
+      params: { Bucket: deps.bucket, Key: key, Body: this.body, ContentType: NDJSON, Metadata: redrivenFrom(parkedKey) },
+      partSize: partBytes,
+      queueSize: 1,
+    });
+    this.uploaded = this.upload.done();
+    this.uploaded.catch(() => undefined); // awaited in finish(); an early failure must not go unhandled
+  }
 
   public async add(record: Buffer): Promise<void> {
-    this.pieces.push(record, NEWLINE);
-    this.buffered += record.length + 1;
-    if (this.buffered >= this.partBytes) await this.uploadPart();
+    this.body.write(record);
+    if (!this.body.write(NEWLINE)) await Promise.race([once(this.body, 'drain'), this.uploaded]);
   }
 
   public async finish(): Promise<void> {
-    if (this.uploadId === undefined) {
-      await this.deps.s3.send(new PutObjectCommand({ ...this.target(), Body: this.take(), ContentType: NDJSON, Metadata: this.metadata() }));
-      return;
-    }
-    if (this.buffered > 0) await this.uploadPart();
-    await this.deps.s3.send(new CompleteMultipartUploadCommand({
-      ...this.target(), UploadId: this.uploadId, MultipartUpload: { Parts: this.parts },
-    }));
-    this.uploadId = undefined;
+    this.body.end();
+    await this.uploaded;
   }
 
-  /** Drops an unfinished multipart upload (its parts are billed until aborted). */
+  /** Drops an unfinished upload (multipart parts are billed until aborted). */
   public async abort(): Promise<void> {
-    if (this.uploadId === undefined) return;
-    const uploadId = this.uploadId;
-    this.uploadId = undefined;
-    await this.deps.s3.send(new AbortMultipartUploadCommand({ ...this.target(), UploadId: uploadId })).catch(() => undefined);
+    this.body.destroy();
+    await this.upload.abort().catch(() => undefined);
   }
+}
 
-  private async uploadPart(): Promise<void> {
-    if (this.uploadId === undefined) {
-      const created = await this.deps.s3.send(new CreateMultipartUploadCommand({ ...this.target(), ContentType: NDJSON, Metadata: this.metadata() }));
-      this.uploadId = created.UploadId!;
-    }
-    const partNumber = this.parts.length + 1;
-    const part = await this.deps.s3.send(new UploadPartCommand({
-      ...this.target(), UploadId: this.uploadId, PartNumber: partNumber, Body: this.take(),
-    }));
-    this.parts.push({ ETag: part.ETag, PartNumber: partNumber });
-  }
-
-  private take(): Buffer {
-    const body = Buffer.concat(this.pieces, this.buffered);
-    this.pieces = [];
-    this.buffered = 0;
-    return body;
-  }
-
-  private target() {
-    return { Bucket: this.deps.bucket, Key: this.key };
-  }
-
-  /** Where the records came from, for whoever finds the object (a hashed key hides it otherwise). */
-  private metadata(): Record<string, string> {
-    const from = encodeURIComponent(this.parkedKey);
-    return from.length <= 1800 ? { 'redriven-from': from } : { 'redriven-from-sha256': createHash('sha256').update(this.parkedKey).digest('hex') };
-  }
+/** Where the records came from, for whoever finds the object (a hashed key hides it otherwise). */
+function redrivenFrom(parkedKey: string): Record<string, string> {
+  const from = encodeURIComponent(parkedKey);
+  return from.length <= 1800 ? { 'redriven-from': from } : { 'redriven-from-sha256': createHash('sha256').update(parkedKey).digest('hex') };
 }
 
 const NEWLINE = Buffer.from('\n');
