@@ -1,10 +1,9 @@
-import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
-import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutBucketVersioningCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { App, Stack } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import { lambdaOnFailureRecord } from './lambda-destination-fixtures';
+import { createMotoIngest } from './moto-ingest';
 import { CuratedEnvelope, IngestLane } from '../../src/envelope/curated-envelope';
 import { checkRecord, RecordEnvelope } from '../../src/runtime/curated-envelope';
 import {
@@ -18,7 +17,8 @@ import { FaultInjector } from '../support/crash-points';
 import { renderInputTemplate } from '../support/input-transformer';
 import { createMotoQueue, drainMotoQueue, motoClients, uniqueName } from '../support/moto';
 
-const { sqs, eventBridge, s3, dynamoDb } = motoClients();
+const clients = motoClients();
+const { sqs, eventBridge, s3, dynamoDb } = clients;
 /** Clients the redrive uses with the fault injector on them (setup and checks use the ones above). */
 const faulty = motoClients();
 const injector = new FaultInjector(faulty.s3, faulty.eventBridge);
@@ -45,22 +45,7 @@ function sourceEvent(id: string, ids: Record<string, unknown>): Record<string, u
 
 /** The construct's resources in moto: versioned bucket, ledger table, curated bus whose events a capture queue receives. */
 async function world() {
-  const bucket = uniqueName('ingest');
-  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-  await s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
-  const table = uniqueName('ledger');
-  await dynamoDb.send(new CreateTableCommand({
-    TableName: table,
-    BillingMode: 'PAY_PER_REQUEST',
-    KeySchema: [{ AttributeName: 'objectId', KeyType: 'HASH' }],
-    AttributeDefinitions: [{ AttributeName: 'objectId', AttributeType: 'S' }],
-  }));
-  const bus = uniqueName('curated');
-  await eventBridge.send(new CreateEventBusCommand({ Name: bus }));
-  const capture = await createMotoQueue(sqs, 'capture');
-  const rule = uniqueName('curated');
-  await eventBridge.send(new PutRuleCommand({ Name: rule, EventBusName: bus, EventPattern: JSON.stringify({ source: ['cdk-event-fabric'] }) }));
-  await eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: bus, Targets: [{ Id: 'capture', Arn: capture.arn }] }));
+  const { bucket, table, bus, capture } = await createMotoIngest(clients);
   const dlq = await createMotoQueue(sqs, 'lane-dlq');
 
   const config: PublisherConfig = { curatedBusName: bus, quarantinePrefix: 'quarantine/', maxEntryBytes: 262_144, maxRecords: 1000, leaseSeconds: 360 };

@@ -1,12 +1,8 @@
 import { gzipSync } from 'zlib';
-import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
-import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
-import {
-  CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListObjectVersionsCommand, PutBucketVersioningCommand,
-  PutObjectCommand,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { firehoseErrorKey, firehoseErrorObject, firehoseErrorRecord } from './firehose-error-fixtures';
+import { createMotoIngest } from './moto-ingest';
 import { recordLine } from './publisher-fixtures';
 import { DynamoDbObjectLedger } from '../../src/tiered-event-ingest/object-ledger-core';
 import {
@@ -17,7 +13,8 @@ import { MAX_BUFFERED_LINE_BYTES, ObjectRef, publishObject, PublisherConfig, qua
 import { FaultInjector } from '../support/crash-points';
 import { createMotoQueue, drainMotoQueue, motoClients, uniqueName } from '../support/moto';
 
-const { sqs, eventBridge, s3, dynamoDb } = motoClients();
+const clients = motoClients();
+const { sqs, eventBridge, s3, dynamoDb } = clients;
 /** The SQS client the DLQ redrive uses, with the fault injector on it (setup and checks use `sqs`). */
 const redriveClients = motoClients();
 const injector = new FaultInjector(redriveClients.sqs);
@@ -32,22 +29,7 @@ const SMALL_ENTRIES = 2048;
 
 /** The construct's resources in moto: versioned bucket, ledger table, curated bus whose batches a capture queue receives. */
 async function world() {
-  const bucket = uniqueName('ingest');
-  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-  await s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
-  const table = uniqueName('ledger');
-  await dynamoDb.send(new CreateTableCommand({
-    TableName: table,
-    BillingMode: 'PAY_PER_REQUEST',
-    KeySchema: [{ AttributeName: 'objectId', KeyType: 'HASH' }],
-    AttributeDefinitions: [{ AttributeName: 'objectId', AttributeType: 'S' }],
-  }));
-  const bus = uniqueName('curated');
-  await eventBridge.send(new CreateEventBusCommand({ Name: bus }));
-  const capture = await createMotoQueue(sqs, 'capture');
-  const rule = uniqueName('batches');
-  await eventBridge.send(new PutRuleCommand({ Name: rule, EventBusName: bus, EventPattern: JSON.stringify({ 'source': ['cdk-event-fabric'], 'detail-type': ['CuratedBatch'] }) }));
-  await eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: bus, Targets: [{ Id: 'capture', Arn: capture.arn }] }));
+  const { bucket, table, bus, capture } = await createMotoIngest(clients, ['CuratedBatch']);
 
   const config = (maxEntryBytes: number): PublisherConfig => ({ curatedBusName: bus, quarantinePrefix: 'quarantine/', maxEntryBytes, maxRecords: 1000, leaseSeconds: 360 });
   const deps = (owner: string) => ({

@@ -1,36 +1,21 @@
 import { gzipSync } from 'zlib';
-import { CreateTableCommand, GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { createMotoIngest } from './moto-ingest';
 import { recordLine } from './publisher-fixtures';
 import { DynamoDbObjectLedger } from '../../src/tiered-event-ingest/object-ledger-core';
 import { objectRefFromNotification } from '../../src/tiered-event-ingest/publisher-config-core';
 import { ObjectRef, publishObject, PublisherConfig } from '../../src/tiered-event-ingest/publisher-core';
-import { motoClients, uniqueName } from '../support/moto';
+import { motoClients } from '../support/moto';
 
-const { sqs, eventBridge, s3, dynamoDb } = motoClients();
+const clients = motoClients();
+const { sqs, eventBridge, s3, dynamoDb } = clients;
 
 /** The resources the construct creates, made in moto: bucket, ledger table, curated bus with a capture rule. */
 async function setUp() {
-  const bucket = uniqueName('ingest');
-  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-  await s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
-  const table = uniqueName('ledger');
-  await dynamoDb.send(new CreateTableCommand({
-    TableName: table,
-    BillingMode: 'PAY_PER_REQUEST',
-    KeySchema: [{ AttributeName: 'objectId', KeyType: 'HASH' }],
-    AttributeDefinitions: [{ AttributeName: 'objectId', AttributeType: 'S' }],
-  }));
-  const bus = uniqueName('curated');
-  await eventBridge.send(new CreateEventBusCommand({ Name: bus }));
-  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: uniqueName('capture') }));
-  const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
-  const rule = uniqueName('batches');
-  await eventBridge.send(new PutRuleCommand({ Name: rule, EventBusName: bus, EventPattern: JSON.stringify({ 'source': ['cdk-event-fabric'], 'detail-type': ['CuratedBatch'] }) }));
-  await eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: bus, Targets: [{ Id: 'capture', Arn: Attributes!.QueueArn! }] }));
-  return { bucket, table, bus, queueUrl: QueueUrl! };
+  const ingest = await createMotoIngest(clients, ['CuratedBatch']);
+  return { ...ingest, queueUrl: ingest.capture.url };
 }
 
 /** Drains the capture queue: the batch events the curated bus delivered. */
