@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
@@ -235,7 +236,10 @@ export async function redriveSlowLaneDeadLetters(deps: LaneDeadLetterRedriveDeps
       stored.push(message);
     }
     if (stored.length === 0) return undefined;
-    const key = `${SLOW_LANE_REDRIVE_PREFIX}${hourPath(now())}/${stored[0].MessageId}-${stored.length}.ndjson`;
+    // Named by every message it holds: another set of messages (a later run that receives one
+    // whose delete failed, with new ones) never overwrites this object in the unversioned bucket.
+    const digest = createHash('sha256').update(stored.map((m) => m.MessageId).join('\n')).digest('hex').slice(0, 32);
+    const key = `${SLOW_LANE_REDRIVE_PREFIX}${hourPath(now())}/${stored[0].MessageId}-${stored.length}-${digest}.ndjson`;
     try {
       await s3.send(new PutObjectCommand({
         Bucket: request.bucket, Key: key, Body: lines.join('\n') + '\n', ContentType: 'application/x-ndjson',
@@ -372,11 +376,12 @@ async function redriveLoop(deps: LaneDeadLetterRedriveDeps, request: LaneDeadLet
   const totals = { received: 0, redriven: 0, kept: 0, notDeleted: 0, notReleased: 0 };
   const notes: DeadLetterNote[] = [];
   const note = (messageId: string | undefined, reason: string) => { if (notes.length < reportLimit) notes.push({ messageId: messageId ?? '?', reason }); };
-  const kept: Message[] = [];
+  // Kept messages by id, with the receipt handle of their latest receive (for the release).
+  const kept = new Map<string, Message>();
   const state: BatchState = {
     keep: (message, reason) => {
       totals.kept++;
-      kept.push(message);
+      kept.set(message.MessageId ?? `?${kept.size}`, message);
       note(message.MessageId, reason);
     },
     redriven: (count) => { totals.redriven += count; },
@@ -401,7 +406,7 @@ async function redriveLoop(deps: LaneDeadLetterRedriveDeps, request: LaneDeadLet
   };
 
   const finish = async (stoppedBecause: LaneDeadLetterReport['stoppedBecause'], error?: unknown): Promise<LaneDeadLetterReport> => {
-    totals.notReleased = await release(deps.sqs, request.deadLetterQueueUrl, kept);
+    totals.notReleased = await release(deps.sqs, request.deadLetterQueueUrl, [...kept.values()]);
     return { ...totals, notes, stoppedBecause, ...(error !== undefined ? { error: errorText(error) } : {}) };
   };
 
@@ -422,8 +427,18 @@ async function redriveLoop(deps: LaneDeadLetterRedriveDeps, request: LaneDeadLet
       return finish('error', err);
     }
     if (messages.length === 0) return finish('empty');
-    totals.received += messages.length;
-    const error = await handle(messages, state);
+    // A kept message can reappear within the run (a visibility timeout shorter than the run):
+    // it was handled already, so it is not counted or handled again; only its newest receipt
+    // handle is kept, for the release. A receive of nothing new means the run has seen it all.
+    const fresh = messages.filter((m) => {
+      const id = m.MessageId ?? '';
+      if (!kept.has(id)) return true;
+      kept.set(id, m);
+      return false;
+    });
+    if (fresh.length === 0) return finish('empty');
+    totals.received += fresh.length;
+    const error = await handle(fresh, state);
     if (error !== undefined) return finish('error', error);
   }
 }

@@ -177,8 +177,10 @@ export async function redriveParkedObjects(deps: ParkedRedriveDeps, request: Par
   const writtenKeys: string[] = [];
   const keep = <T>(list: T[], item: T) => { if (list.length < reportLimit) list.push(item); };
 
-  // The token is the last key handled: listing resumes after it (S3 lists keys in order).
-  let lastKey = token;
+  // The token is the last key handled: listing resumes after it (S3 lists keys in order). A
+  // token equal to the prefix means "from the start" (StartAfter would skip a key equal to it);
+  // a key handled twice that way is harmless: it is found already redriven.
+  let lastKey = token === prefix ? undefined : token;
   let handled = 0;
   let complete = false;
   paging: for (;;) {
@@ -234,7 +236,7 @@ export async function redriveParkedObjects(deps: ParkedRedriveDeps, request: Par
     failedObjects,
     writtenKeys,
     complete,
-    // Stopped before the first object: resume at the prefix's start (no key sorts before it).
+    // Stopped before the first object: the prefix itself, read as "resume at the start".
     ...(complete ? {} : { nextContinuationToken: lastKey ?? prefix }),
   };
 }
@@ -532,7 +534,8 @@ export interface DeadLetterRedriveRequest {
   readonly maxMessages?: number;
   /**
    * How long a received message stays hidden in the dead-letter queue, s: long enough to
-   * send and delete it. One whose send failed reappears after it (not within this call). @default 120
+   * send and delete it. One whose send failed reappears after it: within this call if the
+   * call runs longer, and it is then tried again and counted once. @default 120
    */
   readonly visibilityTimeoutSeconds?: number;
   /** Long-poll wait of each receive, s: an empty answer after it means the queue is empty. @default 2 */
@@ -586,21 +589,34 @@ export async function redriveObjectDeadLetters(deps: DeadLetterRedriveDeps, requ
   const maxMessages = positiveInteger('maxMessages', request.maxMessages ?? 1000);
   const reportLimit = nonNegativeInteger('reportLimit', request.reportLimit ?? DEFAULT_REPORT_LIMIT);
   const reserveMs = request.reserveMs ?? DEFAULT_DLQ_RESERVE_MS;
-  const totals = { received: 0, moved: 0, failed: 0, notDeleted: 0 };
-  const failures: DeadLetterFailure[] = [];
-  const fail = (messageId: string, reason: string) => { if (failures.length < reportLimit) failures.push({ messageId, reason }); };
-  const report = (stoppedBecause: DeadLetterRedriveReport['stoppedBecause'], error?: unknown): DeadLetterRedriveReport => ({
-    ...totals, failures, stoppedBecause, ...(error !== undefined ? { error: errorText(error) } : {}),
-  });
+  // Each message's last outcome in this run: one that fails and reappears within the run (a
+  // visibility timeout shorter than the run) is tried again and counted once, as it ends.
+  const outcomes = new Map<string, { kind: 'moved' | 'failed' | 'notDeleted'; reason?: string }>();
+  let receipts = 0;
+  const fail = (messageId: string, reason: string) => { outcomes.set(messageId, { kind: 'failed', reason }); };
+  const report = (stoppedBecause: DeadLetterRedriveReport['stoppedBecause'], error?: unknown): DeadLetterRedriveReport => {
+    const all = [...outcomes.entries()];
+    const count = (...kinds: string[]) => all.filter(([, o]) => kinds.includes(o.kind)).length;
+    const failures = all.filter(([, o]) => o.kind !== 'moved').slice(0, reportLimit).map(([messageId, o]) => ({ messageId, reason: o.reason! }));
+    return {
+      received: outcomes.size,
+      moved: count('moved', 'notDeleted'),
+      failed: count('failed'),
+      notDeleted: count('notDeleted'),
+      failures,
+      stoppedBecause,
+      ...(error !== undefined ? { error: errorText(error) } : {}),
+    };
+  };
 
   for (;;) {
-    if (totals.received >= maxMessages) return report('max-messages');
+    if (receipts >= maxMessages) return report('max-messages');
     if (deps.remainingMs() < reserveMs) return report('out-of-time');
     let messages: Message[];
     try {
       const answer = await deps.sqs.send(new ReceiveMessageCommand({
         QueueUrl: request.deadLetterQueueUrl,
-        MaxNumberOfMessages: Math.min(10, maxMessages - totals.received),
+        MaxNumberOfMessages: Math.min(10, maxMessages - receipts),
         VisibilityTimeout: request.visibilityTimeoutSeconds ?? 120,
         WaitTimeSeconds: request.waitTimeSeconds ?? 2,
         MessageAttributeNames: ['All'],
@@ -610,12 +626,11 @@ export async function redriveObjectDeadLetters(deps: DeadLetterRedriveDeps, requ
       return report('error', err);
     }
     if (messages.length === 0) return report('empty');
-    totals.received += messages.length;
+    receipts += messages.length;
 
     const entries: { entry: SendMessageBatchRequestEntry; message: Message; bytes: number }[] = [];
     messages.forEach((message, i) => {
       if (!message.Body) {
-        totals.failed++;
         fail(message.MessageId ?? '?', 'the message has no body; left in the dead-letter queue');
         return;
       }
@@ -637,7 +652,6 @@ export async function redriveObjectDeadLetters(deps: DeadLetterRedriveDeps, requ
         sent = (answer.Successful ?? []).map((s) => s.Id!).filter((id) => byId.has(id) && !failedSends.has(id));
         for (const [id, message] of byId) {
           if (sent.includes(id)) continue;
-          totals.failed++;
           const f = failedSends.get(id);
           fail(message.MessageId ?? id, f
             ? `send failed (${f.Code}: ${f.Message ?? ''}); left in the dead-letter queue`
@@ -645,11 +659,10 @@ export async function redriveObjectDeadLetters(deps: DeadLetterRedriveDeps, requ
         }
       } catch (err) {
         // Sent or not is unknown: nothing is deleted, so nothing can be lost.
-        totals.failed += batch.length;
         for (const e of batch) fail(e.message.MessageId ?? e.entry.Id!, `send failed: ${errorText(err)}; left in the dead-letter queue`);
         return report('error', err);
       }
-      totals.moved += sent.length;
+      for (const id of sent) outcomes.set(byId.get(id)!.MessageId ?? id, { kind: 'moved' });
       if (sent.length === 0) continue;
       try {
         const deleted = await deps.sqs.send(new DeleteMessageBatchCommand({
@@ -657,12 +670,14 @@ export async function redriveObjectDeadLetters(deps: DeadLetterRedriveDeps, requ
           Entries: sent.map((id) => ({ Id: id, ReceiptHandle: byId.get(id)!.ReceiptHandle! })),
         }));
         for (const f of deleted.Failed ?? []) {
-          totals.notDeleted++;
-          fail(byId.get(f.Id!)?.MessageId ?? f.Id!, `sent, but not deleted from the dead-letter queue (${f.Code}: ${f.Message ?? ''}); a later run sends it again`);
+          outcomes.set(byId.get(f.Id!)?.MessageId ?? f.Id!, {
+            kind: 'notDeleted', reason: `sent, but not deleted from the dead-letter queue (${f.Code}: ${f.Message ?? ''}); a later run sends it again`,
+          });
         }
       } catch (err) {
-        totals.notDeleted += sent.length;
-        for (const id of sent) fail(byId.get(id)!.MessageId ?? id, `sent, but not deleted from the dead-letter queue: ${errorText(err)}`);
+        for (const id of sent) {
+          outcomes.set(byId.get(id)!.MessageId ?? id, { kind: 'notDeleted', reason: `sent, but not deleted from the dead-letter queue: ${errorText(err)}` });
+        }
         return report('error', err);
       }
     }

@@ -169,7 +169,7 @@ describe('redriveSlowLaneDeadLetters: events EventBridge could not put into Fire
       received: 3, redriven: 3, kept: 0, notDeleted: 0, notReleased: 0, notes: [], stoppedBecause: 'empty', writtenKeys: [expect.any(String)],
     });
     const [key] = report.writtenKeys;
-    expect(key).toMatch(/^data\/redrive\/slow-lane-dlq\/2026\/11\/30\/10\/[0-9a-f-]+-3\.ndjson$/);
+    expect(key).toMatch(/^data\/redrive\/slow-lane-dlq\/2026\/11\/30\/10\/[0-9a-f-]+-3-[0-9a-f]{32}\.ndjson$/);
     expect(await w.keysUnder('data/')).toEqual([key]);
     const written: RecordEnvelope[] = await w.lines(key);
     for (const envelope of written) expect(checkRecord(envelope)).toEqual({ valid: true, errors: [] });
