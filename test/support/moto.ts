@@ -51,11 +51,25 @@ export interface MotoQueue {
   readonly arn: string;
 }
 
-/** Creates a queue with a unique name (and the given attributes, e.g. a redrive policy). */
+/**
+ * Creates a queue with a unique name (and the given attributes, e.g. a redrive policy).
+ * Again when moto answers with a server error: its CreateQueue with a redrive policy iterates
+ * its queues unguarded, so a queue another test file creates on the shared server at that
+ * moment can make it fail (a 500, which the SDK reports as a deserialization error). Nothing
+ * is created then; the retry uses a new name.
+ */
 export async function createMotoQueue(sqs: SQSClient, prefix: string, attributes: Record<string, string> = {}): Promise<MotoQueue> {
-  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(prefix), Attributes: attributes }));
-  const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
-  return { url: QueueUrl!, arn: Attributes!.QueueArn! };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(prefix), Attributes: attributes }));
+      const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
+      return { url: QueueUrl!, arn: Attributes!.QueueArn! };
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+        ?? (err as { $response?: { statusCode?: number } }).$response?.statusCode ?? 0;
+      if (attempt >= 3 || status < 500) throw err;
+    }
+  }
 }
 
 /**

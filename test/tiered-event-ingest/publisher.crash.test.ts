@@ -132,23 +132,7 @@ function notification(bucket: string, key: string, versionId: string, size: numb
   });
 }
 
-/**
- * Creates a queue, again when moto answers with a server error: moto's CreateQueue with a
- * redrive policy iterates its queues unguarded, so a queue another test file creates on the
- * shared server at that moment can make it fail (a 500, which the SDK reports as a
- * deserialization error). Nothing is created then; the retry uses a new name.
- */
-async function createQueue(prefix: string, attributes: Record<string, string> = {}): Promise<MotoQueue> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await createMotoQueue(platform.sqs, prefix, attributes);
-    } catch (err) {
-      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
-        ?? (err as { $response?: { statusCode?: number } }).$response?.statusCode ?? 0;
-      if (attempt >= 3 || status < 500) throw err;
-    }
-  }
-}
+const createQueue = (prefix: string, attributes: Record<string, string> = {}) => createMotoQueue(platform.sqs, prefix, attributes);
 
 /**
  * A fresh world: the versioned ingest bucket holding the object, the ledger table, the curated
