@@ -135,16 +135,21 @@ describe('object queue consumer', () => {
   const s3 = mockClient(S3Client);
   const sqs = mockClient(SQSClient);
   const ENV = {
-    BUCKET_NAME: 'ingest-bucket', DATA_PREFIX: 'data/', QUARANTINE_PREFIX: 'quarantine/', CURATED_BUS_NAME: 'curated',
-    MAX_ENTRY_BYTES: '1048576', MAX_RECORDS_PER_EVENT: '1000',
+    BUCKET_NAME: 'ingest-bucket',
+    DATA_PREFIX: 'data/',
+    QUARANTINE_PREFIX: 'quarantine/',
+    CURATED_BUS_NAME: 'curated',
+    MAX_ENTRY_BYTES: '1048576',
+    MAX_RECORDS_PER_EVENT: '1000',
     // What the construct sets for its default 5-minute timeout: lease = timeout + 60 s.
-    LEASE_SECONDS: '360', RESERVE_MS: '15000',
+    LEASE_SECONDS: '360',
+    RESERVE_MS: '15000',
     OBJECT_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/123456789012/objects',
   };
   const body = JSON.stringify({
     'source': 'aws.s3',
     'detail-type': 'Object Created',
-    'detail': { bucket: { name: 'ingest-bucket' }, object: { key: 'data/tenant=acme/x.gz', 'version-id': 'v1', 'sequencer': '0A' } },
+    'detail': { bucket: { name: 'ingest-bucket' }, object: { 'key': 'data/tenant=acme/x.gz', 'version-id': 'v1', 'sequencer': '0A' } },
   });
   const event = (receives: number): SQSEvent => ({
     Records: [{ messageId: `m-${receives}`, receiptHandle: `rh-${receives}`, body, attributes: { ApproximateReceiveCount: String(receives) } }],
@@ -176,8 +181,16 @@ describe('object queue consumer', () => {
     const maxReceiveCount = 5;
     for (let receive = 1; receive <= maxReceiveCount && !done; receive++) {
       const result = await consumeObjectMessages({
-        s3: s3 as unknown as S3Client, sqs: sqs as unknown as SQSClient, eventBridge: client, ledger,
-        requestId: `req-${receive}`, remainingMs: () => 300_000, log, random: () => 0, nowSeconds: () => now, sleep: async () => undefined,
+        s3: s3 as unknown as S3Client,
+        sqs: sqs as unknown as SQSClient,
+        eventBridge: client,
+        ledger,
+        requestId: `req-${receive}`,
+        remainingMs: () => 300_000,
+        log,
+        random: () => 0,
+        nowSeconds: () => now,
+        sleep: async () => undefined,
       }, ENV, event(receive));
       if (result.batchItemFailures.length === 0) {
         done = true;
@@ -201,8 +214,16 @@ describe('object queue consumer', () => {
     const ledger = new InMemoryObjectLedger();
     let now = 1_000;
     const run = async (receive: number, remaining: () => number) => consumeObjectMessages({
-      s3: s3 as unknown as S3Client, sqs: sqs as unknown as SQSClient, eventBridge: client, ledger,
-      requestId: `req-${receive}`, remainingMs: remaining, log, random: () => 0.5, nowSeconds: () => now, sleep: async () => undefined,
+      s3: s3 as unknown as S3Client,
+      sqs: sqs as unknown as SQSClient,
+      eventBridge: client,
+      ledger,
+      requestId: `req-${receive}`,
+      remainingMs: remaining,
+      log,
+      random: () => 0.5,
+      nowSeconds: () => now,
+      sleep: async () => undefined,
     }, ENV, event(receive));
     // Run 1: 9 entries put, then time runs low while the 10th is throttled: progress, a continuation.
     let calls = 0;
@@ -218,11 +239,12 @@ describe('object queue consumer', () => {
     expect(second.batchItemFailures).toEqual([{ itemIdentifier: 'm-1' }]);
     expect(sqs.commandCalls(ChangeMessageVisibilityCommand)).toHaveLength(1);
     expect(published.recordIds).toHaveLength(9);
-    expect(deps(ledger).cursor.publishedInFlight).toHaveLength(9);
+    expect(ledgerItem(ledger).cursor.publishedInFlight).toHaveLength(9);
   });
 });
 
-function deps(ledger: InMemoryObjectLedger) {
+/** The ledger item of the object the consumer tests publish. */
+function ledgerItem(ledger: InMemoryObjectLedger) {
   return ledger.items.get(objectIdOf({ bucket: 'ingest-bucket', key: 'data/tenant=acme/x.gz', versionId: 'v1' }))!;
 }
 
