@@ -2,12 +2,13 @@
  * One batch-publisher benchmark run, in its own process so its peak RSS is its own.
  * Bundled with esbuild and run with plain node by bench/batch-publisher.ts.
  *
- *   node worker.js <ours|naive> <totalMiB> <payloadBytes>
+ *   node worker.js <ours|naive|ceiling> <totalMiB> <payloadBytes>
  *
  * Feeds generated NDJSON (curated record lines whose payload is `payloadBytes` bytes, plus
  * about 170 bytes of envelope) to the
  * publisher core, or to the naive baseline, with an in-memory EventBridge stub that
- * rejects entries over the 1 MiB limit, and prints one JSON line of figures.
+ * rejects entries over the 1 MiB limit, and prints one JSON line of figures. `ceiling`
+ * reads the same bytes doing only what any publisher must: split lines, JSON.parse each.
  */
 import { readFileSync } from 'fs';
 import type { PutEventsCommand } from '@aws-sdk/client-eventbridge';
@@ -45,10 +46,23 @@ function stubEventBridge(counters: Counters) {
   } as any;
 }
 
-/** `recordCount` without parsing a megabyte of JSON (both publishers write it in the header). */
+/**
+ * `recordCount` without parsing a megabyte of JSON (both publishers write it in the header).
+ * Read digit by digit: a RegExp would keep its last subject, a slice of the Detail that
+ * holds the whole Detail, alive until the next match, so the stub itself would keep one
+ * request body at a time and push each into the old generation (it measurably did).
+ */
 function recordCount(detail: string): number {
-  const match = /"recordCount":(\d+)/.exec(detail.slice(0, 2048));
-  return match ? Number(match[1]) : 0;
+  const key = '"recordCount":';
+  const at = detail.indexOf(key);
+  if (at === -1 || at > 2048) return 0;
+  let count = 0;
+  for (let i = at + key.length; i < detail.length; i++) {
+    const digit = detail.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) break;
+    count = count * 10 + digit;
+  }
+  return count;
 }
 
 /** A curated record line whose payload (`{"p":"xx…"}`) is `payloadBytes` bytes. */
@@ -82,6 +96,35 @@ function generate(totalMiB: number, payloadBytes: number): { source: () => Async
     bytes: block.length * totalMiB,
     records: lines.length * totalMiB,
   };
+}
+
+/**
+ * The ceiling: the least any publisher does with the same bytes, split them into lines and
+ * JSON.parse each line, nothing else (no validation, no batching, no PutEvents). A line cut
+ * by a chunk border is joined first. Returns the lines parsed.
+ */
+async function ceiling(source: AsyncIterable<Uint8Array>): Promise<number> {
+  let lines = 0;
+  let rest: Buffer | undefined; // the start of a line cut by a chunk border
+  for await (const raw of source) {
+    const chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      const text = rest ? Buffer.concat([rest, chunk.subarray(0, nl)]).toString('utf8') : chunk.toString('utf8', start, nl);
+      rest = undefined;
+      if (text.length > 0) {
+        JSON.parse(text);
+        lines++;
+      }
+      start = nl + 1;
+    }
+    if (start < chunk.length) rest = rest ? Buffer.concat([rest, chunk.subarray(start)]) : chunk.subarray(start);
+  }
+  if (rest && rest.length > 0) {
+    JSON.parse(rest.toString('utf8'));
+    lines++;
+  }
+  return lines;
 }
 
 /** The seed's approach: the whole object in memory, then fixed 1000-record events. */
@@ -141,6 +184,8 @@ async function main(): Promise<void> {
       sleep: async () => undefined,
     }, { curatedBusName: 'curated', quarantinePrefix: 'quarantine/', maxEntryBytes: DEFAULT_BATCH_ENTRY_BYTES, maxRecords: SEED_RECORDS_PER_EVENT, leaseSeconds: 360 },
     { bucket: 'bench', key: 'data/bench.ndjson' });
+  } else if (which === 'ceiling') {
+    counters.publishedRecords = await ceiling(input.source());
   } else {
     await naive(input.source(), client);
   }
