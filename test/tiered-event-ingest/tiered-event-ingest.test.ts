@@ -240,7 +240,9 @@ describe('TieredEventIngest defaults', () => {
     const writes = own.filter((st) => [st.Action].flat().includes('s3:PutObject'));
     expect(writes.map((st) => JSON.stringify(st.Resource))).toEqual([expect.stringContaining('/data/redrive/*')]);
     template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 0 });
-    expect(ingest.redriveFunction.functionArn).toBeDefined();
+    // The exposed property is that function: the template holds it under the property's logical id.
+    const logicalId = stack.resolve((ingest.redriveFunction.node.defaultChild as any).logicalId);
+    expect(template.findResources('AWS::Lambda::Function')[logicalId]).toEqual(fn);
     const resources = JSON.stringify(statements(template).map((st) => st.Resource));
     for (const prefix of ['quarantine/*', 'firehose-errors/*', 'data/redrive/*']) expect(resources).toContain(prefix);
   });
