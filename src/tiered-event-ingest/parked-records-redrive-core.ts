@@ -641,7 +641,15 @@ export async function redriveObjectDeadLetters(deps: DeadLetterRedriveDeps, requ
         bytes: Buffer.byteLength(message.Body) + attributeBytes(attributes),
       });
     });
-    for (const batch of bySize(entries, MAX_SEND_BATCH_BYTES)) {
+    const batches = bySize(entries, MAX_SEND_BATCH_BYTES);
+    // A run that stops on an error still reports every message of this receive.
+    const stopOnError = (after: number, err: unknown) => {
+      for (const later of batches.slice(after + 1)) {
+        for (const e of later) fail(e.message.MessageId ?? e.entry.Id!, 'not tried: the run stopped on an earlier error; left in the dead-letter queue');
+      }
+      return report('error', err);
+    };
+    for (const [index, batch] of batches.entries()) {
       const byId = new Map(batch.map((e) => [e.entry.Id!, e.message]));
       let sent: string[];
       try {
@@ -660,7 +668,7 @@ export async function redriveObjectDeadLetters(deps: DeadLetterRedriveDeps, requ
       } catch (err) {
         // Sent or not is unknown: nothing is deleted, so nothing can be lost.
         for (const e of batch) fail(e.message.MessageId ?? e.entry.Id!, `send failed: ${errorText(err)}; left in the dead-letter queue`);
-        return report('error', err);
+        return stopOnError(index, err);
       }
       for (const id of sent) outcomes.set(byId.get(id)!.MessageId ?? id, { kind: 'moved' });
       if (sent.length === 0) continue;
@@ -678,7 +686,7 @@ export async function redriveObjectDeadLetters(deps: DeadLetterRedriveDeps, requ
         for (const id of sent) {
           outcomes.set(byId.get(id)!.MessageId ?? id, { kind: 'notDeleted', reason: `sent, but not deleted from the dead-letter queue: ${errorText(err)}` });
         }
-        return report('error', err);
+        return stopOnError(index, err);
       }
     }
   }

@@ -233,6 +233,34 @@ describe('object-dlq redrive: counts and attributes', () => {
     expect(report.failures.length).toBe(stillParked.length);
   });
 
+  // Invariant: `moved + failed === received` whatever stops the run. Ten 100 KiB
+  // notifications need five SendMessageBatch calls (256 KiB each at most); the second one
+  // is lost, and the run stops: the three groups it never tried are still received, and
+  // are reported as left in the DLQ.
+  test('a run stopped by a failed send mid-receive counts the messages it never tried as received and failed', async () => {
+    const dlq = await createMotoQueue(sqs, 'object-dlq');
+    const queue = await createMotoQueue(sqs, 'object-queue');
+    const bodies = Array.from({ length: 10 }, (_, i) => `${i}`.padEnd(100 * 1024, '.'));
+    for (const body of bodies) await sqs.send(new SendMessageCommand({ QueueUrl: dlq.url, MessageBody: body }));
+
+    // Calls: 0 receive, 1 send, 2 delete, 3 the second send.
+    const outcome = await injector.invoke(() => redriveObjectDeadLetters({ sqs: faulty.sqs, remainingMs: plentyOfTime },
+      { deadLetterQueueUrl: dlq.url, queueUrl: queue.url, visibilityTimeoutSeconds: 1, waitTimeSeconds: 0 }), { at: 3, kind: 'lost-request' });
+    const report: DeadLetterRedriveReport = valueOf(outcome);
+
+    await sleep(1500);
+    const moved = await drainMotoQueue(sqs, queue.url);
+    const stillParked = await drainMotoQueue(sqs, dlq.url);
+    expect([...moved, ...stillParked].sort()).toEqual([...bodies].sort()); // nothing lost
+    expect(report.stoppedBecause).toBe('error');
+    expect(report).toMatchObject({ received: 10, moved: 2, failed: 8, notDeleted: 0 });
+    expect(report.moved).toBe(moved.length);
+    expect(report.failures.map((f) => f.reason)).toEqual([
+      ...Array(2).fill(expect.stringMatching(/^send failed: .*; left in the dead-letter queue$/)),
+      ...Array(6).fill('not tried: the run stopped on an earlier error; left in the dead-letter queue'),
+    ]);
+  });
+
   // Invariant: a notification moved back keeps its body and every message attribute,
   // whatever its type (String, Number, Binary, custom-typed).
   test('binary, number and custom-typed message attributes survive the move unchanged', async () => {
