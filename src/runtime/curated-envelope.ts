@@ -142,9 +142,17 @@ export function buildRecord(fields: RecordFields): RecordEnvelope {
   return envelope;
 }
 
+const SEPARATOR = Buffer.from([0]);
+
 /** A UUID-shaped id derived from its inputs, so re-publishing the same lines gives the same id. */
-export function deterministicId(...parts: string[]): string {
-  const hex = createHash('sha256').update(parts.join('\u0000')).digest('hex');
+export function deterministicId(...parts: (string | Uint8Array)[]): string {
+  // The parts joined by U+0000, hashed part by part (a part may be bytes, as UTF-8 text).
+  const hash = createHash('sha256');
+  parts.forEach((part, i) => {
+    if (i > 0) hash.update(SEPARATOR);
+    hash.update(part);
+  });
+  const hex = hash.digest('hex');
   // RFC 4122 layout: version nibble 5, variant nibble 8–b.
   const variant = '89ab'[parseInt(hex[16], 16) % 4];
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;

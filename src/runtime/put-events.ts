@@ -21,6 +21,24 @@ export function putEventsEntrySize(entry: PutEventsRequestEntry): number {
   return size;
 }
 
+/**
+ * An entry built only for the PutEvents call that carries it (again for a retry), so a big
+ * Detail is not held while the entries before it are put.
+ */
+export interface DeferredPutEventsEntry {
+  /** The entry's size as `putEventsEntrySize` counts it. */
+  readonly size: number;
+  readonly build: () => PutEventsRequestEntry;
+}
+
+function isDeferred(entry: PutEventsRequestEntry | DeferredPutEventsEntry): entry is DeferredPutEventsEntry {
+  return typeof (entry as DeferredPutEventsEntry).build === 'function';
+}
+
+function built(entry: PutEventsRequestEntry | DeferredPutEventsEntry): PutEventsRequestEntry {
+  return isDeferred(entry) ? entry.build() : entry;
+}
+
 /** Outcome of one entry of `putEventsReliably`, in input order. */
 export interface PutEntryOutcome {
   readonly ok: boolean;
@@ -57,7 +75,7 @@ export interface PutEventsOptions {
  */
 export async function putEventsReliably(
   client: EventBridgeClient,
-  entries: PutEventsRequestEntry[],
+  entries: readonly (PutEventsRequestEntry | DeferredPutEventsEntry)[],
   options: PutEventsOptions = {},
 ): Promise<PutEntryOutcome[]> {
   const maxAttempts = options.maxAttempts ?? 4;
@@ -73,7 +91,7 @@ export async function putEventsReliably(
     for (const group of groupBySize(pending, entries, options.maxRequestBytes ?? DEFAULT_MAX_ENTRY_BYTES)) {
       let results: { EventId?: string; ErrorCode?: string; ErrorMessage?: string; callFailed?: boolean }[];
       try {
-        const response = await client.send(new PutEventsCommand({ Entries: group.map((i) => entries[i]) }));
+        const response = await client.send(new PutEventsCommand({ Entries: group.map((i) => built(entries[i])) }));
         results = response.Entries ?? [];
       } catch (err) {
         // The whole call failed after the SDK's own retries: every entry of it failed.
@@ -104,12 +122,13 @@ export async function putEventsReliably(
 }
 
 /** Groups entry indexes into PutEvents calls: at most 10 entries and `maxBytes` each. */
-function groupBySize(indexes: number[], entries: PutEventsRequestEntry[], maxBytes: number): number[][] {
+function groupBySize(indexes: number[], entries: readonly (PutEventsRequestEntry | DeferredPutEventsEntry)[], maxBytes: number): number[][] {
   const groups: number[][] = [];
   let current: number[] = [];
   let bytes = 0;
   for (const i of indexes) {
-    const size = putEventsEntrySize(entries[i]);
+    const entry = entries[i];
+    const size = isDeferred(entry) ? entry.size : putEventsEntrySize(entry);
     if (current.length === MAX_ENTRIES_PER_PUT_EVENTS || (current.length > 0 && bytes + size > maxBytes)) {
       groups.push(current);
       current = [];

@@ -179,14 +179,20 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     const putIds = skipped.map((batch) => batch.id);
     putInFlight = putIds; // the same array: ids put below are seen by a release after a failure
     const transient: string[] = [];
-    const alreadyPublished = skipped.reduce((n, b) => n + b.records.length, 0);
+    const alreadyPublished = skipped.reduce((n, b) => n + b.recordCount, 0);
     const flightTotals = { published: 0, alreadyPublished, events: 0, billedChunks: 0, publishedBytes: 0 };
     // An entry refused for its content is split in two and the halves put again, until the
     // records EventBridge refuses are alone: only they are quarantined, not their batch.
     let toPut = flight.filter((batch) => !alreadyPut.has(batch.id));
+    const halves: PackedBatch[] = [];
     const entriesToPut = toPut.length;
     while (toPut.length > 0) {
-      const outcomes = await putEventsReliably(deps.eventBridge, toPut.map((batch) => ({ ...batch.entry, EventBusName: config.curatedBusName })), {
+      const outcomes = await putEventsReliably(deps.eventBridge, toPut.map((batch) => ({
+        // Built for the call that carries it: a Detail of up to 1 MiB is then garbage when
+        // that call returns, instead of being held (and promoted) through the whole flight.
+        size: batch.bytes,
+        build: () => ({ ...batch.entry(), EventBusName: config.curatedBusName }),
+      })), {
         maxRequestBytes: DEFAULT_MAX_ENTRY_BYTES, // the request limit: small entries share a call
         sleep: deps.sleep,
         // With a deadline, throttled entries back off for as long as the invocation allows.
@@ -197,12 +203,12 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
         const batch = toPut[k];
         if (outcome.ok) {
           putIds.push(batch.id);
-          flightTotals.published += batch.records.length;
+          flightTotals.published += batch.recordCount;
           flightTotals.events++;
           flightTotals.billedChunks += batch.chunks;
           flightTotals.publishedBytes += batch.bytes;
         } else if (!outcome.callFailed && CONTENT_ERROR_CODES.has(outcome.errorCode ?? '')) {
-          if (batch.records.length > 1) {
+          if (batch.recordCount > 1) {
             refused.push(batch);
             return;
           }
@@ -219,12 +225,15 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
         }
       });
       toPut = refused.flatMap((batch) => {
-        const half = Math.ceil(batch.records.length / 2);
-        return [packer.buildBatch(batch.records.slice(0, half)), packer.buildBatch(batch.records.slice(half))];
+        const records = batch.records;
+        const half = Math.ceil(records.length / 2);
+        const split = [packer.buildBatch(records.slice(0, half)), packer.buildBatch(records.slice(half))];
+        halves.push(...split);
+        return split;
       }).filter((batch) => {
         if (!alreadyPut.has(batch.id)) return true;
         putIds.push(batch.id); // put by the attempt before this one
-        flightTotals.alreadyPublished += batch.records.length;
+        flightTotals.alreadyPublished += batch.recordCount;
         return false;
       });
     }
@@ -256,6 +265,9 @@ export async function publishObject(deps: PublisherDeps, config: PublisherConfig
     }
     await deps.ledger.checkpoint(objectId, deps.owner, { line: cursorAfter, publishedInFlight: [] }, now(), config.leaseSeconds);
     addTotals();
+    // Done with: the packer reuses their buffers for the next batches.
+    packer.release(flight);
+    packer.release(halves);
     flight = [];
     quarantine = keep;
     quarantineBytes = keep.reduce((sum, q) => sum + quarantineCost(q), 0);

@@ -209,6 +209,32 @@ describe('putEventsReliably', () => {
     ]);
   });
 
+  // Deferred entries keep a big Detail from being held while the calls before it run: each
+  // is built for the call that carries it, again for a retry, and grouped by its stated size.
+  test('builds a deferred entry only for the call that carries it, and again for its retry', async () => {
+    const throttledOnce = new Set([3]);
+    const built: number[] = [];
+    const fake = putEventsFake((n, attempt) => throttledOnce.has(n) && attempt === 1 ? 'ThrottlingException' : undefined);
+    eventBridge.on(PutEventsCommand).callsFake((input) => {
+      built.push(-1); // a call boundary
+      return fake(input);
+    });
+    const deferred = entries(4).map((e, n) => ({
+      size: 600,
+      build: () => {
+        built.push(n);
+        return e;
+      },
+    }));
+
+    const outcomes = await putEventsReliably(client, deferred, { sleep: noSleep, maxRequestBytes: 1200 });
+
+    // Two entries of the stated 600 bytes fill a 1200-byte call; each is built just before its call.
+    expect(sentNumbers()).toEqual([[0, 1], [2, 3], [3]]);
+    expect(built).toEqual([0, 1, -1, 2, 3, -1, 3, -1]);
+    expect(outcomes.every((o) => o.ok)).toBe(true);
+  });
+
   test('makes no call for no entries', async () => {
     expect(await putEventsReliably(client, [], { sleep: noSleep })).toEqual([]);
     expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
