@@ -18,6 +18,11 @@ import { DEFAULT_MAX_ENTRY_BYTES, putEventsEntrySize, putEventsReliably } from '
 
 /** Seconds a claimed marker (status EMITTING) belongs to its owner before another invocation may take it over. */
 export const DEFAULT_LEASE_SECONDS = 60;
+/**
+ * No claim starts with less than this left of the invocation: a claim, PutEvents and the
+ * finish take a few seconds even when retried, and the AWS clients time out each request.
+ */
+export const DEFAULT_RESERVE_MS = 10_000;
 /** A deadline that is already past when its schedule is created is set this far in the future instead. */
 export const MIN_SCHEDULE_LEAD_SECONDS = 60;
 
@@ -51,6 +56,8 @@ export interface AggregatorConfig {
   readonly leaseSeconds?: number;
   /** PutEvents entry size limit. @default DEFAULT_MAX_ENTRY_BYTES */
   readonly maxEntryBytes?: number;
+  /** No id is started and no claim taken with less than this left of the invocation, ms. @default DEFAULT_RESERVE_MS */
+  readonly reserveMs?: number;
 }
 
 export interface AggregatorDeps {
@@ -65,6 +72,8 @@ export interface AggregatorDeps {
   readonly nowSeconds?: () => number;
   /** Backoff of the PutEvents retries; injected for tests. */
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Milliseconds left in the invocation (Lambda's `getRemainingTimeInMillis`); without it, time is not checked. */
+  readonly remainingMs?: () => number;
 }
 
 /** What happened to one correlation id. */
@@ -73,9 +82,10 @@ export interface CorrelationOutcome {
   /**
    * `waiting`: required events are missing; `completed`/`incomplete`: this invocation emitted that event;
    * `done`: the aggregation was already emitted; `claimed-elsewhere`: another invocation emitted it meanwhile;
-   * `busy`: another invocation holds a live claim (retried later); `failed`: an error (retried).
+   * `busy`: another invocation holds a live claim (retried later); `deferred`: not started or not
+   * claimed for lack of time (retried); `failed`: an error (retried).
    */
-  readonly outcome: 'waiting' | 'completed' | 'incomplete' | 'done' | 'claimed-elsewhere' | 'busy' | 'failed';
+  readonly outcome: 'waiting' | 'completed' | 'incomplete' | 'done' | 'claimed-elsewhere' | 'busy' | 'deferred' | 'failed';
   readonly itemsRead: number;
   readonly missing: string[];
   /** Event names that arrived after the aggregation was emitted (not emitted again). */
@@ -219,6 +229,9 @@ function jsonSafe(value: unknown): unknown {
   return value;
 }
 
+const STREAM_RETRY = 'the stream retries this id';
+const DEADLINE_RETRY = 'the schedule retries the deadline';
+
 const isConditionFailure = (err: unknown) => err instanceof ConditionalCheckFailedException || (err as Error)?.name === 'ConditionalCheckFailedException';
 
 /** Thrown when a correlation id's emit must be retried later: another invocation holds a live claim. */
@@ -227,6 +240,14 @@ export class AggregationBusyError extends Error {
     super(`aggregation of ${correlationId} is being emitted by another invocation (${owner ?? 'unknown owner'}, lease until ${leaseUntil ?? 'unknown'}); `
       + 'retrying later, so it is not lost if that invocation fails');
     this.name = 'AggregationBusyError';
+  }
+}
+
+/** Thrown before a claim when too little of the invocation is left: the id is retried, never claimed and abandoned. */
+export class OutOfTimeError extends Error {
+  constructor(reserveMs: number, retriedBy: string) {
+    super(`less than ${reserveMs} ms of the invocation left; ${retriedBy}`);
+    this.name = 'OutOfTimeError';
   }
 }
 
@@ -240,12 +261,14 @@ export class Aggregator {
   private readonly now: () => number;
   private readonly leaseSeconds: number;
   private readonly maxEntryBytes: number;
+  private readonly reserveMs: number;
 
   constructor(private readonly deps: AggregatorDeps, private readonly config: AggregatorConfig) {
     this.logger = deps.logger ?? SILENT_LOGGER;
     this.now = deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     this.leaseSeconds = config.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     this.maxEntryBytes = config.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES;
+    this.reserveMs = config.reserveMs ?? DEFAULT_RESERVE_MS;
     if (config.deadlineSeconds > 0 && (!config.schedule || !deps.scheduler)) {
       throw new Error('a deadline needs the schedule settings (SCHEDULE_* environment variables) and a Scheduler client');
     }
@@ -282,16 +305,18 @@ export class Aggregator {
     for (const [correlationId, records] of groups) {
       this.logger.appendKeys?.({ correlationId });
       try {
+        this.checkTime(STREAM_RETRY);
         outcomes.push(await this.onChange(correlationId, records));
       } catch (err) {
         const busy = err instanceof AggregationBusyError;
+        const deferred = err instanceof OutOfTimeError;
         const itemIdentifier = records[0].dynamodb?.SequenceNumber ?? records[0].eventID ?? '';
-        if (busy) this.logger.info((err as Error).message, { itemIdentifier });
+        if (busy || deferred) this.logger.info((err as Error).message, { itemIdentifier });
         else this.logger.error(`aggregation of ${correlationId} failed; the stream retries from record ${itemIdentifier}`, err as Error);
         batchItemFailures.push({ itemIdentifier });
         outcomes.push({
           correlationId,
-          outcome: busy ? 'busy' : 'failed',
+          outcome: busy ? 'busy' : deferred ? 'deferred' : 'failed',
           itemsRead: 0,
           missing: [],
           lateEvents: [],
@@ -375,6 +400,11 @@ export class Aggregator {
     return { ...base, updatesEmitted, scheduleCreated, outcome: 'waiting' };
   }
 
+  /** Throws `OutOfTimeError` when less than the reserve is left. */
+  private checkTime(retriedBy: string): void {
+    if (this.deps.remainingMs && this.deps.remainingMs() < this.reserveMs) throw new OutOfTimeError(this.reserveMs, retriedBy);
+  }
+
   private missing(state: CorrelationState): string[] {
     return this.config.requiredEvents.filter((name) => !state.events.has(name));
   }
@@ -427,6 +457,8 @@ export class Aggregator {
    */
   private async emitOnce(correlationId: string, state: CorrelationState, kind: 'complete' | 'incomplete', trigger: 'stream' | 'deadline'):
   Promise<Pick<CorrelationOutcome, 'outcome' | 'truncated'>> {
+    // The read may have used up the time: a claim must leave time to emit and finish.
+    this.checkTime(trigger === 'stream' ? STREAM_RETRY : DEADLINE_RETRY);
     const claim = await this.claim(correlationId, [...state.events.keys()]);
     if (claim.state === 'done') {
       this.logger.info(`aggregation of ${correlationId} was already emitted by another invocation (${claim.status}); nothing to do`);

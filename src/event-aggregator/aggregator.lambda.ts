@@ -7,13 +7,14 @@ import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-la
 import type { DeadlineInvocation } from './aggregator-contract';
 import { Aggregator, aggregatorConfigFromEnv } from './aggregator-core';
 import { describeValue } from './recorder-core';
+import { withHandlerTimeouts } from '../runtime/client-timeouts';
 
 const logger = new Logger();
 // The `aggregator` dimension keeps the metrics of several aggregators in one account apart.
 const metrics = new Metrics({ defaultDimensions: { aggregator: process.env.AGGREGATOR_ID ?? 'unknown' } });
-const dynamoDb = new DynamoDBClient({});
-const eventBridge = new EventBridgeClient({});
-const scheduler = new SchedulerClient({});
+const dynamoDb = new DynamoDBClient(withHandlerTimeouts());
+const eventBridge = new EventBridgeClient(withHandlerTimeouts());
+const scheduler = new SchedulerClient(withHandlerTimeouts());
 
 /**
  * One function for both triggers: a batch of the table's stream (`Records`) and the
@@ -27,6 +28,7 @@ export async function handler(event: DynamoDBStreamEvent | DeadlineInvocation, c
     eventBridge,
     scheduler,
     owner: context.awsRequestId,
+    remainingMs: () => context.getRemainingTimeInMillis(),
     logger,
     metric: (name, value) => metrics.addMetric(name, MetricUnit.Count, value),
   }, aggregatorConfigFromEnv(process.env));

@@ -1,9 +1,10 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { recordEvent, recorderConfigFromEnv, RecorderInput, RecordResult } from './recorder-core';
+import { withHandlerTimeouts } from '../runtime/client-timeouts';
 
 const logger = new Logger();
-const dynamoDb = new DynamoDBClient({});
+const dynamoDb = new DynamoDBClient(withHandlerTimeouts());
 
 /**
  * Stores one event of a bus source, invoked asynchronously by the source's EventBridge

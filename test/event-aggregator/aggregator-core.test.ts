@@ -537,11 +537,63 @@ describe('deadline', () => {
   });
 });
 
+describe('time budget', () => {
+  // Invariant: no claim is taken with less than the reserve of the invocation left, so a
+  // timeout never lands between a claim and its finish (a claim that outlives its owner
+  // blocks the id for the whole lease). An id not started in time is retried, not lost.
+  test('ids reached with less than the reserve left are not claimed: they and every later id are retried from their first record', async () => {
+    table = ['1', '2', '3'].flatMap((id) => [eventItem(id, ACCOUNT_CHECK), eventItem(id, IN_STOCK)]);
+    let remaining = 25_000;
+    const logger = captureLogger();
+    const core = new Aggregator({
+      dynamoDb: new DynamoDBClient({ region: 'us-east-1' }),
+      eventBridge: new EventBridgeClient({ region: 'us-east-1' }),
+      owner: 'req-1',
+      logger,
+      nowSeconds: () => NOW,
+      sleep: async () => {},
+      remainingMs: () => remaining,
+    }, CONFIG);
+    // Each id's Query costs 8 s of the invocation: id 1 starts with 25 s, id 2 with 17 s, id 3 with 9 s (under the 10 s reserve).
+    dynamo.on(QueryCommand).callsFake((input) => {
+      remaining -= 8_000;
+      const items = table.filter((i) => i.correlationId === input.ExpressionAttributeValues[':id'].S);
+      return { Items: items.map((i) => marshall(i)), Count: items.length };
+    });
+    const records = ['1', '2', '3'].map((id) => streamRecord('INSERT', eventItem(id, IN_STOCK)));
+
+    const report = await core.processStreamBatch(streamEvent(...records));
+
+    // id 2 was read with 17 s left, but its claim would start with 9 s: not claimed either.
+    expect(report.outcomes.map((o) => [o.correlationId, o.outcome])).toEqual([['1', 'completed'], ['2', 'deferred'], ['3', 'deferred']]);
+    expect(report.batchItemFailures).toEqual([records[1], records[2]].map((r) => ({ itemIdentifier: r.dynamodb!.SequenceNumber })));
+    expect(dynamo.commandCalls(PutItemCommand).map((c) => c.args[0].input.Item!.correlationId.S)).toEqual(['1']);
+    expect(emitted().map((e) => e.detail.correlationId)).toEqual(['1']);
+    expect(dynamo.commandCalls(QueryCommand)).toHaveLength(2); // id 3 is not even read
+    expect(report.outcomes[2].error).toBe('less than 10000 ms of the invocation left; the stream retries this id');
+  });
+
+  test('a deadline reached with less than the reserve left throws before claiming, so the schedule retries it', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK)];
+    const core = new Aggregator({
+      dynamoDb: new DynamoDBClient({ region: 'us-east-1' }),
+      eventBridge: new EventBridgeClient({ region: 'us-east-1' }),
+      scheduler: new SchedulerClient({ region: 'us-east-1' }),
+      owner: 'req-1',
+      nowSeconds: () => NOW,
+      remainingMs: () => 4_000,
+    }, { ...CONFIG, deadlineSeconds: 900, schedule: SCHEDULE });
+    await expect(core.processDeadline({ deadlineFor: '7' })).rejects.toThrow('less than 10000 ms of the invocation left');
+    expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 0);
+    expect(emitted()).toEqual([]);
+  });
+});
+
 describe('aggregator handler', () => {
   Object.assign(process.env, ENV);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { handler } = require('../../src/event-aggregator/aggregator.lambda') as typeof import('../../src/event-aggregator/aggregator.lambda');
-  const context = { awsRequestId: 'lambda-req-9' } as Context;
+  const context = { awsRequestId: 'lambda-req-9', getRemainingTimeInMillis: () => 29_000 } as Context;
 
   test('a stream batch returns only the batch item failures; the request id owns the marker', async () => {
     table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
