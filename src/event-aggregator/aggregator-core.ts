@@ -229,6 +229,13 @@ function jsonSafe(value: unknown): unknown {
   return value;
 }
 
+/** Attempts of "mark complete", and their full-jitter backoff. */
+const FINISH_MAX_ATTEMPTS = 6;
+const FINISH_BASE_DELAY_MS = 200;
+const FINISH_MAX_DELAY_MS = 2_000;
+/** No further attempt with less than this left of the invocation: a request takes up to 5 s. */
+const FINISH_MIN_TIME_MS = 6_000;
+
 const STREAM_RETRY = 'the stream retries this id';
 const DEADLINE_RETRY = 'the schedule retries the deadline';
 
@@ -539,29 +546,49 @@ export class Aggregator {
     }
   }
 
-  /** Marks the claimed marker final. The event is out already, so a failure here is logged, not thrown. */
+  /**
+   * Marks the claimed marker final. The event is out already: until this succeeds, a later
+   * write of the id (after the lease) would emit it again, so a transient failure is retried
+   * with backoff for as long as the invocation has time. A condition failure (the lease was
+   * taken over) is not retried. A final failure is logged, not thrown: failing the record
+   * would only make the retry emit again.
+   */
   private async finish(correlationId: string, status: MarkerStatus): Promise<void> {
-    const now = this.now();
-    try {
-      await this.deps.dynamoDb.send(new UpdateItemCommand({
-        TableName: this.config.tableName,
-        Key: { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } },
-        UpdateExpression: 'SET #status = :final, emittedAt = :now, #expires = :expires REMOVE leaseUntil',
-        ConditionExpression: '#owner = :owner AND #status = :emitting',
-        ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner', '#expires': EXPIRES_AT_ATTRIBUTE },
-        ExpressionAttributeValues: {
-          ':final': { S: status },
-          ':now': { N: String(now) },
-          ':expires': { N: String(now + this.config.itemTtlSeconds) },
-          ':owner': { S: this.deps.owner },
-          ':emitting': { S: 'EMITTING' },
-        },
-      }));
-    } catch (err) {
-      const reason = isConditionFailure(err)
-        ? 'our lease expired and another invocation took the marker over, so it may emit again'
-        : 'the marker stays EMITTING, so a later trigger may emit again after the lease';
-      this.logger.error(`aggregation of ${correlationId} was emitted but its marker could not be set to ${status}: ${reason} (at least once)`, err as Error);
+    const sleep = this.deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    for (let attempt = 1; ; attempt++) {
+      const now = this.now();
+      try {
+        await this.deps.dynamoDb.send(new UpdateItemCommand({
+          TableName: this.config.tableName,
+          Key: { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } },
+          UpdateExpression: 'SET #status = :final, emittedAt = :now, #expires = :expires REMOVE leaseUntil',
+          ConditionExpression: '#owner = :owner AND #status = :emitting',
+          ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner', '#expires': EXPIRES_AT_ATTRIBUTE },
+          ExpressionAttributeValues: {
+            ':final': { S: status },
+            ':now': { N: String(now) },
+            ':expires': { N: String(now + this.config.itemTtlSeconds) },
+            ':owner': { S: this.deps.owner },
+            ':emitting': { S: 'EMITTING' },
+          },
+        }));
+        return;
+      } catch (err) {
+        const leaseLost = isConditionFailure(err);
+        const delayMs = Math.random() * Math.min(FINISH_MAX_DELAY_MS, FINISH_BASE_DELAY_MS * 2 ** (attempt - 1));
+        const timeLeft = !this.deps.remainingMs || this.deps.remainingMs() - delayMs > FINISH_MIN_TIME_MS;
+        if (!leaseLost && attempt < FINISH_MAX_ATTEMPTS && timeLeft) {
+          this.logger.warn(`marking ${correlationId} ${status} failed (attempt ${attempt}); retrying`, err as Error);
+          await sleep(delayMs);
+          continue;
+        }
+        const reason = leaseLost
+          ? 'our lease expired and another invocation took the marker over, so it may emit again'
+          : `the marker stays EMITTING after ${attempt} attempts, so a later trigger may emit again after the lease`;
+        this.logger.error(`aggregation of ${correlationId} was emitted but its marker could not be set to ${status}: ${reason} (at least once)`,
+          err as Error);
+        return;
+      }
     }
   }
 

@@ -1,5 +1,6 @@
 import {
-  ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand, ScanCommand, UpdateItemCommand,
+  ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, ProvisionedThroughputExceededException, PutItemCommand, QueryCommand, ScanCommand,
+  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { ConflictException, CreateScheduleCommand, DeleteScheduleCommand, ResourceNotFoundException, SchedulerClient } from '@aws-sdk/client-scheduler';
@@ -396,6 +397,39 @@ describe('stream batches', () => {
     const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
     expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'completed' }] });
     expect(logger.messages('error')[0]).toContain('our lease expired and another invocation took the marker over');
+  });
+
+  // Invariant: once the aggregate is out, a transient failure of "mark complete" does not
+  // leave the marker claimable (a later write of the id would then emit it again).
+  test('a throttled or failed "mark complete" is retried until the marker is COMPLETE', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    const throttled = new ProvisionedThroughputExceededException({ message: 'Rate of requests exceeds the allowed throughput', $metadata: {} });
+    dynamo.on(UpdateItemCommand).rejectsOnce(throttled).rejectsOnce(new Error('socket hang up')).resolves({});
+    const { core, logger } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'completed' }] });
+    const finishes = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input.ExpressionAttributeValues![':final']?.S);
+    expect(finishes).toEqual(['COMPLETE', 'COMPLETE', 'COMPLETE']);
+    expect(logger.messages('error')).toEqual([]);
+    expect(emitted()).toHaveLength(1);
+  });
+
+  test('a "mark complete" that keeps failing is given up after 6 attempts with an error naming the risk of a second emit', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    dynamo.on(UpdateItemCommand).rejects(new Error('socket hang up'));
+    const { core, logger } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'completed' }] });
+    expect(dynamo).toHaveReceivedCommandTimes(UpdateItemCommand, 6);
+    expect(logger.messages('error')).toEqual([expect.stringContaining('the marker stays EMITTING after 6 attempts, so a later trigger may emit again')]);
+  });
+
+  test('a "mark complete" refused because the lease was taken over is not retried', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    dynamo.on(UpdateItemCommand).rejects(conditionFailed());
+    const { core } = aggregator();
+    await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(dynamo).toHaveReceivedCommandTimes(UpdateItemCommand, 1);
   });
 
   test('expired items (TTL not yet applied) count as gone', async () => {
