@@ -407,6 +407,10 @@ export class Aggregator {
     return { ...base, updatesEmitted, scheduleCreated, outcome: 'waiting' };
   }
 
+  private sleep(ms: number): Promise<void> {
+    return this.deps.sleep ? this.deps.sleep(ms) : new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
   /** Throws `OutOfTimeError` when less than the reserve is left. */
   private checkTime(retriedBy: string): void {
     if (this.deps.remainingMs && this.deps.remainingMs() < this.reserveMs) throw new OutOfTimeError(this.reserveMs, retriedBy);
@@ -465,8 +469,21 @@ export class Aggregator {
   private async emitOnce(correlationId: string, state: CorrelationState, kind: 'complete' | 'incomplete', trigger: 'stream' | 'deadline'):
   Promise<Pick<CorrelationOutcome, 'outcome' | 'truncated'>> {
     // The read may have used up the time: a claim must leave time to emit and finish.
-    this.checkTime(trigger === 'stream' ? STREAM_RETRY : DEADLINE_RETRY);
-    const claim = await this.claim(correlationId, [...state.events.keys()]);
+    const retriedBy = trigger === 'stream' ? STREAM_RETRY : DEADLINE_RETRY;
+    this.checkTime(retriedBy);
+    let claim = await this.claim(correlationId, [...state.events.keys()]);
+    // A live claim may belong to an invocation that died holding it; nothing else would then
+    // emit the aggregate (every name is recorded, so no new stream record comes). Wait out as
+    // much of its lease as this invocation allows and claim again: the retries that find it
+    // busy each wear the lease down, so one of them takes it over.
+    while (claim.state === 'busy' && this.deps.remainingMs && claim.leaseUntil !== undefined) {
+      const available = this.deps.remainingMs() - this.reserveMs;
+      if (available <= 0) break;
+      const untilLeaseEnds = Math.max(1, claim.leaseUntil + 1 - this.now()) * 1000;
+      await this.sleep(Math.min(untilLeaseEnds, available));
+      this.checkTime(retriedBy);
+      claim = await this.claim(correlationId, [...state.events.keys()]);
+    }
     if (claim.state === 'done') {
       this.logger.info(`aggregation of ${correlationId} was already emitted by another invocation (${claim.status}); nothing to do`);
       return { outcome: 'claimed-elsewhere' };
@@ -554,7 +571,6 @@ export class Aggregator {
    * would only make the retry emit again.
    */
   private async finish(correlationId: string, status: MarkerStatus): Promise<void> {
-    const sleep = this.deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
     for (let attempt = 1; ; attempt++) {
       const now = this.now();
       try {
@@ -579,7 +595,7 @@ export class Aggregator {
         const timeLeft = !this.deps.remainingMs || this.deps.remainingMs() - delayMs > FINISH_MIN_TIME_MS;
         if (!leaseLost && attempt < FINISH_MAX_ATTEMPTS && timeLeft) {
           this.logger.warn(`marking ${correlationId} ${status} failed (attempt ${attempt}); retrying`, err as Error);
-          await sleep(delayMs);
+          await this.sleep(delayMs);
           continue;
         }
         const reason = leaseLost

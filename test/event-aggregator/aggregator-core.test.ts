@@ -315,6 +315,56 @@ describe('stream batches', () => {
     expect(emitted()).toEqual([]);
   });
 
+  // Invariant: a claim whose owner died is taken over by the stream's own retries, so the
+  // aggregate is emitted even when no new event and no deadline ever come. Each retry that
+  // finds a live lease waits out as much of it as its invocation allows before giving up.
+  describe('a claim held by an invocation that died', () => {
+    function clockedAggregator(remainingAtStart: number) {
+      let clockMs = NOW * 1000;
+      const endMs = clockMs + remainingAtStart;
+      const sleeps: number[] = [];
+      const core = new Aggregator({
+        dynamoDb: new DynamoDBClient({ region: 'us-east-1' }),
+        eventBridge: new EventBridgeClient({ region: 'us-east-1' }),
+        owner: 'req-1',
+        nowSeconds: () => Math.floor(clockMs / 1000),
+        remainingMs: () => endMs - clockMs,
+        sleep: async (ms) => {
+          sleeps.push(ms);
+          clockMs += ms;
+        },
+      }, CONFIG);
+      return { core, sleeps, now: () => Math.floor(clockMs / 1000) };
+    }
+
+    test('a lease that ends within the invocation\'s time is waited out, then taken over: the aggregate is emitted once', async () => {
+      table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+      const { core, sleeps, now } = clockedAggregator(29_000);
+      dynamo.on(PutItemCommand).callsFake((input) => {
+        if (now() <= NOW + 12) throw conditionFailed(marker('EMITTING', { owner: 'req-0', leaseUntil: NOW + 12 }));
+        expect(input.ExpressionAttributeValues[':now'].N).toBe(String(now()));
+        return {};
+      });
+      const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+      expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'completed' }] });
+      expect(sleeps).toEqual([13_000]);
+      expect(emitted().map((e) => e.detailType)).toEqual(['Aggregation Completed']);
+    });
+
+    test('a lease that ends later waits until only the reserve is left, then the id is retried (busy): each retry wears the lease down', async () => {
+      table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+      const { core, sleeps } = clockedAggregator(29_000);
+      dynamo.on(PutItemCommand).rejects(conditionFailed(marker('EMITTING', { owner: 'req-0', leaseUntil: NOW + 50 })));
+      const record = streamRecord('INSERT', table[1]);
+      const report = await core.processStreamBatch(streamEvent(record));
+      expect(report.batchItemFailures).toEqual([{ itemIdentifier: record.dynamodb!.SequenceNumber }]);
+      expect(report.outcomes[0].outcome).toBe('busy');
+      expect(sleeps).toEqual([19_000]);
+      expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 2);
+      expect(emitted()).toEqual([]);
+    });
+  });
+
   test('when the failed condition returns no item, the marker is read with a consistent GetItem', async () => {
     table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
     dynamo.on(PutItemCommand).rejects(conditionFailed());
