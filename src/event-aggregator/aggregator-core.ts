@@ -19,10 +19,11 @@ import { DEFAULT_MAX_ENTRY_BYTES, putEventsEntrySize, putEventsReliably } from '
 /** Seconds a claimed marker (status EMITTING) belongs to its owner before another invocation may take it over. */
 export const DEFAULT_LEASE_SECONDS = 60;
 /**
- * No claim starts with less than this left of the invocation: a claim, PutEvents and the
- * finish take a few seconds even when retried, and the AWS clients time out each request.
+ * No claim starts with less than this left of the invocation: the claim, one PutEvents
+ * attempt and the finish's attempts must fit, each request at most 5 s (the handler's
+ * clients time out each request and make one attempt; the core retries where it matters).
  */
-export const DEFAULT_RESERVE_MS = 10_000;
+export const DEFAULT_RESERVE_MS = 15_000;
 /** A deadline that is already past when its schedule is created is set this far in the future instead. */
 export const MIN_SCHEDULE_LEAD_SECONDS = 60;
 
@@ -235,6 +236,8 @@ const FINISH_BASE_DELAY_MS = 200;
 const FINISH_MAX_DELAY_MS = 2_000;
 /** No further attempt with less than this left of the invocation: a request takes up to 5 s. */
 const FINISH_MIN_TIME_MS = 6_000;
+/** No further PutEvents attempt (one request and a backoff of at most 1 s) unless the finish keeps its time. */
+const PUT_RETRY_MIN_TIME_MS = FINISH_MIN_TIME_MS + 6_000;
 
 const STREAM_RETRY = 'the stream retries this id';
 const DEADLINE_RETRY = 'the schedule retries the deadline';
@@ -480,7 +483,12 @@ export class Aggregator {
       const available = this.deps.remainingMs() - this.reserveMs;
       if (available <= 0) break;
       const untilLeaseEnds = Math.max(1, claim.leaseUntil + 1 - this.now()) * 1000;
-      await this.sleep(Math.min(untilLeaseEnds, available));
+      if (untilLeaseEnds > available) {
+        // The lease outlasts what this invocation may wait: wear it down, then leave the id to the next retry.
+        await this.sleep(available);
+        break;
+      }
+      await this.sleep(untilLeaseEnds);
       this.checkTime(retriedBy);
       claim = await this.claim(correlationId, [...state.events.keys()]);
     }
@@ -525,7 +533,14 @@ export class Aggregator {
       truncated = true;
       this.logger.warn(`${detailType} of ${correlationId} is over ${this.maxEntryBytes} bytes with the payloads; emitted without them (truncated)`);
     }
-    const [outcome] = await putEventsReliably(this.deps.eventBridge, [chosen], { sleep: this.deps.sleep });
+    // Retries stop while the finish still has its time: a timeout between an accepted put and
+    // the finish would leave the id to be emitted again; a put that stops is released instead.
+    const remainingMs = this.deps.remainingMs;
+    const [outcome] = await putEventsReliably(this.deps.eventBridge, [chosen], {
+      sleep: this.deps.sleep,
+      maxDelayMs: 1_000,
+      ...(remainingMs ? { shouldStop: () => remainingMs() < PUT_RETRY_MIN_TIME_MS } : {}),
+    });
     if (!outcome.ok) throw new Error(`PutEvents of ${detailType} for ${correlationId} failed: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`.trim());
     return truncated;
   }
@@ -587,9 +602,13 @@ export class Aggregator {
             ':owner': { S: this.deps.owner },
             ':emitting': { S: 'EMITTING' },
           },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }));
         return;
       } catch (err) {
+        // An earlier attempt whose answer was lost may have set it already.
+        const old = (err as ConditionalCheckFailedException).Item;
+        if (isConditionFailure(err) && old?.owner?.S === this.deps.owner && old?.status?.S === status) return;
         const leaseLost = isConditionFailure(err);
         const delayMs = Math.random() * Math.min(FINISH_MAX_DELAY_MS, FINISH_BASE_DELAY_MS * 2 ** (attempt - 1));
         const timeLeft = !this.deps.remainingMs || this.deps.remainingMs() - delayMs > FINISH_MIN_TIME_MS;

@@ -12,8 +12,10 @@ import { withHandlerTimeouts } from '../runtime/client-timeouts';
 const logger = new Logger();
 // The `aggregator` dimension keeps the metrics of several aggregators in one account apart.
 const metrics = new Metrics({ defaultDimensions: { aggregator: process.env.AGGREGATOR_ID ?? 'unknown' } });
-const dynamoDb = new DynamoDBClient(withHandlerTimeouts());
-const eventBridge = new EventBridgeClient(withHandlerTimeouts());
+// One attempt per send: the core retries PutEvents and the finish itself, within the
+// invocation's time, and a failed read or claim is retried by the stream.
+const dynamoDb = new DynamoDBClient({ ...withHandlerTimeouts(), maxAttempts: 1 });
+const eventBridge = new EventBridgeClient({ ...withHandlerTimeouts(), maxAttempts: 1 });
 const scheduler = new SchedulerClient(withHandlerTimeouts());
 
 /**

@@ -334,7 +334,7 @@ describe('stream batches', () => {
           clockMs += ms;
         },
       }, CONFIG);
-      return { core, sleeps, now: () => Math.floor(clockMs / 1000) };
+      return { core, sleeps, now: () => Math.floor(clockMs / 1000), advance: (ms: number) => { clockMs += ms; } };
     }
 
     test('a lease that ends within the invocation\'s time is waited out, then taken over: the aggregate is emitted once', async () => {
@@ -359,11 +359,57 @@ describe('stream batches', () => {
       const report = await core.processStreamBatch(streamEvent(record));
       expect(report.batchItemFailures).toEqual([{ itemIdentifier: record.dynamodb!.SequenceNumber }]);
       expect(report.outcomes[0].outcome).toBe('busy');
-      expect(sleeps).toEqual([19_000]);
-      expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 2);
+      expect(sleeps).toEqual([14_000]);
+      // No claim at the reserve's edge: the lease could not have ended, and a claim there leaves no time to emit.
+      expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 1);
       expect(emitted()).toEqual([]);
     });
+
+    test('with a real timer (which fires late) a capped wait still reports the id busy, not out of time', async () => {
+      table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+      const started = Date.now();
+      const core = new Aggregator({
+        dynamoDb: new DynamoDBClient({ region: 'us-east-1' }),
+        eventBridge: new EventBridgeClient({ region: 'us-east-1' }),
+        owner: 'req-1',
+        nowSeconds: () => NOW,
+        remainingMs: () => 15_050 - (Date.now() - started),
+      }, CONFIG);
+      dynamo.on(PutItemCommand).rejects(conditionFailed(marker('EMITTING', { owner: 'req-0', leaseUntil: NOW + 50 })));
+      const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+      expect(report.outcomes[0].outcome).toBe('busy');
+    });
+
+    test('a claim taken with the reserve left and PutEvents throttled stops retrying while the finish still has its time: released, retried', async () => {
+      table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+      const { core, advance } = clockedAggregator(16_000);
+      let puts = 0;
+      events.on(PutEventsCommand).callsFake((input) => {
+        puts++;
+        advance(4_500); // a slow call
+        return { FailedEntryCount: 1, Entries: input.Entries.map(() => ({ ErrorCode: 'ThrottlingException', ErrorMessage: 'Rate exceeded' })) };
+      });
+      const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+      expect(report.outcomes[0].outcome).toBe('failed');
+      expect(puts).toBe(1); // 16 s left at the claim, 11.5 s after the first call: under the 12 s a retry and the finish need
+      // The lease is released (leaseUntil 0), so the stream's retry claims at once.
+      expect(dynamo).toHaveReceivedCommandWith(UpdateItemCommand, { UpdateExpression: 'SET leaseUntil = :zero' });
+    });
   });
+
+  test('a lost answer to "mark complete" whose write was applied is success, not "lease taken over"', async () => {
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    dynamo.on(UpdateItemCommand)
+      .rejectsOnce(Object.assign(new Error('request timed out'), { name: 'TimeoutError' }))
+      .rejects(conditionFailed(marker('COMPLETE', { owner: 'req-1' })));
+    const { core, logger } = aggregator();
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report.outcomes[0].outcome).toBe('completed');
+    expect(dynamo).toHaveReceivedCommandTimes(UpdateItemCommand, 2);
+    expect(dynamo).toHaveReceivedCommandWith(UpdateItemCommand, { ReturnValuesOnConditionCheckFailure: 'ALL_OLD' });
+    expect(logger.messages('error')).toEqual([]);
+  });
+
 
   test('when the failed condition returns no item, the marker is read with a consistent GetItem', async () => {
     table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
@@ -638,7 +684,7 @@ describe('time budget', () => {
       sleep: async () => {},
       remainingMs: () => remaining,
     }, CONFIG);
-    // Each id's Query costs 8 s of the invocation: id 1 starts with 25 s, id 2 with 17 s, id 3 with 9 s (under the 10 s reserve).
+    // Each id's Query costs 8 s of the invocation: id 1 starts with 25 s, id 2 with 17 s, id 3 with 9 s (under the 15 s reserve).
     dynamo.on(QueryCommand).callsFake((input) => {
       remaining -= 8_000;
       const items = table.filter((i) => i.correlationId === input.ExpressionAttributeValues[':id'].S);
@@ -654,7 +700,7 @@ describe('time budget', () => {
     expect(dynamo.commandCalls(PutItemCommand).map((c) => c.args[0].input.Item!.correlationId.S)).toEqual(['1']);
     expect(emitted().map((e) => e.detail.correlationId)).toEqual(['1']);
     expect(dynamo.commandCalls(QueryCommand)).toHaveLength(2); // id 3 is not even read
-    expect(report.outcomes[2].error).toBe('less than 10000 ms of the invocation left; the stream retries this id');
+    expect(report.outcomes[2].error).toBe('less than 15000 ms of the invocation left; the stream retries this id');
   });
 
   test('a deadline reached with less than the reserve left throws before claiming, so the schedule retries it', async () => {
@@ -667,7 +713,7 @@ describe('time budget', () => {
       nowSeconds: () => NOW,
       remainingMs: () => 4_000,
     }, { ...CONFIG, deadlineSeconds: 900, schedule: SCHEDULE });
-    await expect(core.processDeadline({ deadlineFor: '7' })).rejects.toThrow('less than 10000 ms of the invocation left');
+    await expect(core.processDeadline({ deadlineFor: '7' })).rejects.toThrow('less than 15000 ms of the invocation left');
     expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 0);
     expect(emitted()).toEqual([]);
   });
