@@ -16,9 +16,12 @@ import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } f
  * retries the batch while an invocation fails, crashes or reports a batch item failure, up
  * to the event source's 10 retries.
  *
- * Invariant, after the stream's retries: the aggregate was emitted (at least once: a second
+ * The deadline path (`processDeadline`) is run the same way, with one of the two events
+ * recorded and EventBridge Scheduler's retries (5) as the redelivery.
+ *
+ * Invariant, after the retries: the aggregate was emitted (at least once: a second
  * emit is allowed only where the docs say so, after a lost answer or a death between
- * PutEvents and the mark) and the marker is COMPLETE, so no later write emits it again.
+ * PutEvents and the mark) and the marker is final, so no later write emits it again.
  */
 
 const platform = motoClients(); // the harness's own view of AWS: never faulted
@@ -37,7 +40,7 @@ interface AggregatorWorld {
   invocations: number;
 }
 
-async function createWorld(): Promise<AggregatorWorld> {
+async function createWorld(names: string[] = [ACCOUNT_CHECK, IN_STOCK]): Promise<AggregatorWorld> {
   const tableName = uniqueName('aggregates');
   await platform.dynamoDb.send(new CreateTableCommand({
     TableName: tableName,
@@ -53,7 +56,7 @@ async function createWorld(): Promise<AggregatorWorld> {
   await platform.eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: busName, Targets: [{ Id: 'capture', Arn: capture.arn }] }));
   const clockMs = Date.UTC(2027, 0, 15, 8);
   const now = Math.floor(clockMs / 1000);
-  const items = [eventItem('7', ACCOUNT_CHECK, { credit: 'approved' }, { now }), eventItem('7', IN_STOCK, { sku: 'A-1' }, { now })];
+  const items = names.map((name) => eventItem('7', name, { from: name }, { now }));
   for (const item of items) await platform.dynamoDb.send(new PutItemCommand({ TableName: tableName, Item: marshall(item) }));
   const config: AggregatorConfig = {
     tableName,
@@ -64,23 +67,43 @@ async function createWorld(): Promise<AggregatorWorld> {
     deadlineSeconds: 0,
     itemTtlSeconds: 7 * 86_400,
   };
-  return { config, capture, event: streamEvent(streamRecord('INSERT', items[1])), clockMs, invocations: 0 };
+  return { config, capture, event: streamEvent(streamRecord('INSERT', items[items.length - 1])), clockMs, invocations: 0 };
 }
 
-/** One invocation of the aggregator on the stream batch, with 30 s on the world's clock. */
+/** The aggregator as one invocation of the function sees it, with 30 s on the world's clock. */
+function aggregatorFor(world: AggregatorWorld): Aggregator {
+  const owner = `req-${world.invocations++}`;
+  const endsAt = world.clockMs + FUNCTION_TIMEOUT_MS;
+  return new Aggregator({
+    dynamoDb: handlerClients.dynamoDb,
+    eventBridge: handlerClients.eventBridge,
+    owner,
+    nowSeconds: () => Math.floor(world.clockMs / 1000),
+    remainingMs: () => endsAt - world.clockMs,
+    sleep: async (ms) => { world.clockMs += ms; },
+  }, world.config);
+}
+
+/** One invocation of the aggregator on the stream batch. */
 function invocation(world: AggregatorWorld): () => Promise<StreamBatchReport> {
-  return () => {
-    const owner = `req-${world.invocations++}`;
-    const endsAt = world.clockMs + FUNCTION_TIMEOUT_MS;
-    return new Aggregator({
-      dynamoDb: handlerClients.dynamoDb,
-      eventBridge: handlerClients.eventBridge,
-      owner,
-      nowSeconds: () => Math.floor(world.clockMs / 1000),
-      remainingMs: () => endsAt - world.clockMs,
-      sleep: async (ms) => { world.clockMs += ms; },
-    }, world.config).processStreamBatch(world.event);
-  };
+  return () => aggregatorFor(world).processStreamBatch(world.event);
+}
+
+/** One invocation by the deadline schedule. */
+function deadlineInvocation(world: AggregatorWorld): () => Promise<unknown> {
+  return () => aggregatorFor(world).processDeadline({ deadlineFor: '7' });
+}
+
+/**
+ * EventBridge Scheduler's retries of a failed target invocation (the construct sets 5
+ * attempts within an hour), about a minute apart here.
+ */
+async function schedulerRetries(world: AggregatorWorld, first: InvocationOutcome): Promise<void> {
+  let last = first;
+  for (let retry = 0; retry < 5 && last.ended !== 'returned'; retry++) {
+    world.clockMs += 60_000;
+    last = await injector.invoke(deadlineInvocation(world));
+  }
 }
 
 /** The stream: the batch is retried while an invocation fails, dies (at its timeout) or reports a batch item failure. */
@@ -94,19 +117,19 @@ async function streamRetries(world: AggregatorWorld, first: InvocationOutcome): 
   }
 }
 
-async function checkWorld(world: AggregatorWorld): Promise<OutcomeCounts> {
+const checkWorld = (detailType: string, status: string) => async (world: AggregatorWorld): Promise<OutcomeCounts> => {
   const emitted = (await drainMotoQueue(platform.sqs, world.capture.url)).map((body) => JSON.parse(body));
   for (const event of emitted) {
-    invariant(event['detail-type'] === 'Aggregation Completed' && event.detail.correlationId === '7', `unexpected event: ${JSON.stringify(event)}`);
+    invariant(event['detail-type'] === detailType && event.detail.correlationId === '7', `unexpected event: ${JSON.stringify(event)}`);
   }
   const { Item } = await platform.dynamoDb.send(new GetItemCommand({
     TableName: world.config.tableName, Key: marshall({ correlationId: '7', eventName: '#aggregate' }), ConsistentRead: true,
   }));
   const marker = Item ? unmarshall(Item) : undefined;
   invariant(emitted.length > 0, `the aggregate of 7 was never emitted (marker ${JSON.stringify(marker)}) after ${world.invocations} invocations`);
-  invariant(marker?.status === 'COMPLETE', `the aggregate was emitted but the marker is ${JSON.stringify(marker)}: a later write would emit it again`);
+  invariant(marker?.status === status, `the aggregate was emitted but the marker is ${JSON.stringify(marker)}: a later write would emit it again`);
   return { delivered: 1, waiting: 0, parked: 0, duplicates: emitted.length - 1 };
-}
+};
 
 const summaries: string[] = [];
 function summarize(report: CrashPointReport): void {
@@ -129,10 +152,10 @@ test('stream path: after any fault and the stream\'s retries, the aggregate is e
   const scenario: CrashPointScenario<AggregatorWorld> = {
     name: 'EventAggregator stream path: both events recorded, the second one\'s record',
     injector,
-    setup: createWorld,
+    setup: () => createWorld(),
     invoke: (world) => invocation(world)(),
     redeliver: streamRetries,
-    check: checkWorld,
+    check: checkWorld('Aggregation Completed', 'COMPLETE'),
   };
   const report = await exploreCrashPoints(scenario);
   summarize(report);
@@ -142,6 +165,24 @@ test('stream path: after any fault and the stream\'s retries, the aggregate is e
   for (const t of report.trials) expect(t.outcomes.delivered).toBe(1);
   // A second emit only where the docs allow it: PutEvents' answer lost, or a death after
   // PutEvents was accepted and before the mark landed. Every other fault emits exactly once.
+  const withDuplicates = report.trials.filter((t) => t.outcomes.duplicates > 0).map((t) => `${t.call}/${t.kind}`);
+  expect(withDuplicates).toEqual(['PutEvents/lost-answer', 'UpdateItem/crash']);
+}, 300_000);
+
+test('deadline path: after any fault and the schedule\'s retries, Aggregation Incomplete is emitted and the marker is INCOMPLETE', async () => {
+  const scenario: CrashPointScenario<AggregatorWorld> = {
+    name: 'EventAggregator deadline path: one of two events recorded',
+    injector,
+    setup: () => createWorld([ACCOUNT_CHECK]),
+    invoke: (world) => deadlineInvocation(world)(),
+    redeliver: schedulerRetries,
+    check: checkWorld('Aggregation Incomplete', 'INCOMPLETE'),
+  };
+  const report = await exploreCrashPoints(scenario);
+  summarize(report);
+  expect(report.cleanCalls).toEqual(['Query', 'PutItem', 'PutEvents', 'UpdateItem']);
+  expect(report.crashPoints).toBe(13);
+  for (const t of report.trials) expect(t.outcomes.delivered).toBe(1);
   const withDuplicates = report.trials.filter((t) => t.outcomes.duplicates > 0).map((t) => `${t.call}/${t.kind}`);
   expect(withDuplicates).toEqual(['PutEvents/lost-answer', 'UpdateItem/crash']);
 }, 300_000);
