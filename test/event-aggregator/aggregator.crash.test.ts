@@ -148,41 +148,38 @@ afterAll(() => {
   }
 });
 
-test('stream path: after any fault and the stream\'s retries, the aggregate is emitted and the marker is COMPLETE', async () => {
-  const scenario: CrashPointScenario<AggregatorWorld> = {
-    name: 'EventAggregator stream path: both events recorded, the second one\'s record',
-    injector,
-    setup: () => createWorld(),
-    invoke: (world) => invocation(world)(),
-    redeliver: streamRetries,
-    check: checkWorld('Aggregation Completed', 'COMPLETE'),
-  };
+/** Runs the scenario and checks the report: every trial emits; a second emit only where the docs allow it. */
+async function expectEmittedAfterEveryFault(scenario: CrashPointScenario<AggregatorWorld>): Promise<void> {
   const report = await exploreCrashPoints(scenario);
   summarize(report);
   expect(report.cleanCalls).toEqual(['Query', 'PutItem', 'PutEvents', 'UpdateItem']);
   // Each call × lost request, lost answer and crash, and a partial failure of the one-entry PutEvents.
   expect(report.crashPoints).toBe(13);
   for (const t of report.trials) expect(t.outcomes.delivered).toBe(1);
-  // A second emit only where the docs allow it: PutEvents' answer lost, or a death after
-  // PutEvents was accepted and before the mark landed. Every other fault emits exactly once.
+  // A second emit only after PutEvents' answer was lost, or a death after PutEvents was
+  // accepted and before the mark landed. Every other fault emits exactly once.
   const withDuplicates = report.trials.filter((t) => t.outcomes.duplicates > 0).map((t) => `${t.call}/${t.kind}`);
   expect(withDuplicates).toEqual(['PutEvents/lost-answer', 'UpdateItem/crash']);
+}
+
+test('stream path: after any fault and the stream\'s retries, the aggregate is emitted and the marker is COMPLETE', async () => {
+  await expectEmittedAfterEveryFault({
+    name: 'EventAggregator stream path: both events recorded, the second one\'s record',
+    injector,
+    setup: () => createWorld(),
+    invoke: (world) => invocation(world)(),
+    redeliver: streamRetries,
+    check: checkWorld('Aggregation Completed', 'COMPLETE'),
+  });
 }, 300_000);
 
 test('deadline path: after any fault and the schedule\'s retries, Aggregation Incomplete is emitted and the marker is INCOMPLETE', async () => {
-  const scenario: CrashPointScenario<AggregatorWorld> = {
+  await expectEmittedAfterEveryFault({
     name: 'EventAggregator deadline path: one of two events recorded',
     injector,
     setup: () => createWorld([ACCOUNT_CHECK]),
     invoke: (world) => deadlineInvocation(world)(),
     redeliver: schedulerRetries,
     check: checkWorld('Aggregation Incomplete', 'INCOMPLETE'),
-  };
-  const report = await exploreCrashPoints(scenario);
-  summarize(report);
-  expect(report.cleanCalls).toEqual(['Query', 'PutItem', 'PutEvents', 'UpdateItem']);
-  expect(report.crashPoints).toBe(13);
-  for (const t of report.trials) expect(t.outcomes.delivered).toBe(1);
-  const withDuplicates = report.trials.filter((t) => t.outcomes.duplicates > 0).map((t) => `${t.call}/${t.kind}`);
-  expect(withDuplicates).toEqual(['PutEvents/lost-answer', 'UpdateItem/crash']);
+  });
 }, 300_000);
