@@ -1,7 +1,7 @@
 import { createHash } from 'crypto';
 import {
   AttributeValue, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, PutItemCommand, QueryCommand, QueryCommandInput,
-  UpdateItemCommand,
+  UpdateItemCommand, UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import type { EventBridgeClient, PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
 import { CreateScheduleCommand, DeleteScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
@@ -590,18 +590,9 @@ export class Aggregator {
       const now = this.now();
       try {
         await this.deps.dynamoDb.send(new UpdateItemCommand({
-          TableName: this.config.tableName,
-          Key: { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } },
-          UpdateExpression: 'SET #status = :final, emittedAt = :now, #expires = :expires REMOVE leaseUntil',
-          ConditionExpression: '#owner = :owner AND #status = :emitting',
-          ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner', '#expires': EXPIRES_AT_ATTRIBUTE },
-          ExpressionAttributeValues: {
-            ':final': { S: status },
-            ':now': { N: String(now) },
-            ':expires': { N: String(now + this.config.itemTtlSeconds) },
-            ':owner': { S: this.deps.owner },
-            ':emitting': { S: 'EMITTING' },
-          },
+          ...this.ownClaimUpdate(correlationId, 'SET #status = :final, emittedAt = :now, #expires = :expires REMOVE leaseUntil',
+            { '#expires': EXPIRES_AT_ATTRIBUTE },
+            { ':final': { S: status }, ':now': { N: String(now) }, ':expires': { N: String(now + this.config.itemTtlSeconds) } }),
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }));
         return;
@@ -627,17 +618,23 @@ export class Aggregator {
     }
   }
 
+  /** An update of the marker this invocation claimed, applied only while the claim is still ours and EMITTING. */
+  private ownClaimUpdate(correlationId: string, updateExpression: string, names: Record<string, string>,
+    values: Record<string, AttributeValue>): UpdateItemCommandInput {
+    return {
+      TableName: this.config.tableName,
+      Key: { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } },
+      UpdateExpression: updateExpression,
+      ConditionExpression: '#owner = :owner AND #status = :emitting',
+      ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner', ...names },
+      ExpressionAttributeValues: { ':owner': { S: this.deps.owner }, ':emitting': { S: 'EMITTING' }, ...values },
+    };
+  }
+
   /** After a failed PutEvents: lease 0, so the retry may claim at once (if this fails too, the lease simply runs out). */
   private async releaseLease(correlationId: string): Promise<void> {
     try {
-      await this.deps.dynamoDb.send(new UpdateItemCommand({
-        TableName: this.config.tableName,
-        Key: { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } },
-        UpdateExpression: 'SET leaseUntil = :zero',
-        ConditionExpression: '#owner = :owner AND #status = :emitting',
-        ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
-        ExpressionAttributeValues: { ':zero': { N: '0' }, ':owner': { S: this.deps.owner }, ':emitting': { S: 'EMITTING' } },
-      }));
+      await this.deps.dynamoDb.send(new UpdateItemCommand(this.ownClaimUpdate(correlationId, 'SET leaseUntil = :zero', {}, { ':zero': { N: '0' } })));
     } catch (err) {
       this.logger.warn(`could not release the claim on ${correlationId}; a retry can claim it when the lease ends`, err as Error);
     }
