@@ -523,15 +523,22 @@ export class Aggregator {
     const entry = (detail: unknown): PutEventsRequestEntry => ({
       EventBusName: this.config.outputBusName, Source: this.config.source, DetailType: detailType, Detail: JSON.stringify(detail),
     });
-    let chosen = entry({ correlationId, status, received, events, ...withMissing, eventCount });
-    let truncated = false;
-    if (putEventsEntrySize(chosen) > this.maxEntryBytes) {
-      // The payloads together exceed the PutEvents entry limit. Failing would fail forever, so
-      // the event goes out without `events` and with `truncated: true`; `received` still names
-      // every event, and consumers read the payloads from the table (until the items expire).
-      chosen = entry({ correlationId, status, received, ...withMissing, eventCount, truncated: true });
-      truncated = true;
-      this.logger.warn(`${detailType} of ${correlationId} is over ${this.maxEntryBytes} bytes with the payloads; emitted without them (truncated)`);
+    // The payloads together can exceed the PutEvents entry limit, and so can the names alone
+    // (the recorder stores names it does not require). A rejected entry would be rejected on
+    // every retry, so the event sheds fields until it fits: the payloads (consumers read them
+    // from the table until the items expire), then `received`, then `missing`. The last form
+    // fits any correlation id of printable text (at most 2 KiB) under the smallest limit, 4 KiB.
+    const forms = [
+      { correlationId, status, received, events, ...withMissing, eventCount },
+      { correlationId, status, received, ...withMissing, eventCount, truncated: true },
+      { correlationId, status, ...withMissing, eventCount, truncated: true },
+      { correlationId, status, eventCount, truncated: true },
+    ].map(entry);
+    const chosen = forms.find((form) => putEventsEntrySize(form) <= this.maxEntryBytes) ?? forms[forms.length - 1];
+    const truncated = chosen !== forms[0];
+    if (truncated) {
+      this.logger.warn(`${detailType} of ${correlationId} is over ${this.maxEntryBytes} bytes with the payloads; emitted without them (truncated)`,
+        { fieldsLeftOut: chosen === forms[1] ? ['events'] : chosen === forms[2] ? ['events', 'received'] : ['events', 'received', 'missing'] });
     }
     // Retries stop while the finish still has its time: a timeout between an accepted put and
     // the finish would leave the id to be emitted again; a put that stops is released instead.

@@ -14,6 +14,7 @@ import {
 import {
   AggregationBusyError, Aggregator, AggregatorConfig, aggregatorConfigFromEnv, atExpression, deadlineScheduleName,
 } from '../../src/event-aggregator/aggregator-core';
+import { putEventsEntrySize } from '../../src/runtime/put-events';
 
 const ENV = {
   TABLE_NAME: 'aggregates',
@@ -470,6 +471,29 @@ describe('stream batches', () => {
       correlationId: '7', status: 'complete', received: { [ACCOUNT_CHECK]: true, [IN_STOCK]: true }, eventCount: 2, truncated: true,
     });
     expect(logger.messages('warn')[0]).toContain('emitted without them (truncated)');
+  });
+
+  test('names alone over the entry limit: `received` is left out too, and the event still fits (it is never rejected forever)', async () => {
+    // The recorder stores any name up to 1024 bytes, not only the required ones; `received` names them all.
+    const extra = Array.from({ length: 60 }, (_, i) => eventItem('7', `optional-event-${i}-${'n'.repeat(80)}`));
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK), ...extra];
+    const { core } = aggregator({ maxEntryBytes: 4096 });
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
+    expect(report.outcomes[0]).toMatchObject({ outcome: 'completed', truncated: true });
+    const entry = events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0];
+    expect(putEventsEntrySize(entry)).toBeLessThanOrEqual(4096);
+    expect(JSON.parse(entry.Detail!)).toEqual({ correlationId: '7', status: 'complete', eventCount: 62, truncated: true });
+  });
+
+  test('an Incomplete event too large even without payloads keeps `missing` and drops `received` first', async () => {
+    const extra = Array.from({ length: 60 }, (_, i) => eventItem('7', `optional-event-${i}-${'n'.repeat(80)}`));
+    table = [eventItem('7', ACCOUNT_CHECK), ...extra];
+    const { core } = aggregator({ maxEntryBytes: 4096, deadlineSeconds: 900, schedule: SCHEDULE }, 'req-1');
+    const outcome = await core.processDeadline({ deadlineFor: '7' });
+    expect(outcome).toMatchObject({ outcome: 'incomplete', truncated: true });
+    const entry = events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0];
+    expect(putEventsEntrySize(entry)).toBeLessThanOrEqual(4096);
+    expect(JSON.parse(entry.Detail!)).toEqual({ correlationId: '7', status: 'incomplete', missing: [IN_STOCK], eventCount: 61, truncated: true });
   });
 
   test('EMIT_ON_EVERY_CHANGE: an Updated event per change (partial, then complete), and Completed once', async () => {
