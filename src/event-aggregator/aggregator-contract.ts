@@ -5,8 +5,25 @@
 
 /** Partition key: the correlation id (string). */
 export const CORRELATION_ID_ATTRIBUTE = 'correlationId';
-/** Sort key: the event name (string). Names starting with `#` are reserved. */
+/**
+ * Sort key (string): the event name, a unit separator (U+001F) and the event id, so every
+ * distinct event is kept. An item written directly may use the bare event name. Names
+ * starting with `#` are reserved; names contain no control characters.
+ */
 export const EVENT_NAME_ATTRIBUTE = 'eventName';
+/** Between the event name and the event id in the sort key. */
+export const EVENT_KEY_SEPARATOR = '\u001f';
+
+/** The sort key of a recorded event. */
+export function eventKey(eventName: string, eventId: string): string {
+  return `${eventName}${EVENT_KEY_SEPARATOR}${eventId}`;
+}
+
+/** The event name of a sort key (the whole key when it has no event id). */
+export function eventNameOfKey(key: string): string {
+  const at = key.indexOf(EVENT_KEY_SEPARATOR);
+  return at < 0 ? key : key.slice(0, at);
+}
 /**
  * Attribute where the recorder keeps an event's detail, as JSON text: any JSON fits (no
  * DynamoDB number range or nesting limit) and its size is the item's size. The aggregator
@@ -29,6 +46,8 @@ export const DEFAULT_AGGREGATE_SOURCE = 'cdk-event-fabric.aggregator';
 export const COMPLETED_DETAIL_TYPE = 'Aggregation Completed';
 /** Detail-type of the event emitted when the deadline passes before the set is complete. */
 export const INCOMPLETE_DETAIL_TYPE = 'Aggregation Incomplete';
+/** Detail-type of the event emitted once when a counted event fails a requirement's condition that fails the set. */
+export const FAILED_DETAIL_TYPE = 'Aggregation Failed';
 /** Detail-type of the optional event emitted on every change of a correlation id's set. */
 export const UPDATED_DETAIL_TYPE = 'Aggregation Updated';
 
@@ -37,8 +56,12 @@ export const AGGREGATOR_ENV = {
   TABLE_NAME: 'TABLE_NAME',
   OUTPUT_BUS_NAME: 'OUTPUT_BUS_NAME',
   AGGREGATE_SOURCE: 'AGGREGATE_SOURCE',
-  /** JSON array of the required event names. */
+  /** JSON array of the required event names (each needed once, no condition). */
   REQUIRED_EVENTS: 'REQUIRED_EVENTS',
+  /** JSON array of requirements (see `Requirement`); given instead of REQUIRED_EVENTS. */
+  REQUIREMENTS: 'REQUIREMENTS',
+  /** 'true' when a newer event of a name replaces the one counted so far. */
+  NEWEST_REPLACES: 'NEWEST_REPLACES',
   /** 'true' to also emit an Aggregation Updated event on every change. */
   EMIT_ON_EVERY_CHANGE: 'EMIT_ON_EVERY_CHANGE',
   /** Seconds from the first event to the deadline; absent or '0' when there is none. */

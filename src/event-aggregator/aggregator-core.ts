@@ -9,8 +9,10 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import {
   AGGREGATOR_ENV, COMPLETED_DETAIL_TYPE, CORRELATION_ID_ATTRIBUTE, DeadlineInvocation, DEFAULT_AGGREGATE_SOURCE, EVENT_NAME_ATTRIBUTE,
-  EXPIRES_AT_ATTRIBUTE, PAYLOAD_JSON_ATTRIBUTE, INCOMPLETE_DETAIL_TYPE, MARKER_EVENT_NAME, RESERVED_EVENT_NAME_PREFIX, UPDATED_DETAIL_TYPE,
+  eventNameOfKey, EXPIRES_AT_ATTRIBUTE, FAILED_DETAIL_TYPE, INCOMPLETE_DETAIL_TYPE, MARKER_EVENT_NAME, PAYLOAD_JSON_ATTRIBUTE,
+  RESERVED_EVENT_NAME_PREFIX, UPDATED_DETAIL_TYPE,
 } from './aggregator-contract';
+import { conditionProblem, evaluate, Evaluation, RecordedEvent, Requirement } from './completion-rules';
 import { describeValue } from './recorder-core';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
 import { positiveIntegerEnv, requiredEnv } from '../runtime/env-settings';
@@ -27,8 +29,10 @@ export const DEFAULT_RESERVE_MS = 15_000;
 /** A deadline that is already past when its schedule is created is set this far in the future instead. */
 export const MIN_SCHEDULE_LEAD_SECONDS = 60;
 
-export type MarkerStatus = 'EMITTING' | 'COMPLETE' | 'INCOMPLETE';
-export type AggregatorMetric = 'AggregationsCompleted' | 'AggregationsIncomplete' | 'LateEvents' | 'ItemsRead';
+export type MarkerStatus = 'EMITTING' | 'COMPLETE' | 'INCOMPLETE' | 'FAILED';
+export type AggregatorMetric = 'AggregationsCompleted' | 'AggregationsIncomplete' | 'AggregationsFailed' | 'LateEvents' | 'ItemsRead';
+/** The marker lists the keys of the events it emitted while they fit in this many bytes (a DynamoDB item is at most 400 KB). */
+const MAX_MARKER_KEY_BYTES = 65_536;
 
 /** Where deadline schedules are created and what they invoke. */
 export interface DeadlineScheduleConfig {
@@ -45,7 +49,12 @@ export interface AggregatorConfig {
   readonly outputBusName: string;
   /** `source` of the aggregated events. */
   readonly source: string;
-  readonly requiredEvents: string[];
+  /** Names each needed once, without a condition; give this or `requirements`. */
+  readonly requiredEvents?: string[];
+  /** What completes a set; give this or `requiredEvents`. */
+  readonly requirements?: Requirement[];
+  /** A newer event of a name (by event time) replaces the one counted so far. @default false */
+  readonly newestReplaces?: boolean;
   readonly emitOnEveryChange: boolean;
   /** Seconds from the first event to the deadline; 0 for none. */
   readonly deadlineSeconds: number;
@@ -81,12 +90,12 @@ export interface AggregatorDeps {
 export interface CorrelationOutcome {
   readonly correlationId: string;
   /**
-   * `waiting`: required events are missing; `completed`/`incomplete`: this invocation emitted that event;
+   * `waiting`: required events are missing; `completed`/`incomplete`/`failed-set`: this invocation emitted that event;
    * `done`: the aggregation was already emitted; `claimed-elsewhere`: another invocation emitted it meanwhile;
    * `busy`: another invocation holds a live claim (retried later); `deferred`: not started or not
    * claimed for lack of time (retried); `failed`: an error (retried).
    */
-  readonly outcome: 'waiting' | 'completed' | 'incomplete' | 'done' | 'claimed-elsewhere' | 'busy' | 'deferred' | 'failed';
+  readonly outcome: 'waiting' | 'completed' | 'incomplete' | 'failed-set' | 'done' | 'claimed-elsewhere' | 'busy' | 'deferred' | 'failed';
   readonly itemsRead: number;
   readonly missing: string[];
   /** Event names that arrived after the aggregation was emitted (not emitted again). */
@@ -113,11 +122,16 @@ export function aggregatorConfigFromEnv(env: NodeJS.ProcessEnv): AggregatorConfi
   if (emit !== undefined && emit !== '' && emit !== 'true' && emit !== 'false') {
     throw new Error(`environment variable ${AGGREGATOR_ENV.EMIT_ON_EVERY_CHANGE} must be 'true' or 'false', got ${emit}`);
   }
+  const newest = env[AGGREGATOR_ENV.NEWEST_REPLACES];
+  if (newest !== undefined && newest !== '' && newest !== 'true' && newest !== 'false') {
+    throw new Error(`environment variable ${AGGREGATOR_ENV.NEWEST_REPLACES} must be 'true' or 'false', got ${newest}`);
+  }
   return {
     tableName: requiredEnv(env, AGGREGATOR_ENV.TABLE_NAME),
     outputBusName: requiredEnv(env, AGGREGATOR_ENV.OUTPUT_BUS_NAME),
     source: env[AGGREGATOR_ENV.AGGREGATE_SOURCE] || DEFAULT_AGGREGATE_SOURCE,
-    requiredEvents: requiredEventsFromEnv(env),
+    ...(env[AGGREGATOR_ENV.REQUIREMENTS] ? { requirements: requirementsFromEnv(env) } : { requiredEvents: requiredEventsFromEnv(env) }),
+    ...(newest === 'true' ? { newestReplaces: true } : {}),
     emitOnEveryChange: emit === 'true',
     deadlineSeconds,
     ...(deadlineSeconds > 0 ? {
@@ -148,6 +162,29 @@ function requiredEventsFromEnv(env: NodeJS.ProcessEnv): string[] {
   const reserved = names.filter((n: string) => n.startsWith(RESERVED_EVENT_NAME_PREFIX));
   if (reserved.length > 0) throw new Error(`environment variable ${name} names reserved events (starting with '#'): ${reserved.join(', ')}`);
   return [...new Set(names as string[])];
+}
+
+function requirementsFromEnv(env: NodeJS.ProcessEnv): Requirement[] {
+  const name = AGGREGATOR_ENV.REQUIREMENTS;
+  const text = env[name]!;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error(`environment variable ${name} must be a JSON array of requirements, got ${text}`);
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) throw new Error(`environment variable ${name} must be a non-empty JSON array, got ${text}`);
+  return parsed.map((r: any, i) => {
+    const problem = r === null || typeof r !== 'object' ? 'is not an object'
+      : typeof r.label !== 'string' || r.label === '' ? 'needs a non-empty label'
+        : !Array.isArray(r.anyOf) || r.anyOf.length === 0 || !r.anyOf.every((n: unknown) => typeof n === 'string' && n !== '' && !n.startsWith(RESERVED_EVENT_NAME_PREFIX))
+          ? 'needs anyOf: a non-empty list of event names not starting with #'
+          : !Number.isSafeInteger(r.count) || r.count < 1 ? 'needs a positive integer count'
+            : typeof r.failOnMismatch !== 'boolean' ? 'needs failOnMismatch: true or false'
+              : r.condition !== undefined ? conditionProblem(r.condition) : undefined;
+    if (problem) throw new Error(`environment variable ${name}: requirement ${i} ${problem}`);
+    return { label: r.label, anyOf: r.anyOf, count: r.count, failOnMismatch: r.failOnMismatch, ...(r.condition ? { condition: r.condition } : {}) };
+  });
 }
 
 /**
@@ -186,14 +223,14 @@ interface Marker {
   readonly status: MarkerStatus;
   readonly owner?: string;
   readonly leaseUntil?: number;
-  /** The event names of the emitted aggregation. */
-  readonly names?: string[];
+  /** The sort keys of the events the aggregation was emitted with (absent when too many to list). */
+  readonly eventKeys?: string[];
 }
 
 /** A correlation id's items as one consistent Query returned them. */
 interface CorrelationState {
-  /** Event name → payload (the item without its keys and TTL), in sort-key order. */
-  readonly events: Map<string, Record<string, unknown>>;
+  /** The recorded events that have not expired. */
+  readonly events: RecordedEvent[];
   readonly marker?: Marker;
   /** Earliest `receivedAt` among the event items, epoch seconds. */
   readonly firstReceivedAt?: number;
@@ -202,7 +239,16 @@ interface CorrelationState {
 
 type ClaimResult = { state: 'claimed' } | { state: 'done'; status: MarkerStatus } | { state: 'busy'; owner?: string; leaseUntil?: number };
 
-const isFinal = (marker?: Marker): marker is Marker => marker?.status === 'COMPLETE' || marker?.status === 'INCOMPLETE';
+const FINAL_STATUSES: MarkerStatus[] = ['COMPLETE', 'INCOMPLETE', 'FAILED'];
+const isFinal = (marker?: Marker): marker is Marker => marker !== undefined && FINAL_STATUSES.includes(marker.status);
+
+/** What each kind of emit puts and marks. */
+const EMITS = {
+  complete: { detailType: COMPLETED_DETAIL_TYPE, status: 'COMPLETE', outcome: 'completed', metric: 'AggregationsCompleted' },
+  incomplete: { detailType: INCOMPLETE_DETAIL_TYPE, status: 'INCOMPLETE', outcome: 'incomplete', metric: 'AggregationsIncomplete' },
+  failed: { detailType: FAILED_DETAIL_TYPE, status: 'FAILED', outcome: 'failed-set', metric: 'AggregationsFailed' },
+} as const;
+type EmitKind = keyof typeof EMITS;
 
 /** Numbers that fit a double exactly become numbers; others keep their digits as a string. */
 function numberFromDynamo(text: string): number | string {
@@ -272,6 +318,9 @@ export class Aggregator {
   private readonly leaseSeconds: number;
   private readonly maxEntryBytes: number;
   private readonly reserveMs: number;
+  private readonly requirements: Requirement[];
+  /** Names some requirement counts more than one of: their `events` entry is a list. */
+  private readonly listedNames: Set<string>;
 
   constructor(private readonly deps: AggregatorDeps, private readonly config: AggregatorConfig) {
     this.logger = deps.logger ?? SILENT_LOGGER;
@@ -279,6 +328,10 @@ export class Aggregator {
     this.leaseSeconds = config.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     this.maxEntryBytes = config.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES;
     this.reserveMs = config.reserveMs ?? DEFAULT_RESERVE_MS;
+    this.requirements = config.requirements
+      ?? (config.requiredEvents ?? []).map((name) => ({ label: name, anyOf: [name], count: 1, failOnMismatch: false }));
+    if (this.requirements.length === 0) throw new Error('an aggregator needs requiredEvents or requirements');
+    this.listedNames = new Set(this.requirements.filter((r) => r.count > 1).flatMap((r) => r.anyOf));
     if (config.deadlineSeconds > 0 && (!config.schedule || !deps.scheduler)) {
       throw new Error('a deadline needs the schedule settings (SCHEDULE_* environment variables) and a Scheduler client');
     }
@@ -343,8 +396,8 @@ export class Aggregator {
 
   /**
    * Handles the deadline schedule's invocation: emits Aggregation Incomplete with the
-   * missing names (or Completed if everything is there and the stream has not caught up),
-   * unless the aggregation was already emitted. Throws to make the schedule retry.
+   * missing requirements (or Completed or Failed if the set is decided and the stream has
+   * not caught up), unless the aggregation was already emitted. Throws to make the schedule retry.
    */
   async processDeadline(invocation: DeadlineInvocation): Promise<CorrelationOutcome> {
     const correlationId = invocation?.deadlineFor;
@@ -354,13 +407,15 @@ export class Aggregator {
     this.logger.appendKeys?.({ correlationId });
     try {
       const state = await this.read(correlationId);
-      const missing = this.missing(state);
+      const evaluation = this.evaluate(state);
+      const missing = evaluation.missing;
       const base = { correlationId, itemsRead: state.itemsRead, missing, lateEvents: [], scheduleCreated: false, updatesEmitted: 0 };
       if (isFinal(state.marker)) {
         this.logger.info(`deadline of ${correlationId} passed after the aggregation was ${state.marker.status}; nothing to emit`);
         return { ...base, outcome: 'done' };
       }
-      const emitted = await this.emitOnce(correlationId, state, missing.length === 0 ? 'complete' : 'incomplete', 'deadline');
+      const kind: EmitKind = evaluation.state === 'waiting' ? 'incomplete' : evaluation.state === 'complete' ? 'complete' : 'failed';
+      const emitted = await this.emitOnce(correlationId, state, evaluation, kind, 'deadline');
       return { ...base, ...emitted };
     } finally {
       this.logger.removeKeys?.(['correlationId']);
@@ -370,32 +425,35 @@ export class Aggregator {
   private async onChange(correlationId: string, records: DynamoDBRecord[]): Promise<CorrelationOutcome> {
     const state = await this.read(correlationId);
     const changed = [...new Set(records.map((r) => r.dynamodb!.Keys![EVENT_NAME_ATTRIBUTE].S!))];
-    const missing = this.missing(state);
+    const evaluation = this.evaluate(state);
+    const missing = evaluation.missing;
     const base = { correlationId, itemsRead: state.itemsRead, missing, lateEvents: [] as string[], scheduleCreated: false, updatesEmitted: 0 };
 
     if (isFinal(state.marker)) {
-      const emittedNames = new Set(state.marker.names ?? []);
-      const late = changed.filter((name) => !emittedNames.has(name));
-      for (const name of late) {
-        this.logger.warn(`event ${name} for ${correlationId} arrived after the aggregation was ${state.marker.status}; not emitted again`,
-          { eventName: name, status: state.marker.status });
+      // Without the list (too many events to keep in the marker), every write is taken as late.
+      const emittedKeys = new Set(state.marker.eventKeys ?? []);
+      const lateKeys = changed.filter((key) => !emittedKeys.has(key));
+      for (const key of lateKeys) {
+        this.logger.warn(`event ${eventNameOfKey(key)} for ${correlationId} arrived after the aggregation was ${state.marker.status}; not emitted again`,
+          { eventKey: key, status: state.marker.status });
       }
-      const rewritten = changed.filter((name) => emittedNames.has(name));
+      const rewritten = changed.filter((key) => emittedKeys.has(key));
       if (rewritten.length > 0) {
-        this.logger.debug('rewrite of events that are already part of the emitted aggregation (a replay); ignored', { eventNames: rewritten });
+        this.logger.debug('rewrite of events that are already part of the emitted aggregation (a replay); ignored', { eventKeys: rewritten });
       }
-      if (late.length > 0) this.deps.metric?.('LateEvents', late.length);
-      return { ...base, outcome: 'done', lateEvents: late };
+      if (lateKeys.length > 0) this.deps.metric?.('LateEvents', lateKeys.length);
+      return { ...base, outcome: 'done', lateEvents: [...new Set(lateKeys.map(eventNameOfKey))] };
     }
 
     let updatesEmitted = 0;
     if (this.config.emitOnEveryChange) {
       // Unguarded: at least once per change (a retried batch emits its updates again).
-      await this.put(UPDATED_DETAIL_TYPE, correlationId, state, missing.length === 0 ? 'complete' : 'partial', missing);
+      await this.put(UPDATED_DETAIL_TYPE, correlationId, state, evaluation, evaluation.state === 'waiting' ? 'partial' : evaluation.state);
       updatesEmitted = 1;
     }
-    if (missing.length === 0) {
-      return { ...base, updatesEmitted, ...await this.emitOnce(correlationId, state, 'complete', 'stream') };
+    if (evaluation.state !== 'waiting') {
+      const kind: EmitKind = evaluation.state === 'complete' ? 'complete' : 'failed';
+      return { ...base, updatesEmitted, ...await this.emitOnce(correlationId, state, evaluation, kind, 'stream') };
     }
 
     let scheduleCreated = false;
@@ -403,10 +461,10 @@ export class Aggregator {
     // time derive from the id and its earliest event, so the first call creates it and the
     // others get ConflictException. (Creating it only on the id's first write would miss the
     // deadline when two first writes land in different batches at the same moment.)
-    if (this.config.deadlineSeconds > 0 && !state.marker && state.events.size > 0 && records.length > 0) {
+    if (this.config.deadlineSeconds > 0 && !state.marker && state.events.length > 0 && records.length > 0) {
       scheduleCreated = await this.createDeadlineSchedule(correlationId, state);
     }
-    this.logger.debug('waiting for more events', { missing });
+    this.logger.debug('waiting for more events', { missing, mismatched: evaluation.mismatches });
     return { ...base, updatesEmitted, scheduleCreated, outcome: 'waiting' };
   }
 
@@ -419,14 +477,14 @@ export class Aggregator {
     if (this.deps.remainingMs && this.deps.remainingMs() < this.reserveMs) throw new OutOfTimeError(this.reserveMs, retriedBy);
   }
 
-  private missing(state: CorrelationState): string[] {
-    return this.config.requiredEvents.filter((name) => !state.events.has(name));
+  private evaluate(state: CorrelationState): Evaluation {
+    return evaluate(this.requirements, state.events, this.config.newestReplaces ?? false);
   }
 
   /** One consistent Query for the id (paginated); never a Scan. Expired items count as gone. */
   private async read(correlationId: string): Promise<CorrelationState> {
     const now = this.now();
-    const events = new Map<string, Record<string, unknown>>();
+    const events: RecordedEvent[] = [];
     let marker: Marker | undefined;
     let firstReceivedAt: number | undefined;
     let itemsRead = 0;
@@ -436,25 +494,37 @@ export class Aggregator {
       itemsRead += page.Count ?? page.Items?.length ?? 0;
       for (const raw of page.Items ?? []) {
         const item = unmarshall(raw, { wrapNumbers: numberFromDynamo });
-        const name = item[EVENT_NAME_ATTRIBUTE];
+        const key = item[EVENT_NAME_ATTRIBUTE];
         // TTL deletes items days late at worst; an expired item is treated as gone already.
         if (typeof item[EXPIRES_AT_ATTRIBUTE] === 'number' && item[EXPIRES_AT_ATTRIBUTE] <= now) continue;
-        if (name === MARKER_EVENT_NAME) {
+        if (key === MARKER_EVENT_NAME) {
+          const keys = item.eventKeys ?? item.names; // `names`: markers written before events were keyed by id
           marker = {
             status: item.status,
             owner: item.owner,
             leaseUntil: typeof item.leaseUntil === 'number' ? item.leaseUntil : undefined,
-            names: Array.isArray(item.names) ? item.names : undefined,
+            eventKeys: Array.isArray(keys) ? keys : undefined,
           };
-        } else if (typeof name === 'string' && !name.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
+        } else if (typeof key === 'string' && !key.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
           const payload: Record<string, unknown> = {};
-          for (const [key, value] of Object.entries(item)) {
-            if (key === PAYLOAD_JSON_ATTRIBUTE && typeof value === 'string') payload.payload = parsePayloadJson(value);
-            else if (key !== CORRELATION_ID_ATTRIBUTE && key !== EVENT_NAME_ATTRIBUTE && key !== EXPIRES_AT_ATTRIBUTE) payload[key] = jsonSafe(value);
+          for (const [attribute, value] of Object.entries(item)) {
+            if (attribute === PAYLOAD_JSON_ATTRIBUTE && typeof value === 'string') {
+              payload.payload = parsePayloadJson(value);
+            } else if (attribute !== CORRELATION_ID_ATTRIBUTE && attribute !== EVENT_NAME_ATTRIBUTE && attribute !== EXPIRES_AT_ATTRIBUTE) {
+              payload[attribute] = jsonSafe(value);
+            }
           }
-          events.set(name, payload);
-          const received = typeof item.receivedAt === 'string' ? Date.parse(item.receivedAt) : NaN;
-          if (!Number.isNaN(received)) firstReceivedAt = Math.min(firstReceivedAt ?? Infinity, Math.floor(received / 1000));
+          const timeMs = typeof item.receivedAt === 'string' ? Date.parse(item.receivedAt) : NaN;
+          if (!Number.isNaN(timeMs)) firstReceivedAt = Math.min(firstReceivedAt ?? Infinity, Math.floor(timeMs / 1000));
+          events.push({
+            key,
+            name: eventNameOfKey(key),
+            ...(typeof item.eventId === 'string' ? { eventId: item.eventId } : {}),
+            timeMs,
+            payload,
+            // A condition tests the source event's detail; an item written directly is its own detail.
+            detail: 'payload' in payload && PAYLOAD_JSON_ATTRIBUTE in item ? payload.payload : payload,
+          });
         }
       }
       startKey = page.LastEvaluatedKey;
@@ -469,12 +539,14 @@ export class Aggregator {
    * If PutEvents fails, the marker stays EMITTING, its lease is released and the error is
    * thrown, so the retry can claim it again.
    */
-  private async emitOnce(correlationId: string, state: CorrelationState, kind: 'complete' | 'incomplete', trigger: 'stream' | 'deadline'):
+  private async emitOnce(correlationId: string, state: CorrelationState, evaluation: Evaluation, kind: EmitKind, trigger: 'stream' | 'deadline'):
   Promise<Pick<CorrelationOutcome, 'outcome' | 'truncated'>> {
+    const emit = EMITS[kind];
+    const keys = state.events.map((e) => e.key);
     // The read may have used up the time: a claim must leave time to emit and finish.
     const retriedBy = trigger === 'stream' ? STREAM_RETRY : DEADLINE_RETRY;
     this.checkTime(retriedBy);
-    let claim = await this.claim(correlationId, [...state.events.keys()]);
+    let claim = await this.claim(correlationId, keys);
     // A live claim may belong to an invocation that died holding it; nothing else would then
     // emit the aggregate (every name is recorded, so no new stream record comes). Wait out as
     // much of its lease as this invocation allows and claim again: the retries that find it
@@ -490,7 +562,7 @@ export class Aggregator {
       }
       await this.sleep(untilLeaseEnds);
       this.checkTime(retriedBy);
-      claim = await this.claim(correlationId, [...state.events.keys()]);
+      claim = await this.claim(correlationId, keys);
     }
     if (claim.state === 'done') {
       this.logger.info(`aggregation of ${correlationId} was already emitted by another invocation (${claim.status}); nothing to do`);
@@ -498,35 +570,39 @@ export class Aggregator {
     }
     if (claim.state === 'busy') throw new AggregationBusyError(correlationId, claim.owner, claim.leaseUntil);
 
-    const missing = this.missing(state);
     let truncated: boolean;
     try {
-      truncated = await this.put(kind === 'complete' ? COMPLETED_DETAIL_TYPE : INCOMPLETE_DETAIL_TYPE, correlationId, state, kind, missing);
+      truncated = await this.put(emit.detailType, correlationId, state, evaluation, kind);
     } catch (err) {
       await this.releaseLease(correlationId);
       throw new Error(`${(err as Error).message}; the marker stays EMITTING and a retry claims it again`);
     }
-    const status: MarkerStatus = kind === 'complete' ? 'COMPLETE' : 'INCOMPLETE';
-    await this.finish(correlationId, status);
-    this.deps.metric?.(kind === 'complete' ? 'AggregationsCompleted' : 'AggregationsIncomplete', 1);
-    this.logger.info(`aggregation of ${correlationId} emitted (${status})`, { eventNames: [...state.events.keys()], missing, truncated, trigger });
-    if (kind === 'complete' && trigger === 'stream' && this.config.deadlineSeconds > 0) await this.deleteDeadlineSchedule(correlationId);
-    return { outcome: kind === 'complete' ? 'completed' : 'incomplete', ...(truncated ? { truncated } : {}) };
+    await this.finish(correlationId, emit.status);
+    this.deps.metric?.(emit.metric, 1);
+    this.logger.info(`aggregation of ${correlationId} emitted (${emit.status})`,
+      { eventKeys: keys, missing: evaluation.missing, mismatched: evaluation.mismatches, truncated, trigger });
+    if (kind !== 'incomplete' && trigger === 'stream' && this.config.deadlineSeconds > 0) await this.deleteDeadlineSchedule(correlationId);
+    return { outcome: emit.outcome, ...(truncated ? { truncated } : {}) };
   }
 
   /** Puts one aggregated event; returns whether `events` had to be left out. Throws if PutEvents failed. */
-  private async put(detailType: string, correlationId: string, state: CorrelationState, status: string, missing: string[]): Promise<boolean> {
-    const received = Object.fromEntries([...state.events.keys()].map((name) => [name, true]));
-    const events = Object.fromEntries(state.events);
-    const eventCount = state.events.size;
-    const withMissing = detailType === COMPLETED_DETAIL_TYPE ? {} : { missing };
+  private async put(detailType: string, correlationId: string, state: CorrelationState, evaluation: Evaluation, status: string): Promise<boolean> {
+    const received = Object.fromEntries([...evaluation.counted.keys()].map((name) => [name, true]));
+    // A name counted more than once carries the list of its counted events; any other name, its one event.
+    const events = Object.fromEntries([...evaluation.counted].map(([name, counted]) =>
+      [name, this.listedNames.has(name) ? counted.map((e) => e.payload) : counted[0].payload]));
+    const eventCount = state.events.length;
+    const withMissing = detailType === COMPLETED_DETAIL_TYPE ? {} : {
+      missing: evaluation.missing,
+      ...(evaluation.mismatches.length > 0 ? { mismatched: evaluation.mismatches } : {}),
+    };
     const entry = (detail: unknown): PutEventsRequestEntry => ({
       EventBusName: this.config.outputBusName, Source: this.config.source, DetailType: detailType, Detail: JSON.stringify(detail),
     });
     // The payloads together can exceed the PutEvents entry limit, and so can the names alone
     // (the recorder stores names it does not require). A rejected entry would be rejected on
     // every retry, so the event sheds fields until it fits: the payloads (consumers read them
-    // from the table until the items expire), then `received`, then `missing`. The last form
+    // from the table until the items expire), then `received`, then `missing` and `mismatched`. The last form
     // fits any correlation id of printable text (at most 2 KiB) under the smallest limit, 4 KiB.
     const forms = [
       { correlationId, status, received, events, ...withMissing, eventCount },
@@ -552,7 +628,8 @@ export class Aggregator {
     return truncated;
   }
 
-  private async claim(correlationId: string, names: string[]): Promise<ClaimResult> {
+  private async claim(correlationId: string, eventKeys: string[]): Promise<ClaimResult> {
+    const listed = eventKeys.reduce((bytes, eventKey) => bytes + Buffer.byteLength(eventKey, 'utf8') + 3, 0) <= MAX_MARKER_KEY_BYTES;
     const now = this.now();
     const key = { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } };
     try {
@@ -563,7 +640,7 @@ export class Aggregator {
           status: { S: 'EMITTING' },
           owner: { S: this.deps.owner },
           leaseUntil: { N: String(now + this.leaseSeconds) },
-          names: { L: names.map((name) => ({ S: name })) },
+          ...(listed ? { eventKeys: { L: eventKeys.map((eventKey) => ({ S: eventKey })) } } : {}),
           [EXPIRES_AT_ATTRIBUTE]: { N: String(now + this.config.itemTtlSeconds) },
         },
         // An expired marker (TTL deletes late) belongs to a finished earlier set: a new set may claim it.
@@ -580,7 +657,7 @@ export class Aggregator {
         existing = (await this.deps.dynamoDb.send(new GetItemCommand({ TableName: this.config.tableName, Key: key, ConsistentRead: true }))).Item;
       }
       const status = existing?.status?.S as MarkerStatus | undefined;
-      if (status === 'COMPLETE' || status === 'INCOMPLETE') return { state: 'done', status };
+      if (status && FINAL_STATUSES.includes(status)) return { state: 'done', status };
       return { state: 'busy', owner: existing?.owner?.S, leaseUntil: existing?.leaseUntil?.N ? Number(existing.leaseUntil.N) : undefined };
     }
   }

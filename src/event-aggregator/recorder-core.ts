@@ -1,7 +1,7 @@
 import { ConditionalCheckFailedException, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import {
-  CORRELATION_ID_ATTRIBUTE, EVENT_NAME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, PAYLOAD_JSON_ATTRIBUTE, RECORDER_ENV, RESERVED_EVENT_NAME_PREFIX,
+  CORRELATION_ID_ATTRIBUTE, EVENT_NAME_ATTRIBUTE, eventKey, EXPIRES_AT_ATTRIBUTE, PAYLOAD_JSON_ATTRIBUTE, RECORDER_ENV, RESERVED_EVENT_NAME_PREFIX,
 } from './aggregator-contract';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
 import { positiveIntegerEnv, requiredEnv } from '../runtime/env-settings';
@@ -11,6 +11,8 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 350_000;
 /** DynamoDB's limits on key values, in UTF-8 bytes. */
 export const MAX_PARTITION_KEY_BYTES = 2048;
 export const MAX_SORT_KEY_BYTES = 1024;
+/** Event ids are UUIDs (36 bytes); a longer id leaves too little of the sort key for the name. */
+export const MAX_EVENT_ID_BYTES = 128;
 
 
 export interface RecorderConfig {
@@ -41,14 +43,12 @@ export interface RecorderInput {
 }
 
 export interface RecordResult {
-  /** `recorded`: the item was written (or rewritten by the same event); `duplicate-name`: another event with this name was kept. */
-  readonly outcome: 'recorded' | 'duplicate-name';
+  /** `recorded`: the item was written; `already-recorded`: this event (same event id) is stored already. */
+  readonly outcome: 'recorded' | 'already-recorded';
   readonly correlationId: string;
   readonly eventName: string;
   readonly eventId: string;
   readonly payloadBytes: number;
-  /** For `duplicate-name`: the event id of the event that is kept. */
-  readonly keptEventId?: string;
 }
 
 export interface RecorderDeps {
@@ -73,8 +73,11 @@ function keyValue(field: string, value: unknown, maxBytes: number): string {
   if (typeof text !== 'string' || text.trim() === '') {
     throw new Error(`${field} must be a non-empty string or a number, got ${describeValue(value)}; check the rule's input transformer path`);
   }
+  // A control character could be the separator of the sort key, or hide in a log line.
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(text)) throw new Error(`${field} ${describeValue(text)} contains a control character; allowed: printable text`);
   const bytes = Buffer.byteLength(text, 'utf8');
-  if (bytes > maxBytes) throw new Error(`${field} is ${bytes} bytes of UTF-8, more than DynamoDB's ${maxBytes}-byte key limit: ${describeValue(text)}`);
+  if (bytes > maxBytes) throw new Error(`${field} is ${bytes} bytes of UTF-8, more than the ${maxBytes}-byte limit: ${describeValue(text)}`);
   return text;
 }
 
@@ -84,12 +87,14 @@ export function validateRecorderInput(input: RecorderInput, maxPayloadBytes: num
 } {
   if (input === null || typeof input !== 'object') throw new Error(`the recorder expects an object from the rule's input transformer, got ${describeValue(input)}`);
   const correlationId = keyValue('correlationId', input.correlationId, MAX_PARTITION_KEY_BYTES);
-  const eventName = keyValue('eventName', input.eventName, MAX_SORT_KEY_BYTES);
-  if (eventName.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
-    throw new Error(`eventName ${describeValue(eventName)} is reserved: names starting with '${RESERVED_EVENT_NAME_PREFIX}' are the aggregator's own`);
-  }
   if (typeof input.eventId !== 'string' || input.eventId === '') {
     throw new Error(`eventId must be the EventBridge event id ($.id), got ${describeValue(input.eventId)}`);
+  }
+  const eventId = keyValue('eventId', input.eventId, MAX_EVENT_ID_BYTES);
+  // The sort key is the name, a separator and the event id, within DynamoDB's 1024 bytes.
+  const eventName = keyValue('eventName', input.eventName, MAX_SORT_KEY_BYTES - 1 - Buffer.byteLength(eventId, 'utf8'));
+  if (eventName.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
+    throw new Error(`eventName ${describeValue(eventName)} is reserved: names starting with '${RESERVED_EVENT_NAME_PREFIX}' are the aggregator's own`);
   }
   const payloadBytes = Buffer.byteLength(JSON.stringify(input.detail ?? null), 'utf8');
   if (payloadBytes > maxPayloadBytes) {
@@ -97,47 +102,42 @@ export function validateRecorderInput(input: RecorderInput, maxPayloadBytes: num
       + 'bytes the recorder stores (MAX_PAYLOAD_BYTES; DynamoDB items are at most 400 KB)');
   }
   const time = typeof input.time === 'string' && input.time !== '' ? input.time : undefined;
-  return { correlationId, eventName, eventId: input.eventId, time, payloadBytes };
+  return { correlationId, eventName, eventId, time, payloadBytes };
 }
 
 /**
- * Stores one event of a bus source as the item (correlationId, eventName). The first event
- * of a name wins: the same event again (same eventId, e.g. a retried invocation) rewrites
- * the same item, a different event with that name is not stored and is logged with the
- * reason. Invalid input throws; the async invocation's on-failure destination then parks
- * the event with that message.
+ * Stores one event of a bus source as the item (correlationId, eventName + U+001F + eventId):
+ * every distinct event is kept, and the aggregator decides which ones count (the first or the
+ * newest of a name, N of them, those matching a condition). The same event again (a retried
+ * invocation, a redelivery) finds its item and writes nothing. Invalid input throws; the
+ * async invocation's on-failure destination then parks the event with that message.
  */
 export async function recordEvent(deps: RecorderDeps, config: RecorderConfig, input: RecorderInput): Promise<RecordResult> {
   const logger = deps.logger ?? SILENT_LOGGER;
-  const now = deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+  const now = (deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000)))();
   const { correlationId, eventName, eventId, time, payloadBytes } = validateRecorderInput(input, config.maxPayloadBytes);
   const item = {
     [CORRELATION_ID_ATTRIBUTE]: correlationId,
-    [EVENT_NAME_ATTRIBUTE]: eventName,
+    [EVENT_NAME_ATTRIBUTE]: eventKey(eventName, eventId),
     eventId,
-    receivedAt: time ?? new Date(now() * 1000).toISOString(),
+    receivedAt: time ?? new Date(now * 1000).toISOString(),
     [PAYLOAD_JSON_ATTRIBUTE]: JSON.stringify(input.detail ?? null),
-    [EXPIRES_AT_ATTRIBUTE]: now() + config.itemTtlSeconds,
+    [EXPIRES_AT_ATTRIBUTE]: now + config.itemTtlSeconds,
   };
   const result = { correlationId, eventName, eventId, payloadBytes };
   try {
     await deps.dynamoDb.send(new PutItemCommand({
       TableName: config.tableName,
       Item: marshall(item, { removeUndefinedValues: true, convertClassInstanceToMap: true }),
-      // First wins, unless the first has expired (TTL deletes late): then this starts a new set.
-      ConditionExpression: 'attribute_not_exists(#name) OR eventId = :eventId OR #expires <= :now',
+      // Written once; an expired copy (TTL deletes late) is a set that ended: this starts a new one.
+      ConditionExpression: 'attribute_not_exists(#name) OR #expires <= :now',
       ExpressionAttributeNames: { '#name': EVENT_NAME_ATTRIBUTE, '#expires': EXPIRES_AT_ATTRIBUTE },
-      ExpressionAttributeValues: { ':eventId': { S: eventId }, ':now': { N: String(now()) } },
-      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      ExpressionAttributeValues: { ':now': { N: String(now) } },
     }));
   } catch (err) {
     if (!(err instanceof ConditionalCheckFailedException) && (err as Error).name !== 'ConditionalCheckFailedException') throw err;
-    const existing = (err as ConditionalCheckFailedException).Item;
-    const kept = existing ? unmarshall(existing).eventId : undefined;
-    const keptEventId = typeof kept === 'string' ? kept : undefined;
-    logger.warn(`duplicate event name ${eventName} for ${correlationId}: event ${eventId} is not stored; `
-      + `the first one (eventId ${keptEventId ?? 'unknown, written directly'}) is kept`, { ...result, keptEventId });
-    return { outcome: 'duplicate-name', ...result, ...(keptEventId ? { keptEventId } : {}) };
+    logger.info('event already recorded (a redelivery); nothing written', result);
+    return { outcome: 'already-recorded', ...result };
   }
   logger.info('event recorded', result);
   return { outcome: 'recorded', ...result };

@@ -7,6 +7,7 @@ import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } 
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBRecord } from 'aws-lambda';
 import { ACCOUNT_CHECK, captureLogger, captureMetrics, IN_STOCK, streamEvent, streamRecord } from './aggregator-fixtures';
+import { eventKey } from '../../src/event-aggregator/aggregator-contract';
 import { Aggregator, AggregatorConfig, deadlineScheduleName } from '../../src/event-aggregator/aggregator-core';
 import { recordEvent } from '../../src/event-aggregator/recorder-core';
 import { motoClients, motoEndpoint, uniqueName } from '../support/moto';
@@ -119,7 +120,7 @@ function aggregatorFor(config: AggregatorConfig, owner: string, options: Overrid
  * record DynamoDB would deliver for that write (none when the write was refused).
  */
 async function record(env: Env, correlationId: string | number, eventName: string, detail: unknown, eventId = `${correlationId}-${eventName}`) {
-  const key = { correlationId: String(correlationId), eventName };
+  const key = { correlationId: String(correlationId), eventName: eventKey(eventName, eventId) };
   const before = await dynamoDb.send(new GetItemCommand({ TableName: env.table, Key: marshall(key), ConsistentRead: true }));
   const logger = captureLogger();
   const result = await recordEvent({ dynamoDb, logger }, { tableName: env.table, itemTtlSeconds: TTL, maxPayloadBytes: 350_000 },
@@ -163,7 +164,9 @@ describe('moto: aggregation', () => {
       eventCount: 2,
     });
     expect(await delivered(env.invoiceUrl)).toHaveLength(1);
-    expect(await markerOf(env.table, '7')).toMatchObject({ status: 'COMPLETE', owner: 'req-1', names: [ACCOUNT_CHECK, IN_STOCK] });
+    expect(await markerOf(env.table, '7')).toMatchObject({
+      status: 'COMPLETE', owner: 'req-1', eventKeys: [eventKey(ACCOUNT_CHECK, `7-${ACCOUNT_CHECK}`), eventKey(IN_STOCK, `7-${IN_STOCK}`)],
+    });
     expect(metrics).toEqual({ ItemsRead: 1 + 2, AggregationsCompleted: 1 });
   });
 
@@ -251,7 +254,7 @@ describe('moto: aggregation', () => {
     const { client, sent } = recordingDynamoDb();
     const report = await aggregatorFor(env.config, 'req-2', { dynamoDb: client }).core.processStreamBatch(streamEvent(
       streamRecord('INSERT', marker!), streamRecord('MODIFY', marker!), streamRecord('REMOVE', unmarshall(
-        (await dynamoDb.send(new GetItemCommand({ TableName: env.table, Key: marshall({ correlationId: '7', eventName: ACCOUNT_CHECK }) }))).Item!)),
+        (await dynamoDb.send(new GetItemCommand({ TableName: env.table, Key: marshall({ correlationId: '7', eventName: eventKey(ACCOUNT_CHECK, `7-${ACCOUNT_CHECK}`) }) }))).Item!)),
     ));
     expect(report).toEqual({ batchItemFailures: [], outcomes: [], ignoredRecords: 3 });
     expect(sent).toEqual([]);
@@ -332,19 +335,20 @@ describe('moto: failures and retries', () => {
 });
 
 describe('moto: recorder', () => {
-  test('the same event twice (same eventId) → one item, no error; a different event with the same name → the first is kept, reason logged', async () => {
+  test('the same event twice (same eventId) → one item, written once; a different event with the same name → its own item', async () => {
     const env = await setUp();
     const first = await record(env, 7, IN_STOCK, { sku: 'A-1' }, 'evt-1');
     const again = await record(env, 7, IN_STOCK, { sku: 'A-1' }, 'evt-1');
     const other = await record(env, 7, IN_STOCK, { sku: 'Z-9' }, 'evt-2');
-    expect([first.result.outcome, again.result.outcome, other.result.outcome]).toEqual(['recorded', 'recorded', 'duplicate-name']);
-    expect(again.stream!.eventName).toBe('MODIFY');
-    expect(other.stream).toBeUndefined();
-    expect(other.logger.messages('warn')).toEqual([`duplicate event name ${IN_STOCK} for 7: event evt-2 is not stored; the first one (eventId evt-1) is kept`]);
+    expect([first.result.outcome, again.result.outcome, other.result.outcome]).toEqual(['recorded', 'already-recorded', 'recorded']);
+    expect(again.stream).toBeUndefined(); // nothing written, so no stream record
     const { Items } = await dynamoDb.send(new QueryCommand({
       TableName: env.table, KeyConditionExpression: 'correlationId = :id', ExpressionAttributeValues: { ':id': { S: '7' } }, ConsistentRead: true,
     }));
-    expect(Items!.map((i) => unmarshall(i))).toEqual([expect.objectContaining({ eventName: IN_STOCK, eventId: 'evt-1', payloadJson: '{"sku":"A-1"}' })]);
+    expect(Items!.map((i) => unmarshall(i))).toEqual([
+      expect.objectContaining({ eventName: eventKey(IN_STOCK, 'evt-1'), eventId: 'evt-1', payloadJson: '{"sku":"A-1"}' }),
+      expect.objectContaining({ eventName: eventKey(IN_STOCK, 'evt-2'), eventId: 'evt-2', payloadJson: '{"sku":"Z-9"}' }),
+    ]);
   });
 
   test('an oversized payload is refused before DynamoDB is asked', async () => {
@@ -365,7 +369,7 @@ describe('moto: deadline (EventBridge Scheduler on moto)', () => {
 
     const schedule = await scheduler.send(new GetScheduleCommand({ Name: deadlineScheduleName('7'), GroupName: env.scheduleGroup }));
     const receivedAt = Date.parse(unmarshall((await dynamoDb.send(new GetItemCommand({
-      TableName: env.table, Key: marshall({ correlationId: '7', eventName: ACCOUNT_CHECK }),
+      TableName: env.table, Key: marshall({ correlationId: '7', eventName: eventKey(ACCOUNT_CHECK, `7-${ACCOUNT_CHECK}`) }),
     }))).Item!).receivedAt);
     expect(schedule).toMatchObject({
       ScheduleExpression: `at(${new Date(Math.floor(receivedAt / 1000) * 1000 + 900_000).toISOString().slice(0, 19)})`,
@@ -389,7 +393,7 @@ describe('moto: deadline (EventBridge Scheduler on moto)', () => {
     ]);
     expect(out[0].detail.events[ACCOUNT_CHECK].payload).toEqual({ credit: 'approved' });
     expect(await delivered(env.invoiceUrl)).toEqual([]);
-    expect(await markerOf(env.table, '7')).toMatchObject({ status: 'INCOMPLETE', names: [ACCOUNT_CHECK] });
+    expect(await markerOf(env.table, '7')).toMatchObject({ status: 'INCOMPLETE', eventKeys: [eventKey(ACCOUNT_CHECK, `7-${ACCOUNT_CHECK}`)] });
 
     // In Stock after the deadline: late, not emitted.
     const late = aggregatorFor(env.deadlineConfig, 'req-3');

@@ -82,7 +82,13 @@ const conditionFailed = (item?: Record<string, unknown>) => new ConditionalCheck
   message: 'The conditional request failed', $metadata: {}, ...(item ? { Item: marshall(item) } : {}),
 });
 const marker = (status: string, extra: Record<string, unknown> = {}) => ({
-  correlationId: '7', eventName: '#aggregate', status, owner: 'req-0', names: [ACCOUNT_CHECK, IN_STOCK], expiresAt: NOW + DAY, ...extra,
+  correlationId: '7',
+  eventName: '#aggregate',
+  status,
+  owner: 'req-0',
+  eventKeys: [ACCOUNT_CHECK, IN_STOCK].map((n) => eventItem('7', n).eventName),
+  expiresAt: NOW + DAY,
+  ...extra,
 });
 const withDeadline: Partial<AggregatorConfig> = { deadlineSeconds: 900, schedule: SCHEDULE };
 
@@ -181,7 +187,7 @@ describe('stream batches', () => {
         status: { S: 'EMITTING' },
         owner: { S: 'req-1' },
         leaseUntil: { N: String(NOW + 60) },
-        names: { L: [{ S: ACCOUNT_CHECK }, { S: IN_STOCK }] },
+        eventKeys: { L: [{ S: table[0].eventName }, { S: table[1].eventName }] },
         expiresAt: { N: String(NOW + 7 * DAY) },
       },
       ConditionExpression: 'attribute_not_exists(#id) OR (#status = :emitting AND leaseUntil < :now) OR #expires <= :now',
@@ -771,5 +777,106 @@ describe('aggregator handler', () => {
     await expect(handler(event as any, context)).rejects.toThrow('unrecognised invocation: expected a DynamoDB stream batch (Records) or '
       + `{ deadlineFor }, got ${shown}`);
     expect(dynamo.calls()).toHaveLength(0);
+  });
+});
+
+describe('completion rules: conditions, newest replaces first, counts, any-of groups', () => {
+  const APPROVED_CHECK = {
+    requirements: [
+      { label: ACCOUNT_CHECK, anyOf: [ACCOUNT_CHECK], count: 1, condition: { status: ['APPROVED'] }, failOnMismatch: false },
+      { label: IN_STOCK, anyOf: [IN_STOCK], count: 1, failOnMismatch: false },
+    ],
+  };
+  const FAILING_CHECK = APPROVED_CHECK.requirements.map((r, i) => (i === 0 ? { ...r, failOnMismatch: true } : r));
+  const at = (minute: number) => ({ receivedAt: `2027-01-15T08:0${minute}:00.000Z` });
+
+  test('a failing check does not trigger the invoice; the corrected (newer) check does, once', async () => {
+    const { core } = aggregator({ ...APPROVED_CHECK, requiredEvents: undefined, newestReplaces: true });
+    table = [eventItem('7', ACCOUNT_CHECK, { status: 'REJECTED' }, { ...at(0), eventId: 'c1' }), eventItem('7', IN_STOCK, { sku: 'A-1' }, at(1))];
+    const first = await core.processStreamBatch(streamEvent(...table.map((i) => streamRecord('INSERT', i))));
+    expect(first.outcomes[0]).toMatchObject({ outcome: 'waiting', missing: [ACCOUNT_CHECK] });
+    expect(emitted()).toEqual([]);
+
+    table.push(eventItem('7', ACCOUNT_CHECK, { status: 'APPROVED' }, { ...at(5), eventId: 'c2' }));
+    const second = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[2])));
+    expect(second.outcomes[0]).toMatchObject({ outcome: 'completed', missing: [] });
+    expect(emitted()).toHaveLength(1);
+    expect(emitted()[0]).toMatchObject({ detailType: 'Aggregation Completed', detail: { events: { [ACCOUNT_CHECK]: { eventId: 'c2', payload: { status: 'APPROVED' } } } } });
+  });
+
+  test('without newestReplaces the first (failing) check stays the one counted: no invoice, and the deadline says why', async () => {
+    const { core } = aggregator({ ...APPROVED_CHECK, requiredEvents: undefined, ...withDeadline });
+    table = [eventItem('7', ACCOUNT_CHECK, { status: 'REJECTED' }, { ...at(0), eventId: 'c1' }), eventItem('7', IN_STOCK, {}, at(1)),
+      eventItem('7', ACCOUNT_CHECK, { status: 'APPROVED' }, { ...at(5), eventId: 'c2' })];
+    expect((await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[2])))).outcomes[0].outcome).toBe('waiting');
+    expect(await core.processDeadline({ deadlineFor: '7' })).toMatchObject({ outcome: 'incomplete' });
+    expect(emitted()).toEqual([expect.objectContaining({
+      detailType: 'Aggregation Incomplete',
+      detail: expect.objectContaining({
+        status: 'incomplete', missing: [ACCOUNT_CHECK], mismatched: [{ requirement: ACCOUNT_CHECK, eventName: ACCOUNT_CHECK, eventId: 'c1' }],
+      }),
+    })]);
+  });
+
+  test('failOnMismatch: a failing check ends the set as Aggregation Failed, once; the marker is FAILED and later events are late', async () => {
+    const rules = { requiredEvents: undefined, requirements: FAILING_CHECK };
+    const { core, metrics } = aggregator({ ...rules, ...withDeadline });
+    table = [eventItem('7', ACCOUNT_CHECK, { status: 'REJECTED' }, { ...at(0), eventId: 'c1' })];
+    const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[0])));
+    expect(report.outcomes[0]).toMatchObject({ outcome: 'failed-set', missing: [ACCOUNT_CHECK, IN_STOCK] });
+    expect(emitted()).toEqual([expect.objectContaining({
+      detailType: 'Aggregation Failed',
+      detail: expect.objectContaining({ status: 'failed', mismatched: [{ requirement: ACCOUNT_CHECK, eventName: ACCOUNT_CHECK, eventId: 'c1' }] }),
+    })]);
+    expect(dynamo.commandCalls(UpdateItemCommand)[0].args[0].input.ExpressionAttributeValues![':final']).toEqual({ S: 'FAILED' });
+    expect(metrics.AggregationsFailed).toBe(1);
+    // A failed set is final: its deadline schedule goes, and a later event is late.
+    expect(scheduler).toHaveReceivedCommandTimes(DeleteScheduleCommand, 1);
+    table.push({ ...marker('FAILED', { eventKeys: [table[0].eventName] }) }, eventItem('7', IN_STOCK));
+    const late = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[2])));
+    expect(late.outcomes[0]).toMatchObject({ outcome: 'done', lateEvents: [IN_STOCK] });
+    expect(emitted()).toHaveLength(1);
+  });
+
+  test('a deadline that finds a failing check of a failOnMismatch requirement emits Failed, not Incomplete', async () => {
+    const rules = { requiredEvents: undefined, requirements: FAILING_CHECK };
+    const { core } = aggregator({ ...rules, ...withDeadline });
+    table = [eventItem('7', ACCOUNT_CHECK, { status: 'REJECTED' })];
+    expect(await core.processDeadline({ deadlineFor: '7' })).toMatchObject({ outcome: 'failed-set' });
+    expect(emitted().map((e) => e.detailType)).toEqual(['Aggregation Failed']);
+  });
+
+  test('counts and any-of groups: three signatures and either payment; a counted name carries the list of its events', async () => {
+    const { core } = aggregator({
+      requiredEvents: undefined,
+      requirements: [
+        { label: 'Signatures', anyOf: ['Signature'], count: 3, failOnMismatch: false },
+        { label: 'Payment', anyOf: ['Card Payment', 'Bank Transfer'], count: 1, failOnMismatch: false },
+      ],
+    });
+    table = [0, 1].map((i) => eventItem('7', 'Signature', { by: i }, { ...at(i), eventId: `s${i}` }));
+    table.push(eventItem('7', 'Bank Transfer', { iban: 'x' }, at(3)));
+    expect((await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[2])))).outcomes[0]).toMatchObject({
+      outcome: 'waiting', missing: ['Signatures'],
+    });
+    table.push(eventItem('7', 'Signature', { by: 2 }, { ...at(4), eventId: 's2' }));
+    expect((await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[3])))).outcomes[0].outcome).toBe('completed');
+    const { detail } = emitted()[0];
+    expect(detail.events.Signature.map((e: any) => e.eventId)).toEqual(['s0', 's1', 's2']);
+    expect(detail.events['Bank Transfer'].payload).toEqual({ iban: 'x' });
+    expect(detail.received).toEqual({ 'Signature': true, 'Bank Transfer': true });
+    expect(detail.eventCount).toBe(4);
+  });
+
+  test('the environment carries the requirements and NEWEST_REPLACES; a bad requirement is named', () => {
+    const requirements = [{ label: 'Check', anyOf: [ACCOUNT_CHECK], count: 1, condition: { status: ['APPROVED'] }, failOnMismatch: true }];
+    const env = { ...ENV, REQUIRED_EVENTS: undefined, REQUIREMENTS: JSON.stringify(requirements), NEWEST_REPLACES: 'true' };
+    expect(aggregatorConfigFromEnv(env)).toMatchObject({ requirements, newestReplaces: true });
+    expect(aggregatorConfigFromEnv(env).requiredEvents).toBeUndefined();
+    expect(() => aggregatorConfigFromEnv({ ...env, REQUIREMENTS: JSON.stringify([{ ...requirements[0], count: 0 }]) }))
+      .toThrow('environment variable REQUIREMENTS: requirement 0 needs a positive integer count');
+    expect(() => aggregatorConfigFromEnv({ ...env, REQUIREMENTS: JSON.stringify([{ ...requirements[0], condition: { status: 'APPROVED' } }]) }))
+      .toThrow('environment variable REQUIREMENTS: requirement 0 condition.status must be an object');
+    expect(() => aggregatorConfigFromEnv({ ...env, NEWEST_REPLACES: 'yes' })).toThrow("NEWEST_REPLACES must be 'true' or 'false', got yes");
   });
 });

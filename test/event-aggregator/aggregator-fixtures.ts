@@ -1,5 +1,6 @@
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { eventKey } from '../../src/event-aggregator/aggregator-contract';
 import type { AggregatorConfig, AggregatorMetric } from '../../src/event-aggregator/aggregator-core';
 
 /** A fixed clock for the unit tests: 2027-01-15T08:00:00Z. */
@@ -25,15 +26,16 @@ export const SCHEDULE = {
   dlqArn: 'arn:aws:sqs:us-east-1:111111111111:deadline-dlq',
 };
 
-/** An event item as the recorder writes it. */
+/** An event item as the recorder writes it: keyed by name, U+001F and event id; the detail as JSON text. */
 export function eventItem(correlationId: string, eventName: string, payload: unknown = { ok: true },
-  options: { receivedAt?: string; now?: number } = {}) {
+  options: { receivedAt?: string; now?: number; eventId?: string } = {}) {
+  const eventId = options.eventId ?? `evt-${correlationId}-${eventName.replace(/\s/g, '-')}`;
   return {
     correlationId,
-    eventName,
-    eventId: `evt-${correlationId}-${eventName.replace(/\s/g, '-')}`,
+    eventName: eventKey(eventName, eventId),
+    eventId,
     receivedAt: options.receivedAt ?? new Date((options.now ?? NOW) * 1000).toISOString(),
-    payload,
+    payloadJson: JSON.stringify(payload),
     expiresAt: (options.now ?? NOW) + 7 * DAY,
   };
 }

@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { captureLogger, DAY, NOW } from './aggregator-fixtures';
@@ -45,55 +45,43 @@ describe('recorder configuration', () => {
 });
 
 describe('recording', () => {
-  test('writes the item keyed by correlation id and event name, first-wins condition, TTL; a numeric order id becomes its string form', async () => {
+  test('writes the item keyed by correlation id and event name + U+001F + event id, written once, TTL; a numeric order id becomes its string form',
+    async () => {
+      const { record, logger } = recorder();
+      const result = await record(input());
+      expect(result).toEqual({ outcome: 'recorded', correlationId: '7', eventName: 'In Stock', eventId: 'e-1', payloadBytes: 25 });
+      expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 1);
+      const call = dynamo.commandCalls(PutItemCommand)[0].args[0].input;
+      expect(unmarshall(call.Item!)).toEqual({
+        correlationId: '7',
+        eventName: 'In Stock\u001fe-1',
+        eventId: 'e-1',
+        receivedAt: '2027-01-15T08:00:00Z',
+        payloadJson: JSON.stringify({ OrderID: 7, sku: 'A-1' }),
+        expiresAt: NOW + 7 * DAY,
+      });
+      expect(call).toMatchObject({
+        TableName: 'aggregates',
+        ConditionExpression: 'attribute_not_exists(#name) OR #expires <= :now',
+        ExpressionAttributeNames: { '#name': 'eventName', '#expires': 'expiresAt' },
+        ExpressionAttributeValues: { ':now': { N: String(NOW) } },
+      });
+      expect(logger.messages('info')).toEqual(['event recorded']);
+    });
+
+  test('the same event again (same eventId: a retry, a redelivery) finds its item and is reported as already recorded', async () => {
+    dynamo.on(PutItemCommand).rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
     const { record, logger } = recorder();
-    const result = await record(input());
-    expect(result).toEqual({ outcome: 'recorded', correlationId: '7', eventName: 'In Stock', eventId: 'e-1', payloadBytes: 25 });
-    expect(dynamo).toHaveReceivedCommandTimes(PutItemCommand, 1);
-    const call = dynamo.commandCalls(PutItemCommand)[0].args[0].input;
-    expect(unmarshall(call.Item!)).toEqual({
-      correlationId: '7',
-      eventName: 'In Stock',
-      eventId: 'e-1',
-      receivedAt: '2027-01-15T08:00:00Z',
-      payloadJson: JSON.stringify({ OrderID: 7, sku: 'A-1' }),
-      expiresAt: NOW + 7 * DAY,
-    });
-    expect(call).toMatchObject({
-      TableName: 'aggregates',
-      ConditionExpression: 'attribute_not_exists(#name) OR eventId = :eventId OR #expires <= :now',
-      ExpressionAttributeNames: { '#name': 'eventName', '#expires': 'expiresAt' },
-      ExpressionAttributeValues: { ':eventId': { S: 'e-1' }, ':now': { N: String(NOW) } },
-      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-    });
-    expect(logger.messages('info')).toEqual(['event recorded']);
+    expect(await record(input())).toEqual({ outcome: 'already-recorded', correlationId: '7', eventName: 'In Stock', eventId: 'e-1', payloadBytes: 25 });
+    expect(logger.messages('info')).toEqual(['event already recorded (a redelivery); nothing written']);
   });
 
-  test('the same event twice (same eventId) rewrites the same item without error', async () => {
+  test('a different event with the same name is its own item: both are kept, the aggregator decides which counts', async () => {
     const { record } = recorder();
-    expect((await record(input())).outcome).toBe('recorded');
-    expect((await record(input())).outcome).toBe('recorded');
-    const [a, b] = dynamo.commandCalls(PutItemCommand).map((c) => c.args[0].input.Item);
-    expect(b).toEqual(a);
-  });
-
-  test('a different event with the same name is not stored: the first is kept and the reason is logged', async () => {
-    dynamo.on(PutItemCommand).rejects(new ConditionalCheckFailedException({
-      message: 'The conditional request failed', $metadata: {}, Item: marshall({ correlationId: '7', eventName: 'In Stock', eventId: 'e-1' }),
-    }));
-    const { record, logger } = recorder();
-    const result = await record(input({ eventId: 'e-2' }));
-    expect(result).toEqual({ outcome: 'duplicate-name', correlationId: '7', eventName: 'In Stock', eventId: 'e-2', payloadBytes: 25, keptEventId: 'e-1' });
-    expect(logger.messages('warn')).toEqual(['duplicate event name In Stock for 7: event e-2 is not stored; the first one (eventId e-1) is kept']);
-  });
-
-  test('a name first written directly (no eventId) is kept too', async () => {
-    dynamo.on(PutItemCommand).rejects(new ConditionalCheckFailedException({
-      message: 'The conditional request failed', $metadata: {}, Item: marshall({ correlationId: '7', eventName: 'In Stock', OrderID: 7 }),
-    }));
-    const { record, logger } = recorder();
-    expect((await record(input({ eventId: 'e-2' }))).outcome).toBe('duplicate-name');
-    expect(logger.messages('warn')[0]).toContain('the first one (eventId unknown, written directly) is kept');
+    await record(input());
+    await record(input({ eventId: 'e-2', detail: { OrderID: 7, sku: 'B-2' } }));
+    const keys = dynamo.commandCalls(PutItemCommand).map((c) => c.args[0].input.Item!.eventName.S);
+    expect(keys).toEqual(['In Stock\u001fe-1', 'In Stock\u001fe-2']);
   });
 
   test('a missing time is replaced by the time of recording; a missing detail is stored as null', async () => {
@@ -120,8 +108,12 @@ describe('invalid input is refused with the reason (the message the DLQ keeps); 
     ['empty event name', { eventName: '' }, 'eventName must be a non-empty string or a number, got ""'],
     ['reserved event name', { eventName: '#aggregate' }, 'eventName "#aggregate" is reserved: names starting with \'#\' are the aggregator\'s own'],
     ['missing event id', { eventId: undefined }, 'eventId must be the EventBridge event id ($.id), got undefined'],
-    ['oversized correlation id', { correlationId: 'x'.repeat(2049) }, 'correlationId is 2049 bytes of UTF-8, more than DynamoDB\'s 2048-byte key limit'],
-    ['oversized event name', { eventName: 'é'.repeat(513) }, 'eventName is 1026 bytes of UTF-8, more than DynamoDB\'s 1024-byte key limit'],
+    ['oversized correlation id', { correlationId: 'x'.repeat(2049) }, 'correlationId is 2049 bytes of UTF-8, more than the 2048-byte limit'],
+    // The sort key holds the name, a separator and the 3-byte event id within 1024 bytes.
+    ['oversized event name', { eventName: 'é'.repeat(511) }, 'eventName is 1022 bytes of UTF-8, more than the 1020-byte limit'],
+    ['oversized event id', { eventId: 'x'.repeat(129) }, 'eventId is 129 bytes of UTF-8, more than the 128-byte limit'],
+    ['control character in an event name', { eventName: 'In\u001fStock' }, 'eventName "In\\u001fStock" contains a control character; allowed: printable text'],
+    ['control character in a correlation id', { correlationId: 'a\nb' }, 'correlationId "a\\nb" contains a control character; allowed: printable text'],
     ['oversized payload', { detail: { blob: 'x'.repeat(1000) } }, 'detail of event e-1 (In Stock for 7) is 1011 bytes of JSON, more than the 1000 '
       + 'bytes the recorder stores (MAX_PAYLOAD_BYTES; DynamoDB items are at most 400 KB)'],
   ])('%s', async (_name, overrides, message) => {
