@@ -49,16 +49,81 @@ export interface AggregatorSource extends AggregatorSourceOptions {
   readonly id: string;
 }
 
+/**
+ * One requirement of a complete set: `count` events whose names are among `anyOf` and whose
+ * detail matches `condition`.
+ *
+ * The events counted are the first `count` of those names by event time, or the newest
+ * `count` when the aggregator's `newestReplaces` is set.
+ */
+export interface AggregationRequirement {
+  /**
+   * Event names whose events count: one name, or several for an any-of group (an event of
+   * any of them counts). From 1 to 10 literal names of at most 255 characters, without
+   * control characters, not starting with `#` (reserved); a name belongs to one requirement.
+   */
+  readonly anyOf: string[];
+
+  /**
+   * How many events complete the requirement, an integer from 1 to 100. With more than 1,
+   * the aggregated event's `events.<name>` is the list of the counted events of that name.
+   * @default 1
+   */
+  readonly count?: number;
+
+  /**
+   * A condition on each counted event's `detail`, in EventBridge event-pattern syntax: nested
+   * objects whose leaves are arrays of allowed values (strings, numbers, booleans, null) or
+   * the filters `prefix`, `suffix`, `anything-but`, `numeric` and `exists`, for example
+   * `{ status: ['APPROVED'] }`. A counted event that does not match keeps the requirement
+   * unmet (and is listed in `mismatched`), or ends the set with `failOnMismatch`.
+   * @default - every event of the names counts
+   */
+  readonly condition?: { [key: string]: any };
+
+  /**
+   * Whether a counted event that does not match `condition` ends the set at once with one
+   * `Aggregation Failed` event (listing it in `mismatched`), instead of leaving the set
+   * waiting for a matching event.
+   * @default false
+   */
+  readonly failOnMismatch?: boolean;
+
+  /**
+   * How the aggregated events name this requirement in `missing` and `mismatched`. At most
+   * 255 characters, distinct among the requirements.
+   * @default - the names of `anyOf` joined with ' | '
+   */
+  readonly label?: string;
+}
+
 /** Properties of an `EventAggregator`. */
 export interface EventAggregatorProps {
   /**
-   * Names of the events that complete a correlation id's set: when an event of each name has
-   * been recorded for a correlation id, one `Aggregation Completed` event is emitted for it.
-   * From 1 to 20 distinct, non-empty names of at most 255 characters; names starting with `#`
-   * are reserved. They become keys of the completion rule's pattern, so they must be literal
-   * strings (not tokens).
+   * Names of the events that complete a correlation id's set, each needed once, without a
+   * condition: when an event of each name has been recorded for a correlation id, one
+   * `Aggregation Completed` event is emitted for it. From 1 to 20 distinct, non-empty
+   * literal names of at most 255 characters; names starting with `#` are reserved. Give
+   * either this or `requirements`.
+   * @default - none: `requirements` must be given
    */
-  readonly requiredEvents: string[];
+  readonly requiredEvents?: string[];
+
+  /**
+   * What completes a correlation id's set, when it is more than one event of each name:
+   * payload conditions, counts and any-of groups (from 1 to 20 requirements). Give either
+   * this or `requiredEvents`.
+   * @default - none: `requiredEvents` must be given
+   */
+  readonly requirements?: AggregationRequirement[];
+
+  /**
+   * Whether a newer event of a name (by the event's `time`) replaces the one counted so far,
+   * so that, for example, a corrected check completes a set that a failed check held back.
+   * An event older than the one counted changes nothing, whatever the order of arrival.
+   * @default false - the first events of a name count, and later ones are kept but not counted
+   */
+  readonly newestReplaces?: boolean;
 
   /**
    * Bus the aggregated events (`Aggregation Completed`, `Aggregation Incomplete`,

@@ -17,13 +17,15 @@ import {
   DEFAULT_AGGREGATE_SOURCE,
   EVENT_NAME_ATTRIBUTE,
   EXPIRES_AT_ATTRIBUTE,
+  FAILED_DETAIL_TYPE,
   INCOMPLETE_DETAIL_TYPE,
   RECORDER_ENV,
   RESERVED_EVENT_NAME_PREFIX,
   UPDATED_DETAIL_TYPE,
 } from './aggregator-contract';
 import { AggregatorFunction } from './aggregator-function';
-import { AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
+import { conditionProblem, Requirement } from './completion-rules';
+import { AggregationRequirement, AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
 import {
   acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
@@ -38,6 +40,8 @@ import { allowRuleToSendToQueue } from '../tiered-event-ingest/lane-target';
 const SERVICE_NAME = 'event-aggregator';
 /** EventBridge JSON path in dot notation, as the input transformer accepts it. */
 const MAX_REQUIRED_EVENTS = 20;
+const MAX_ANY_OF_NAMES = 10;
+const MAX_COUNT = 100;
 const MAX_EVENT_NAME_LENGTH = 255;
 const MAX_DEADLINE_SECONDS = 365 * 86_400;
 const DEFAULT_ITEM_TTL = Duration.days(7);
@@ -82,11 +86,15 @@ export class EventAggregator extends Construct {
   public static readonly COMPLETED_DETAIL_TYPE = COMPLETED_DETAIL_TYPE;
   /** Detail-type of the event emitted when a correlation id's deadline passes before its set is complete. */
   public static readonly INCOMPLETE_DETAIL_TYPE = INCOMPLETE_DETAIL_TYPE;
+  /** Detail-type of the event emitted once when a counted event fails the condition of a `failOnMismatch` requirement. */
+  public static readonly FAILED_DETAIL_TYPE = FAILED_DETAIL_TYPE;
   /** Detail-type of the events emitted on every change of a set, with `emitOnEveryChange`. */
   public static readonly UPDATED_DETAIL_TYPE = UPDATED_DETAIL_TYPE;
 
-  /** Names of the events that complete a set, in the order given. */
+  /** Names of the events the requirements count, in the order given. */
   public readonly requiredEvents: string[];
+  /** What completes a set: `requirements` as given, or one requirement per name of `requiredEvents`, with the defaults filled in. */
+  public readonly requirements: AggregationRequirement[];
   /** `source` of the aggregated events. */
   public readonly aggregateSource: string;
   /** Bus the aggregated events are put on. */
@@ -144,7 +152,8 @@ export class EventAggregator extends Construct {
     this.props = props;
     validateProps(this, props);
     const key = props.encryptionKey;
-    this.requiredEvents = [...props.requiredEvents];
+    this.requirements = runtimeRequirements(props);
+    this.requiredEvents = this.requirements.flatMap((r) => r.anyOf);
     this.aggregateSource = props.aggregateSource ?? DEFAULT_AGGREGATE_SOURCE;
     const itemTtl = props.itemTtl ?? DEFAULT_ITEM_TTL;
 
@@ -269,18 +278,25 @@ export class EventAggregator extends Construct {
 
   /**
    * Sends each `Aggregation Completed` event of this aggregator to `target`: a rule on the
-   * output bus that matches the aggregator's source, the detail-type, and an existing
-   * `detail.received.<name>` for every required name. The target gets a retry policy (185
-   * attempts within 24 hours) and the rule dead-letter queue unless it set its own.
+   * output bus that matches the aggregator's source and the detail-type (the event is only
+   * emitted when every requirement is met). The target gets a retry policy (185 attempts
+   * within 24 hours) and the rule dead-letter queue unless it set its own.
    */
   public onComplete(id: string, target: events.IRuleTarget): events.Rule {
-    const received: Record<string, string[]> = {};
-    for (const name of this.requiredEvents) received[name] = events.Match.exists();
-    return this.outputRule(id, target, {
-      source: [this.aggregateSource],
-      detailType: [COMPLETED_DETAIL_TYPE],
-      detail: { received },
-    }, 'completed sets');
+    return this.outputRule(id, target, { source: [this.aggregateSource], detailType: [COMPLETED_DETAIL_TYPE] }, 'completed sets');
+  }
+
+  /**
+   * Sends each `Aggregation Failed` event of this aggregator (a set ended by an event that
+   * failed the condition of a `failOnMismatch` requirement) to `target`, with the same
+   * delivery defaults as `onComplete`.
+   */
+  public onFailed(id: string, target: events.IRuleTarget): events.Rule {
+    if (!this.requirements.some((r) => r.failOnMismatch)) {
+      throw new PropValidationError(this, 'onFailed', id,
+        'allowed: only on an aggregator with a requirement that has a condition and failOnMismatch; without one no Aggregation Failed event is emitted');
+    }
+    return this.outputRule(id, target, { source: [this.aggregateSource], detailType: [FAILED_DETAIL_TYPE] }, 'failed sets');
   }
 
   /**
@@ -310,6 +326,11 @@ export class EventAggregator extends Construct {
   /** `Aggregation Incomplete` events emitted at a deadline (metric `AggregationsIncomplete`). */
   public metricAggregationsIncomplete(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric('AggregationsIncomplete', props);
+  }
+
+  /** `Aggregation Failed` events emitted (metric `AggregationsFailed`). */
+  public metricAggregationsFailed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('AggregationsFailed', props);
   }
 
   /** Events recorded for a correlation id that was already emitted (metric `LateEvents`). */
@@ -392,7 +413,7 @@ export class EventAggregator extends Construct {
       [AGGREGATOR_ENV.TABLE_NAME]: this.table.tableName,
       [AGGREGATOR_ENV.OUTPUT_BUS_NAME]: this.outputBus.eventBusName,
       [AGGREGATOR_ENV.AGGREGATE_SOURCE]: this.aggregateSource,
-      [AGGREGATOR_ENV.REQUIRED_EVENTS]: JSON.stringify(this.requiredEvents),
+      ...requirementsEnvironment(props),
       [AGGREGATOR_ENV.EMIT_ON_EVERY_CHANGE]: String(props.emitOnEveryChange ?? false),
       [AGGREGATOR_ENV.DEADLINE_SECONDS]: props.deadline ? Tokenization.stringifyNumber(props.deadline.toSeconds()) : '0',
       [AGGREGATOR_ENV.ITEM_TTL_SECONDS]: Tokenization.stringifyNumber(itemTtl.toSeconds()),
@@ -510,7 +531,7 @@ class OutputTarget implements events.IRuleTarget {
 }
 
 function validateProps(scope: IConstruct, props: EventAggregatorProps): void {
-  validateRequiredEvents(scope, props.requiredEvents, props.aggregateSource ?? DEFAULT_AGGREGATE_SOURCE);
+  validateCompletion(scope, props);
   const source = props.aggregateSource;
   if (source !== undefined && !Token.isUnresolved(source)
     && (source.trim().length === 0 || source.length > 256 || source.startsWith('aws.'))) {
@@ -531,18 +552,57 @@ function validateProps(scope: IConstruct, props: EventAggregatorProps): void {
 }
 
 /**
- * EventBridge's default limit on an event pattern's length. The 4 KB limit on a function's
- * environment is then never reached by the names (they are a fraction of the pattern).
+ * Largest JSON of the completion rules in the aggregator's environment: Lambda allows 4 KB
+ * for all of a function's variables, and the others take about 1.5 KB.
  */
-const MAX_EVENT_PATTERN_LENGTH = 2048;
+const MAX_RULES_JSON_LENGTH = 2048;
 
-function validateRequiredEvents(scope: IConstruct, names: string[], source: string): void {
+/** The requirements the aggregator evaluates, with the defaults filled in. */
+function runtimeRequirements(props: EventAggregatorProps): Requirement[] {
+  if (props.requirements === undefined) {
+    return (props.requiredEvents ?? []).map((name) => ({ label: name, anyOf: [name], count: 1, failOnMismatch: false }));
+  }
+  return props.requirements.map((r) => ({
+    label: r.label ?? r.anyOf.join(' | '),
+    anyOf: [...r.anyOf],
+    count: r.count ?? 1,
+    failOnMismatch: r.failOnMismatch ?? false,
+    ...(r.condition !== undefined ? { condition: r.condition } : {}),
+  }));
+}
+
+/** REQUIRED_EVENTS for plain names, REQUIREMENTS otherwise; NEWEST_REPLACES when set. */
+function requirementsEnvironment(props: EventAggregatorProps): Record<string, string> {
+  return {
+    ...(props.requirements === undefined
+      ? { [AGGREGATOR_ENV.REQUIRED_EVENTS]: JSON.stringify(props.requiredEvents) }
+      : { [AGGREGATOR_ENV.REQUIREMENTS]: JSON.stringify(runtimeRequirements(props)) }),
+    ...(props.newestReplaces ? { [AGGREGATOR_ENV.NEWEST_REPLACES]: 'true' } : {}),
+  };
+}
+
+function validateCompletion(scope: IConstruct, props: EventAggregatorProps): void {
+  if ((props.requiredEvents === undefined) === (props.requirements === undefined)) {
+    throw new PropValidationError(scope, 'requiredEvents/requirements', props.requiredEvents ?? props.requirements ?? null,
+      'allowed: exactly one of requiredEvents (names each needed once) and requirements (conditions, counts, any-of groups)');
+  }
+  if (props.requiredEvents !== undefined) validateRequiredEvents(scope, props.requiredEvents);
+  else validateRequirements(scope, props.requirements!);
+  const json = Object.values(requirementsEnvironment(props)).join('');
+  if (json.length > MAX_RULES_JSON_LENGTH) {
+    const prop = props.requiredEvents !== undefined ? 'requiredEvents' : 'requirements';
+    throw new PropValidationError(scope, prop, props.requiredEvents ?? props.requirements,
+      `allowed: rules whose JSON fits ${MAX_RULES_JSON_LENGTH} characters of the aggregator's environment (Lambda allows 4 KB for all `
+      + `variables); these need ${json.length}: use fewer or shorter names, labels or conditions`);
+  }
+}
+
+function validateRequiredEvents(scope: IConstruct, names: string[]): void {
   if (!Array.isArray(names) || names.length < 1 || names.length > MAX_REQUIRED_EVENTS) {
     throw new PropValidationError(scope, 'requiredEvents', names, `allowed: from 1 to ${MAX_REQUIRED_EVENTS} event names`);
   }
   if (Token.isUnresolved(names) || names.some((n) => Token.isUnresolved(n))) {
-    throw new PropValidationError(scope, 'requiredEvents', names,
-      'allowed: literal names, not tokens (they become keys of the completion rule\'s event pattern)');
+    throw new PropValidationError(scope, 'requiredEvents', names, 'allowed: literal names, not tokens (the aggregator compares them at run time)');
   }
   const seen = new Set<string>();
   for (const name of names) {
@@ -552,24 +612,53 @@ function validateRequiredEvents(scope: IConstruct, names: string[], source: stri
     }
     seen.add(name);
   }
-  // The names become keys of the completion rule's pattern and a JSON list in the function's
-  // environment: both have service limits that CloudFormation would only report at deploy.
-  const pattern = JSON.stringify({
-    'source': [source],
-    'detail-type': [COMPLETED_DETAIL_TYPE],
-    'detail': { received: Object.fromEntries(names.map((n) => [n, [{ exists: true }]])) },
-  });
-  if (pattern.length > MAX_EVENT_PATTERN_LENGTH) {
-    throw new PropValidationError(scope, 'requiredEvents', names, `allowed: names whose completion rule pattern fits EventBridge's `
-      + `${MAX_EVENT_PATTERN_LENGTH}-character limit (these need up to ${pattern.length}); use fewer or shorter names`);
-  }
 }
 
+function validateRequirements(scope: IConstruct, requirements: AggregationRequirement[]): void {
+  if (!Array.isArray(requirements) || requirements.length < 1 || requirements.length > MAX_REQUIRED_EVENTS) {
+    throw new PropValidationError(scope, 'requirements', requirements, `allowed: from 1 to ${MAX_REQUIRED_EVENTS} requirements`);
+  }
+  const names = new Set<string>();
+  const labels = new Set<string>();
+  requirements.forEach((r, i) => {
+    const prop = `requirements[${i}]`;
+    if (Token.isUnresolved(r) || Token.isUnresolved(r.anyOf) || JSON.stringify(r).includes('${Token[')) {
+      throw new PropValidationError(scope, prop, r, 'allowed: literal names, labels and conditions, not tokens (the aggregator evaluates them at run time)');
+    }
+    if (!Array.isArray(r.anyOf) || r.anyOf.length < 1 || r.anyOf.length > MAX_ANY_OF_NAMES) {
+      throw new PropValidationError(scope, `${prop}.anyOf`, r.anyOf, `allowed: from 1 to ${MAX_ANY_OF_NAMES} event names`);
+    }
+    for (const name of r.anyOf) {
+      validateEventName(scope, `${prop}.anyOf`, name, r.anyOf);
+      if (names.has(name)) {
+        throw new PropValidationError(scope, `${prop}.anyOf`, r.anyOf, `allowed: names that belong to one requirement ("${name}" is in two)`);
+      }
+      names.add(name);
+    }
+    validateIntegerRange(scope, `${prop}.count`, r.count, 1, MAX_COUNT, 'events');
+    if (r.condition !== undefined) {
+      const problem = conditionProblem(r.condition, 'condition');
+      if (problem) throw new PropValidationError(scope, `${prop}.condition`, r.condition, `allowed: ${CONDITION_HINT}; here ${problem}`);
+    } else if (r.failOnMismatch) {
+      throw new PropValidationError(scope, `${prop}.failOnMismatch`, true, 'allowed: only with a condition (without one, no event can mismatch)');
+    }
+    const label = r.label ?? r.anyOf.join(' | ');
+    if (typeof label !== 'string' || label.trim().length === 0 || label.length > MAX_EVENT_NAME_LENGTH || labels.has(label)) {
+      throw new PropValidationError(scope, `${prop}.label`, label, `allowed: a non-empty label of at most ${MAX_EVENT_NAME_LENGTH} characters, distinct among the requirements`);
+    }
+    labels.add(label);
+  });
+}
+
+const CONDITION_HINT = 'an EventBridge-style pattern on the detail: nested objects whose leaves are non-empty arrays of strings, numbers, '
+  + 'booleans, null, or the filters prefix, suffix, anything-but, numeric, exists';
+
 function validateEventName(scope: IConstruct, prop: string, name: string, shown: unknown): void {
-  if (typeof name !== 'string' || name.trim().length === 0 || name.length > MAX_EVENT_NAME_LENGTH
+  // eslint-disable-next-line no-control-regex
+  if (typeof name !== 'string' || name.trim().length === 0 || name.length > MAX_EVENT_NAME_LENGTH || /[\u0000-\u001f\u007f]/.test(name)
     || name.startsWith(RESERVED_EVENT_NAME_PREFIX)) {
-    throw new PropValidationError(scope, prop, shown,
-      `allowed: non-empty event names of at most ${MAX_EVENT_NAME_LENGTH} characters, not starting with "${RESERVED_EVENT_NAME_PREFIX}" (reserved)`);
+    throw new PropValidationError(scope, prop, shown, `allowed: non-empty event names of at most ${MAX_EVENT_NAME_LENGTH} characters, `
+      + `without control characters, not starting with "${RESERVED_EVENT_NAME_PREFIX}" (reserved)`);
   }
 }
 

@@ -17,10 +17,10 @@ function newStack(app = new App()): Stack {
 const getAtt = (prefix: string, attr = 'Arn') => ({ 'Fn::GetAtt': [Match.stringLikeRegexp(`^${prefix}`), attr] });
 const ref = (prefix: string) => ({ Ref: Match.stringLikeRegexp(`^${prefix}`) });
 
-/** The aggregator function's properties (the one with REQUIRED_EVENTS in its environment). */
+/** The aggregator function's properties (the one with OUTPUT_BUS_NAME in its environment). */
 function aggregatorFunction(template: Template): any {
   return Object.values<any>(template.findResources('AWS::Lambda::Function'))
-    .find((f) => f.Properties.Environment?.Variables?.REQUIRED_EVENTS !== undefined).Properties;
+    .find((f) => f.Properties.Environment?.Variables?.OUTPUT_BUS_NAME !== undefined).Properties;
 }
 
 /** The recorder function's properties. */
@@ -327,7 +327,7 @@ describe('EventAggregator sources', () => {
 });
 
 describe('EventAggregator completion rules', () => {
-  test('onComplete: the aggregator source, the Completed detail-type and an existing leaf per required name', () => {
+  test('onComplete: the aggregator source and the Completed detail-type (only complete sets are emitted as Completed)', () => {
     const stack = newStack();
     const aggregator = defaultAggregator(stack);
     const queue = userQueue(stack, 'Invoices');
@@ -336,11 +336,7 @@ describe('EventAggregator completion rules', () => {
     const template = Template.fromStack(stack);
     const props = ruleWithDetailType(template, 'Aggregation Completed').Properties;
     expect(props.EventBusName).toEqual({ Ref: expect.stringMatching(/^AggregatorOutputBus/) });
-    expect(props.EventPattern).toEqual({
-      'source': ['cdk-event-fabric.aggregator'],
-      'detail-type': ['Aggregation Completed'],
-      'detail': { received: { 'Account Check': [{ exists: true }], 'In Stock': [{ exists: true }] } },
-    });
+    expect(props.EventPattern).toEqual({ 'source': ['cdk-event-fabric.aggregator'], 'detail-type': ['Aggregation Completed'] });
     const target = props.Targets[0];
     expect(target.Arn).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Invoices/), 'Arn'] });
     expect(target.RetryPolicy).toEqual({ MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 });
@@ -529,8 +525,8 @@ describe('EventAggregator fullest configuration', () => {
 
   test('the customer key encrypts the table and the queues', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', { SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: key } });
-    // The aggregator's four queues and the fixture's two target queues.
-    template.resourcePropertiesCountIs('AWS::SQS::Queue', { KmsMasterKeyId: key }, 6);
+    // The aggregator's four queues and the fixture's three target queues.
+    template.resourcePropertiesCountIs('AWS::SQS::Queue', { KmsMasterKeyId: key }, 7);
   });
 
   test('the key policy lets EventBridge write to the encrypted queues; the functions may use the key', () => {
@@ -556,7 +552,12 @@ describe('EventAggregator fullest configuration', () => {
     expect(env).toMatchObject({
       OUTPUT_BUS_NAME: { Ref: expect.stringMatching(/^OutputBus/) },
       AGGREGATE_SOURCE: 'shop.order-aggregator',
-      REQUIRED_EVENTS: '["Account Check","In Stock","Payment Captured"]',
+      REQUIREMENTS: JSON.stringify([
+        { label: 'Account Check', anyOf: ['Account Check'], count: 1, failOnMismatch: true, condition: { status: ['APPROVED'] } },
+        { label: 'In Stock', anyOf: ['In Stock'], count: 1, failOnMismatch: false },
+        { label: 'Payment', anyOf: ['Payment Captured', 'Invoice Waived'], count: 1, failOnMismatch: false },
+      ]),
+      NEWEST_REPLACES: 'true',
       EMIT_ON_EVERY_CHANGE: 'true',
       DEADLINE_SECONDS: '900',
       ITEM_TTL_SECONDS: '172800',
@@ -570,8 +571,13 @@ describe('EventAggregator fullest configuration', () => {
     expect(aggregator.sources.map((r) => r.node.id)).toEqual(['SourceOrders', 'SourceWarehouse']);
     const completed = ruleWithDetailType(template, 'Aggregation Completed').Properties;
     expect(completed.EventBusName).toEqual({ Ref: expect.stringMatching(/^OutputBus/) });
-    expect(Object.keys(completed.EventPattern.detail.received)).toEqual(['Account Check', 'In Stock', 'Payment Captured']);
+    expect(completed.EventPattern).toEqual({ 'source': ['shop.order-aggregator'], 'detail-type': ['Aggregation Completed'] });
     expect(ruleWithDetailType(template, 'Aggregation Incomplete').Properties.EventPattern.source).toEqual(['shop.order-aggregator']);
+    expect(ruleWithDetailType(template, 'Aggregation Failed').Properties.EventPattern).toEqual({
+      'source': ['shop.order-aggregator'], 'detail-type': ['Aggregation Failed'],
+    });
+    expect(aggregator.requiredEvents).toEqual(['Account Check', 'In Stock', 'Payment Captured', 'Invoice Waived']);
+    expect(aggregator.requirements.map((r) => r.label)).toEqual(['Account Check', 'In Stock', 'Payment']);
   });
 
   test('every alarm notifies the SNS topic', () => {
@@ -599,7 +605,7 @@ describe('EventAggregator validation', () => {
     ['requiredEvents duplicate', { requiredEvents: ['A', 'B', 'A'] },
       /invalid requiredEvents \["A","B","A"\]; allowed: distinct names \("A" is given twice\)/],
     ['requiredEvents reserved', { requiredEvents: ['A', '#x'] },
-      /invalid requiredEvents \["A","#x"\]; allowed: non-empty event names of at most 255 characters, not starting with "#" \(reserved\)/],
+      /invalid requiredEvents \["A","#x"\]; allowed: non-empty event names of at most 255 characters, without control characters, not starting with "#" \(reserved\)/],
     ['requiredEvents blank', { requiredEvents: [' '] }, /invalid requiredEvents \[" "\]; allowed: non-empty event names/],
     ['requiredEvents too long', { requiredEvents: ['x'.repeat(256)] },
       /invalid requiredEvents \["x+"\]; allowed: non-empty event names of at most 255/],
@@ -629,7 +635,7 @@ describe('EventAggregator validation', () => {
       (s) => ({
         sources: [{ id: 'Res', eventBus: bus(s), eventPattern: { source: ['a'] }, correlationIdPath: '$.detail.id', eventName: '#aggregate' }],
       }),
-      /invalid eventName of source "Res" "#aggregate"; allowed: non-empty event names of at most 255 characters, not starting with "#"/],
+      /invalid eventName of source "Res" "#aggregate"; allowed: non-empty event names of at most 255 characters, without control characters, not starting with "#"/],
     ['source with an empty pattern', (s) => ({ sources: [{ id: 'Empty', ...ordersSource(bus(s)), eventPattern: {} }] }),
       /invalid eventPattern of source "Empty" \{\}; allowed: a pattern that constrains at least one field/],
     ['duplicate source id', (s) => {
@@ -652,10 +658,10 @@ describe('EventAggregator validation', () => {
     expect(() => defaultAggregator(newStack(), { maxAggregateBytes: value })).toThrow(message);
   });
 
-  test('requiredEvents whose completion rule pattern would pass the 2048-character limit', () => {
+  test('requiredEvents whose JSON would not fit the aggregator\'s environment (Lambda: 4 KB for all variables)', () => {
     const names = Array.from({ length: 20 }, (_, i) => `${i}`.padEnd(255, 'n'));
     expect(() => defaultAggregator(newStack(), { requiredEvents: names })).toThrow(
-      /invalid requiredEvents .*; allowed: names whose completion rule pattern fits EventBridge's 2048-character limit \(these need up to \d+\)/);
+      /invalid requiredEvents .*; allowed: rules whose JSON fits 2048 characters of the aggregator's environment .*these need 5\d{3}/);
   });
 
   test('errors name the construct path', () => {
@@ -675,10 +681,44 @@ describe('EventAggregator validation', () => {
     expect(() => aggregator.addSource('A', ordersSource(aggregator.outputBus))).toThrow(/invalid source id "A"/);
   });
 
-  test('required event names must be literal: they are keys of the completion pattern', () => {
+  test('required event names and requirements must be literal: the aggregator compares them at run time', () => {
     const stack = newStack();
     const name = new CfnParameter(stack, 'Name').valueAsString;
     expect(() => defaultAggregator(stack, { requiredEvents: ['A', name] })).toThrow(/invalid requiredEvents .*allowed: literal names, not tokens/);
+    expect(() => defaultAggregator(stack, { requiredEvents: undefined, requirements: [{ anyOf: ['A'], condition: { status: [name] } }] }, 'Second'))
+      .toThrow(/invalid requirements\[0\] .*allowed: literal names, labels and conditions, not tokens/);
+  });
+
+  const requirementCases: [string, Partial<EventAggregatorProps>, RegExp][] = [
+    ['both requiredEvents and requirements', { requirements: [{ anyOf: ['A'] }] },
+      /invalid requiredEvents\/requirements \["Account Check","In Stock"\]; allowed: exactly one of requiredEvents .* and requirements/],
+    ['neither', { requiredEvents: undefined }, /invalid requiredEvents\/requirements null; allowed: exactly one of/],
+    ['no requirement', { requiredEvents: undefined, requirements: [] }, /invalid requirements \[\]; allowed: from 1 to 20 requirements/],
+    ['an empty any-of group', { requiredEvents: undefined, requirements: [{ anyOf: [] }] },
+      /invalid requirements\[0\].anyOf \[\]; allowed: from 1 to 10 event names/],
+    ['a name in two requirements', { requiredEvents: undefined, requirements: [{ anyOf: ['A', 'B'] }, { anyOf: ['B'] }] },
+      /invalid requirements\[1\].anyOf \["B"\]; allowed: names that belong to one requirement \("B" is in two\)/],
+    ['a count of 0', { requiredEvents: undefined, requirements: [{ anyOf: ['A'], count: 0 }] },
+      /invalid requirements\[0\].count 0; allowed: an integer from 1 to 100 events/],
+    ['a condition with an unsupported filter', { requiredEvents: undefined, requirements: [{ anyOf: ['A'], condition: { s: [{ wildcard: 'x*' }] } }] },
+      /invalid requirements\[0\].condition \{"s":\[\{"wildcard":"x\*"\}\]\}; allowed: an EventBridge-style pattern .*; here condition.s uses the filter "wildcard"/],
+    ['a condition that is not a pattern', { requiredEvents: undefined, requirements: [{ anyOf: ['A'], condition: { status: 'APPROVED' } }] },
+      /here condition.status must be an object/],
+    ['failOnMismatch without a condition', { requiredEvents: undefined, requirements: [{ anyOf: ['A'], failOnMismatch: true }] },
+      /invalid requirements\[0\].failOnMismatch true; allowed: only with a condition/],
+    ['two requirements with one label', { requiredEvents: undefined, requirements: [{ anyOf: ['A'], label: 'X' }, { anyOf: ['B'], label: 'X' }] },
+      /invalid requirements\[1\].label "X"; allowed: a non-empty label of at most 255 characters, distinct among the requirements/],
+    ['a control character in a name', { requiredEvents: undefined, requirements: [{ anyOf: ['A\u001fB'] }] },
+      /allowed: non-empty event names of at most 255 characters, without control characters/],
+  ];
+  test.each(requirementCases)('requirements: %s', (_name, props, message) => {
+    expect(() => defaultAggregator(newStack(), props)).toThrow(message);
+  });
+
+  test('onFailed needs a requirement that can fail the set', () => {
+    const aggregator = defaultAggregator(newStack());
+    expect(() => aggregator.onFailed('X', new targets.SqsQueue(userQueue(Stack.of(aggregator), 'Q'))))
+      .toThrow(/invalid onFailed "X"; allowed: only on an aggregator with a requirement that has a condition and failOnMismatch/);
   });
 
   test('unresolved tokens are not validated, and reach the environment', () => {

@@ -16,8 +16,9 @@ export function defaultAggregator(stack: Stack, overrides: Partial<EventAggregat
 }
 
 /**
- * Every option set: a customer key, an existing output bus, a deadline, a source with an
- * event-name path and one with a constant name, onComplete and onIncomplete targets,
+ * Every option set: a customer key, an existing output bus, a deadline, requirements with a
+ * condition that fails the set, an any-of group and newestReplaces, a source with an
+ * event-name path and one with a constant name, onComplete, onIncomplete and onFailed targets,
  * emitOnEveryChange, tuning and alarm actions to an SNS topic.
  */
 export function fullestAggregator(stack: Stack): EventAggregator {
@@ -27,7 +28,12 @@ export function fullestAggregator(stack: Stack): EventAggregator {
   const warehouse = new events.EventBus(stack, 'WarehouseBus');
   const output = new events.EventBus(stack, 'OutputBus');
   const aggregator = new EventAggregator(stack, 'FullAggregator', {
-    requiredEvents: ['Account Check', 'In Stock', 'Payment Captured'],
+    requirements: [
+      { anyOf: ['Account Check'], condition: { status: ['APPROVED'] }, failOnMismatch: true },
+      { anyOf: ['In Stock'] },
+      { anyOf: ['Payment Captured', 'Invoice Waived'], label: 'Payment' },
+    ],
+    newestReplaces: true,
     outputBus: output,
     aggregateSource: 'shop.order-aggregator',
     emitOnEveryChange: true,
@@ -54,6 +60,7 @@ export function fullestAggregator(stack: Stack): EventAggregator {
   });
   aggregator.onComplete('Invoice', new targets.SqsQueue(userQueue(stack, 'InvoiceQueue', key)));
   aggregator.onIncomplete('Escalation', new targets.SqsQueue(userQueue(stack, 'EscalationQueue', key)));
+  aggregator.onFailed('Rejection', new targets.SqsQueue(userQueue(stack, 'RejectionQueue', key)));
   return aggregator;
 }
 

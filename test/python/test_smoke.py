@@ -29,6 +29,7 @@ from aws_cdk import Size
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_events_targets as targets
 from cdk_event_fabric import (
+    AggregationRequirement,
     ApiDestinationChannel,
     ChannelAuthorization,
     CuratedEnvelope,
@@ -428,14 +429,10 @@ def test_event_aggregator():
     template.resource_count_is("AWS::Scheduler::ScheduleGroup", 1)
 
     rules = [r["Properties"] for r in _resources(template, "AWS::Events::Rule").values()]
-    # The completion rule: an exists test on each required name under detail.received.
+    # The completion rule: the aggregator's source and the Completed detail-type.
     completed = [r for r in rules if r["EventPattern"].get("detail-type") == ["Aggregation Completed"]]
     assert len(completed) == 1, _rendered(rules)
-    assert completed[0]["EventPattern"] == {
-        "source": ["cdk-event-fabric.aggregator"],
-        "detail-type": ["Aggregation Completed"],
-        "detail": {"received": {"Account Check": [{"exists": True}], "In Stock": [{"exists": True}]}},
-    }
+    assert completed[0]["EventPattern"] == {"source": ["cdk-event-fabric.aggregator"], "detail-type": ["Aggregation Completed"]}
     assert "DeadLetterConfig" in completed[0]["Targets"][0]
     # The source rule: the recorder's input built from the paths given in Python.
     source = [r for r in rules if r["EventPattern"] == {"source": ["shop.orders"]}]
@@ -457,6 +454,50 @@ def test_event_aggregator():
     assert aggregator.metric_aggregations_completed().metric_name == "AggregationsCompleted"
     assert EventAggregator.RESOURCES_PER_AGGREGATOR > 0
     assert EventAggregator.COMPLETED_DETAIL_TYPE == "Aggregation Completed"
+
+
+def test_event_aggregator_completion_rules():
+    """The seed's rule from Python: an approved check (a corrected one replaces a failed one), stock, either payment, two signatures."""
+    stack = _new_stack()
+    rejections = sqs.Queue(stack, "Rejections", enforce_ssl=True)
+    aggregator = EventAggregator(
+        stack,
+        "Aggregator",
+        requirements=[
+            AggregationRequirement(any_of=["Account Check"], condition={"status": ["APPROVED"], "score": [{"numeric": [">=", 600]}]},
+                                   fail_on_mismatch=True),
+            AggregationRequirement(any_of=["In Stock"]),
+            AggregationRequirement(any_of=["Card Payment", "Bank Transfer"], label="Payment"),
+            AggregationRequirement(any_of=["Signature"], count=2),
+        ],
+        newest_replaces=True,
+    )
+    failed_rule = aggregator.on_failed("Rejected", targets.SqsQueue(rejections))
+    template = Template.from_stack(stack)
+
+    env = [
+        f["Properties"]["Environment"]["Variables"]
+        for f in _resources(template, "AWS::Lambda::Function").values()
+        if "REQUIREMENTS" in f["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    assert len(env) == 1
+    assert json.loads(env[0]["REQUIREMENTS"]) == [
+        {"label": "Account Check", "anyOf": ["Account Check"], "count": 1, "failOnMismatch": True,
+         "condition": {"status": ["APPROVED"], "score": [{"numeric": [">=", 600]}]}},
+        {"label": "In Stock", "anyOf": ["In Stock"], "count": 1, "failOnMismatch": False},
+        {"label": "Payment", "anyOf": ["Card Payment", "Bank Transfer"], "count": 1, "failOnMismatch": False},
+        {"label": "Signature", "anyOf": ["Signature"], "count": 2, "failOnMismatch": False},
+    ]
+    assert env[0]["NEWEST_REPLACES"] == "true"
+    rules = [r["Properties"] for r in _resources(template, "AWS::Events::Rule").values()]
+    assert {"source": ["cdk-event-fabric.aggregator"], "detail-type": ["Aggregation Failed"]} in [r["EventPattern"] for r in rules]
+    assert failed_rule is not None and EventAggregator.FAILED_DETAIL_TYPE == "Aggregation Failed"
+    assert [r.label for r in aggregator.requirements] == ["Account Check", "In Stock", "Payment", "Signature"]
+    assert aggregator.metric_aggregations_failed().metric_name == "AggregationsFailed"
+
+    # A condition the aggregator cannot evaluate is refused at synth, with what is allowed.
+    with pytest.raises(Exception, match=r"uses the filter \"wildcard\"; allowed: prefix, suffix, anything-but, numeric, exists"):
+        EventAggregator(stack, "Bad", requirements=[AggregationRequirement(any_of=["A"], condition={"s": [{"wildcard": "x*"}]})])
 
 
 def _follower_function(stack: Stack, construct_id: str) -> lambda_.Function:
