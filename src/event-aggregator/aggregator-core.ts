@@ -223,6 +223,7 @@ interface Marker {
   readonly status: MarkerStatus;
   readonly owner?: string;
   readonly leaseUntil?: number;
+  readonly expiresAt?: number;
   /** The sort keys of the events the aggregation was emitted with (absent when too many to list). */
   readonly eventKeys?: string[];
 }
@@ -441,7 +442,10 @@ export class Aggregator {
       if (rewritten.length > 0) {
         this.logger.debug('rewrite of events that are already part of the emitted aggregation (a replay); ignored', { eventKeys: rewritten });
       }
-      if (lateKeys.length > 0) this.deps.metric?.('LateEvents', lateKeys.length);
+      if (lateKeys.length > 0) {
+        this.deps.metric?.('LateEvents', lateKeys.length);
+        await this.outliveEvents(correlationId, state);
+      }
       return { ...base, outcome: 'done', lateEvents: [...new Set(lateKeys.map(eventNameOfKey))] };
     }
 
@@ -502,6 +506,7 @@ export class Aggregator {
           marker = {
             status: item.status,
             owner: item.owner,
+            ...(typeof item[EXPIRES_AT_ATTRIBUTE] === 'number' ? { expiresAt: item[EXPIRES_AT_ATTRIBUTE] } : {}),
             leaseUntil: typeof item.leaseUntil === 'number' ? item.leaseUntil : undefined,
             eventKeys: Array.isArray(keys) ? keys : undefined,
           };
@@ -521,6 +526,8 @@ export class Aggregator {
             name: eventNameOfKey(key),
             ...(typeof item.eventId === 'string' ? { eventId: item.eventId } : {}),
             timeMs,
+            recordedMs: typeof item.recordedAt === 'string' ? Date.parse(item.recordedAt) : NaN,
+            ...(typeof item[EXPIRES_AT_ATTRIBUTE] === 'number' ? { expiresAt: item[EXPIRES_AT_ATTRIBUTE] } : {}),
             payload,
             // A condition tests the source event's detail; an item written directly is its own detail.
             detail: 'payload' in payload && PAYLOAD_JSON_ATTRIBUTE in item ? payload.payload : payload,
@@ -699,6 +706,28 @@ export class Aggregator {
           err as Error);
         return;
       }
+    }
+  }
+
+  /**
+   * A late event lives longer than the final marker of its id; once the marker expired, the
+   * late events would be read as a new set and emitted again. So the marker takes the latest
+   * expiry of the id's events. A failure fails the record, so the stream retries it.
+   */
+  private async outliveEvents(correlationId: string, state: CorrelationState): Promise<void> {
+    const latest = Math.max(...state.events.map((e) => e.expiresAt ?? 0));
+    if (!(latest > (state.marker?.expiresAt ?? Infinity))) return;
+    try {
+      await this.deps.dynamoDb.send(new UpdateItemCommand({
+        TableName: this.config.tableName,
+        Key: { [CORRELATION_ID_ATTRIBUTE]: { S: correlationId }, [EVENT_NAME_ATTRIBUTE]: { S: MARKER_EVENT_NAME } },
+        UpdateExpression: 'SET #expires = :latest',
+        ConditionExpression: '#status = :status AND #expires < :latest',
+        ExpressionAttributeNames: { '#expires': EXPIRES_AT_ATTRIBUTE, '#status': 'status' },
+        ExpressionAttributeValues: { ':latest': { N: String(latest) }, ':status': { S: state.marker!.status } },
+      }));
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err; // already later: another invocation extended it
     }
   }
 

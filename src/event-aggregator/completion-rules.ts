@@ -28,8 +28,12 @@ export interface RecordedEvent {
   readonly key: string;
   readonly name: string;
   readonly eventId?: string;
-  /** Event time in epoch milliseconds; NaN when unknown (such events sort last). */
+  /** Event time in epoch milliseconds; NaN when unknown (such events are never preferred). */
   readonly timeMs: number;
+  /** When the recorder stored it, epoch milliseconds: breaks ties of event time (EventBridge's is in whole seconds). NaN when unknown. */
+  readonly recordedMs?: number;
+  /** The item's TTL, epoch seconds. */
+  readonly expiresAt?: number;
   /** What the aggregated event carries for it: the item without its keys and TTL. */
   readonly payload: Record<string, unknown>;
   /** What a condition is matched against: the source event's detail. */
@@ -53,18 +57,29 @@ export interface Evaluation {
   readonly counted: Map<string, RecordedEvent[]>;
 }
 
-/** Oldest first; events of the same time by event id, so every reader picks the same ones. */
+/** Oldest first by event time, then by the time recorded, then by key, so every reader orders them alike. */
 export function byEventTime(a: RecordedEvent, b: RecordedEvent): number {
-  const ta = Number.isNaN(a.timeMs) ? Infinity : a.timeMs;
-  const tb = Number.isNaN(b.timeMs) ? Infinity : b.timeMs;
-  if (ta !== tb) return ta < tb ? -1 : 1;
-  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+  const order = <T extends number | string>(x: T, y: T) => (x === y ? 0 : x < y ? -1 : 1);
+  const recorded = (e: RecordedEvent) => (e.recordedMs === undefined || Number.isNaN(e.recordedMs) ? -Infinity : e.recordedMs);
+  return order(a.timeMs, b.timeMs) || order(recorded(a), recorded(b)) || order(a.key, b.key);
 }
 
-/** Evaluates the requirements over a correlation id's events. */
+/**
+ * Evaluates the requirements over a correlation id's events. Events without a time are
+ * the least preferred: last when the first events count, oldest when the newest do.
+ */
 export function evaluate(requirements: Requirement[], events: RecordedEvent[], newestReplaces: boolean): Evaluation {
-  const sorted = [...events].sort(byEventTime);
-  const pick = (list: RecordedEvent[], n: number) => (newestReplaces ? list.slice(Math.max(0, list.length - n)) : list.slice(0, n));
+  const timed = events.filter((e) => !Number.isNaN(e.timeMs)).sort(byEventTime);
+  const timeless = events.filter((e) => Number.isNaN(e.timeMs)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const sorted = newestReplaces ? [...timeless, ...timed] : [...timed, ...timeless];
+  const pick = (list: RecordedEvent[], n: number) => {
+    // One event recorded under two names of a group (two sources matched it) counts once.
+    const preferred = newestReplaces ? [...list].reverse() : list;
+    const seen = new Set<string>();
+    const distinct = preferred.filter((e) => e.eventId === undefined || (!seen.has(e.eventId) && seen.add(e.eventId) !== undefined));
+    const chosen = distinct.slice(0, n);
+    return newestReplaces ? chosen.reverse() : chosen;
+  };
   const counted = new Map<string, RecordedEvent[]>();
   const missing: string[] = [];
   const mismatches: Mismatch[] = [];
@@ -135,9 +150,11 @@ function allowedValueProblem(allowed: unknown, path: string): string | undefined
     case 'exists':
       return typeof operand === 'boolean' ? undefined : `${path}: exists takes true or false`;
     case 'anything-but': {
+      // As EventBridge: a string or a number, or a non-empty list of only strings or only numbers.
       const values = Array.isArray(operand) ? operand : [operand];
-      return values.length > 0 && values.every((v) => v === null || ['string', 'number', 'boolean'].includes(typeof v))
-        ? undefined : `${path}: anything-but takes a value or a non-empty list of values`;
+      const type = typeof values[0];
+      return values.length > 0 && (type === 'string' || type === 'number') && values.every((v) => typeof v === type)
+        ? undefined : `${path}: anything-but takes a string or a number, or a non-empty list of only strings or only numbers`;
     }
     case 'numeric': {
       if (!Array.isArray(operand) || operand.length === 0 || operand.length % 2 !== 0) {
@@ -148,27 +165,45 @@ function allowedValueProblem(allowed: unknown, path: string): string | undefined
           return `${path}: numeric takes pairs of an operator (${NUMERIC_OPERATORS.join(' ')}) and a finite number`;
         }
       }
-      return undefined;
+      // As EventBridge: one comparison, or a lower bound (> or >=) then an upper bound (< or <=).
+      const range = operand.length === 4 && ['>', '>='].includes(operand[0]) && ['<', '<='].includes(operand[2]);
+      return operand.length === 2 || range ? undefined
+        : `${path}: numeric takes one comparison, or a lower bound (> or >=) followed by an upper bound (< or <=)`;
     }
     default:
       return `${path} uses the filter "${kind}"; allowed: prefix, suffix, anything-but, numeric, exists`;
   }
 }
 
-/** Whether `detail` matches the (valid) condition. */
+/**
+ * Whether `detail` matches the (valid) condition. As in EventBridge, the event is seen as its
+ * leaves (scalars, with arrays at any depth crushed out; an object is not a leaf), so `exists`
+ * tests for a leaf and a field under an absent parent does not exist.
+ */
 export function matchesCondition(condition: Record<string, unknown>, detail: unknown): boolean {
+  return matchesAt(condition, [detail]);
+}
+
+function matchesAt(condition: Record<string, unknown>, containers: unknown[]): boolean {
+  const objects = containers.flatMap(objectsOf);
   return Object.entries(condition).every(([field, expected]) => {
-    const present = detail !== null && typeof detail === 'object' && !Array.isArray(detail)
-      && Object.prototype.hasOwnProperty.call(detail, field);
-    const value = present ? (detail as Record<string, unknown>)[field] : undefined;
-    if (Array.isArray(expected)) {
-      const leaves = present ? (Array.isArray(value) ? value : [value]) : [];
-      return expected.some((allowed) => (isFilter(allowed, 'exists') ? present === allowed.exists : leaves.some((leaf) => leafMatches(allowed, leaf))));
-    }
-    // A nested pattern: the field must be an object (or an array of objects, any of which matches).
-    const nested = Array.isArray(value) ? value : [value];
-    return present && nested.some((v) => matchesCondition(expected as Record<string, unknown>, v));
+    const children = objects.filter((o) => Object.prototype.hasOwnProperty.call(o, field)).map((o) => o[field]);
+    if (!Array.isArray(expected)) return matchesAt(expected as Record<string, unknown>, children);
+    const leaves = children.flatMap(leavesOf);
+    return expected.some((allowed) => (isFilter(allowed, 'exists') ? (leaves.length > 0) === allowed.exists : leaves.some((leaf) => leafMatches(allowed, leaf))));
   });
+}
+
+/** The scalars of a value, arrays crushed out. */
+function leavesOf(value: unknown): unknown[] {
+  if (Array.isArray(value)) return value.flatMap(leavesOf);
+  return value !== null && typeof value === 'object' ? [] : [value];
+}
+
+/** The objects of a value, arrays crushed out. */
+function objectsOf(value: unknown): Record<string, unknown>[] {
+  if (Array.isArray(value)) return value.flatMap(objectsOf);
+  return value !== null && typeof value === 'object' ? [value as Record<string, unknown>] : [];
 }
 
 function isFilter<K extends string>(allowed: unknown, kind: K): allowed is Record<K, any> {

@@ -78,6 +78,9 @@ function keyValue(field: string, value: unknown, maxBytes: number): string {
   if (/[\u0000-\u001f\u007f]/.test(text)) throw new Error(`${field} ${describeValue(text)} contains a control character; allowed: printable text`);
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > maxBytes) throw new Error(`${field} is ${bytes} bytes of UTF-8, more than the ${maxBytes}-byte limit: ${describeValue(text)}`);
+  // The aggregated event always carries the correlation id as JSON: its escaped form must fit too.
+  const jsonBytes = Buffer.byteLength(JSON.stringify(text), 'utf8') - 2;
+  if (jsonBytes > maxBytes) throw new Error(`${field} is ${jsonBytes} bytes once escaped as JSON, more than the ${maxBytes}-byte limit: ${describeValue(text)}`);
   return text;
 }
 
@@ -114,13 +117,17 @@ export function validateRecorderInput(input: RecorderInput, maxPayloadBytes: num
  */
 export async function recordEvent(deps: RecorderDeps, config: RecorderConfig, input: RecorderInput): Promise<RecordResult> {
   const logger = deps.logger ?? SILENT_LOGGER;
-  const now = (deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000)))();
+  const nowMs = deps.nowSeconds ? deps.nowSeconds() * 1000 : Date.now();
+  const now = Math.floor(nowMs / 1000);
   const { correlationId, eventName, eventId, time, payloadBytes } = validateRecorderInput(input, config.maxPayloadBytes);
   const item = {
     [CORRELATION_ID_ATTRIBUTE]: correlationId,
     [EVENT_NAME_ATTRIBUTE]: eventKey(eventName, eventId),
     eventId,
     receivedAt: time ?? new Date(now * 1000).toISOString(),
+    // Breaks ties of event time, which EventBridge gives in whole seconds: a correction sent
+    // in the same second as the event it corrects is recorded after it.
+    recordedAt: new Date(nowMs).toISOString(),
     [PAYLOAD_JSON_ATTRIBUTE]: JSON.stringify(input.detail ?? null),
     [EXPIRES_AT_ATTRIBUTE]: now + config.itemTtlSeconds,
   };

@@ -158,8 +158,8 @@ describe('moto: aggregation', () => {
       status: 'complete',
       received: { [ACCOUNT_CHECK]: true, [IN_STOCK]: true },
       events: {
-        [ACCOUNT_CHECK]: { eventId: `7-${ACCOUNT_CHECK}`, receivedAt: expect.any(String), payload: { OrderID: 7, credit: 'approved' } },
-        [IN_STOCK]: { eventId: `7-${IN_STOCK}`, receivedAt: expect.any(String), payload: { OrderID: 7, sku: 'A-1' } },
+        [ACCOUNT_CHECK]: { eventId: `7-${ACCOUNT_CHECK}`, receivedAt: expect.any(String), recordedAt: expect.any(String), payload: { OrderID: 7, credit: 'approved' } },
+        [IN_STOCK]: { eventId: `7-${IN_STOCK}`, receivedAt: expect.any(String), recordedAt: expect.any(String), payload: { OrderID: 7, sku: 'A-1' } },
       },
       eventCount: 2,
     });

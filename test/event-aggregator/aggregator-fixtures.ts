@@ -1,3 +1,4 @@
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { eventKey } from '../../src/event-aggregator/aggregator-contract';
@@ -28,13 +29,14 @@ export const SCHEDULE = {
 
 /** An event item as the recorder writes it: keyed by name, U+001F and event id; the detail as JSON text. */
 export function eventItem(correlationId: string, eventName: string, payload: unknown = { ok: true },
-  options: { receivedAt?: string; now?: number; eventId?: string } = {}) {
+  options: { receivedAt?: string; now?: number; eventId?: string; recordedAt?: string } = {}) {
   const eventId = options.eventId ?? `evt-${correlationId}-${eventName.replace(/\s/g, '-')}`;
   return {
     correlationId,
     eventName: eventKey(eventName, eventId),
     eventId,
     receivedAt: options.receivedAt ?? new Date((options.now ?? NOW) * 1000).toISOString(),
+    ...(options.recordedAt ? { recordedAt: options.recordedAt } : {}),
     payloadJson: JSON.stringify(payload),
     expiresAt: (options.now ?? NOW) + 7 * DAY,
   };
@@ -69,3 +71,19 @@ export function captureMetrics(): { metric: (name: AggregatorMetric, value: numb
 }
 
 export { captureLogger } from '../support/capture-logger';
+
+/** Creates the aggregator's table layout (keys only) on moto; returns its name. */
+export async function createAggregatesTable(dynamoDb: Pick<DynamoDBClient, 'send'>, tableName: string): Promise<string> {
+  await dynamoDb.send(new CreateTableCommand({
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    KeySchema: [{ AttributeName: 'correlationId', KeyType: 'HASH' }, { AttributeName: 'eventName', KeyType: 'RANGE' }],
+    AttributeDefinitions: [{ AttributeName: 'correlationId', AttributeType: 'S' }, { AttributeName: 'eventName', AttributeType: 'S' }],
+  }));
+  return tableName;
+}
+
+/** The seed's two checks, no deadline, a week of item lifetime, on the given table and bus. */
+export function seedConfig(tableName: string, outputBusName: string): AggregatorConfig {
+  return { ...CONFIG, tableName, outputBusName };
+}

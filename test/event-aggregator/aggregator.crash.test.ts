@@ -1,7 +1,7 @@
-import { CreateTableCommand, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import { ACCOUNT_CHECK, eventItem, IN_STOCK, streamEvent, streamRecord } from './aggregator-fixtures';
+import { ACCOUNT_CHECK, createAggregatesTable, eventItem, IN_STOCK, seedConfig, streamEvent, streamRecord } from './aggregator-fixtures';
 import { Aggregator, AggregatorConfig, StreamBatchReport } from '../../src/event-aggregator/aggregator-core';
 import {
   CrashPointReport, CrashPointScenario, exploreCrashPoints, FAULT_KINDS, FaultInjector, invariant, InvocationOutcome, OutcomeCounts,
@@ -42,12 +42,7 @@ interface AggregatorWorld {
 
 async function createWorld(names: string[] = [ACCOUNT_CHECK, IN_STOCK]): Promise<AggregatorWorld> {
   const tableName = uniqueName('aggregates');
-  await platform.dynamoDb.send(new CreateTableCommand({
-    TableName: tableName,
-    BillingMode: 'PAY_PER_REQUEST',
-    KeySchema: [{ AttributeName: 'correlationId', KeyType: 'HASH' }, { AttributeName: 'eventName', KeyType: 'RANGE' }],
-    AttributeDefinitions: [{ AttributeName: 'correlationId', AttributeType: 'S' }, { AttributeName: 'eventName', AttributeType: 'S' }],
-  }));
+  await createAggregatesTable(platform.dynamoDb, tableName);
   const busName = uniqueName('orders');
   await platform.eventBridge.send(new CreateEventBusCommand({ Name: busName }));
   const capture = await createMotoQueue(platform.sqs, 'aggregates');
@@ -58,15 +53,7 @@ async function createWorld(names: string[] = [ACCOUNT_CHECK, IN_STOCK]): Promise
   const now = Math.floor(clockMs / 1000);
   const items = names.map((name) => eventItem('7', name, { from: name }, { now }));
   for (const item of items) await platform.dynamoDb.send(new PutItemCommand({ TableName: tableName, Item: marshall(item) }));
-  const config: AggregatorConfig = {
-    tableName,
-    outputBusName: busName,
-    source: SOURCE,
-    requiredEvents: [ACCOUNT_CHECK, IN_STOCK],
-    emitOnEveryChange: false,
-    deadlineSeconds: 0,
-    itemTtlSeconds: 7 * 86_400,
-  };
+  const config = seedConfig(tableName, busName);
   return { config, capture, event: streamEvent(streamRecord('INSERT', items[items.length - 1])), clockMs, invocations: 0 };
 }
 

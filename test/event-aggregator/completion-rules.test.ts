@@ -130,3 +130,60 @@ describe('evaluation', () => {
     }), { numRuns: 300 });
   });
 });
+
+describe('conditions follow EventBridge where the first matcher did not (found by review)', () => {
+  // EventBridge user guide, "Exists matching": "Exists matching only works on leaf nodes ...
+  // The preceding event pattern [c-count exists:false] also matches the following event
+  // because c-count isn't a leaf node: { ..., "c-count": { "c1": 100 } }".
+  test('exists:false matches a field whose value is an object (not a leaf), as documented', () => {
+    expect(matchesCondition({ 'c-count': [{ exists: false }] }, { 'state': 'running', 'c-count': { c1: 100 } })).toBe(true);
+  });
+
+  test('exists:true does not match an object-valued (intermediate) field', () => {
+    expect(matchesCondition({ 'c-count': [{ exists: true }] }, { 'c-count': { c1: 100 } })).toBe(false);
+  });
+
+  // EventBridge flattens the event to leaf paths: with no `order` at all, there is no
+  // `order.coupon` leaf, so exists:false matches, as it does when `order` is a scalar.
+  test('exists:false on a nested field matches when the parent object is absent', () => {
+    const condition = { order: { coupon: [{ exists: false }] } };
+    expect(matchesCondition(condition, { order: 5 })).toBe(true);
+    expect(matchesCondition(condition, {})).toBe(true);
+  });
+
+  // event-ruler README, "JSON Array Matching": "the array structure is 'crushed out' ... This
+  // works for multi-level arrays too" (employees: [[{..Anna..}], [{..}]]).
+  test('multi-level arrays of objects are crushed out, as in event-ruler', () => {
+    const detail = {
+      employees: [
+        [{ firstName: 'John', lastName: 'Doe' }, { firstName: 'Anna', lastName: 'Smith' }],
+        [{ firstName: 'Peter', lastName: 'Jones' }],
+      ],
+    };
+    expect(matchesCondition({ employees: { firstName: ['Anna'] } }, detail)).toBe(true);
+  });
+});
+
+describe('conditions EventBridge refuses are refused (found by review)', () => {
+  // event-ruler RuleCompiler.processNumericMatchExpression: "=" must end the array
+  // (tooManyElements); "<"/"<=" must end it; after ">"/">=" only "<" or "<=" may follow.
+  test.each([
+    ['= followed by another term', { n: [{ numeric: ['=', 5, '<', 10] }] }],
+    ['< followed by >', { n: [{ numeric: ['<', 5, '>', 0] }] }],
+    ['two lower bounds', { n: [{ numeric: ['>', 0, '>', 5] }] }],
+    ['six terms', { n: [{ numeric: ['>', 0, '<', 10, '<', 5] }] }],
+  ])('numeric: %s is refused', (_label, condition) => {
+    expect(conditionProblem(condition)).toBeDefined();
+  });
+
+  // event-ruler processAnythingButListMatchExpression: "either all values are number or string,
+  // mixed type is not supported"; "start|null|boolean is not supported". EventBridge guide:
+  // "lists that contain only strings, or only numbers".
+  test.each([
+    ['a mixed list', { s: [{ 'anything-but': ['a', 1] }] }],
+    ['a boolean', { s: [{ 'anything-but': true }] }],
+    ['null', { s: [{ 'anything-but': null }] }],
+  ])('anything-but with %s is refused', (_label, condition) => {
+    expect(conditionProblem(condition)).toBeDefined();
+  });
+});

@@ -57,6 +57,7 @@ describe('recording', () => {
         eventName: 'In Stock\u001fe-1',
         eventId: 'e-1',
         receivedAt: '2027-01-15T08:00:00Z',
+        recordedAt: '2027-01-15T08:00:00.000Z',
         payloadJson: JSON.stringify({ OrderID: 7, sku: 'A-1' }),
         expiresAt: NOW + 7 * DAY,
       });
