@@ -12,7 +12,7 @@ import {
   eventNameOfKey, EXPIRES_AT_ATTRIBUTE, FAILED_DETAIL_TYPE, INCOMPLETE_DETAIL_TYPE, MARKER_EVENT_NAME, PAYLOAD_JSON_ATTRIBUTE,
   RESERVED_EVENT_NAME_PREFIX, UPDATED_DETAIL_TYPE,
 } from './aggregator-contract';
-import { conditionProblem, evaluate, Evaluation, RecordedEvent, Requirement } from './completion-rules';
+import { conditionProblem, evaluate, Evaluation, oneOfEach, RecordedEvent, Requirement } from './completion-rules';
 import { describeValue } from './recorder-core';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
 import { positiveIntegerEnv, requiredEnv } from '../runtime/env-settings';
@@ -329,8 +329,7 @@ export class Aggregator {
     this.leaseSeconds = config.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     this.maxEntryBytes = config.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES;
     this.reserveMs = config.reserveMs ?? DEFAULT_RESERVE_MS;
-    this.requirements = config.requirements
-      ?? (config.requiredEvents ?? []).map((name) => ({ label: name, anyOf: [name], count: 1, failOnMismatch: false }));
+    this.requirements = config.requirements ?? oneOfEach(config.requiredEvents ?? []);
     if (this.requirements.length === 0) throw new Error('an aggregator needs requiredEvents or requirements');
     this.listedNames = new Set(this.requirements.filter((r) => r.count > 1).flatMap((r) => r.anyOf));
     if (config.deadlineSeconds > 0 && (!config.schedule || !deps.scheduler)) {

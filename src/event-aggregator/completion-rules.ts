@@ -22,6 +22,11 @@ export interface Requirement {
   readonly failOnMismatch: boolean;
 }
 
+/** The requirements of plain `requiredEvents`: one event of each name, no condition. */
+export function oneOfEach(names: string[]): Requirement[] {
+  return names.map((name) => ({ label: name, anyOf: [name], count: 1, failOnMismatch: false }));
+}
+
 /** One stored event, as the aggregator sees it. */
 export interface RecordedEvent {
   /** The item's sort key. */

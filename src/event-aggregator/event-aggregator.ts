@@ -24,7 +24,7 @@ import {
   UPDATED_DETAIL_TYPE,
 } from './aggregator-contract';
 import { AggregatorFunction } from './aggregator-function';
-import { conditionProblem, Requirement } from './completion-rules';
+import { conditionProblem, oneOfEach, Requirement } from './completion-rules';
 import { AggregationRequirement, AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
 import {
@@ -560,7 +560,7 @@ const MAX_RULES_JSON_LENGTH = 2048;
 /** The requirements the aggregator evaluates, with the defaults filled in. */
 function runtimeRequirements(props: EventAggregatorProps): Requirement[] {
   if (props.requirements === undefined) {
-    return (props.requiredEvents ?? []).map((name) => ({ label: name, anyOf: [name], count: 1, failOnMismatch: false }));
+    return oneOfEach(props.requiredEvents ?? []);
   }
   return props.requirements.map((r) => ({
     label: r.label ?? r.anyOf.join(' | '),

@@ -173,7 +173,7 @@ describe('conditions EventBridge refuses are refused (found by review)', () => {
     ['two lower bounds', { n: [{ numeric: ['>', 0, '>', 5] }] }],
     ['six terms', { n: [{ numeric: ['>', 0, '<', 10, '<', 5] }] }],
   ])('numeric: %s is refused', (_label, condition) => {
-    expect(conditionProblem(condition)).toBeDefined();
+    expect(conditionProblem(condition)).toBe('condition.n: numeric takes one comparison, or a lower bound (> or >=) followed by an upper bound (< or <=)');
   });
 
   // event-ruler processAnythingButListMatchExpression: "either all values are number or string,
@@ -184,6 +184,6 @@ describe('conditions EventBridge refuses are refused (found by review)', () => {
     ['a boolean', { s: [{ 'anything-but': true }] }],
     ['null', { s: [{ 'anything-but': null }] }],
   ])('anything-but with %s is refused', (_label, condition) => {
-    expect(conditionProblem(condition)).toBeDefined();
+    expect(conditionProblem(condition)).toBe('condition.s: anything-but takes a string or a number, or a non-empty list of only strings or only numbers');
   });
 });
