@@ -51,6 +51,15 @@ export const FAILED_DETAIL_TYPE = 'Aggregation Failed';
 /** Detail-type of the optional event emitted on every change of a correlation id's set. */
 export const UPDATED_DETAIL_TYPE = 'Aggregation Updated';
 
+/**
+ * Where Lambda writes the stream batches the aggregator gave up on (the S3 on-failure
+ * destination): `aws/lambda/<ESM-UUID>/<shardID>/YYYY/MM/DD/<time>-<UUID>`, per
+ * https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html
+ */
+export const FAILED_BATCH_PREFIX = 'aws/lambda/';
+/** Where a redriven batch is moved, so what is left under `FAILED_BATCH_PREFIX` still needs an operator. */
+export const REDRIVEN_PREFIX = 'redriven/';
+
 /** Environment variables of the aggregator function. */
 export const AGGREGATOR_ENV = {
   TABLE_NAME: 'TABLE_NAME',
@@ -74,6 +83,8 @@ export const AGGREGATOR_ENV = {
   SCHEDULE_DLQ_ARN: 'SCHEDULE_DLQ_ARN',
   /** Seconds items live after their last write (TTL). */
   ITEM_TTL_SECONDS: 'ITEM_TTL_SECONDS',
+  /** Bucket of the failed stream batches, which `{ redriveFailedBatches }` redrives. */
+  FAILED_BATCH_BUCKET_NAME: 'FAILED_BATCH_BUCKET_NAME',
   /** Largest aggregated event (PutEvents entry bytes); above it the payloads are left out. */
   MAX_ENTRY_BYTES: 'MAX_ENTRY_BYTES',
 } as const;

@@ -7,6 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as lambdaDestinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as lambdaEventSources from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IConstruct } from 'constructs';
@@ -17,9 +18,11 @@ import {
   DEFAULT_AGGREGATE_SOURCE,
   EVENT_NAME_ATTRIBUTE,
   EXPIRES_AT_ATTRIBUTE,
+  FAILED_BATCH_PREFIX,
   FAILED_DETAIL_TYPE,
   INCOMPLETE_DETAIL_TYPE,
   RECORDER_ENV,
+  REDRIVEN_PREFIX,
   RESERVED_EVENT_NAME_PREFIX,
   UPDATED_DETAIL_TYPE,
 } from './aggregator-contract';
@@ -56,6 +59,10 @@ const OUTPUT_MAX_EVENT_AGE = Duration.hours(24);
  * dead-letter queue, while the stream (24 hours of retention) still holds it for 18 hours.
  */
 const STREAM_MAX_RECORD_AGE = Duration.hours(6);
+/** The filter of the failed-batch bucket's request metrics (objects under `aws/lambda/`). */
+const FAILED_BATCH_METRICS_FILTER = 'FailedBatches';
+/** How long a failed batch is kept: its alarm fires when it arrives; its items last `itemTtl`. */
+const FAILED_BATCH_RETENTION = Duration.days(90);
 /** The iterator-age alarm fires when the aggregator lags the table by this much. */
 const ITERATOR_AGE_THRESHOLD = Duration.minutes(5);
 
@@ -79,7 +86,7 @@ export class EventAggregator extends Construct {
    * permission; each onComplete/onIncomplete adds a rule (and the target's own resources);
    * a deadline adds 7. Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_AGGREGATOR = 23;
+  public static readonly RESOURCES_PER_AGGREGATOR = 24;
   /** Default `source` of the aggregated events. */
   public static readonly DEFAULT_AGGREGATE_SOURCE = DEFAULT_AGGREGATE_SOURCE;
   /** Detail-type of the event emitted once per correlation id when every required event has arrived. */
@@ -115,10 +122,12 @@ export class EventAggregator extends Construct {
    */
   public readonly recordDeadLetterQueue: sqs.Queue;
   /**
-   * Dead-letter queue of table stream batches the aggregator failed on after its retries
-   * (on-failure records with the batch's shard and sequence numbers; the items stay in the table).
+   * Bucket of the table stream batches the aggregator gave up on (its event source's S3
+   * on-failure destination): each object under `aws/lambda/` holds the whole batch, and
+   * invoking the aggregator with `{ "redriveFailedBatches": {} }` aggregates its ids again
+   * and moves it under `redriven/`.
    */
-  public readonly aggregatorDeadLetterQueue: sqs.Queue;
+  public readonly failedBatchBucket: s3.Bucket;
   /** Dead-letter queue of aggregated events that could not be delivered to an onComplete/onIncomplete target. */
   public readonly ruleDeadLetterQueue: sqs.Queue;
   /**
@@ -132,8 +141,10 @@ export class EventAggregator extends Construct {
   public readonly scheduleRole?: iam.Role;
   /** Alarm: the record dead-letter queue holds at least one message. */
   public readonly recordDeadLetterQueueAlarm: cloudwatch.Alarm;
-  /** Alarm: the aggregator dead-letter queue holds at least one message. */
-  public readonly aggregatorDeadLetterQueueAlarm: cloudwatch.Alarm;
+  /** Alarm: Lambda wrote a failed stream batch to the failed-batch bucket. */
+  public readonly failedBatchAlarm: cloudwatch.Alarm;
+  /** Alarm: Lambda could not write a failed stream batch to the failed-batch bucket (the batch is dropped). */
+  public readonly failedBatchDeliveryAlarm: cloudwatch.Alarm;
   /** Alarm: the rule dead-letter queue holds at least one message. */
   public readonly ruleDeadLetterQueueAlarm: cloudwatch.Alarm;
   /** Alarm: the deadline dead-letter queue holds at least one message. Only with a deadline. */
@@ -167,8 +178,7 @@ export class EventAggregator extends Construct {
 
     this.recordDeadLetterQueue = this.createDeadLetterQueue('RecordDeadLetterQueue',
       'source events EventBridge could not deliver to the recorder, and recorder invocations that failed');
-    this.aggregatorDeadLetterQueue = this.createDeadLetterQueue('AggregatorDeadLetterQueue',
-      'table stream batches the aggregator failed on');
+    this.failedBatchBucket = this.createFailedBatchBucket();
     this.ruleDeadLetterQueue = this.createDeadLetterQueue('RuleDeadLetterQueue',
       'aggregated events EventBridge could not deliver to an onComplete or onIncomplete target');
 
@@ -206,9 +216,18 @@ export class EventAggregator extends Construct {
 
     this.recordDeadLetterQueueAlarm = this.alarm('RecordDeadLetterQueueAlarm', queueDepth(this.recordDeadLetterQueue),
       'Source events were not recorded and are parked in the record dead-letter queue; fix the cause, then redrive them');
-    this.aggregatorDeadLetterQueueAlarm = this.alarm('AggregatorDeadLetterQueueAlarm', queueDepth(this.aggregatorDeadLetterQueue),
-      'The aggregator failed on table stream batches (their shard and sequence numbers are in the aggregator dead-letter queue); '
-      + 'the items are still in the table: rewrite one item of each correlation id to aggregate it again');
+    this.failedBatchAlarm = this.alarm('FailedBatchAlarm', new cloudwatch.Metric({
+      namespace: 'AWS/S3',
+      metricName: 'PutRequests',
+      dimensionsMap: { BucketName: this.failedBatchBucket.bucketName, FilterId: FAILED_BATCH_METRICS_FILTER },
+      statistic: cloudwatch.Stats.SUM,
+      period: Duration.minutes(5),
+    }), `The aggregator gave up on table stream batches, kept whole under ${FAILED_BATCH_PREFIX} in the failed-batch bucket; fix the cause, `
+      + 'then invoke the aggregator with {"redriveFailedBatches":{}} before the items expire (itemTtl)');
+    this.failedBatchDeliveryAlarm = this.alarm('FailedBatchDeliveryAlarm',
+      this.aggregatorFunction.metric('DestinationDeliveryFailures', { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }),
+      'Lambda could not write failed table stream batches to the failed-batch bucket; their ids are only in the table: '
+      + 'rewrite one item of each affected correlation id to aggregate it again');
     this.ruleDeadLetterQueueAlarm = this.alarm('RuleDeadLetterQueueAlarm', queueDepth(this.ruleDeadLetterQueue),
       'Aggregated events could not be delivered to an onComplete or onIncomplete target and are parked in the rule dead-letter queue');
     if (this.deadlineDeadLetterQueue) {
@@ -217,11 +236,11 @@ export class EventAggregator extends Construct {
     }
     this.aggregatorErrorsAlarm = this.alarm('AggregatorErrorsAlarm',
       this.aggregatorFunction.metricErrors({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }),
-      'The aggregator function failed; stream batches are retried, then parked in the aggregator dead-letter queue');
+      'The aggregator function failed; stream batches are retried, then kept whole in the failed-batch bucket');
     this.iteratorAgeAlarm = this.alarm('IteratorAgeAlarm',
       this.aggregatorFunction.metric('IteratorAge', { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
       `The aggregator lags the table stream by ${ITERATOR_AGE_THRESHOLD.toMinutes()} minutes or more; aggregations are delayed, `
-      + 'and records older than 6 hours go to the aggregator dead-letter queue',
+      + 'and records older than 6 hours go to the failed-batch bucket',
       ITERATOR_AGE_THRESHOLD.toMilliseconds());
 
     addStackResourceBudgetCheck(this, 'EventAggregator', EventAggregator.RESOURCES_PER_AGGREGATOR);
@@ -404,6 +423,31 @@ export class EventAggregator extends Construct {
     return role;
   }
 
+  private createFailedBatchBucket(): s3.Bucket {
+    const key = this.props.encryptionKey;
+    const bucket = new s3.Bucket(this, 'FailedBatchBucket', {
+      encryption: key ? s3.BucketEncryption.KMS : s3.BucketEncryption.S3_MANAGED,
+      encryptionKey: key,
+      bucketKeyEnabled: key ? true : undefined,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      removalPolicy: this.props.removalPolicy ?? RemovalPolicy.RETAIN,
+      // Request metrics of the failed batches only: the alarm counts their PUTs (a redrive's copies go elsewhere).
+      metrics: [{ id: FAILED_BATCH_METRICS_FILTER, prefix: FAILED_BATCH_PREFIX }],
+      lifecycleRules: [
+        { id: 'ExpireFailedBatches', prefix: FAILED_BATCH_PREFIX, expiration: FAILED_BATCH_RETENTION },
+        { id: 'ExpireRedriven', prefix: REDRIVEN_PREFIX, expiration: Duration.days(30) },
+      ],
+    });
+    Validations.of(bucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'Only Lambda (the aggregator\'s event source mapping) writes failed stream batches here and only the aggregator reads them; '
+        + 'the alarm on new objects and the redrive\'s log record every use.',
+    });
+    return bucket;
+  }
+
   private createAggregatorFunction(functionName: string, functionArn: string, itemTtl: Duration): lambda.Function {
     const props = this.props;
     const key = props.encryptionKey;
@@ -417,6 +461,7 @@ export class EventAggregator extends Construct {
       [AGGREGATOR_ENV.EMIT_ON_EVERY_CHANGE]: String(props.emitOnEveryChange ?? false),
       [AGGREGATOR_ENV.DEADLINE_SECONDS]: props.deadline ? Tokenization.stringifyNumber(props.deadline.toSeconds()) : '0',
       [AGGREGATOR_ENV.ITEM_TTL_SECONDS]: Tokenization.stringifyNumber(itemTtl.toSeconds()),
+      [AGGREGATOR_ENV.FAILED_BATCH_BUCKET_NAME]: this.failedBatchBucket.bucketName,
       [AGGREGATOR_ENV.MAX_ENTRY_BYTES]: Tokenization.stringifyNumber(props.maxAggregateBytes ?? DELIVERABLE_ENTRY_BYTES),
       AGGREGATOR_ID: this.node.addr,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
@@ -449,7 +494,8 @@ export class EventAggregator extends Construct {
       retryAttempts: 10,
       reportBatchItemFailures: true,
       maxRecordAge: STREAM_MAX_RECORD_AGE,
-      onFailure: new lambdaEventSources.SqsDlq(this.aggregatorDeadLetterQueue),
+      // S3, not SQS: only an S3 on-failure destination keeps the batch itself (SQS gets its sequence numbers).
+      onFailure: new FailedBatchDestination(this.failedBatchBucket),
       // TTL deletions and other removals change no set.
       filters: [lambda.FilterCriteria.filter({ eventName: lambda.FilterRule.or('INSERT', 'MODIFY') })],
     }));
@@ -491,11 +537,11 @@ export class EventAggregator extends Construct {
     Validations.of(fn).acknowledge({
       id: 'Serverless-LambdaDLQ',
       reason: this.deadlineDeadLetterQueue
-        ? 'Invoked by the table stream\'s event source mapping, whose failures go to the aggregator dead-letter queue, and asynchronously by '
+        ? 'Invoked by the table stream\'s event source mapping, whose failures go to the failed-batch bucket (an S3 on-failure destination), and asynchronously by '
           + 'Scheduler at deadlines, whose failures go to the on-failure destination (the deadline dead-letter queue). '
           + 'A legacy DLQ would duplicate it.'
         : 'Invoked only by the table stream\'s event source mapping, not asynchronously; batches that keep failing go to the mapping\'s '
-          + 'on-failure destination (the aggregator dead-letter queue).',
+          + 'on-failure destination (the failed-batch bucket).',
     });
     return fn;
   }
@@ -527,6 +573,34 @@ class OutputTarget implements events.IRuleTarget {
         maximumEventAgeInSeconds: OUTPUT_MAX_EVENT_AGE.toSeconds(),
       },
     };
+  }
+}
+
+/**
+ * The stream's S3 on-failure destination, with only the grants it needs: Lambda writes with
+ * the function's role (s3:PutObject and s3:ListBucket, as documented), and the redrive reads,
+ * copies and deletes the failed batches. `S3OnFailureDestination` would grant read-write on
+ * the whole bucket, object lock and retention included. The key grant is the function's own.
+ */
+class FailedBatchDestination implements lambda.IEventSourceDlq {
+  constructor(private readonly bucket: s3.IBucket) {}
+
+  public bind(_target: lambda.IEventSourceMapping, targetHandler: lambda.IFunction): lambda.DlqDestinationConfig {
+    const failed = this.bucket.arnForObjects(`${FAILED_BATCH_PREFIX}*`);
+    const redriven = this.bucket.arnForObjects(`${REDRIVEN_PREFIX}*`);
+    targetHandler.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }));
+    targetHandler.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'], resources: [failed] }));
+    targetHandler.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [redriven] }));
+    if (targetHandler.role) {
+      for (const arn of [failed, redriven]) {
+        Validations.of(targetHandler.role).acknowledge({
+          id: `AwsSolutions-IAM5[Resource::${flattenForNag(Stack.of(this.bucket).resolve(arn))}]`,
+          reason: 'Lambda names each failed batch object at run time (aws/lambda/<mapping>/<shard>/<date>/<time>-<uuid>) and the redrive '
+            + 'moves it under redriven/; the wildcard is limited to that prefix of the aggregator\'s own failed-batch bucket.',
+        });
+      }
+    }
+    return { destination: this.bucket.bucketArn };
   }
 }
 

@@ -1,17 +1,10 @@
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
+import { FAILED_BATCH_PREFIX, REDRIVEN_PREFIX } from './aggregator-contract';
 import type { Aggregator } from './aggregator-core';
 import { describeValue } from './recorder-core';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
 
-/**
- * Where Lambda writes the stream batches the aggregator gave up on (the S3 on-failure
- * destination): `aws/lambda/<ESM-UUID>/<shardID>/YYYY/MM/DD/<time>-<UUID>`, per
- * https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html
- */
-export const FAILED_BATCH_PREFIX = 'aws/lambda/';
-/** Where a redriven batch is moved, so what is left under `FAILED_BATCH_PREFIX` is what still needs an operator. */
-export const REDRIVEN_PREFIX = 'redriven/';
 /** No object is started with less than this left of the invocation: a batch of 100 ids is read again and may emit. */
 const MIN_TIME_PER_OBJECT_MS = 20_000;
 

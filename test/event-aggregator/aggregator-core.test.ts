@@ -3,6 +3,7 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { ConflictException, CreateScheduleCommand, DeleteScheduleCommand, ResourceNotFoundException, SchedulerClient } from '@aws-sdk/client-scheduler';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { Context } from 'aws-lambda';
@@ -28,6 +29,7 @@ const ENV = {
   SCHEDULE_ROLE_ARN: SCHEDULE.roleArn,
   SCHEDULE_DLQ_ARN: SCHEDULE.dlqArn,
   ITEM_TTL_SECONDS: String(7 * DAY),
+  FAILED_BATCH_BUCKET_NAME: 'failed-batches',
   POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric',
   POWERTOOLS_SERVICE_NAME: 'event-aggregator',
 };
@@ -769,13 +771,28 @@ describe('aggregator handler', () => {
     expect(emitted().map((e) => e.detailType)).toEqual(['Aggregation Incomplete']);
   });
 
+  test('{ redriveFailedBatches: {} } redrives the failed-batch bucket named in the environment and returns the report', async () => {
+    const s3 = mockClient(S3Client);
+    table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
+    const key = 'aws/lambda/uuid/shardId-1/2027/01/15/2027-01-15T08.00.00-uuid';
+    s3.on(ListObjectsV2Command).resolves({ Contents: [{ Key: key }] });
+    const body = JSON.stringify({ payload: JSON.stringify(streamEvent(streamRecord('INSERT', table[1]))) });
+    s3.on(GetObjectCommand).resolves({ Body: { transformToString: async () => body } as any });
+    s3.on(CopyObjectCommand).resolves({});
+    s3.on(DeleteObjectCommand).resolves({});
+    await expect(handler({ redriveFailedBatches: {} }, context)).resolves.toEqual({ found: 1, redriven: [key], failed: [], remaining: 0 });
+    expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Bucket: 'failed-batches', Prefix: 'aws/lambda/' });
+    expect(emitted().map((e) => e.detailType)).toEqual(['Aggregation Completed']);
+    s3.restore();
+  });
+
   test.each([
     [{ hello: 'world' }, '{"hello":"world"}'],
     ['deadlineFor', '"deadlineFor"'],
     [null, 'null'],
   ])('anything else is refused with what was received (%j)', async (event, shown) => {
-    await expect(handler(event as any, context)).rejects.toThrow('unrecognised invocation: expected a DynamoDB stream batch (Records) or '
-      + `{ deadlineFor }, got ${shown}`);
+    await expect(handler(event as any, context)).rejects.toThrow('unrecognised invocation: expected a DynamoDB stream batch (Records), '
+      + `{ deadlineFor } or { redriveFailedBatches }, got ${shown}`);
     expect(dynamo.calls()).toHaveLength(0);
   });
 });

@@ -93,6 +93,7 @@ describe('EventAggregator defaults', () => {
       EMIT_ON_EVERY_CHANGE: 'false',
       DEADLINE_SECONDS: '0',
       ITEM_TTL_SECONDS: '604800',
+      FAILED_BATCH_BUCKET_NAME: { Ref: expect.stringMatching(/^AggregatorFailedBatchBucket/) },
       MAX_ENTRY_BYTES: '1044480',
       AGGREGATOR_ID: aggregator.node.addr,
       POWERTOOLS_SERVICE_NAME: 'event-aggregator',
@@ -110,7 +111,7 @@ describe('EventAggregator defaults', () => {
     });
   });
 
-  test('aggregator: stream source from the start, batches of 100, bisect, 10 retries, partial failures, DLQ, INSERT/MODIFY only', () => {
+  test('aggregator: stream source from the start, batches of 100, bisect, 10 retries, partial failures, S3 on failure, INSERT/MODIFY only', () => {
     template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       EventSourceArn: getAtt('AggregatorTable', 'StreamArn'),
@@ -121,7 +122,7 @@ describe('EventAggregator defaults', () => {
       MaximumRetryAttempts: 10,
       MaximumRecordAgeInSeconds: 21600,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
-      DestinationConfig: { OnFailure: { Destination: getAtt('AggregatorAggregatorDeadLetterQueue') } },
+      DestinationConfig: { OnFailure: { Destination: getAtt('AggregatorFailedBatchBucket') } },
       FilterCriteria: { Filters: [{ Pattern: '{"eventName":["INSERT","MODIFY"]}' }] },
     });
   });
@@ -136,7 +137,10 @@ describe('EventAggregator defaults', () => {
     expect(all.map((s) => s.Action)).toEqual([
       ['logs:CreateLogStream', 'logs:PutLogEvents'],
       ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
-      ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
+      // The failed-batch bucket: Lambda writes the batches, the redrive reads, copies and deletes them.
+      's3:ListBucket',
+      ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'],
+      's3:PutObject',
       'dynamodb:ListStreams',
       ['dynamodb:DescribeStream', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator'],
       ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
@@ -145,6 +149,30 @@ describe('EventAggregator defaults', () => {
     expect(all.find((s) => s.Action === 'events:PutEvents').Resource)
       .toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^AggregatorOutputBus/), 'Arn'] });
     expect(JSON.stringify(all)).not.toContain('scheduler:');
+    const bucketArn = { 'Fn::GetAtt': [expect.stringMatching(/^AggregatorFailedBatchBucket/), 'Arn'] };
+    const objects = (prefix: string) => ({ 'Fn::Join': ['', [bucketArn, `/${prefix}*`]] });
+    expect(all.filter((st) => JSON.stringify(st.Action).includes('s3:')).map((st) => st.Resource))
+      .toEqual([bucketArn, objects('aws/lambda/'), objects('redriven/')]);
+  });
+
+  test('failed-batch bucket: encrypted, TLS only, no public access, retained, request metrics and expiry of its two prefixes', () => {
+    template.hasResource('AWS::S3::Bucket', {
+      DeletionPolicy: 'Retain',
+      Properties: {
+        BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+        MetricsConfigurations: [{ Id: 'FailedBatches', Prefix: 'aws/lambda/' }],
+        LifecycleConfiguration: {
+          Rules: [
+            { Id: 'ExpireFailedBatches', Prefix: 'aws/lambda/', ExpirationInDays: 90, Status: 'Enabled' },
+            { Id: 'ExpireRedriven', Prefix: 'redriven/', ExpirationInDays: 30, Status: 'Enabled' },
+          ],
+        },
+      },
+    });
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
   });
 
   test('recorder: environment, async retries 2 with failures to the record DLQ, PutItem only', () => {
@@ -180,7 +208,6 @@ describe('EventAggregator defaults', () => {
   test('dead-letter queues: SSE-SQS, 14 days, TLS only', () => {
     const queues = template.findResources('AWS::SQS::Queue', { Properties: { MessageRetentionPeriod: 1209600, SqsManagedSseEnabled: true } });
     expect(Object.keys(queues).sort()).toEqual([
-      expect.stringMatching(/^AggregatorAggregatorDeadLetterQueue/),
       expect.stringMatching(/^AggregatorRecordDeadLetterQueue/),
       expect.stringMatching(/^AggregatorRuleDeadLetterQueue/),
     ]);
@@ -201,8 +228,8 @@ describe('EventAggregator defaults', () => {
     expect(() => aggregator.onIncomplete('Late', new targets.SqsQueue(new sqs.Queue(newStack(), 'Q')))).toThrow(/invalid onIncomplete/);
   });
 
-  test('five alarms: three DLQ depths, aggregator errors, iterator age of 5 minutes', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+  test('six alarms: two DLQ depths, failed batches written and not written, aggregator errors, iterator age of 5 minutes', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     for (const alarm of alarms) {
       expect(alarm).toMatchObject({
@@ -212,10 +239,22 @@ describe('EventAggregator defaults', () => {
       expect(alarm.AlarmActions).toBeUndefined();
     }
     const depths = alarms.filter((a) => a.MetricName === 'ApproximateNumberOfMessagesVisible');
-    expect(depths).toHaveLength(3);
+    expect(depths).toHaveLength(2);
     for (const alarm of depths) expect(alarm).toMatchObject({ Threshold: 1, Statistic: 'Maximum' });
     const fnDimension = [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^AggregatorAggregatorFunction/) } }];
     expect(alarms.find((a) => a.MetricName === 'Errors')).toMatchObject({
+      Namespace: 'AWS/Lambda', Statistic: 'Sum', Threshold: 1, Dimensions: fnDimension,
+    });
+    expect(alarms.find((a) => a.MetricName === 'PutRequests')).toMatchObject({
+      Namespace: 'AWS/S3',
+      Statistic: 'Sum',
+      Threshold: 1,
+      Period: 300,
+      Dimensions: [
+        { Name: 'BucketName', Value: { Ref: expect.stringMatching(/^AggregatorFailedBatchBucket/) } }, { Name: 'FilterId', Value: 'FailedBatches' },
+      ],
+    });
+    expect(alarms.find((a) => a.MetricName === 'DestinationDeliveryFailures')).toMatchObject({
       Namespace: 'AWS/Lambda', Statistic: 'Sum', Threshold: 1, Dimensions: fnDimension,
     });
     expect(alarms.find((a) => a.MetricName === 'IteratorAge')).toMatchObject({
@@ -226,8 +265,8 @@ describe('EventAggregator defaults', () => {
   test('exposes every resource', () => {
     for (const r of [
       aggregator.outputBus, aggregator.table, aggregator.recorderFunction, aggregator.aggregatorFunction,
-      aggregator.recordDeadLetterQueue, aggregator.aggregatorDeadLetterQueue, aggregator.ruleDeadLetterQueue,
-      aggregator.recordDeadLetterQueueAlarm, aggregator.aggregatorDeadLetterQueueAlarm, aggregator.ruleDeadLetterQueueAlarm,
+      aggregator.recordDeadLetterQueue, aggregator.failedBatchBucket, aggregator.ruleDeadLetterQueue,
+      aggregator.recordDeadLetterQueueAlarm, aggregator.failedBatchAlarm, aggregator.failedBatchDeliveryAlarm, aggregator.ruleDeadLetterQueueAlarm,
       aggregator.aggregatorErrorsAlarm, aggregator.iteratorAgeAlarm,
     ]) {
       expect(r).toBeDefined();
@@ -454,7 +493,7 @@ describe('EventAggregator deadline', () => {
       SCHEDULE_ROLE_ARN: { 'Fn::GetAtt': [expect.stringMatching(/^AggregatorScheduleRole/), 'Arn'] },
       SCHEDULE_DLQ_ARN: { 'Fn::GetAtt': [expect.stringMatching(/^AggregatorDeadlineDeadLetterQueue/), 'Arn'] },
     });
-    expect(Object.keys(env)).toHaveLength(16);
+    expect(Object.keys(env)).toHaveLength(17);
   });
 
   test('schedule role: assumed by Scheduler for this account and group only; invokes the aggregator, writes the deadline DLQ', () => {
@@ -504,7 +543,7 @@ describe('EventAggregator deadline', () => {
       MaximumRetryAttempts: 2,
       DestinationConfig: { OnFailure: { Destination: getAtt('AggregatorDeadlineDeadLetterQueue') } },
     });
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
     expect(aggregator.deadlineDeadLetterQueueAlarm).toBeDefined();
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateNumberOfMessagesVisible',
@@ -525,8 +564,11 @@ describe('EventAggregator fullest configuration', () => {
 
   test('the customer key encrypts the table and the queues', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', { SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: key } });
-    // The aggregator's four queues and the fixture's three target queues.
-    template.resourcePropertiesCountIs('AWS::SQS::Queue', { KmsMasterKeyId: key }, 7);
+    // The aggregator's three queues and the fixture's three target queues; the failed-batch bucket.
+    template.resourcePropertiesCountIs('AWS::SQS::Queue', { KmsMasterKeyId: key }, 6);
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: key }, BucketKeyEnabled: true }] },
+    });
   });
 
   test('the key policy lets EventBridge write to the encrypted queues; the functions may use the key', () => {
@@ -582,7 +624,7 @@ describe('EventAggregator fullest configuration', () => {
 
   test('every alarm notifies the SNS topic', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(6);
+    expect(alarms).toHaveLength(7);
     for (const alarm of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^Alarms/) }]);
     }
@@ -780,8 +822,10 @@ describe('EventAggregator scale', () => {
     expect(resourceCount(two)).toBe(2 * EventAggregator.RESOURCES_PER_AGGREGATOR);
     expect(resourcesByType(one)).toEqual({
       'AWS::Events::EventBus': 1,
-      'AWS::SQS::Queue': 3,
-      'AWS::SQS::QueuePolicy': 3,
+      'AWS::SQS::Queue': 2,
+      'AWS::SQS::QueuePolicy': 2,
+      'AWS::S3::Bucket': 1,
+      'AWS::S3::BucketPolicy': 1,
       'AWS::DynamoDB::Table': 1,
       'AWS::Logs::LogGroup': 2,
       'AWS::IAM::Role': 2,
@@ -789,7 +833,7 @@ describe('EventAggregator scale', () => {
       'AWS::Lambda::Function': 2,
       'AWS::Lambda::EventInvokeConfig': 1,
       'AWS::Lambda::EventSourceMapping': 1,
-      'AWS::CloudWatch::Alarm': 5,
+      'AWS::CloudWatch::Alarm': 6,
     });
   });
 
