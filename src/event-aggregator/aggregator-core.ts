@@ -430,21 +430,23 @@ export class Aggregator {
     const base = { correlationId, itemsRead: state.itemsRead, missing, lateEvents: [] as string[], scheduleCreated: false, updatesEmitted: 0 };
 
     if (isFinal(state.marker)) {
-      // Without the list (too many events to keep in the marker), every write is taken as late.
+      // Late: a key the aggregation was not emitted with (without the list, every key), or an
+      // emitted key rewritten (MODIFY: a direct writer's new event under a bare name). An
+      // INSERT of an emitted key is the stream delivering the same write again.
       const emittedKeys = new Set(state.marker.eventKeys ?? []);
-      const lateKeys = changed.filter((key) => !emittedKeys.has(key));
+      const rewrittenKeys = new Set(records.filter((r) => r.eventName === 'MODIFY').map((r) => r.dynamodb!.Keys![EVENT_NAME_ATTRIBUTE].S!));
+      const lateKeys = changed.filter((key) => !emittedKeys.has(key) || rewrittenKeys.has(key));
       for (const key of lateKeys) {
         this.logger.warn(`event ${eventNameOfKey(key)} for ${correlationId} arrived after the aggregation was ${state.marker.status}; not emitted again`,
           { eventKey: key, status: state.marker.status });
       }
-      const rewritten = changed.filter((key) => emittedKeys.has(key));
-      if (rewritten.length > 0) {
-        this.logger.debug('rewrite of events that are already part of the emitted aggregation (a replay); ignored', { eventKeys: rewritten });
+      const replayed = changed.filter((key) => !lateKeys.includes(key));
+      if (replayed.length > 0) {
+        this.logger.debug('events that are already part of the emitted aggregation delivered again (a replay); ignored', { eventKeys: replayed });
       }
-      if (lateKeys.length > 0) {
-        this.deps.metric?.('LateEvents', lateKeys.length);
-        await this.outliveEvents(correlationId, state);
-      }
+      if (lateKeys.length > 0) this.deps.metric?.('LateEvents', lateKeys.length);
+      // Whatever the write, no item of the id may outlive its final marker.
+      await this.outliveEvents(correlationId, state);
       return { ...base, outcome: 'done', lateEvents: [...new Set(lateKeys.map(eventNameOfKey))] };
     }
 

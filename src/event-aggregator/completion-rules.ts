@@ -77,12 +77,18 @@ export function evaluate(requirements: Requirement[], events: RecordedEvent[], n
   const timed = events.filter((e) => !Number.isNaN(e.timeMs)).sort(byEventTime);
   const timeless = events.filter((e) => Number.isNaN(e.timeMs)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const sorted = newestReplaces ? [...timeless, ...timed] : [...timed, ...timeless];
+  // One event recorded under two names (two sources matched it) counts once, for the first
+  // requirement that counts it.
+  const used = new Set<string>();
   const pick = (list: RecordedEvent[], n: number) => {
-    // One event recorded under two names of a group (two sources matched it) counts once.
     const preferred = newestReplaces ? [...list].reverse() : list;
-    const seen = new Set<string>();
-    const distinct = preferred.filter((e) => e.eventId === undefined || (!seen.has(e.eventId) && seen.add(e.eventId) !== undefined));
-    const chosen = distinct.slice(0, n);
+    const chosen: RecordedEvent[] = [];
+    for (const event of preferred) {
+      if (chosen.length === n) break;
+      if (event.eventId !== undefined && used.has(event.eventId)) continue;
+      chosen.push(event);
+      if (event.eventId !== undefined) used.add(event.eventId);
+    }
     return newestReplaces ? chosen.reverse() : chosen;
   };
   const counted = new Map<string, RecordedEvent[]>();
@@ -103,7 +109,7 @@ export function evaluate(requirements: Requirement[], events: RecordedEvent[], n
   for (const event of sorted) {
     if (counted.has(event.name)) continue;
     const sameName = sorted.filter((e) => e.name === event.name);
-    counted.set(event.name, pick(sameName, 1));
+    counted.set(event.name, [newestReplaces ? sameName[sameName.length - 1] : sameName[0]]);
   }
   return { state: failed ? 'failed' : missing.length === 0 ? 'complete' : 'waiting', missing, mismatches, counted };
 }

@@ -662,12 +662,13 @@ function validateCompletion(scope: IConstruct, props: EventAggregatorProps): voi
   }
   if (props.requiredEvents !== undefined) validateRequiredEvents(scope, props.requiredEvents);
   else validateRequirements(scope, props.requirements!);
-  const json = Object.values(requirementsEnvironment(props)).join('');
-  if (json.length > MAX_RULES_JSON_LENGTH) {
+  // Lambda counts the environment in bytes.
+  const bytes = Buffer.byteLength(Object.values(requirementsEnvironment(props)).join(''), 'utf8');
+  if (bytes > MAX_RULES_JSON_LENGTH) {
     const prop = props.requiredEvents !== undefined ? 'requiredEvents' : 'requirements';
     throw new PropValidationError(scope, prop, props.requiredEvents ?? props.requirements,
-      `allowed: rules whose JSON fits ${MAX_RULES_JSON_LENGTH} characters of the aggregator's environment (Lambda allows 4 KB for all `
-      + `variables); these need ${json.length}: use fewer or shorter names, labels or conditions`);
+      `allowed: rules whose JSON fits ${MAX_RULES_JSON_LENGTH} bytes of the aggregator's environment (Lambda allows 4 KB for all `
+      + `variables); these need ${bytes}: use fewer or shorter names, labels or conditions`);
   }
 }
 

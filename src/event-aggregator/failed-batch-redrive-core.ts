@@ -1,6 +1,6 @@
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
-import { FAILED_BATCH_PREFIX, REDRIVEN_PREFIX } from './aggregator-contract';
+import { CORRELATION_ID_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, FAILED_BATCH_PREFIX, REDRIVEN_PREFIX } from './aggregator-contract';
 import type { Aggregator } from './aggregator-core';
 import { describeValue } from './recorder-core';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
@@ -33,6 +33,7 @@ export interface RedriveDeps {
   readonly bucketName: string;
   readonly logger?: CoreLogger;
   readonly remainingMs?: () => number;
+  readonly nowSeconds?: () => number;
 }
 
 /**
@@ -59,6 +60,16 @@ export async function redriveFailedBatches(deps: RedriveDeps, invocation: Redriv
         failed.push({ key, reason: `${report.batchItemFailures.length} correlation id(s) failed again: ${errors.join('; ')}` });
         continue;
       }
+      // A set still waiting whose items expired meanwhile was not handed off: the batch is its only trace.
+      const expired = expiredWaitingIds(batch, report.outcomes, deps.nowSeconds?.() ?? Math.floor(Date.now() / 1000));
+      if (expired.length > 0) {
+        failed.push({
+          key,
+          reason: `the items of ${expired.join(', ')} expired (itemTtl) before this redrive, so the table no longer holds their sets; `
+            + 'their events are in this batch\'s records (NewImage): record them again to aggregate them',
+        });
+        continue;
+      }
       // Copy, then delete: a lost delete leaves the batch in both places, and its next redrive finds its ids done.
       await deps.s3.send(new CopyObjectCommand({
         Bucket: deps.bucketName, Key: `${REDRIVEN_PREFIX}${key}`, CopySource: `${deps.bucketName}/${encodeURIComponent(key).replace(/%2F/g, '/')}`,
@@ -72,6 +83,16 @@ export async function redriveFailedBatches(deps: RedriveDeps, invocation: Redriv
     }
   }
   return { found: keys.length, redriven, failed, remaining: keys.length - started };
+}
+
+function expiredWaitingIds(batch: DynamoDBStreamEvent, outcomes: { correlationId: string; outcome: string }[], now: number): string[] {
+  const waiting = new Set(outcomes.filter((o) => o.outcome === 'waiting').map((o) => o.correlationId));
+  const ids = batch.Records.filter((r) => {
+    const id = r.dynamodb?.Keys?.[CORRELATION_ID_ATTRIBUTE]?.S;
+    const expiresAt = Number(r.dynamodb?.NewImage?.[EXPIRES_AT_ATTRIBUTE]?.N);
+    return id !== undefined && waiting.has(id) && expiresAt <= now;
+  }).map((r) => r.dynamodb!.Keys![CORRELATION_ID_ATTRIBUTE].S!);
+  return [...new Set(ids)];
 }
 
 async function listFailedBatches(deps: RedriveDeps): Promise<string[]> {

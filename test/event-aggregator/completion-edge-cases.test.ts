@@ -5,7 +5,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { ACCOUNT_CHECK, captureLogger, CONFIG, DAY, eventItem, IN_STOCK, NOW, streamEvent, streamRecord } from './aggregator-fixtures';
 import { eventKey } from '../../src/event-aggregator/aggregator-contract';
 import { Aggregator, AggregatorConfig } from '../../src/event-aggregator/aggregator-core';
-import { evaluate, RecordedEvent } from '../../src/event-aggregator/completion-rules';
+import { evaluate, oneOfEach, RecordedEvent } from '../../src/event-aggregator/completion-rules';
 import { validateRecorderInput } from '../../src/event-aggregator/recorder-core';
 import { putEventsEntrySize } from '../../src/runtime/put-events';
 
@@ -97,4 +97,12 @@ test('a correlation id that JSON escaping would take over 2 KiB is refused by th
   expect(report.outcomes[0].outcome).toBe('completed');
   const [entry] = entries();
   expect(putEventsEntrySize(entry)).toBeLessThanOrEqual(4096);
+});
+
+test('one event recorded under two required names (two sources matched it) completes only one of them', () => {
+  const e = (name: string): RecordedEvent => ({ key: eventKey(name, 'evt-1'), name, eventId: 'evt-1', timeMs: 1_000, payload: {}, detail: {} });
+  const result = evaluate(oneOfEach([ACCOUNT_CHECK, IN_STOCK]), [e(ACCOUNT_CHECK), e(IN_STOCK)], false);
+  expect(result).toMatchObject({ state: 'waiting', missing: [IN_STOCK] });
+  // Both names are still carried in the aggregated event.
+  expect([...result.counted.keys()]).toEqual([ACCOUNT_CHECK, IN_STOCK]);
 });

@@ -703,7 +703,7 @@ describe('EventAggregator validation', () => {
   test('requiredEvents whose JSON would not fit the aggregator\'s environment (Lambda: 4 KB for all variables)', () => {
     const names = Array.from({ length: 20 }, (_, i) => `${i}`.padEnd(255, 'n'));
     expect(() => defaultAggregator(newStack(), { requiredEvents: names })).toThrow(
-      /invalid requiredEvents .*; allowed: rules whose JSON fits 2048 characters of the aggregator's environment .*these need 5\d{3}/);
+      /invalid requiredEvents .*; allowed: rules whose JSON fits 2048 bytes of the aggregator's environment .*these need 5\d{3}/);
   });
 
   test('errors name the construct path', () => {
@@ -854,5 +854,15 @@ describe('EventAggregator scale', () => {
       new RegExp(`Stack 'Test' holds \\d+ CloudFormation resources, over the limit of 500\\. `
         + `Each EventAggregator adds about ${EventAggregator.RESOURCES_PER_AGGREGATOR} resources`),
     );
+  });
+});
+
+describe('EventAggregator rules size (found by review)', () => {
+  test('requiredEvents whose JSON is over the limit in UTF-8 bytes, though not in characters, are refused at synth', () => {
+    // 20 names of 90 CJK characters: 1,861 characters of JSON, 5,461 bytes.
+    const names = Array.from({ length: 20 }, (_, i) => `${String.fromCharCode(0x4e00 + i)}${'注'.repeat(89)}`);
+    const json = JSON.stringify(names);
+    expect({ chars: json.length, bytes: Buffer.byteLength(json, 'utf8') }).toEqual({ chars: 1861, bytes: 5461 });
+    expect(() => defaultAggregator(newStack(), { requiredEvents: names })).toThrow(/allowed: rules whose JSON fits 2048 bytes .*these need 5461/);
   });
 });

@@ -68,7 +68,7 @@ async function setUp() {
     const { Item } = await dynamoDb.send(new GetItemCommand({ TableName: tableName, Key: marshall({ correlationId: '7', eventName: '#aggregate' }) }));
     return Item ? unmarshall(Item) : undefined;
   };
-  return { bucketName, capture, batch, aggregator, keys, marker };
+  return { tableName, bucketName, capture, batch, aggregator, keys, marker };
 }
 
 describe('moto: redriving the batches the aggregator gave up on (S3 on-failure destination)', () => {
@@ -156,5 +156,29 @@ describe('moto: redriving the batches the aggregator gave up on (S3 on-failure d
     const late = await redriveFailedBatches({ s3, aggregator: world.aggregator(), bucketName: world.bucketName, remainingMs: () => 5_000 },
       { redriveFailedBatches: {} });
     expect(late).toEqual({ found: 1, redriven: [], failed: [], remaining: 1 });
+  });
+
+  test('a set whose items expired before the redrive is not handed off: the batch stays, with the reason (found by review)', async () => {
+    const world = await setUp();
+    // Order 8, recorded 8 days ago with a 7-day TTL: expired, not yet deleted by TTL.
+    const then = Math.floor(Date.now() / 1000) - 8 * 86_400;
+    const items = [eventItem('8', ACCOUNT_CHECK, { status: 'APPROVED' }, { now: then }), eventItem('8', IN_STOCK, { sku: 'A-1' }, { now: then })];
+    for (const item of items) await dynamoDb.send(new PutItemCommand({ TableName: world.tableName, Item: marshall(item) }));
+    const batch = streamEvent(streamRecord('INSERT', items[0]), streamRecord('INSERT', items[1]));
+    await s3.send(new PutObjectCommand({ Bucket: world.bucketName, Key: failedKey(1), Body: JSON.stringify(invocationRecord(batch)) }));
+
+    const report = await redriveFailedBatches({ s3, aggregator: world.aggregator(), bucketName: world.bucketName }, { redriveFailedBatches: {} });
+    expect(report).toEqual({
+      found: 1,
+      redriven: [],
+      remaining: 0,
+      failed: [{
+        key: failedKey(1),
+        reason: expect.stringMatching(
+          /^the items of 8 expired \(itemTtl\) before this redrive, .*their events are in this batch's records \(NewImage\)/),
+      }],
+    });
+    expect(await world.keys()).toEqual([failedKey(1)]);
+    expect(await drainMotoQueue(sqs, world.capture.url)).toEqual([]);
   });
 });

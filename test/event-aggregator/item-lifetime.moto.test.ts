@@ -1,6 +1,6 @@
-import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import { ACCOUNT_CHECK, captureLogger, createAggregatesTable, IN_STOCK, streamEvent, streamRecord } from './aggregator-fixtures';
+import { ACCOUNT_CHECK, captureLogger, captureMetrics, createAggregatesTable, IN_STOCK, streamEvent, streamRecord } from './aggregator-fixtures';
 import { eventKey } from '../../src/event-aggregator/aggregator-contract';
 import { Aggregator } from '../../src/event-aggregator/aggregator-core';
 import { recordEvent } from '../../src/event-aggregator/recorder-core';
@@ -55,5 +55,41 @@ test('events reported late for an emitted set are never emitted again: the marke
   expect({ outcome: third.outcomes[0].outcome, emitted: details }).toEqual({
     outcome: 'done',
     emitted: [{ detailType: 'Aggregation Completed', ids: ['a1', 'b1'] }],
+  });
+});
+
+test('direct writer (bare names): a new event of an emitted name after completion is late, and the set is never emitted twice (found by review)', async () => {
+  const table = uniqueName('aggregates');
+  await createAggregatesTable(dynamoDb, table);
+  const put: any[] = [];
+  const eventBridge = { send: async (cmd: any) => { put.push(...cmd.input.Entries); return { FailedEntryCount: 0, Entries: cmd.input.Entries.map(() => ({ EventId: 'x' })) }; } } as any;
+  let now = T0;
+  const metrics = captureMetrics();
+  const core = new Aggregator({ dynamoDb, eventBridge, owner: 'req', logger: captureLogger(), metric: metrics.metric, nowSeconds: () => now, sleep: async () => {} }, {
+    tableName: table, outputBusName: 'orders', source: 'agg', requiredEvents: ['Shipped'], emitOnEveryChange: false, deadlineSeconds: 0, itemTtlSeconds: TTL,
+  });
+  const write = async (attrs: Record<string, unknown>) => {
+    const item = { correlationId: '7', eventName: 'Shipped', receivedAt: new Date(now * 1000).toISOString(), expiresAt: now + TTL, ...attrs };
+    await dynamoDb.send(new PutItemCommand({ TableName: table, Item: marshall(item) }));
+    return core.processStreamBatch(streamEvent(streamRecord(put.length === 0 && attrs.carrier === 'UPS' ? 'INSERT' : 'MODIFY', item)));
+  };
+
+  expect((await write({ carrier: 'UPS' })).outcomes[0].outcome).toBe('completed');
+  // Six days later the producer writes a new Shipped event (a re-shipment) for order 7.
+  now = T0 + 6 * 86_400;
+  const late = await write({ carrier: 'DHL' });
+  const lateCount = metrics.totals.LateEvents;
+  // Eight days later (marker expired at T0 + TTL; the DHL item lives until T0 + 13 days) the producer writes again.
+  now = T0 + 8 * 86_400;
+  const again = await write({ carrier: 'FedEx' });
+
+  expect({
+    lateReport: { outcome: late.outcomes[0].outcome, lateEvents: late.outcomes[0].lateEvents, LateEvents: lateCount },
+    againOutcome: again.outcomes[0].outcome,
+    completedEvents: put.filter((e) => e.DetailType === 'Aggregation Completed').map((e) => JSON.parse(e.Detail).events.Shipped.carrier),
+  }).toEqual({
+    lateReport: { outcome: 'done', lateEvents: ['Shipped'], LateEvents: 1 },
+    againOutcome: 'done',
+    completedEvents: ['UPS'],
   });
 });
