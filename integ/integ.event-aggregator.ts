@@ -1,13 +1,16 @@
 /**
  * Deployed check of EventAggregator, in the seed's order scenario: an order is invoiced once
- * both its account check and its stock check have happened.
+ * its account check has passed and its stock check has happened ("if BOTH processes are
+ * successful").
  *
  * The checks are put on a source bus as events whose detail-type is the check's name and
- * whose detail carries the order id. The aggregator records them (through `addSource`) and
- * emits one `Aggregation Completed` per order once both are there; `onComplete` sends it to
- * an "invoice" queue. Order 7 gets both checks and must be invoiced exactly once; order 8
- * gets only its account check and must produce no aggregated event at all, which a second
- * capture queue (every aggregated event of order 8) observes.
+ * whose detail carries the order id (and the account check's status). The aggregator records
+ * them (through `addSource`) and emits one `Aggregation Completed` per order once the account
+ * check is APPROVED and the stock check is there; `onComplete` sends it to an "invoice"
+ * queue. Order 7 gets both checks and must be invoiced exactly once; order 8 gets only its
+ * account check and must produce no aggregated event at all. Order 9's account check is
+ * REJECTED: nothing may be emitted for it, until a corrected (newer) APPROVED check
+ * completes it. Capture queues of every aggregated event of orders 8 and 9 observe this.
  *
  * Offline, `integ/snapshot.ts` compares this app's synthesized templates with the
  * committed snapshot; with an AWS account, deploy it with integ-runner or `cdk deploy`.
@@ -33,8 +36,23 @@ class CaptureQueue extends sqs.Queue {
 
 
 /** One order check on the source bus, as the seed's applications would put it. */
-function check(bus: events.IEventBus, name: string, orderId: number) {
-  return { EventBusName: bus.eventBusName, Source: ORDER_SOURCE, DetailType: name, Detail: JSON.stringify({ orderId }) };
+function check(bus: events.IEventBus, name: string, orderId: number, status?: string) {
+  return { EventBusName: bus.eventBusName, Source: ORDER_SOURCE, DetailType: name, Detail: JSON.stringify({ orderId, status }) };
+}
+
+/** Test scaffolding: a capture of every aggregated event of one order. */
+function orderCapture(stack: Stack, aggregator: EventAggregator, orderId: string): sqs.Queue {
+  const queue = new CaptureQueue(stack, `Order${orderId}Queue`);
+  const rule = new events.Rule(stack, `Order${orderId}Rule`, {
+    eventBus: aggregator.outputBus,
+    eventPattern: { source: [aggregator.aggregateSource], detail: { correlationId: [orderId] } },
+    targets: [new targets.SqsQueue(queue)],
+  });
+  Validations.of(rule).acknowledge({
+    id: 'Serverless-EventBusDLQ',
+    reason: 'Test capture rule: a lost delivery could only hide a failure the other assertions also catch.',
+  });
+  return queue;
 }
 
 /** Builds the integ app into `app`; returns the test for more assertions. */
@@ -42,7 +60,12 @@ export function buildApp(app: App): IntegTest {
   const stack = new Stack(app, 'EventAggregatorInteg');
   const orders = new events.EventBus(stack, 'OrdersBus', { description: 'integ: order checks (account, stock)' });
   const aggregator = new EventAggregator(stack, 'Aggregator', {
-    requiredEvents: ['Account Check', 'In Stock'],
+    requirements: [
+      { anyOf: ['Account Check'], condition: { status: ['APPROVED'] } },
+      { anyOf: ['In Stock'] },
+    ],
+    // A corrected check replaces the failed one.
+    newestReplaces: true,
     removalPolicy: RemovalPolicy.DESTROY,
   });
   aggregator.addSource('Orders', {
@@ -54,27 +77,19 @@ export function buildApp(app: App): IntegTest {
   const invoices = new CaptureQueue(stack, 'InvoiceQueue');
   aggregator.onComplete('Invoice', new targets.SqsQueue(invoices));
 
-  // Every aggregated event of order 8 (whatever its detail-type), to show there is none.
-  const order8 = new CaptureQueue(stack, 'Order8Queue');
-  const order8Rule = new events.Rule(stack, 'Order8Rule', {
-    eventBus: aggregator.outputBus,
-    eventPattern: { source: [aggregator.aggregateSource], detail: { correlationId: ['8'] } },
-    targets: [new targets.SqsQueue(order8)],
-  });
-  Validations.of(order8Rule).acknowledge({
-    id: 'Serverless-EventBusDLQ',
-    reason: 'Test capture rule: it should never match; a lost delivery could only hide a failure the invoice assertions also catch.',
-  });
+  // Every aggregated event of orders 8 and 9 (whatever its detail-type).
+  const order8 = orderCapture(stack, aggregator, '8');
+  const order9 = orderCapture(stack, aggregator, '9');
 
   const integ = new IntegTest(app, 'EventAggregatorTest', { testCases: [stack] });
 
   // 1. Order 8 gets only its account check; order 7 gets both checks.
   const putOrder8 = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
-    Entries: [check(orders, 'Account Check', 8)],
+    Entries: [check(orders, 'Account Check', 8, 'APPROVED')],
   });
   putOrder8.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
   const putOrder7 = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
-    Entries: [check(orders, 'Account Check', 7), check(orders, 'In Stock', 7)],
+    Entries: [check(orders, 'Account Check', 7, 'APPROVED'), check(orders, 'In Stock', 7)],
   });
   putOrder7.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
 
@@ -114,7 +129,45 @@ export function buildApp(app: App): IntegTest {
     Attributes: { ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' },
   }));
 
-  putOrder8.next(putOrder7).next(invoiced).next(invoicedOnce).next(waitForOrder8).next(order8Silent);
+  // 5. Order 9: a failed account check and the stock check must not trigger the invoice...
+  const putOrder9 = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
+    Entries: [check(orders, 'Account Check', 9, 'REJECTED'), check(orders, 'In Stock', 9)],
+  });
+  putOrder9.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
+  const waitForOrder9 = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
+    QueueUrl: order9.queueUrl,
+    WaitTimeSeconds: 20,
+    MaxNumberOfMessages: 1,
+    VisibilityTimeout: 0,
+  });
+  const order9Silent = integ.assertions.awsApiCall('SQS', 'getQueueAttributes', {
+    QueueUrl: order9.queueUrl,
+    AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+  }).expect(ExpectedResult.objectLike({
+    Attributes: { ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' },
+  }));
+  // 6. ...and the corrected check (a newer event) completes it: one Completed, with the APPROVED check.
+  const correctOrder9 = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
+    Entries: [check(orders, 'Account Check', 9, 'APPROVED')],
+  });
+  correctOrder9.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
+  const order9Invoiced = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
+    QueueUrl: order9.queueUrl,
+    WaitTimeSeconds: 20,
+    MaxNumberOfMessages: 1,
+    VisibilityTimeout: 600,
+  }).expect(ExpectedResult.objectLike({
+    Messages: Match.arrayWith([Match.objectLike({
+      Body: Match.stringLikeRegexp(containsAll('"detail-type":"Aggregation Completed"', '"correlationId":"9"', '"status":"APPROVED"')),
+    })]),
+  })).waitForAssertions({ totalTimeout: Duration.minutes(5), interval: Duration.seconds(10) });
+  const order9Once = integ.assertions.awsApiCall('SQS', 'getQueueAttributes', {
+    QueueUrl: order9.queueUrl,
+    AttributeNames: ['ApproximateNumberOfMessages'],
+  }).expect(ExpectedResult.objectLike({ Attributes: { ApproximateNumberOfMessages: '0' } }));
+
+  putOrder8.next(putOrder7).next(invoiced).next(invoicedOnce).next(waitForOrder8).next(order8Silent)
+    .next(putOrder9).next(waitForOrder9).next(order9Silent).next(correctOrder9).next(order9Invoiced).next(order9Once);
 
   return integ;
 }

@@ -138,6 +138,35 @@ async function markerOf(table: string, correlationId: string) {
 }
 
 describe('moto: aggregation', () => {
+  test('the seed\'s rule: a REJECTED check with the stock check invoices nothing; the corrected check, recorded after it, invoices once', async () => {
+    const env = await setUp();
+    const config: AggregatorConfig = {
+      ...env.config,
+      requiredEvents: undefined,
+      requirements: [
+        { label: ACCOUNT_CHECK, anyOf: [ACCOUNT_CHECK], count: 1, condition: { status: ['APPROVED'] }, failOnMismatch: false },
+        { label: IN_STOCK, anyOf: [IN_STOCK], count: 1, failOnMismatch: false },
+      ],
+      newestReplaces: true,
+    };
+    const { core } = aggregatorFor(config, 'req-1');
+    const rejected = await record(env, 9, ACCOUNT_CHECK, { OrderID: 9, status: 'REJECTED' }, 'check-1');
+    const stock = await record(env, 9, IN_STOCK, { OrderID: 9, sku: 'A-1' }, 'stock-1');
+    const before = await core.processStreamBatch(streamEvent(rejected.stream!, stock.stream!));
+    expect(before.outcomes[0]).toMatchObject({ outcome: 'waiting', missing: [ACCOUNT_CHECK] });
+    expect(await delivered(env.captureUrl)).toEqual([]);
+
+    // Put within the same second as the rejection: the time it was recorded decides.
+    const corrected = await record(env, 9, ACCOUNT_CHECK, { OrderID: 9, status: 'APPROVED' }, 'check-2');
+    const after = await core.processStreamBatch(streamEvent(corrected.stream!));
+    expect(after.outcomes[0]).toMatchObject({ outcome: 'completed', missing: [] });
+    const out = await delivered(env.captureUrl);
+    expect(out.map((e) => [e['detail-type'], e.detail.events[ACCOUNT_CHECK].eventId])).toEqual([['Aggregation Completed', 'check-2']]);
+    // A replay of the whole history emits nothing more.
+    await core.processStreamBatch(streamEvent(rejected.stream!, stock.stream!, corrected.stream!));
+    expect(await delivered(env.captureUrl)).toEqual([]);
+  });
+
   test('Account Check then In Stock for order 7 → exactly one Completed event with both payloads; the seed\'s exists rule matches it', async () => {
     const env = await setUp();
     const { core, metrics } = aggregatorFor(env.config, 'req-1');

@@ -451,6 +451,10 @@ def test_event_aggregator():
 
     assert len(aggregator.sources) == 1 and source_rule is not None and completion_rule is not None
     assert aggregator.table is not None and aggregator.schedule_group is not None
+    # Failed stream batches are kept whole in S3, with alarms on arrival and on a failed write.
+    assert aggregator.failed_batch_bucket is not None
+    assert aggregator.failed_batch_alarm is not None and aggregator.failed_batch_delivery_alarm is not None
+    template.has_resource_properties("AWS::S3::Bucket", {"MetricsConfigurations": [{"Id": "FailedBatches", "Prefix": "aws/lambda/"}]})
     assert aggregator.metric_aggregations_completed().metric_name == "AggregationsCompleted"
     assert EventAggregator.RESOURCES_PER_AGGREGATOR > 0
     assert EventAggregator.COMPLETED_DETAIL_TYPE == "Aggregation Completed"
