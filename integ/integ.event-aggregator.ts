@@ -82,92 +82,42 @@ export function buildApp(app: App): IntegTest {
   const order9 = orderCapture(stack, aggregator, '9');
 
   const integ = new IntegTest(app, 'EventAggregatorTest', { testCases: [stack] });
-
-  // 1. Order 8 gets only its account check; order 7 gets both checks.
-  const putOrder8 = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
-    Entries: [check(orders, 'Account Check', 8, 'APPROVED')],
+  const assertions = integ.assertions;
+  const put = (...entries: ReturnType<typeof check>[]) => assertions.awsApiCall('EventBridge', 'putEvents', { Entries: entries })
+    .expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
+  // One message per receive (the response comes back through a custom resource, at most
+  // 4096 bytes), kept invisible long enough for the counts that follow.
+  const receive = (queue: sqs.IQueue) => assertions.awsApiCall('SQS', 'receiveMessage', {
+    QueueUrl: queue.queueUrl, WaitTimeSeconds: 20, MaxNumberOfMessages: 1, VisibilityTimeout: 600,
   });
-  putOrder8.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
-  const putOrder7 = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
-    Entries: [check(orders, 'Account Check', 7, 'APPROVED'), check(orders, 'In Stock', 7)],
-  });
-  putOrder7.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
-
-  // 2. Order 7 is invoiced. One message per receive (the response comes back through a
-  // custom resource, at most 4096 bytes), kept invisible long enough for the count below.
-  const invoiced = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
-    QueueUrl: invoices.queueUrl,
-    WaitTimeSeconds: 20,
-    MaxNumberOfMessages: 1,
-    VisibilityTimeout: 600,
-  }).expect(ExpectedResult.objectLike({
-    Messages: Match.arrayWith([Match.objectLike({
-      Body: Match.stringLikeRegexp(containsAll(
-        '"detail-type":"Aggregation Completed"', '"correlationId":"7"', '"Account Check":true', '"In Stock":true',
-      )),
-    })]),
+  const receives = (queue: sqs.IQueue, ...fragments: string[]) => receive(queue).expect(ExpectedResult.objectLike({
+    Messages: Match.arrayWith([Match.objectLike({ Body: Match.stringLikeRegexp(containsAll(...fragments)) })]),
   })).waitForAssertions({ totalTimeout: Duration.minutes(5), interval: Duration.seconds(10) });
+  const counts = (queue: sqs.IQueue, attributes: Record<string, string>) => assertions.awsApiCall('SQS', 'getQueueAttributes', {
+    QueueUrl: queue.queueUrl, AttributeNames: Object.keys(attributes),
+  }).expect(ExpectedResult.objectLike({ Attributes: attributes }));
+  // Nothing about an order: wait up to 20 s for a message (one received stays in flight,
+  // which the count includes), then count its capture queue.
+  const silent = (queue: sqs.IQueue) => [receive(queue), counts(queue, { ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' })];
 
-  // 3. Exactly once: no other completion waits in the invoice queue.
-  const invoicedOnce = integ.assertions.awsApiCall('SQS', 'getQueueAttributes', {
-    QueueUrl: invoices.queueUrl,
-    AttributeNames: ['ApproximateNumberOfMessages'],
-  }).expect(ExpectedResult.objectLike({ Attributes: { ApproximateNumberOfMessages: '0' } }));
-
-  // 4. Order 8 produced nothing: wait up to 20 s for anything about it (a message received
-  // here stays in flight, which the count includes), then count its capture queue.
-  const waitForOrder8 = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
-    QueueUrl: order8.queueUrl,
-    WaitTimeSeconds: 20,
-    MaxNumberOfMessages: 1,
-    VisibilityTimeout: 600,
-  });
-  const order8Silent = integ.assertions.awsApiCall('SQS', 'getQueueAttributes', {
-    QueueUrl: order8.queueUrl,
-    AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-  }).expect(ExpectedResult.objectLike({
-    Attributes: { ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' },
-  }));
-
-  // 5. Order 9: a failed account check and the stock check must not trigger the invoice...
-  const putOrder9 = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
-    Entries: [check(orders, 'Account Check', 9, 'REJECTED'), check(orders, 'In Stock', 9)],
-  });
-  putOrder9.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
-  const waitForOrder9 = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
-    QueueUrl: order9.queueUrl,
-    WaitTimeSeconds: 20,
-    MaxNumberOfMessages: 1,
-    VisibilityTimeout: 0,
-  });
-  const order9Silent = integ.assertions.awsApiCall('SQS', 'getQueueAttributes', {
-    QueueUrl: order9.queueUrl,
-    AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-  }).expect(ExpectedResult.objectLike({
-    Attributes: { ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' },
-  }));
-  // 6. ...and the corrected check (a newer event) completes it: one Completed, with the APPROVED check.
-  const correctOrder9 = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
-    Entries: [check(orders, 'Account Check', 9, 'APPROVED')],
-  });
-  correctOrder9.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
-  const order9Invoiced = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
-    QueueUrl: order9.queueUrl,
-    WaitTimeSeconds: 20,
-    MaxNumberOfMessages: 1,
-    VisibilityTimeout: 600,
-  }).expect(ExpectedResult.objectLike({
-    Messages: Match.arrayWith([Match.objectLike({
-      Body: Match.stringLikeRegexp(containsAll('"detail-type":"Aggregation Completed"', '"correlationId":"9"', '"status":"APPROVED"')),
-    })]),
-  })).waitForAssertions({ totalTimeout: Duration.minutes(5), interval: Duration.seconds(10) });
-  const order9Once = integ.assertions.awsApiCall('SQS', 'getQueueAttributes', {
-    QueueUrl: order9.queueUrl,
-    AttributeNames: ['ApproximateNumberOfMessages'],
-  }).expect(ExpectedResult.objectLike({ Attributes: { ApproximateNumberOfMessages: '0' } }));
-
-  putOrder8.next(putOrder7).next(invoiced).next(invoicedOnce).next(waitForOrder8).next(order8Silent)
-    .next(putOrder9).next(waitForOrder9).next(order9Silent).next(correctOrder9).next(order9Invoiced).next(order9Once);
+  const steps = [
+    // 1. Order 8 gets only its account check; order 7 gets both checks.
+    put(check(orders, 'Account Check', 8, 'APPROVED')),
+    put(check(orders, 'Account Check', 7, 'APPROVED'), check(orders, 'In Stock', 7)),
+    // 2. Order 7 is invoiced, exactly once: no other completion waits in the invoice queue.
+    receives(invoices, '"detail-type":"Aggregation Completed"', '"correlationId":"7"', '"Account Check":true', '"In Stock":true'),
+    counts(invoices, { ApproximateNumberOfMessages: '0' }),
+    // 3. Order 8 produced nothing.
+    ...silent(order8),
+    // 4. Order 9: a failed account check and the stock check must not trigger the invoice...
+    put(check(orders, 'Account Check', 9, 'REJECTED'), check(orders, 'In Stock', 9)),
+    ...silent(order9),
+    // 5. ...and the corrected check (a newer event) completes it: one Completed, with the APPROVED check.
+    put(check(orders, 'Account Check', 9, 'APPROVED')),
+    receives(order9, '"detail-type":"Aggregation Completed"', '"correlationId":"9"', '"status":"APPROVED"'),
+    counts(order9, { ApproximateNumberOfMessages: '0' }),
+  ];
+  steps.reduce((previous, step) => previous.next(step));
 
   return integ;
 }
