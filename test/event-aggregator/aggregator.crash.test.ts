@@ -1,12 +1,12 @@
 import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import { ACCOUNT_CHECK, createAggregatesTable, eventItem, IN_STOCK, seedConfig, streamEvent, streamRecord } from './aggregator-fixtures';
+import { ACCOUNT_CHECK, eventItem, IN_STOCK, seedConfig, streamEvent, streamRecord } from './aggregator-fixtures';
+import { createAggregatorMotoWorld } from './aggregator-moto-world';
 import { Aggregator, AggregatorConfig, StreamBatchReport } from '../../src/event-aggregator/aggregator-core';
 import {
   CrashPointReport, CrashPointScenario, exploreCrashPoints, FAULT_KINDS, FaultInjector, invariant, InvocationOutcome, OutcomeCounts,
 } from '../support/crash-points';
-import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } from '../support/moto';
+import { drainMotoQueue, motoClients, MotoQueue } from '../support/moto';
 
 /**
  * The EventAggregator's stream path (`processStreamBatch`) under the crash-point harness,
@@ -27,7 +27,6 @@ import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } f
 const platform = motoClients(); // the harness's own view of AWS: never faulted
 const handlerClients = motoClients(); // the clients the aggregator uses: faulted
 const injector = new FaultInjector(handlerClients.dynamoDb, handlerClients.eventBridge);
-const SOURCE = 'cdk-event-fabric.aggregator';
 const STREAM_RETRIES = 10;
 const FUNCTION_TIMEOUT_MS = 30_000;
 
@@ -41,14 +40,7 @@ interface AggregatorWorld {
 }
 
 async function createWorld(names: string[] = [ACCOUNT_CHECK, IN_STOCK]): Promise<AggregatorWorld> {
-  const tableName = uniqueName('aggregates');
-  await createAggregatesTable(platform.dynamoDb, tableName);
-  const busName = uniqueName('orders');
-  await platform.eventBridge.send(new CreateEventBusCommand({ Name: busName }));
-  const capture = await createMotoQueue(platform.sqs, 'aggregates');
-  const rule = uniqueName('aggregates');
-  await platform.eventBridge.send(new PutRuleCommand({ Name: rule, EventBusName: busName, EventPattern: JSON.stringify({ source: [SOURCE] }) }));
-  await platform.eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: busName, Targets: [{ Id: 'capture', Arn: capture.arn }] }));
+  const { tableName, busName, capture } = await createAggregatorMotoWorld(platform);
   const clockMs = Date.UTC(2027, 0, 15, 8);
   const now = Math.floor(clockMs / 1000);
   const items = names.map((name) => eventItem('7', name, { from: name }, { now }));

@@ -1,12 +1,12 @@
 import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import { ACCOUNT_CHECK, createAggregatesTable, eventItem, IN_STOCK, seedConfig, streamEvent, streamRecord } from './aggregator-fixtures';
+import { ACCOUNT_CHECK, eventItem, IN_STOCK, seedConfig, streamEvent, streamRecord } from './aggregator-fixtures';
+import { createAggregatorMotoWorld } from './aggregator-moto-world';
 import { Aggregator, AggregatorConfig } from '../../src/event-aggregator/aggregator-core';
 import { redriveFailedBatches, RedriveFailedBatchesReport } from '../../src/event-aggregator/failed-batch-redrive-core';
 import { exploreCrashPoints, FaultInjector, invariant, InvocationOutcome } from '../support/crash-points';
-import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } from '../support/moto';
+import { drainMotoQueue, motoClients, MotoQueue, uniqueName } from '../support/moto';
 
 /**
  * The redrive of the failed-batch bucket under the crash-point harness, against moto: order
@@ -21,7 +21,6 @@ import { createMotoQueue, drainMotoQueue, motoClients, MotoQueue, uniqueName } f
 const platform = motoClients();
 const handlerClients = motoClients();
 const injector = new FaultInjector(handlerClients.dynamoDb, handlerClients.eventBridge, handlerClients.s3);
-const SOURCE = 'cdk-event-fabric.aggregator';
 const KEY = 'aws/lambda/8f3a0c1e-xmpl-4f4e-9d5c-2f1b0f6f1e01/shardId-00000001573689847184-864758bb/2027/01/15/2027-01-15T08.00.01-0b8d1c6e';
 const OPERATOR_RUNS = 3;
 
@@ -35,13 +34,7 @@ interface RedriveWorld {
 }
 
 async function createWorld(): Promise<RedriveWorld> {
-  const tableName = await createAggregatesTable(platform.dynamoDb, uniqueName('aggregates'));
-  const busName = uniqueName('orders');
-  await platform.eventBridge.send(new CreateEventBusCommand({ Name: busName }));
-  const capture = await createMotoQueue(platform.sqs, 'aggregates');
-  const rule = uniqueName('capture');
-  await platform.eventBridge.send(new PutRuleCommand({ Name: rule, EventBusName: busName, EventPattern: JSON.stringify({ source: [SOURCE] }) }));
-  await platform.eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: busName, Targets: [{ Id: 'capture', Arn: capture.arn }] }));
+  const { tableName, busName, capture } = await createAggregatorMotoWorld(platform);
   const bucketName = uniqueName('failed-batches');
   await platform.s3.send(new CreateBucketCommand({ Bucket: bucketName }));
   const now = Math.floor(Date.now() / 1000);

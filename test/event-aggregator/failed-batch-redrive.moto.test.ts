@@ -1,14 +1,14 @@
 import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { CreateEventBusCommand, EventBridgeClient, PutEventsCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import { ACCOUNT_CHECK, createAggregatesTable, eventItem, IN_STOCK, seedConfig, streamEvent, streamRecord } from './aggregator-fixtures';
+import { ACCOUNT_CHECK, eventItem, IN_STOCK, seedConfig, streamEvent, streamRecord } from './aggregator-fixtures';
+import { createAggregatorMotoWorld } from './aggregator-moto-world';
 import { Aggregator } from '../../src/event-aggregator/aggregator-core';
 import { redriveFailedBatches } from '../../src/event-aggregator/failed-batch-redrive-core';
-import { createMotoQueue, drainMotoQueue, motoClients, uniqueName } from '../support/moto';
+import { drainMotoQueue, motoClients, uniqueName } from '../support/moto';
 
 const { dynamoDb, eventBridge, s3, sqs } = motoClients();
-const SOURCE = 'cdk-event-fabric.aggregator';
 
 /**
  * What Lambda writes to an S3 on-failure destination for a DynamoDB stream: the invocation
@@ -46,14 +46,7 @@ const failedKey = (n: number) => `aws/lambda/8f3a0c1e-xmpl-4f4e-9d5c-2f1b0f6f1e$
   + `2027/01/15/2027-01-15T08.00.0${n}-0b8d1c6e-xmpl-4c59-9a1f-${String(n).padStart(12, '0')}`;
 
 async function setUp() {
-  const tableName = uniqueName('aggregates');
-  await createAggregatesTable(dynamoDb, tableName);
-  const busName = uniqueName('orders');
-  await eventBridge.send(new CreateEventBusCommand({ Name: busName }));
-  const capture = await createMotoQueue(sqs, 'aggregates');
-  const rule = uniqueName('capture');
-  await eventBridge.send(new PutRuleCommand({ Name: rule, EventBusName: busName, EventPattern: JSON.stringify({ source: [SOURCE] }) }));
-  await eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: busName, Targets: [{ Id: 'capture', Arn: capture.arn }] }));
+  const { tableName, busName, capture } = await createAggregatorMotoWorld({ dynamoDb, eventBridge, sqs });
   const bucketName = uniqueName('failed-batches');
   await s3.send(new CreateBucketCommand({ Bucket: bucketName }));
   const config = seedConfig(tableName, busName);
