@@ -30,7 +30,8 @@ export const DEFAULT_RESERVE_MS = 15_000;
 export const MIN_SCHEDULE_LEAD_SECONDS = 60;
 
 export type MarkerStatus = 'EMITTING' | 'COMPLETE' | 'INCOMPLETE' | 'FAILED';
-export type AggregatorMetric = 'AggregationsCompleted' | 'AggregationsIncomplete' | 'AggregationsFailed' | 'LateEvents' | 'ItemsRead';
+export type AggregatorMetric = 'AggregationsCompleted' | 'AggregationsIncomplete' | 'AggregationsFailed' | 'LateEvents' | 'ItemsRead'
+| 'UnmarkedAggregates';
 /** The marker lists the keys of the events it emitted while they fit in this many bytes (a DynamoDB item is at most 400 KB). */
 const MAX_MARKER_KEY_BYTES = 65_536;
 
@@ -705,6 +706,7 @@ export class Aggregator {
           : `the marker stays EMITTING after ${attempt} attempts, so a later trigger may emit again after the lease`;
         this.logger.error(`aggregation of ${correlationId} was emitted but its marker could not be set to ${status}: ${reason} (at least once)`,
           err as Error);
+        if (!leaseLost) this.deps.metric?.('UnmarkedAggregates', 1);
         return;
       }
     }

@@ -86,7 +86,7 @@ export class EventAggregator extends Construct {
    * permission; each onComplete/onIncomplete adds a rule (and the target's own resources);
    * a deadline adds 7. Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_AGGREGATOR = 24;
+  public static readonly RESOURCES_PER_AGGREGATOR = 25;
   /** Default `source` of the aggregated events. */
   public static readonly DEFAULT_AGGREGATE_SOURCE = DEFAULT_AGGREGATE_SOURCE;
   /** Detail-type of the event emitted once per correlation id when every required event has arrived. */
@@ -153,6 +153,8 @@ export class EventAggregator extends Construct {
   public readonly aggregatorErrorsAlarm: cloudwatch.Alarm;
   /** Alarm: the aggregator lags the table's stream by 5 minutes or more. */
   public readonly iteratorAgeAlarm: cloudwatch.Alarm;
+  /** Alarm: an aggregate went out but its marker could not be made final (a later write may emit it again). */
+  public readonly unmarkedAggregateAlarm: cloudwatch.Alarm;
 
   private readonly props: EventAggregatorProps;
   private readonly sourceRules: events.Rule[] = [];
@@ -242,6 +244,9 @@ export class EventAggregator extends Construct {
       `The aggregator lags the table stream by ${ITERATOR_AGE_THRESHOLD.toMinutes()} minutes or more; aggregations are delayed, `
       + 'and records older than 6 hours go to the failed-batch bucket',
       ITERATOR_AGE_THRESHOLD.toMilliseconds());
+    this.unmarkedAggregateAlarm = this.alarm('UnmarkedAggregateAlarm', this.metricUnmarkedAggregates({ period: Duration.minutes(5) }),
+      'An aggregated event went out but its marker stayed EMITTING (the correlation id is in the aggregator\'s error log); a write '
+      + 'to that id after the lease may emit it again: set the marker\'s status to the emitted one (see the docs, Recovery)');
 
     addStackResourceBudgetCheck(this, 'EventAggregator', EventAggregator.RESOURCES_PER_AGGREGATOR);
   }
@@ -350,6 +355,11 @@ export class EventAggregator extends Construct {
   /** `Aggregation Failed` events emitted (metric `AggregationsFailed`). */
   public metricAggregationsFailed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric('AggregationsFailed', props);
+  }
+
+  /** Aggregated events whose marker could not be made final after they went out (metric `UnmarkedAggregates`). */
+  public metricUnmarkedAggregates(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric('UnmarkedAggregates', props);
   }
 
   /** Events recorded for a correlation id that was already emitted (metric `LateEvents`). */

@@ -546,11 +546,13 @@ describe('stream batches', () => {
   test('a "mark complete" that keeps failing is given up after 6 attempts with an error naming the risk of a second emit', async () => {
     table = [eventItem('7', ACCOUNT_CHECK), eventItem('7', IN_STOCK)];
     dynamo.on(UpdateItemCommand).rejects(new Error('socket hang up'));
-    const { core, logger } = aggregator();
+    const { core, logger, metrics } = aggregator();
     const report = await core.processStreamBatch(streamEvent(streamRecord('INSERT', table[1])));
     expect(report).toMatchObject({ batchItemFailures: [], outcomes: [{ outcome: 'completed' }] });
     expect(dynamo).toHaveReceivedCommandTimes(UpdateItemCommand, 6);
     expect(logger.messages('error')).toEqual([expect.stringContaining('the marker stays EMITTING after 6 attempts, so a later trigger may emit again')]);
+    // Counted for the unmarked-aggregate alarm.
+    expect(metrics.UnmarkedAggregates).toBe(1);
   });
 
   test('a "mark complete" refused because the lease was taken over is not retried', async () => {

@@ -228,8 +228,8 @@ describe('EventAggregator defaults', () => {
     expect(() => aggregator.onIncomplete('Late', new targets.SqsQueue(new sqs.Queue(newStack(), 'Q')))).toThrow(/invalid onIncomplete/);
   });
 
-  test('six alarms: two DLQ depths, failed batches written and not written, aggregator errors, iterator age of 5 minutes', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
+  test('seven alarms: two DLQ depths, failed batches written and not written, aggregator errors, iterator age, an unmarked aggregate', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     for (const alarm of alarms) {
       expect(alarm).toMatchObject({
@@ -257,6 +257,12 @@ describe('EventAggregator defaults', () => {
     expect(alarms.find((a) => a.MetricName === 'DestinationDeliveryFailures')).toMatchObject({
       Namespace: 'AWS/Lambda', Statistic: 'Sum', Threshold: 1, Dimensions: fnDimension,
     });
+    expect(alarms.find((a) => a.MetricName === 'UnmarkedAggregates')).toMatchObject({
+      Namespace: 'cdk-event-fabric',
+      Statistic: 'Sum',
+      Threshold: 1,
+      Dimensions: [{ Name: 'aggregator', Value: aggregator.node.addr }, { Name: 'service', Value: 'event-aggregator' }],
+    });
     expect(alarms.find((a) => a.MetricName === 'IteratorAge')).toMatchObject({
       Namespace: 'AWS/Lambda', Statistic: 'Maximum', Threshold: 300_000, Dimensions: fnDimension,
     });
@@ -267,7 +273,7 @@ describe('EventAggregator defaults', () => {
       aggregator.outputBus, aggregator.table, aggregator.recorderFunction, aggregator.aggregatorFunction,
       aggregator.recordDeadLetterQueue, aggregator.failedBatchBucket, aggregator.ruleDeadLetterQueue,
       aggregator.recordDeadLetterQueueAlarm, aggregator.failedBatchAlarm, aggregator.failedBatchDeliveryAlarm, aggregator.ruleDeadLetterQueueAlarm,
-      aggregator.aggregatorErrorsAlarm, aggregator.iteratorAgeAlarm,
+      aggregator.aggregatorErrorsAlarm, aggregator.iteratorAgeAlarm, aggregator.unmarkedAggregateAlarm,
     ]) {
       expect(r).toBeDefined();
     }
@@ -282,6 +288,8 @@ describe('EventAggregator defaults', () => {
     for (const [metric, name] of [
       [aggregator.metricAggregationsCompleted(), 'AggregationsCompleted'],
       [aggregator.metricAggregationsIncomplete(), 'AggregationsIncomplete'],
+      [aggregator.metricAggregationsFailed(), 'AggregationsFailed'],
+      [aggregator.metricUnmarkedAggregates(), 'UnmarkedAggregates'],
       [aggregator.metricLateEvents({ period: Duration.minutes(1) }), 'LateEvents'],
     ] as const) {
       expect(metric.metricName).toBe(name);
@@ -543,7 +551,7 @@ describe('EventAggregator deadline', () => {
       MaximumRetryAttempts: 2,
       DestinationConfig: { OnFailure: { Destination: getAtt('AggregatorDeadlineDeadLetterQueue') } },
     });
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 8);
     expect(aggregator.deadlineDeadLetterQueueAlarm).toBeDefined();
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateNumberOfMessagesVisible',
@@ -624,7 +632,7 @@ describe('EventAggregator fullest configuration', () => {
 
   test('every alarm notifies the SNS topic', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(7);
+    expect(alarms).toHaveLength(8);
     for (const alarm of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^Alarms/) }]);
     }
@@ -833,7 +841,7 @@ describe('EventAggregator scale', () => {
       'AWS::Lambda::Function': 2,
       'AWS::Lambda::EventInvokeConfig': 1,
       'AWS::Lambda::EventSourceMapping': 1,
-      'AWS::CloudWatch::Alarm': 6,
+      'AWS::CloudWatch::Alarm': 7,
     });
   });
 
