@@ -98,6 +98,8 @@ export interface CorrelationOutcome {
    */
   readonly outcome: 'waiting' | 'completed' | 'incomplete' | 'failed-set' | 'done' | 'claimed-elsewhere' | 'busy' | 'deferred' | 'failed';
   readonly itemsRead: number;
+  /** Event items of the id read but skipped because they had expired (TTL not yet applied). */
+  readonly expiredItems?: number;
   readonly missing: string[];
   /** Event names that arrived after the aggregation was emitted (not emitted again). */
   readonly lateEvents: string[];
@@ -237,6 +239,8 @@ interface CorrelationState {
   /** Earliest `receivedAt` among the event items, epoch seconds. */
   readonly firstReceivedAt?: number;
   readonly itemsRead: number;
+  /** Event items skipped because they had expired. */
+  readonly expiredItems: number;
 }
 
 type ClaimResult = { state: 'claimed' } | { state: 'done'; status: MarkerStatus } | { state: 'busy'; owner?: string; leaseUntil?: number };
@@ -428,7 +432,15 @@ export class Aggregator {
     const changed = [...new Set(records.map((r) => r.dynamodb!.Keys![EVENT_NAME_ATTRIBUTE].S!))];
     const evaluation = this.evaluate(state);
     const missing = evaluation.missing;
-    const base = { correlationId, itemsRead: state.itemsRead, missing, lateEvents: [] as string[], scheduleCreated: false, updatesEmitted: 0 };
+    const base = {
+      correlationId,
+      itemsRead: state.itemsRead,
+      ...(state.expiredItems > 0 ? { expiredItems: state.expiredItems } : {}),
+      missing,
+      lateEvents: [] as string[],
+      scheduleCreated: false,
+      updatesEmitted: 0,
+    };
 
     if (isFinal(state.marker)) {
       // Late: a key the aggregation was not emitted with (without the list, every key), or an
@@ -494,6 +506,7 @@ export class Aggregator {
     let marker: Marker | undefined;
     let firstReceivedAt: number | undefined;
     let itemsRead = 0;
+    let expiredItems = 0;
     let startKey: Record<string, AttributeValue> | undefined;
     do {
       const page = await this.deps.dynamoDb.send(new QueryCommand(correlationQueryInput(this.config.tableName, correlationId, startKey)));
@@ -502,7 +515,10 @@ export class Aggregator {
         const item = unmarshall(raw, { wrapNumbers: numberFromDynamo });
         const key = item[EVENT_NAME_ATTRIBUTE];
         // TTL deletes items days late at worst; an expired item is treated as gone already.
-        if (typeof item[EXPIRES_AT_ATTRIBUTE] === 'number' && item[EXPIRES_AT_ATTRIBUTE] <= now) continue;
+        if (typeof item[EXPIRES_AT_ATTRIBUTE] === 'number' && item[EXPIRES_AT_ATTRIBUTE] <= now) {
+          if (key !== MARKER_EVENT_NAME) expiredItems++;
+          continue;
+        }
         if (key === MARKER_EVENT_NAME) {
           const keys = item.eventKeys ?? item.names; // `names`: markers written before events were keyed by id
           marker = {
@@ -539,7 +555,7 @@ export class Aggregator {
       startKey = page.LastEvaluatedKey;
     } while (startKey);
     this.deps.metric?.('ItemsRead', itemsRead);
-    return { events, marker, firstReceivedAt, itemsRead };
+    return { events, marker, firstReceivedAt, itemsRead, expiredItems };
   }
 
   /**

@@ -61,8 +61,16 @@ const OUTPUT_MAX_EVENT_AGE = Duration.hours(24);
 const STREAM_MAX_RECORD_AGE = Duration.hours(6);
 /** The filter of the failed-batch bucket's request metrics (objects under `aws/lambda/`). */
 const FAILED_BATCH_METRICS_FILTER = 'FailedBatches';
-/** How long a failed batch is kept: its alarm fires when it arrives; its items last `itemTtl`. */
-const FAILED_BATCH_RETENTION = Duration.days(90);
+/**
+ * How long a failed batch is kept: its alarm fires when it arrives, and it is redriven while its
+ * items last (`itemTtl`); so at least 90 days, and 30 days longer than the items.
+ */
+function failedBatchRetention(itemTtl: Duration): Duration {
+  if (Token.isUnresolved(itemTtl.toSeconds())) return Duration.days(MAX_FAILED_BATCH_RETENTION_DAYS);
+  return Duration.days(Math.max(90, Math.ceil(itemTtl.toSeconds() / 86_400) + 30));
+}
+/** An itemTtl given as a token is not known at synth: failed batches are then kept ten years. */
+const MAX_FAILED_BATCH_RETENTION_DAYS = 3650;
 /** The iterator-age alarm fires when the aggregator lags the table by this much. */
 const ITERATOR_AGE_THRESHOLD = Duration.minutes(5);
 
@@ -180,7 +188,7 @@ export class EventAggregator extends Construct {
 
     this.recordDeadLetterQueue = this.createDeadLetterQueue('RecordDeadLetterQueue',
       'source events EventBridge could not deliver to the recorder, and recorder invocations that failed');
-    this.failedBatchBucket = this.createFailedBatchBucket();
+    this.failedBatchBucket = this.createFailedBatchBucket(itemTtl);
     this.ruleDeadLetterQueue = this.createDeadLetterQueue('RuleDeadLetterQueue',
       'aggregated events EventBridge could not deliver to an onComplete or onIncomplete target');
 
@@ -228,8 +236,9 @@ export class EventAggregator extends Construct {
       + 'then invoke the aggregator with {"redriveFailedBatches":{}} before the items expire (itemTtl)');
     this.failedBatchDeliveryAlarm = this.alarm('FailedBatchDeliveryAlarm',
       this.aggregatorFunction.metric('DestinationDeliveryFailures', { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }),
-      'Lambda could not write failed table stream batches to the failed-batch bucket; their ids are only in the table: '
-      + 'rewrite one item of each affected correlation id to aggregate it again');
+      'Lambda could not deliver a failure to an on-failure destination: a table stream batch to the failed-batch bucket (its ids '
+      + 'are then only in the table: rewrite one item of each affected correlation id), or, with a deadline, a deadline invocation to '
+      + 'the deadline dead-letter queue (invoke the aggregator with its { deadlineFor }); the function\'s log names which');
     this.ruleDeadLetterQueueAlarm = this.alarm('RuleDeadLetterQueueAlarm', queueDepth(this.ruleDeadLetterQueue),
       'Aggregated events could not be delivered to an onComplete or onIncomplete target and are parked in the rule dead-letter queue');
     if (this.deadlineDeadLetterQueue) {
@@ -433,7 +442,7 @@ export class EventAggregator extends Construct {
     return role;
   }
 
-  private createFailedBatchBucket(): s3.Bucket {
+  private createFailedBatchBucket(itemTtl: Duration): s3.Bucket {
     const key = this.props.encryptionKey;
     const bucket = new s3.Bucket(this, 'FailedBatchBucket', {
       encryption: key ? s3.BucketEncryption.KMS : s3.BucketEncryption.S3_MANAGED,
@@ -446,7 +455,7 @@ export class EventAggregator extends Construct {
       // Request metrics of the failed batches only: the alarm counts their PUTs (a redrive's copies go elsewhere).
       metrics: [{ id: FAILED_BATCH_METRICS_FILTER, prefix: FAILED_BATCH_PREFIX }],
       lifecycleRules: [
-        { id: 'ExpireFailedBatches', prefix: FAILED_BATCH_PREFIX, expiration: FAILED_BATCH_RETENTION },
+        { id: 'ExpireFailedBatches', prefix: FAILED_BATCH_PREFIX, expiration: failedBatchRetention(itemTtl) },
         { id: 'ExpireRedriven', prefix: REDRIVEN_PREFIX, expiration: Duration.days(30) },
       ],
     });

@@ -1,7 +1,7 @@
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
 import { CORRELATION_ID_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, FAILED_BATCH_PREFIX, REDRIVEN_PREFIX } from './aggregator-contract';
-import type { Aggregator } from './aggregator-core';
+import type { Aggregator, CorrelationOutcome } from './aggregator-core';
 import { describeValue } from './recorder-core';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
 
@@ -11,8 +11,10 @@ const MIN_TIME_PER_OBJECT_MS = 20_000;
 /** The invocation that redrives failed batches: `{ "redriveFailedBatches": {} }`, or with the keys to redrive. */
 export interface RedriveFailedBatchesInvocation {
   readonly redriveFailedBatches: {
-    /** Object keys to redrive. @default - every object under `aws/lambda/`, oldest listing order, until time runs short */
+    /** Object keys to redrive. @default - the objects under `aws/lambda/`, in listing order, until time runs short */
     readonly keys?: string[];
+    /** Continue the listing after this key: the previous report's `continueAfter`. @default - from the first key */
+    readonly startAfter?: string;
   };
 }
 
@@ -23,8 +25,10 @@ export interface RedriveFailedBatchesReport {
   readonly redriven: string[];
   /** Batches left in place, with the reason. */
   readonly failed: { key: string; reason: string }[];
-  /** Objects not started for lack of time; invoke again. */
+  /** Objects not started for lack of time; invoke again with `startAfter: continueAfter`. */
   readonly remaining: number;
+  /** With objects remaining: the last key started, to continue the listing after it. */
+  readonly continueAfter?: string;
 }
 
 export interface RedriveDeps {
@@ -45,7 +49,14 @@ export interface RedriveDeps {
  */
 export async function redriveFailedBatches(deps: RedriveDeps, invocation: RedriveFailedBatchesInvocation): Promise<RedriveFailedBatchesReport> {
   const logger = deps.logger ?? SILENT_LOGGER;
-  const keys = invocation.redriveFailedBatches?.keys ?? await listFailedBatches(deps);
+  const request = invocation?.redriveFailedBatches;
+  if (request === null || typeof request !== 'object' || Array.isArray(request)
+    || (request.keys !== undefined && (!Array.isArray(request.keys) || !request.keys.every((k) => typeof k === 'string' && k !== '')))
+    || (request.startAfter !== undefined && typeof request.startAfter !== 'string')) {
+    throw new Error('redriveFailedBatches takes { "keys"?: [non-empty strings], "startAfter"?: string }, got '
+      + `${describeValue(request)}`);
+  }
+  const keys = request.keys ?? await listFailedBatches(deps, request.startAfter);
   const redriven: string[] = [];
   const failed: { key: string; reason: string }[] = [];
   let started = 0;
@@ -60,13 +71,14 @@ export async function redriveFailedBatches(deps: RedriveDeps, invocation: Redriv
         failed.push({ key, reason: `${report.batchItemFailures.length} correlation id(s) failed again: ${errors.join('; ')}` });
         continue;
       }
-      // A set still waiting whose items expired meanwhile was not handed off: the batch is its only trace.
+      // A set still waiting that lost items to expiry meanwhile (the batch's own, or earlier
+      // ones of the set) was not handed off: it may have been complete when the batch failed.
       const expired = expiredWaitingIds(batch, report.outcomes, deps.nowSeconds?.() ?? Math.floor(Date.now() / 1000));
       if (expired.length > 0) {
         failed.push({
           key,
-          reason: `the items of ${expired.join(', ')} expired (itemTtl) before this redrive, so the table no longer holds their sets; `
-            + 'their events are in this batch\'s records (NewImage): record them again to aggregate them',
+          reason: `items of ${expired.join(', ')} expired (itemTtl) before this redrive, so the table no longer holds their whole sets; `
+            + 'the events are in this batch\'s records (NewImage) and in the table until TTL deletes them: record them again to aggregate them',
         });
         continue;
       }
@@ -82,24 +94,24 @@ export async function redriveFailedBatches(deps: RedriveDeps, invocation: Redriv
       logger.error(`failed batch ${key} could not be redriven; it stays for the next run`, err as Error);
     }
   }
-  return { found: keys.length, redriven, failed, remaining: keys.length - started };
+  const remaining = keys.length - started;
+  return { found: keys.length, redriven, failed, remaining, ...(remaining > 0 && started > 0 ? { continueAfter: keys[started - 1] } : {}) };
 }
 
-function expiredWaitingIds(batch: DynamoDBStreamEvent, outcomes: { correlationId: string; outcome: string }[], now: number): string[] {
-  const waiting = new Set(outcomes.filter((o) => o.outcome === 'waiting').map((o) => o.correlationId));
-  const ids = batch.Records.filter((r) => {
-    const id = r.dynamodb?.Keys?.[CORRELATION_ID_ATTRIBUTE]?.S;
-    const expiresAt = Number(r.dynamodb?.NewImage?.[EXPIRES_AT_ATTRIBUTE]?.N);
-    return id !== undefined && waiting.has(id) && expiresAt <= now;
-  }).map((r) => r.dynamodb!.Keys![CORRELATION_ID_ATTRIBUTE].S!);
-  return [...new Set(ids)];
+function expiredWaitingIds(batch: DynamoDBStreamEvent, outcomes: CorrelationOutcome[], now: number): string[] {
+  const waiting = outcomes.filter((o) => o.outcome === 'waiting');
+  const withExpiredRecords = new Set(batch.Records.filter((r) => Number(r.dynamodb?.NewImage?.[EXPIRES_AT_ATTRIBUTE]?.N) <= now)
+    .map((r) => r.dynamodb?.Keys?.[CORRELATION_ID_ATTRIBUTE]?.S));
+  return waiting.filter((o) => (o.expiredItems ?? 0) > 0 || withExpiredRecords.has(o.correlationId)).map((o) => o.correlationId);
 }
 
-async function listFailedBatches(deps: RedriveDeps): Promise<string[]> {
+async function listFailedBatches(deps: RedriveDeps, startAfter?: string): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    const page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.bucketName, Prefix: FAILED_BATCH_PREFIX, ContinuationToken: token }));
+    const page = await deps.s3.send(new ListObjectsV2Command({
+      Bucket: deps.bucketName, Prefix: FAILED_BATCH_PREFIX, ContinuationToken: token, ...(startAfter ? { StartAfter: startAfter } : {}),
+    }));
     keys.push(...(page.Contents ?? []).map((o) => o.Key!).filter((k) => k !== undefined));
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);

@@ -168,7 +168,7 @@ describe('moto: redriving the batches the aggregator gave up on (S3 on-failure d
       failed: [{
         key: failedKey(1),
         reason: expect.stringMatching(
-          /^the items of 8 expired \(itemTtl\) before this redrive, .*their events are in this batch's records \(NewImage\)/),
+          /^items of 8 expired \(itemTtl\) before this redrive, .*the events are in this batch's records \(NewImage\)/),
       }],
     });
     expect(await world.keys()).toEqual([failedKey(1)]);
