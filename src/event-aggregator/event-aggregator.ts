@@ -31,8 +31,8 @@ import { conditionProblem, oneOfEach, Requirement } from './completion-rules';
 import { AggregationRequirement, AggregatorSourceOptions, EventAggregatorProps } from './event-aggregator-props';
 import { RecorderFunction } from './recorder-function';
 import {
-  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
-  queueDepth, secureDeadLetterQueue, thresholdAlarm, truncate,
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, grantInvokeExactly, handlerMetric,
+  METRICS_NAMESPACE, queueDepth, secureDeadLetterQueue, thresholdAlarm, truncate,
 } from '../common/construct-defaults';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
@@ -307,6 +307,15 @@ export class EventAggregator extends Construct {
     const grant = this.table.grant(grantee, 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     const keyGrant = this.props.encryptionKey?.grantEncryptDecrypt(grantee);
     return keyGrant ? grant.combine(keyGrant) : grant;
+  }
+
+  /**
+   * Lets `grantee` redrive the failed-batch bucket by invoking the aggregator with
+   * `{ "redriveFailedBatches": {} }` (see the docs, Recovery): `lambda:InvokeFunction` on the
+   * aggregator function's own ARN.
+   */
+  public grantRedriveFailedBatches(grantee: iam.IGrantable): iam.Grant {
+    return grantInvokeExactly(this.aggregatorFunction, grantee);
   }
 
   /**

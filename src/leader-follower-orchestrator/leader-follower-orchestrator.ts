@@ -20,8 +20,8 @@ import {
 import { checkRoute } from './route-schema';
 import { RouteWriterFunction } from './route-writer-function';
 import {
-  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
-  queueDepth, secureDeadLetterQueue, thresholdAlarm, truncate,
+  acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, grantInvokeExactly, handlerMetric,
+  METRICS_NAMESPACE, queueDepth, secureDeadLetterQueue, thresholdAlarm, truncate,
 } from '../common/construct-defaults';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateEventPattern, validateIntegerRange } from '../common/validation';
@@ -320,12 +320,12 @@ export class LeaderFollowerOrchestrator extends Construct {
    * with `{ "putRoutes": [...], "deleteChannels": [...] }`.
    */
   public grantWriteRoutes(grantee: iam.IGrantable): iam.Grant {
-    return this.routeWriterFunction.grantInvoke(grantee);
+    return grantInvokeExactly(this.routeWriterFunction, grantee);
   }
 
   /** Lets `grantee` invoke the leader, for example with `{ "redrive": { "maxMessages": 10 } }`. */
   public grantRedrive(grantee: iam.IGrantable): iam.Grant {
-    return this.leaderFunction.grantInvoke(grantee);
+    return grantInvokeExactly(this.leaderFunction, grantee);
   }
 
   /** A metric of the leader (namespace `cdk-event-fabric`, dimensions `orchestrator` and `channel`). */

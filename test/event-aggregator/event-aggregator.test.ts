@@ -442,6 +442,22 @@ describe('EventAggregator completion rules', () => {
   });
 });
 
+describe('EventAggregator grantRedriveFailedBatches', () => {
+  test('invoke the aggregator function by its own ARN only, and the grantee stays nag-clean', () => {
+    const app = new App();
+    const stack = newStack(app);
+    const aggregator = defaultAggregator(stack);
+    const operator = new iam.Role(stack, 'Operator', { assumedBy: new iam.AccountRootPrincipal() });
+    expect(aggregator.grantRedriveFailedBatches(operator).success).toBe(true);
+    expect(roleStatements(Template.fromStack(stack), 'Operator')).toEqual([{
+      Action: 'lambda:InvokeFunction',
+      Effect: 'Allow',
+      Resource: { 'Fn::GetAtt': [expect.stringMatching(/^AggregatorAggregatorFunction/), 'Arn'] },
+    }]);
+    expect(formatFindings(synthNagFindings(app).filter((f) => f.path.includes('/Operator/')))).toBe('');
+  });
+});
+
 describe('EventAggregator grantRecord', () => {
   test('PutItem and UpdateItem on the table, and nothing on a key without one', () => {
     const stack = newStack();

@@ -415,6 +415,8 @@ def test_event_aggregator():
     )
     completion_rule = aggregator.on_complete("Invoice", targets.SqsQueue(invoices))
     aggregator.on_incomplete("Escalation", targets.SqsQueue(invoices))
+    # An operator who may redrive the failed-batch bucket.
+    redrive_grant = aggregator.grant_redrive_failed_batches(iam.Role(stack, "Operator", assumed_by=iam.AccountRootPrincipal()))
     template = Template.from_stack(stack)
 
     # The table: correlation id and event name keys, TTL, stream for the aggregator.
@@ -454,6 +456,7 @@ def test_event_aggregator():
     # Failed stream batches are kept whole in S3, with alarms on arrival and on a failed write.
     assert aggregator.failed_batch_bucket is not None
     assert aggregator.failed_batch_alarm is not None and aggregator.failed_batch_delivery_alarm is not None
+    assert redrive_grant.success
     template.has_resource_properties("AWS::S3::Bucket", {"MetricsConfigurations": [{"Id": "FailedBatches", "Prefix": "aws/lambda/"}]})
     assert aggregator.metric_aggregations_completed().metric_name == "AggregationsCompleted"
     assert EventAggregator.RESOURCES_PER_AGGREGATOR > 0
