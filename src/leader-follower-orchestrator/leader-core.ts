@@ -55,11 +55,33 @@ export type LeaderOutcome = 'dispatched' | 'finished' | 'parked' | 'replay';
 /** Summary of one invocation. */
 export interface LeaderReport {
   readonly outcomes: Record<LeaderOutcome, number>;
+  /** What a redrive did with the dead-letter queue's messages. */
+  readonly redrive?: RedriveReport;
+}
+
+/**
+ * A redrive's count of dead-letter queue messages. Every message received ends in exactly one
+ * of the last five.
+ */
+export interface RedriveReport {
+  /** Messages received. */
+  readonly received: number;
+  /** Resumed: a step dispatched or the record put on the bus; the message deleted. */
+  readonly resumed: number;
   /**
-   * Dead-letter queue messages received; resumed (and deleted); parked again with a new reason
-   * (the old message deleted, the new one hidden for 15 minutes); failed (left in the queue).
+   * Parked again, because the cause is not fixed: a new message with the new reason is in the
+   * queue (hidden for 15 minutes), and the old one is deleted.
    */
-  readonly redrive?: { received: number; resumed: number; reparked: number; failed: number };
+  readonly reparked: number;
+  /**
+   * Deleted with nothing to resume: a duplicate of a message that was resumed or parked again
+   * already (its step has moved on), or the on-failure record of a failed redrive request.
+   */
+  readonly dropped: number;
+  /** Not matching the request's filter: left in the queue (visible again after 2 minutes). */
+  readonly skipped: number;
+  /** Could not be resumed now (AWS failing, or the step busy): left in the queue for the next redrive. */
+  readonly failed: number;
 }
 
 /** Channel dimension for events with no routable channel, so bad input cannot add metric dimensions without bound. */
@@ -107,7 +129,7 @@ export class Leader {
   /** Handles one invocation of any kind the leader accepts. */
   public async handle(input: unknown): Promise<LeaderReport> {
     if (isObject(input) && isObject(input.redrive)) {
-      const redrive = await this.redrive(Number(input.redrive.maxMessages ?? 10));
+      const redrive = await this.redrive(redriveFilter(input.redrive));
       return { outcomes: { ...this.outcomes }, redrive };
     }
     await this.route(input, false);
@@ -174,7 +196,7 @@ export class Leader {
   /** Claims step `step` of a run and invokes its follower asynchronously. */
   private async dispatch(run: RunState, step: number, event: unknown, parkToken?: string): Promise<void> {
     const follower = run.route[step - 1];
-    const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message);
+    const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message, parkToken);
     const arn = this.config.followers[follower];
     if (!arn) {
       return park('unregistered-follower', `step ${step} names follower ${JSON.stringify(follower)}, which is not registered; `
@@ -261,7 +283,7 @@ export class Leader {
 
   /** FINISH: puts the processed record on the curated bus, once per run. */
   private async finish(run: RunState, step: number, event: unknown, parkToken?: string): Promise<void> {
-    const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message);
+    const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message, parkToken);
     const completedAt = this.now();
     const output = {
       ...run.record,
@@ -303,6 +325,13 @@ export class Leader {
     const outcome: ClaimOutcome = await this.deps.progress.claim(claim);
     if (outcome === 'claimed') return true;
     if (outcome === 'busy') throw new StepBusyError(run.runId, step);
+    if (outcome === 'superseded') {
+      this.outcomes.replay++;
+      this.deps.metrics.count(run.channel, 'Replays');
+      this.deps.logger.warn('not resumed: the parked message no longer holds its step (it was resumed, or parked again with a newer message)',
+        { ...this.logFields(run), step });
+      return false;
+    }
     if (outcome === 'replay') {
       this.outcomes.replay++;
       this.deps.metrics.count(run.channel, 'Replays');
@@ -317,11 +346,14 @@ export class Leader {
   /**
    * Parks a run at a step, once: the step is marked parked with a token first, so a duplicate
    * (a second failure record, a late result) does not park it again, and only this message can
-   * resume it.
+   * resume it. A redrive whose step fails again (`previousToken`, the redriven message's token)
+   * parks it again with a new token derived from the old one: the new message takes over the step.
    */
-  private async parkRun(run: RunState, step: number, event: unknown, reason: ParkReason, message: string): Promise<void> {
-    const parkToken = deterministicId(run.runId, String(step), reason);
-    if (!(await this.deps.progress.markParked(run.runId, step, run.channel, parkToken))) {
+  private async parkRun(run: RunState, step: number, event: unknown, reason: ParkReason, message: string, previousToken?: string): Promise<void> {
+    const parkToken = previousToken === undefined
+      ? deterministicId(run.runId, String(step), reason)
+      : deterministicId(run.runId, String(step), reason, previousToken);
+    if (!(await this.deps.progress.markParked(run.runId, step, run.channel, parkToken, previousToken))) {
       this.outcomes.replay++;
       this.deps.metrics.count(run.channel, 'Replays');
       this.deps.logger.warn('not parked again: the step is already parked or the run has moved on', { ...this.logFields(run), step, reason });
@@ -376,47 +408,57 @@ export class Leader {
   }
 
   /**
-   * Resumes up to `maxMessages` messages of the dead-letter queue: a parked event at its
-   * failed step (or from its route lookup, with a fresh read, when it failed before step 1),
-   * a failed leader invocation's request, or an event EventBridge could not deliver. Each
-   * message is deleted once it was resumed (or parked again with its new reason).
+   * Resumes up to `maxMessages` messages of the dead-letter queue that match the filter: a
+   * parked event at its failed step (or from its route lookup, with a fresh read, when it failed
+   * before step 1), a failed leader invocation's request, or an event EventBridge could not
+   * deliver. A message is deleted only once its hand-off is certain: its step dispatched, its
+   * record on the bus, or a new parked message sent (the cause is not fixed), or when it holds
+   * nothing any more (dropped). Anything else leaves it in the queue for the next redrive.
    */
-  private async redrive(maxMessages: number): Promise<NonNullable<LeaderReport['redrive']>> {
-    const limit = Number.isInteger(maxMessages) && maxMessages > 0 ? Math.min(maxMessages, 1000) : 10;
-    let received = 0;
-    let resumed = 0;
-    let reparked = 0;
-    let failed = 0;
+  private async redrive(filter: RedriveFilter): Promise<RedriveReport> {
+    const counts = { received: 0, resumed: 0, reparked: 0, dropped: 0, skipped: 0, failed: 0 };
     this.redriving = true;
-    while (received < limit) {
+    while (counts.received - counts.skipped < filter.maxMessages) {
       if ((this.deps.remainingTimeMs?.() ?? Infinity) < REDRIVE_TIME_RESERVE_MS) {
-        this.deps.logger.warn('redrive stopped early: the invocation is running out of time; invoke it again for the rest', { received });
+        this.deps.logger.warn('redrive stopped early: the invocation is running out of time; invoke it again for the rest', { ...counts });
         break;
       }
       const batch = await this.deps.sqs.send(new ReceiveMessageCommand({
         QueueUrl: this.config.deadLetterQueueUrl,
-        MaxNumberOfMessages: Math.min(10, limit - received),
+        MaxNumberOfMessages: Math.min(10, filter.maxMessages - (counts.received - counts.skipped)),
         WaitTimeSeconds: 0,
-        VisibilityTimeout: 120,
+        VisibilityTimeout: REDRIVE_VISIBILITY_SECONDS,
       }));
       const messages = batch.Messages ?? [];
       if (messages.length === 0) break;
-      received += messages.length;
+      counts.received += messages.length;
       for (const message of messages) {
+        const body = parseJson(message.Body ?? '');
+        if (!matches(body, filter)) {
+          counts.skipped++;
+          continue;
+        }
+        const before = { ...this.outcomes };
         try {
-          const parkedBefore = this.outcomes.parked;
-          await this.resume(parseJson(message.Body ?? ''));
+          await this.resume(body);
           await this.deps.sqs.send(new DeleteMessageCommand({ QueueUrl: this.config.deadLetterQueueUrl, ReceiptHandle: message.ReceiptHandle }));
-          if (this.outcomes.parked > parkedBefore) reparked++;
-          else resumed++;
         } catch (error) {
-          failed++;
+          counts.failed++;
           this.deps.logger.error('redrive failed; the message stays in the queue', { messageId: message.MessageId, error: String(error) });
+          continue;
+        }
+        if (this.outcomes.dispatched + this.outcomes.finished > before.dispatched + before.finished) {
+          counts.resumed++;
+        } else if (this.outcomes.parked > before.parked) {
+          counts.reparked++;
+        } else {
+          counts.dropped++;
+          this.deps.logger.warn('redrive dropped a message that had nothing left to resume', { messageId: message.MessageId });
         }
       }
     }
     this.redriving = false;
-    return { received, resumed, reparked, failed };
+    return counts;
   }
 
   private async resume(body: unknown): Promise<void> {
@@ -473,6 +515,48 @@ export class Leader {
   }
 }
 
+/** A redrive's request: how many messages, and which. */
+interface RedriveFilter {
+  readonly maxMessages: number;
+  readonly reason?: string;
+  readonly channel?: string;
+  readonly runId?: string;
+}
+
+const REDRIVE_FILTER_KEYS = ['reason', 'channel', 'runId'] as const;
+
+/** Reads `{ maxMessages?, reason?, channel?, runId? }`, failing with what is allowed. */
+function redriveFilter(request: Record<string, unknown>): RedriveFilter {
+  const allowed = ['maxMessages', ...REDRIVE_FILTER_KEYS];
+  const unknown = Object.keys(request).filter((key) => !allowed.includes(key));
+  const errors = unknown.map((key) => `unknown field ${JSON.stringify(key)}`);
+  const maxMessages = request.maxMessages ?? 10;
+  if (!Number.isInteger(maxMessages) || (maxMessages as number) < 1 || (maxMessages as number) > 1000) {
+    errors.push(`maxMessages is ${JSON.stringify(maxMessages)}`);
+  }
+  for (const key of REDRIVE_FILTER_KEYS) {
+    if (request[key] !== undefined && (typeof request[key] !== 'string' || request[key] === '')) errors.push(`${key} is ${JSON.stringify(request[key])}`);
+  }
+  if (errors.length > 0) {
+    throw new Error(`invalid redrive request: ${errors.join('; ')}; allowed: { "redrive": { "maxMessages"?: 1 to 1000 (default 10), `
+      + '"reason"?: a park reason, "channel"?: a channel, "runId"?: a run id } }');
+  }
+  return { ...(request as Omit<RedriveFilter, 'maxMessages'>), maxMessages: maxMessages as number };
+}
+
+/**
+ * Whether a dead-letter queue message matches a redrive's filter. With a filter, only events
+ * the leader parked can match (they carry a reason, channel and run id).
+ */
+function matches(body: unknown, filter: RedriveFilter): boolean {
+  const keys = REDRIVE_FILTER_KEYS.filter((key) => filter[key] !== undefined);
+  if (keys.length === 0) return true;
+  if (!isObject(body) || body.parkedBy !== LEADER_MARKER) return false;
+  return keys.every((key) => body[key] === filter[key]);
+}
+
+/** How long a redrive hides the messages it received: resumed ones are deleted, the rest come back. */
+const REDRIVE_VISIBILITY_SECONDS = 120;
 /** SQS's message size limit (1 MiB), less room for the queue's own attributes. */
 const MAX_PARKED_BYTES = 1_000_000;
 /** Time a redrive leaves itself to finish the messages it received (of the leader's 30 s). */

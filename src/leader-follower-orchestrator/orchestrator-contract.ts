@@ -129,9 +129,20 @@ export interface ParkedEvent {
   readonly parkedAt: string;
 }
 
-/** Invocation that makes the leader resume parked events from its dead-letter queue. */
+/**
+ * Invocation that makes the leader resume parked events from its dead-letter queue: up to
+ * `maxMessages` (1 to 1000, default 10) messages matching every filter given.
+ */
 export interface RedriveRequest {
-  readonly redrive: { readonly maxMessages?: number };
+  readonly redrive: {
+    readonly maxMessages?: number;
+    /** Only events parked with this reason. */
+    readonly reason?: ParkReason;
+    /** Only events parked from this channel. */
+    readonly channel?: string;
+    /** Only the events of this run. */
+    readonly runId?: string;
+  };
 }
 
 /** Invocation of the route writer outside CloudFormation: validates, then writes or deletes. */

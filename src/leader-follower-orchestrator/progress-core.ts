@@ -1,22 +1,28 @@
-import { ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { AttributeValue, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE } from './orchestrator-contract';
 
 /**
  * Outcome of claiming a step of a run:
  * - `claimed`: this invocation runs the step.
- * - `replay`: the step was already applied (or parked, or resumed by another copy); a duplicate delivery.
+ * - `replay`: the step was already applied (or parked); a duplicate delivery.
  * - `busy`: another invocation claimed the step moments ago and may still be running it;
  *   the caller retries later (a claim older than the lease is taken over, so a crash is not fatal).
  * - `out-of-order`: the run is not at the previous step (its progress is behind or gone).
+ * - `superseded` (a resume only): the parked message no longer holds the step: the step was
+ *   resumed (by this message earlier, or a copy of it), or parked again with a newer message.
  */
-export type ClaimOutcome = 'claimed' | 'replay' | 'busy' | 'out-of-order';
+export type ClaimOutcome = 'claimed' | 'replay' | 'busy' | 'out-of-order' | 'superseded';
 
 /** A step claim: `step` is 1-based; FINISH is claimed as the step after the last one run. */
 export interface StepClaim {
   readonly runId: string;
   readonly step: number;
   readonly channel: string;
-  /** A redrive resuming a parked step: it needs the step's park token (or an expired progress item). */
+  /**
+   * A redrive resuming a parked step: it needs the step's park token (or an expired progress
+   * item). The token keeps holding the step until the step is dispatched, so a resume that fails
+   * before that (a throttled Invoke, a timeout) can be tried again by the same message.
+   */
   readonly resume?: boolean;
   /** The parked message's token, for a resume. */
   readonly parkToken?: string;
@@ -43,67 +49,54 @@ export class ProgressStore {
 
   public async claim(claim: StepClaim): Promise<ClaimOutcome> {
     const now = this.now();
-    const values: Record<string, { N: string } | { S: string }> = {
+    const values: Record<string, AttributeValue> = {
       ':k': { N: String(claim.step) },
+      ':prev': { N: String(claim.step - 1) },
       ':now': { N: String(now) },
+      ':stale': { N: String(now - this.leaseMs) },
       ':exp': { N: String(Math.floor(now / 1000) + this.ttlSeconds) },
       ':channel': { S: claim.channel },
+      ':token': { S: claim.parkToken ?? '' },
+      ':true': { BOOL: true },
     };
-    const names: Record<string, string> = {
-      '#step': 'step',
-      '#claimedAt': 'claimedAt',
-      '#dispatched': 'dispatched',
-      '#parked': 'parked',
-      '#parkSent': 'parkSent',
-      '#channel': 'channel',
-      '#expiresAt': PROGRESS_EXPIRES_AT_ATTRIBUTE,
-    };
+    let update: string;
     const conditions: string[] = [];
     if (claim.resume) {
-      // Only the holder of the parked message resumes the step (its token is consumed), or
-      // anyone once the progress has expired.
+      // Only the holder of the parked message resumes the step, or anyone once the progress has
+      // expired. The holder is the message whose token is parked, or the one a newer park
+      // replaced before its message was known to be sent. A resume that is still running
+      // (within its lease) is not resumed twice. The token is kept until the step is dispatched.
       conditions.push('attribute_not_exists(#run)');
-      names['#run'] = PROGRESS_KEY_ATTRIBUTE;
-      if (claim.parkToken) {
-        conditions.push('#parked = :token');
-        values[':token'] = { S: claim.parkToken };
-      }
+      if (claim.parkToken) conditions.push(`(${HOLDS_PARKED_STEP} AND (attribute_not_exists(#resuming) OR #claimedAt < :stale))`);
+      update = 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true REMOVE #dispatched';
     } else {
       // A stale claim whose follower was never invoked (the invocation crashed) is taken over;
       // a parked step belongs to its parked message.
       conditions.push('(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched) AND attribute_not_exists(#parked))');
-      values[':stale'] = { N: String(now - this.leaseMs) };
-      if (claim.step === 1) {
-        conditions.push('attribute_not_exists(#run)');
-        names['#run'] = PROGRESS_KEY_ATTRIBUTE;
-      } else {
-        conditions.push('#step = :prev');
-        values[':prev'] = { N: String(claim.step - 1) };
-      }
+      conditions.push(claim.step === 1 ? 'attribute_not_exists(#run)' : '#step = :prev');
+      update = 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parked, #parkSent, #parkedFrom, #resuming';
     }
     this.writes++;
     try {
       await this.client.send(new UpdateItemCommand({
         TableName: this.tableName,
         Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: claim.runId } },
-        UpdateExpression: 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parked, #parkSent',
-        ConditionExpression: conditions.join(' OR '),
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: values,
+        ...expressions(update, conditions.join(' OR '), values),
       }));
       return 'claimed';
     } catch (error) {
       if (!isConditionalCheckFailure(error)) throw error;
     }
-    const current = await this.client.send(new GetItemCommand({
-      TableName: this.tableName,
-      Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: claim.runId } },
-      ConsistentRead: true,
-    }));
-    const step = Number(current.Item?.step?.N ?? NaN);
-    if (!current.Item || Number.isNaN(step)) return 'out-of-order';
-    const settled = current.Item.dispatched?.BOOL === true || current.Item.parked !== undefined;
-    if (step > claim.step || (step === claim.step && (settled || claim.resume))) return 'replay';
+    const item = await this.read(claim.runId);
+    const step = Number(item?.step?.N ?? NaN);
+    if (claim.resume) {
+      // Refused while the token holds the step: only its lease can have refused it.
+      if (!item) return 'busy';
+      return step === claim.step && holdsParkedStep(item, claim.parkToken) ? 'busy' : 'superseded';
+    }
+    if (!item || Number.isNaN(step)) return 'out-of-order';
+    const settled = item.dispatched?.BOOL === true || item.parked !== undefined;
+    if (step > claim.step || (step === claim.step && settled)) return 'replay';
     // The same step, claimed within its lease and not yet dispatched: that invocation may still invoke it.
     if (step === claim.step) return 'busy';
     return 'out-of-order';
@@ -111,37 +104,37 @@ export class ProgressStore {
 
   /**
    * Marks step `step` of a run as parked with `token` (derived from the run, step and reason),
-   * before the parked message is sent. False when the run has moved past the step or the step is
-   * parked already (`markParkSent`): a duplicate, which must not park a second message. The same
-   * token before the message was sent is allowed, so a retry after a failed send parks it.
+   * before the parked message is sent. False when the run has moved past the step, or the step
+   * is parked already (`markParkSent`), or (a repark) `previousToken` no longer holds it: a
+   * duplicate, which must not park a second message. The same token before its message was sent is allowed, so a retry after a failed send parks
+   * it. A repark (a redrive whose step fails again) replaces `previousToken`, the token of the
+   * message being redriven, with a new one derived from it.
    */
-  public async markParked(runId: string, step: number, channel: string, token: string): Promise<boolean> {
+  public async markParked(runId: string, step: number, channel: string, token: string, previousToken?: string): Promise<boolean> {
     const now = this.now();
+    const values: Record<string, AttributeValue> = {
+      ':k': { N: String(step) },
+      ':token': { S: token },
+      ':now': { N: String(now) },
+      ':channel': { S: channel },
+      ':exp': { N: String(Math.floor(now / 1000) + this.ttlSeconds) },
+    };
+    let condition = 'attribute_not_exists(#run) OR #step < :k '
+      + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))';
+    let update = 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parkedFrom, #resuming';
+    if (previousToken !== undefined) {
+      condition = `attribute_not_exists(#run) OR ${HOLDS_PARKED_STEP}`;
+      update = 'SET #step = :k, #parked = :new, #parkedFrom = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
+        + 'REMOVE #dispatched, #parkSent, #resuming';
+      values[':token'] = { S: previousToken };
+      values[':new'] = { S: token };
+    }
     this.writes++;
     try {
       await this.client.send(new UpdateItemCommand({
         TableName: this.tableName,
         Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: runId } },
-        UpdateExpression: 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched',
-        ConditionExpression: 'attribute_not_exists(#run) OR #step < :k '
-          + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))',
-        ExpressionAttributeNames: {
-          '#run': PROGRESS_KEY_ATTRIBUTE,
-          '#step': 'step',
-          '#parked': 'parked',
-          '#claimedAt': 'claimedAt',
-          '#channel': 'channel',
-          '#expiresAt': PROGRESS_EXPIRES_AT_ATTRIBUTE,
-          '#dispatched': 'dispatched',
-          '#parkSent': 'parkSent',
-        },
-        ExpressionAttributeValues: {
-          ':k': { N: String(step) },
-          ':token': { S: token },
-          ':now': { N: String(now) },
-          ':channel': { S: channel },
-          ':exp': { N: String(Math.floor(now / 1000) + this.ttlSeconds) },
-        },
+        ...expressions(update, condition, values),
       }));
       return true;
     } catch (error) {
@@ -157,10 +150,7 @@ export class ProgressStore {
       await this.client.send(new UpdateItemCommand({
         TableName: this.tableName,
         Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: runId } },
-        UpdateExpression: 'SET #parkSent = :true',
-        ConditionExpression: '#parked = :token',
-        ExpressionAttributeNames: { '#parkSent': 'parkSent', '#parked': 'parked' },
-        ExpressionAttributeValues: { ':true': { BOOL: true }, ':token': { S: token } },
+        ...expressions('SET #parkSent = :true', '#parked = :token', { ':true': { BOOL: true }, ':token': { S: token } }),
       }));
     } catch (error) {
       // Already resumed by its message: nothing to mark.
@@ -168,23 +158,71 @@ export class ProgressStore {
     }
   }
 
-  /** Records that the claimed step's follower was invoked (or, at FINISH, the event put on the bus). */
+  /**
+   * Records that the claimed step's follower was invoked (or, at FINISH, the event put on the
+   * bus). A resumed step's park token is consumed here, once its hand-off is certain.
+   */
   public async markDispatched(runId: string, step: number): Promise<void> {
     this.writes++;
     try {
       await this.client.send(new UpdateItemCommand({
         TableName: this.tableName,
         Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: runId } },
-        UpdateExpression: 'SET #dispatched = :true',
-        ConditionExpression: '#step = :k',
-        ExpressionAttributeNames: { '#step': 'step', '#dispatched': 'dispatched' },
-        ExpressionAttributeValues: { ':k': { N: String(step) }, ':true': { BOOL: true } },
+        ...expressions('SET #dispatched = :true REMOVE #parked, #parkSent, #parkedFrom, #resuming', '#step = :k',
+          { ':k': { N: String(step) }, ':true': { BOOL: true } }),
       }));
     } catch (error) {
       // The run already moved on (its follower answered first): nothing to mark.
       if (!isConditionalCheckFailure(error)) throw error;
     }
   }
+
+  private async read(runId: string): Promise<Record<string, AttributeValue> | undefined> {
+    const { Item } = await this.client.send(new GetItemCommand({
+      TableName: this.tableName,
+      Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: runId } },
+      ConsistentRead: true,
+    }));
+    return Item;
+  }
+}
+
+/**
+ * The message with token `:token` holds parked step `:k`: its token is parked, or a newer park
+ * replaced it and that park's message is not known to be sent (so it may never have been).
+ */
+const HOLDS_PARKED_STEP = '(#step = :k AND attribute_not_exists(#dispatched) '
+  + 'AND (#parked = :token OR (#parkedFrom = :token AND attribute_not_exists(#parkSent))))';
+
+function holdsParkedStep(item: Record<string, AttributeValue>, token: string | undefined): boolean {
+  if (!token || item.dispatched !== undefined) return false;
+  return item.parked?.S === token || (item.parkedFrom?.S === token && item.parkSent === undefined);
+}
+
+/** The progress item's attributes, by the names the expressions use. */
+const ATTRIBUTES: Record<string, string> = {
+  '#run': PROGRESS_KEY_ATTRIBUTE,
+  '#step': 'step',
+  '#claimedAt': 'claimedAt',
+  '#dispatched': 'dispatched',
+  '#parked': 'parked',
+  '#parkSent': 'parkSent',
+  '#parkedFrom': 'parkedFrom',
+  '#resuming': 'resuming',
+  '#channel': 'channel',
+  '#expiresAt': PROGRESS_EXPIRES_AT_ATTRIBUTE,
+};
+
+/** An update's expressions with exactly the names and values they use (DynamoDB refuses unused ones). */
+function expressions(update: string, condition: string, values: Record<string, AttributeValue>) {
+  const text = `${update} ${condition}`;
+  const used = (key: string) => new RegExp(`${key}(?![A-Za-z0-9_])`).test(text);
+  return {
+    UpdateExpression: update,
+    ConditionExpression: condition,
+    ExpressionAttributeNames: Object.fromEntries(Object.entries(ATTRIBUTES).filter(([key]) => used(key))),
+    ExpressionAttributeValues: Object.fromEntries(Object.entries(values).filter(([key]) => used(key))),
+  };
 }
 
 function isConditionalCheckFailure(error: unknown): boolean {

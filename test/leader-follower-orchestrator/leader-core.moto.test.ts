@@ -1,21 +1,19 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import {
-  curatedEvent, deployInMoto, Deployment, drainQueue, dynamoDb, sqs, LambdaSimulator, motoLeader, orchestrated, parked, stamping, writeRoute,
+  curatedEvent, Deployment, deployWithRoutes, drainQueue, dynamoDb, LambdaSimulator, motoLeader, orchestrated, parked, sqs, stamping,
+  STAMPING_FOLLOWERS, writeRoute,
 } from './moto-harness';
 import { defineFollower, finishRoute } from '../../src/leader-follower-orchestrator/follower';
 import { DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import { handleRouteWriteRequest, handleRoutesResource } from '../../src/leader-follower-orchestrator/route-writer-core';
 import { buildRecord, deterministicId } from '../../src/runtime/curated-envelope';
 
-/** The followers of the tests: each stamps its name on the event. */
-const FOLLOWERS = { enrich: stamping('enrich'), render: stamping('render'), deliver: stamping('deliver') };
+const FOLLOWERS = STAMPING_FOLLOWERS;
 
 let deployment: Deployment;
 beforeEach(async () => {
-  deployment = await deployInMoto();
-  await writeRoute(deployment, { channel: 'email', followers: ['enrich', 'render', 'deliver'] });
-  await writeRoute(deployment, { channel: 'sms', followers: ['enrich', 'deliver'] });
+  deployment = await deployWithRoutes();
 });
 
 describe('a 3-step route, end to end (moto DynamoDB, EventBridge and SQS; Lambda simulated)', () => {
@@ -231,7 +229,7 @@ describe('failures are parked with channel, step and reason; redrive resumes the
     renderDown = false;
     await requeue(deployment, message);
     const report = await leader.handle({ redrive: { maxMessages: 10 } });
-    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, failed: 0 });
+    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
     await lambda.settle(leader);
     const [output] = await orchestrated(deployment);
     expect(output.payload.steps).toEqual(['enrich', 'render', 'deliver']);
@@ -330,7 +328,8 @@ describe('parked steps are parked once and resumed once', () => {
     await requeue(deployment, messages[0]);
     await requeue(deployment, messages[0]);
     const report = await leader.handle({ redrive: { maxMessages: 10 } });
-    expect(report.redrive).toEqual({ received: 2, resumed: 2, reparked: 0, failed: 0 });
+    // The second copy finds its step dispatched: dropped, not resumed.
+    expect(report.redrive).toEqual({ received: 2, resumed: 1, reparked: 0, dropped: 1, skipped: 0, failed: 0 });
     await lambda.settle(leader);
     const outputs = await orchestrated(deployment);
     expect(outputs.map((o) => o.payload.steps)).toEqual([['enrich', 'deliver']]);
@@ -383,10 +382,10 @@ describe('redrive and deploys leave what they should alone', () => {
     // The leader's own on-failure record of a redrive that failed: nothing to resume.
     await requeue(deployment, { requestContext: { condition: 'RetriesExhausted' }, requestPayload: { redrive: { maxMessages: 10 } } });
     remaining = 9_000;
-    expect((await leader.handle({ redrive: {} })).redrive).toEqual({ received: 0, resumed: 0, reparked: 0, failed: 0 });
+    expect((await leader.handle({ redrive: {} })).redrive).toEqual({ received: 0, resumed: 0, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
     remaining = 25_000;
     await writeRoute(deployment, { channel: 'push', followers: ['deliver'] });
-    expect((await leader.handle({ redrive: {} })).redrive).toEqual({ received: 2, resumed: 2, reparked: 0, failed: 0 });
+    expect((await leader.handle({ redrive: {} })).redrive).toEqual({ received: 2, resumed: 1, reparked: 0, dropped: 1, skipped: 0, failed: 0 });
     await lambda.settle(leader);
     expect((await orchestrated(deployment)).map((o) => o.id)).toEqual(['r1']);
   });

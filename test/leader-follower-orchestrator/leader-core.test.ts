@@ -757,7 +757,7 @@ describe('Leader: redrive', () => {
 
     const report = await h.leader.handle({ redrive: { maxMessages: 5 } });
 
-    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, failed: 0 });
+    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
     expect(sqsMock).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: CONFIG.deadLetterQueueUrl, MaxNumberOfMessages: 5 });
     expect(invocations()).toHaveLength(1);
     const [invocation] = invocations();
@@ -789,7 +789,7 @@ describe('Leader: redrive', () => {
 
     const report = await h.leader.handle({ redrive: { maxMessages: 5 } });
 
-    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, failed: 0 });
+    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
     expect(lambdaMock).not.toHaveReceivedCommand(InvokeCommand);
     expect(published().map((e) => e.detail)).toEqual([{
       ...metadataOf(rec),
@@ -819,7 +819,7 @@ describe('Leader: redrive', () => {
 
     const report = await h.leader.handle({ redrive: { maxMessages: 5 } });
 
-    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, failed: 0 });
+    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
     expect(forget).toHaveBeenCalledWith('push');
     expect(inner.reads).toBe(2);
     expect(invocations()).toHaveLength(1);
@@ -848,7 +848,7 @@ describe('Leader: redrive', () => {
 
     const report = await h.leader.handle({ redrive: { maxMessages: 5 } });
 
-    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, failed: 0 });
+    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
     expect(invocations()).toHaveLength(1);
     expect(invocations()[0].functionName).toBe(FOLLOWER_ARNS.enrich);
     expect(invocations()[0].request).toMatchObject({ channel: 'email', step: 1, event: rec.payload });
@@ -862,7 +862,7 @@ describe('Leader: redrive', () => {
 
     const report = await h.leader.handle({ redrive: { maxMessages: 5 } });
 
-    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, failed: 0 });
+    expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
     expect(invocations().map((i) => [i.functionName, i.request.step])).toEqual([[FOLLOWER_ARNS.deliver, 1]]);
     expect(sqsMock).toHaveReceivedCommandWith(DeleteMessageCommand, { ReceiptHandle: 'rh-m-1' });
   });
@@ -877,7 +877,7 @@ describe('Leader: redrive', () => {
 
     const report = await h.leader.handle({ redrive: { maxMessages: 5 } });
 
-    expect(report.redrive).toEqual({ received: 2, resumed: 1, reparked: 0, failed: 1 });
+    expect(report.redrive).toEqual({ received: 2, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 1 });
     expect(lambdaMock).toHaveReceivedCommandTimes(InvokeCommand, 2);
     expect(sqsMock).toHaveReceivedCommandTimes(DeleteMessageCommand, 1);
     expect(sqsMock).toHaveReceivedCommandWith(DeleteMessageCommand, { ReceiptHandle: 'rh-m-2' });
@@ -896,7 +896,7 @@ describe('Leader: redrive', () => {
 
     const report = await h.leader.handle({ redrive: {} });
 
-    expect(report.redrive).toEqual({ received: 3, resumed: 3, reparked: 0, failed: 0 });
+    expect(report.redrive).toEqual({ received: 3, resumed: 3, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
     expect(sqsMock).toHaveReceivedNthCommandWith(1, ReceiveMessageCommand, { MaxNumberOfMessages: 10 });
     expect(sqsMock).toHaveReceivedCommandTimes(ReceiveMessageCommand, 3);
     expect(lambdaMock).toHaveReceivedCommandTimes(InvokeCommand, 3);
@@ -921,7 +921,7 @@ describe('Leader: redrive', () => {
     const report = await h.leader.handle({ redrive: { maxMessages: 5 } });
 
     // The one parked event is taken once and parked once more (still unknown), hidden for 15 minutes.
-    expect(report.redrive).toEqual({ received: 1, resumed: 0, reparked: 1, failed: 0 });
+    expect(report.redrive).toEqual({ received: 1, resumed: 0, reparked: 1, dropped: 0, skipped: 0, failed: 0 });
     expect(sent).toBe(2);
     expect(delayed).toBe(1);
     expect(sqsMock).toHaveReceivedCommandWith(SendMessageCommand, { DelaySeconds: 900 });
@@ -1005,7 +1005,7 @@ describe('ProgressStore', () => {
     expect(input).toEqual({
       TableName: 'progress',
       Key: { runId: { S: 'run-1' } },
-      UpdateExpression: 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parked, #parkSent',
+      UpdateExpression: 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parked, #parkSent, #parkedFrom, #resuming',
       ConditionExpression: `${TAKEOVER} OR attribute_not_exists(#run)`,
       ExpressionAttributeNames: {
         '#step': 'step',
@@ -1013,6 +1013,8 @@ describe('ProgressStore', () => {
         '#dispatched': 'dispatched',
         '#parked': 'parked',
         '#parkSent': 'parkSent',
+        '#parkedFrom': 'parkedFrom',
+        '#resuming': 'resuming',
         '#channel': 'channel',
         '#expiresAt': 'expiresAt',
         '#run': 'runId',
@@ -1041,14 +1043,35 @@ describe('ProgressStore', () => {
     expectNoUnusedNamesOrValues(input);
   });
 
-  test.each([3, 1])('a resume of step %d needs the parked message\'s token (consumed), or an expired run', async (step) => {
+  test.each([3, 1])('a resume of step %d needs the message holding the parked step (its token is kept), or an expired run', async (step) => {
     await expect(store().claim({ runId: 'run-1', step, channel: 'email', resume: true, parkToken: 'token-1' })).resolves.toBe('claimed');
 
     const [input] = updates();
-    expect(input.ConditionExpression).toBe('attribute_not_exists(#run) OR #parked = :token');
+    expect(input.ConditionExpression).toBe('attribute_not_exists(#run) OR ((#step = :k AND attribute_not_exists(#dispatched) '
+      + 'AND (#parked = :token OR (#parkedFrom = :token AND attribute_not_exists(#parkSent)))) '
+      + 'AND (attribute_not_exists(#resuming) OR #claimedAt < :stale))');
     expect(input.ExpressionAttributeValues![':token']).toEqual({ S: 'token-1' });
-    expect(input.UpdateExpression).toMatch(/REMOVE #dispatched, #parked, #parkSent$/);
+    // The token stays until markDispatched: a resume that fails before it can be tried again.
+    expect(input.UpdateExpression).toBe('SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true REMOVE #dispatched');
     expect(input.ExpressionAttributeNames!['#run']).toBe('runId');
+    expectNoUnusedNamesOrValues(input);
+  });
+
+  test('a resume without a token (a message parked before tokens) needs an expired run, and names only what it uses', async () => {
+    await store().claim({ runId: 'run-1', step: 2, channel: 'email', resume: true });
+    const [input] = updates();
+    expect(input.ConditionExpression).toBe('attribute_not_exists(#run)');
+    expectNoUnusedNamesOrValues(input);
+  });
+
+  test('a repark replaces the redriven message\'s token with a new one, if that message holds the step', async () => {
+    await expect(store().markParked('run-1', 2, 'email', 'token-2', 'token-1')).resolves.toBe(true);
+    const [input] = updates();
+    expect(input.ConditionExpression).toBe('attribute_not_exists(#run) OR (#step = :k AND attribute_not_exists(#dispatched) '
+      + 'AND (#parked = :token OR (#parkedFrom = :token AND attribute_not_exists(#parkSent))))');
+    expect(input.ExpressionAttributeValues).toMatchObject({ ':token': { S: 'token-1' }, ':new': { S: 'token-2' } });
+    expect(input.UpdateExpression).toBe('SET #step = :k, #parked = :new, #parkedFrom = :token, #claimedAt = :now, #channel = :channel, '
+      + '#expiresAt = :exp REMOVE #dispatched, #parkSent, #resuming');
     expectNoUnusedNamesOrValues(input);
   });
 
@@ -1057,23 +1080,30 @@ describe('ProgressStore', () => {
     const [input] = updates();
     expect(input.ConditionExpression).toBe('attribute_not_exists(#run) OR #step < :k '
       + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))');
-    expect(input.UpdateExpression).toBe('SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched');
+    expect(input.UpdateExpression).toBe('SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
+      + 'REMOVE #dispatched, #parkedFrom, #resuming');
     expectNoUnusedNamesOrValues(input);
     dynamoMock.on(UpdateItemCommand).rejects(new ConditionalCheckFailedException({ message: 'no', $metadata: {} }));
     await expect(store().markParked('run-1', 2, 'email', 'token-2')).resolves.toBe(false);
   });
 
   test.each([
-    ['the run is past the step', 2, { step: 3 }, 'replay'],
-    ['the step was dispatched', 2, { step: 2, dispatched: true }, 'replay'],
-    ['the step is claimed within its lease, not dispatched', 2, { step: 2, claimedAt: NOW_MS - 1_000 }, 'busy'],
-    ['the run is behind the previous step', 3, { step: 1, dispatched: true }, 'out-of-order'],
-    ['the run has no item', 2, undefined, 'out-of-order'],
-  ])('a refused claim is classified by a consistent read: %s', async (_name, step, item, outcome) => {
+    ['the run is past the step', 2, { step: 3 }, 'replay', undefined],
+    ['the step was dispatched', 2, { step: 2, dispatched: true }, 'replay', undefined],
+    ['the step is claimed within its lease, not dispatched', 2, { step: 2, claimedAt: NOW_MS - 1_000 }, 'busy', undefined],
+    ['the run is behind the previous step', 3, { step: 1, dispatched: true }, 'out-of-order', undefined],
+    ['the run has no item', 2, undefined, 'out-of-order', undefined],
+    ['(a resume) the token holds the step, resumed within the lease', 2, { step: 2, parked: 'token-1', resuming: true }, 'busy', 'token-1'],
+    ['(a resume) a newer park replaced the token, its message not yet sent', 2, { step: 2, parked: 'token-2', parkedFrom: 'token-1' }, 'busy', 'token-1'],
+    ['(a resume) a newer park replaced the token and its message was sent', 2, { step: 2, parked: 'token-2', parkedFrom: 'token-1', parkSent: true },
+      'superseded', 'token-1'],
+    ['(a resume) the resumed step was dispatched', 2, { step: 2, dispatched: true }, 'superseded', 'token-1'],
+    ['(a resume) the run moved on', 2, { step: 3 }, 'superseded', 'token-1'],
+  ])('a refused claim is classified by a consistent read: %s', async (_name, step, item, outcome, parkToken) => {
     dynamoMock.on(UpdateItemCommand).rejects(conditionFailed());
     dynamoMock.on(GetItemCommand).resolves(item ? { Item: marshall({ runId: 'run-1', channel: 'email', ...item }) } : {});
 
-    await expect(store().claim({ runId: 'run-1', step, channel: 'email' })).resolves.toBe(outcome);
+    await expect(store().claim({ runId: 'run-1', step, channel: 'email', resume: parkToken !== undefined, parkToken })).resolves.toBe(outcome);
 
     expect(dynamoMock).toHaveReceivedCommandWith(GetItemCommand, { TableName: 'progress', Key: { runId: { S: 'run-1' } }, ConsistentRead: true });
   });
@@ -1092,7 +1122,7 @@ describe('ProgressStore', () => {
     expect(dynamoMock).not.toHaveReceivedCommand(GetItemCommand);
   });
 
-  test('markDispatched sets dispatched on the claimed step, with only the names it uses', async () => {
+  test('markDispatched sets dispatched on the claimed step and consumes a resumed step\'s token, with only the names it uses', async () => {
     const progress = store();
 
     await progress.markDispatched('run-1', 2);
@@ -1101,9 +1131,11 @@ describe('ProgressStore', () => {
     expect(input).toEqual({
       TableName: 'progress',
       Key: { runId: { S: 'run-1' } },
-      UpdateExpression: 'SET #dispatched = :true',
+      UpdateExpression: 'SET #dispatched = :true REMOVE #parked, #parkSent, #parkedFrom, #resuming',
       ConditionExpression: '#step = :k',
-      ExpressionAttributeNames: { '#step': 'step', '#dispatched': 'dispatched' },
+      ExpressionAttributeNames: {
+        '#step': 'step', '#dispatched': 'dispatched', '#parked': 'parked', '#parkSent': 'parkSent', '#parkedFrom': 'parkedFrom', '#resuming': 'resuming',
+      },
       ExpressionAttributeValues: { ':k': { N: '2' }, ':true': { BOOL: true } },
     });
     expectNoUnusedNamesOrValues(input);

@@ -135,20 +135,22 @@ export class MemoryRouteStore implements RouteStore {
  * was not dispatched is always 'busy'). `log` records the calls in order, shared with the test.
  */
 export class MemoryProgress {
-  public readonly items = new Map<string, { step: number; dispatched: boolean; parked?: string; parkSent?: boolean }>();
+  public readonly items = new Map<string, { step: number; dispatched: boolean; parked?: string; parkedFrom?: string; parkSent?: boolean }>();
 
   public readonly claim = jest.fn(async (claim: StepClaim): Promise<ClaimOutcome> => {
     this.log.push(`claim ${claim.step}${claim.resume ? ' (resume)' : ''}`);
     const item = this.items.get(claim.runId);
-    const allowed = claim.resume
-      ? !item || (claim.parkToken !== undefined && item.parked === claim.parkToken)
-      : (!item && claim.step === 1) || (item !== undefined && claim.step > 1 && item.step === claim.step - 1);
-    if (allowed) {
+    if (claim.resume) {
+      if (item && !this.holds(item, claim.step, claim.parkToken)) return 'superseded';
+      this.items.set(claim.runId, { ...(item ?? { step: claim.step }), dispatched: false });
+      return 'claimed';
+    }
+    if ((!item && claim.step === 1) || (item !== undefined && claim.step > 1 && item.step === claim.step - 1)) {
       this.items.set(claim.runId, { step: claim.step, dispatched: false });
       return 'claimed';
     }
     if (!item) return 'out-of-order';
-    if (item.step > claim.step || (item.step === claim.step && (item.dispatched || item.parked !== undefined || claim.resume))) return 'replay';
+    if (item.step > claim.step || (item.step === claim.step && (item.dispatched || item.parked !== undefined))) return 'replay';
     if (item.step === claim.step) return 'busy';
     return 'out-of-order';
   });
@@ -156,12 +158,17 @@ export class MemoryProgress {
   public readonly markDispatched = jest.fn(async (runId: string, step: number): Promise<void> => {
     this.log.push(`markDispatched ${step}`);
     const item = this.items.get(runId);
-    if (item && item.step === step) item.dispatched = true;
+    if (item && item.step === step) this.items.set(runId, { step, dispatched: true });
   });
 
-  public readonly markParked = jest.fn(async (runId: string, step: number, _channel: string, token: string): Promise<boolean> => {
+  public readonly markParked = jest.fn(async (runId: string, step: number, _channel: string, token: string, previous?: string): Promise<boolean> => {
     this.log.push(`markParked ${step}`);
     const item = this.items.get(runId);
+    if (previous !== undefined) {
+      if (item && !this.holds(item, step, previous)) return false;
+      this.items.set(runId, { step, dispatched: false, parked: token, parkedFrom: previous });
+      return true;
+    }
     if (item && (item.step > step || (item.step === step && item.parked !== undefined && (item.parked !== token || item.parkSent)))) return false;
     this.items.set(runId, { step, dispatched: false, parked: token });
     return true;
@@ -173,6 +180,12 @@ export class MemoryProgress {
   });
 
   constructor(private readonly log: string[] = []) {}
+
+  /** The message with `token` holds the parked step (as ProgressStore's condition says). */
+  private holds(item: { step: number; dispatched: boolean; parked?: string; parkedFrom?: string; parkSent?: boolean }, step: number, token?: string) {
+    return token !== undefined && item.step === step && !item.dispatched
+      && (item.parked === token || (item.parkedFrom === token && !item.parkSent));
+  }
 }
 
 /** Metrics summed per channel and name, and latencies per channel. */

@@ -1,7 +1,9 @@
 import { CreateTableCommand, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
-import { CreateEventBusCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
+import { CreateEventBusCommand, PutEventsCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { InvokeCommand } from '@aws-sdk/client-lambda';
-import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import {
+  ChangeMessageVisibilityCommand, CreateQueueCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand,
+} from '@aws-sdk/client-sqs';
 import { CapturedMetrics } from './leader-fixtures';
 import { Leader, LeaderConfig } from '../../src/leader-follower-orchestrator/leader-core';
 import { FollowerRequest, FollowerResult, ParkedEvent, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
@@ -166,9 +168,30 @@ export function stamping(name: string): FollowerHandler {
   return ({ event }) => ({ event: { ...event, steps: [...(event.steps ?? []), name] } });
 }
 
+/** The followers of the tests: each stamps its name on the event. */
+export const STAMPING_FOLLOWERS = { enrich: stamping('enrich'), render: stamping('render'), deliver: stamping('deliver') };
+
+/** A deployment with the tests' two routes: email (enrich, render, deliver) and sms (enrich, deliver). */
+export async function deployWithRoutes(): Promise<Deployment> {
+  const deployment = await deployInMoto();
+  await writeRoute(deployment, { channel: 'email', followers: ['enrich', 'render', 'deliver'] });
+  await writeRoute(deployment, { channel: 'sms', followers: ['enrich', 'deliver'] });
+  return deployment;
+}
+
 /** A leader wired to moto, with a controllable clock. */
 export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, options: {
-  cacheTtlMs?: number; maxHops?: number; maxEventBytes?: number; clock?: { now: number }; orchestratorId?: string; remainingTimeMs?: () => number;
+  cacheTtlMs?: number;
+  maxHops?: number;
+  maxEventBytes?: number;
+  clock?: { now: number };
+  orchestratorId?: string;
+  remainingTimeMs?: () => number;
+  /** The registered followers, when they differ from the simulator's (a deploy removed one). */
+  followers?: Record<string, string>;
+  /** Clients in place of moto's (a wrapper that fails some calls). */
+  sqs?: any;
+  eventBridge?: any;
 } = {}) {
   const clock = options.clock ?? { now: Date.parse('2026-11-22T10:00:00Z') };
   const now = () => clock.now;
@@ -180,7 +203,7 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
     orchestratorId: options.orchestratorId ?? 'orchestrator-1',
     curatedBusName: deployment.bus,
     deadLetterQueueUrl: deployment.dlqUrl,
-    followers: simulator.arns,
+    followers: options.followers ?? simulator.arns,
     maxHops: options.maxHops ?? 7,
     maxEventBytes: options.maxEventBytes ?? 256_000,
   };
@@ -188,8 +211,8 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
     routes,
     progress,
     lambda: simulator.client,
-    eventBridge,
-    sqs,
+    eventBridge: options.eventBridge ?? eventBridge,
+    sqs: options.sqs ?? sqs,
     metrics,
     logger: SILENT_LOGGER,
     now,
@@ -208,4 +231,66 @@ export async function writeRoute(deployment: Deployment, route: RouteItem | Reco
 export function curatedEvent(id: string, channel: string | null, payload: unknown = { text: `message ${id}` }, extra: Record<string, unknown> = {}) {
   const record = { ...buildRecord({ id, channel, tenant: 'tenant-a', correlationId: `corr-${id}`, lane: 'fast', time: '2026-11-22T09:59:00Z', payload }), ...extra };
   return { 'version': '0', 'id': `evt-${id}`, 'detail-type': 'CuratedRecord', 'source': 'cdk-event-fabric', 'detail': record };
+}
+
+/**
+ * The leader's SQS client, recording the messages it received and did not delete, so a test
+ * can let their visibility timeout pass (moto keeps real time; the redrive hides them for 120 s).
+ */
+export class DeadLetterQueueClock {
+  private readonly hidden = new Map<string, string>();
+  public readonly sent: any[] = [];
+
+  public readonly client = {
+    send: async (command: any) => {
+      const output: any = await sqs.send(command);
+      if (command instanceof ReceiveMessageCommand) {
+        for (const m of output.Messages ?? []) this.hidden.set(m.MessageId, m.ReceiptHandle);
+      }
+      if (command instanceof DeleteMessageCommand) {
+        for (const [id, handle] of this.hidden) if (handle === command.input.ReceiptHandle) this.hidden.delete(id);
+      }
+      if (command instanceof SendMessageCommand) {
+        this.sent.push({ ...JSON.parse(command.input.MessageBody!), delaySeconds: command.input.DelaySeconds });
+      }
+      return output;
+    },
+  };
+
+  constructor(private readonly deployment: Deployment) {}
+
+  /** Puts a message the leader sent back in the queue, visible now (a duplicate, or its delay passed). */
+  public async requeue(message: any): Promise<void> {
+    const { delaySeconds: _delay, ...body } = message;
+    await sqs.send(new SendMessageCommand({ QueueUrl: this.deployment.dlqUrl, MessageBody: JSON.stringify(body) }));
+  }
+
+  /** Received messages that were not deleted become visible again, as after their visibility timeout. */
+  public async visibilityTimeoutPasses(): Promise<void> {
+    for (const handle of this.hidden.values()) {
+      await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: this.deployment.dlqUrl, ReceiptHandle: handle, VisibilityTimeout: 0 }));
+    }
+    this.hidden.clear();
+  }
+}
+
+/**
+ * An EventBridge client whose next `count.remaining` PutEvents calls fail: throttled (the call
+ * throws, as after the SDK's own retries), or each entry rejected with `rejectWith` (an entry
+ * error EventBridge does not clear on retry).
+ */
+export function failingPutEvents(count: { remaining: number }, rejectWith?: string): any {
+  return {
+    send: async (command: any) => {
+      if (command instanceof PutEventsCommand && count.remaining > 0) {
+        count.remaining--;
+        if (rejectWith) {
+          const entries = command.input.Entries ?? [];
+          return { FailedEntryCount: entries.length, Entries: entries.map(() => ({ ErrorCode: rejectWith, ErrorMessage: `injected: ${rejectWith}` })) };
+        }
+        throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      }
+      return eventBridge.send(command);
+    },
+  };
 }

@@ -1,0 +1,230 @@
+import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  curatedEvent, DeadLetterQueueClock, Deployment, deployWithRoutes, drainQueue, dynamoDb, failingPutEvents, FollowerHandler,
+  LambdaSimulator, motoLeader, orchestrated, stamping, STAMPING_FOLLOWERS,
+} from './moto-harness';
+import { deterministicId } from '../../src/runtime/curated-envelope';
+
+/**
+ * The redrive's own failures, against moto: whatever goes wrong while a parked event is being
+ * resumed, the event ends delivered or parked again, never deleted as "resumed".
+ */
+
+const FOLLOWERS = STAMPING_FOLLOWERS;
+
+let deployment: Deployment;
+beforeEach(async () => {
+  deployment = await deployWithRoutes();
+});
+
+/** A follower that fails while `state.down` is true. */
+function flaky(name: string, state: { down: boolean }): FollowerHandler {
+  return (request) => {
+    if (state.down) throw new Error(`${name} is down`);
+    return stamping(name)(request);
+  };
+}
+
+describe('a redrive whose dispatch fails leaves the message for the next redrive', () => {
+  test('the Invoke of the resumed step is throttled: the next redrive (after the visibility timeout) dispatches it', async () => {
+    const render = { down: true };
+    const lambda = new LambdaSimulator({ ...FOLLOWERS, render: flaky('render', render) });
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader, clock } = motoLeader(deployment, lambda, { sqs: dlq.client });
+    await leader.handle(curatedEvent('t1', 'email', { steps: [] }));
+    await lambda.settle(leader);
+    render.down = false;
+
+    lambda.throttleNextInvokes(1);
+    const first = await leader.handle({ redrive: {} });
+    await dlq.visibilityTimeoutPasses();
+    clock.now += 121_000;
+    const second = await leader.handle({ redrive: {} });
+    await lambda.settle(leader);
+
+    expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['enrich', 'render', 'deliver']]);
+    expect(first.redrive).toEqual({ received: 1, resumed: 0, reparked: 0, dropped: 0, skipped: 0, failed: 1 });
+    expect(second.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
+    expect(await drainQueue(deployment.dlqUrl)).toEqual([]);
+  });
+
+  test('the resumed FINISH is throttled by EventBridge: the next redrive puts the record on the bus', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const dlq = new DeadLetterQueueClock(deployment);
+    const throttles = { remaining: 0 };
+    const { leader, clock } = motoLeader(deployment, lambda, { sqs: dlq.client, eventBridge: failingPutEvents(throttles) });
+    await leader.handle(curatedEvent('f1', 'sms', { steps: [] }));
+    // The run's progress expires (TTL) while its last follower runs: its result is out of order, parked at FINISH.
+    const runId = deterministicId('orchestrator-1', 'tenant-a', 'f1', 'sms', '0');
+    await lambda.settle({
+      handle: async (input: unknown) => {
+        if ((input as any).requestPayload?.step === 2) {
+          await dynamoDb.send(new DeleteItemCommand({ TableName: deployment.progressTable, Key: { runId: { S: runId } } }));
+        }
+        return leader.handle(input);
+      },
+    } as any);
+    expect(dlq.sent.map((m) => [m.reason, m.step])).toEqual([['out-of-order', 3]]);
+
+    // PutEvents is throttled through all of putEventsReliably's attempts.
+    throttles.remaining = 4;
+    const first = await leader.handle({ redrive: {} });
+    await dlq.visibilityTimeoutPasses();
+    clock.now += 121_000;
+    const second = await leader.handle({ redrive: {} });
+
+    expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['enrich', 'deliver']]);
+    expect(first.redrive).toMatchObject({ received: 1, resumed: 0, failed: 1 });
+    expect(second.redrive).toMatchObject({ received: 1, resumed: 1, failed: 0 });
+  });
+});
+
+describe('an event whose cause is not fixed is parked again by its redrive, with a token that resumes it later', () => {
+  interface Case {
+    readonly reason: string;
+    readonly step: number;
+    /** Runs the event into its park; returns the leader that redrives (nothing fixed). */
+    park(dlq: DeadLetterQueueClock): Promise<ReturnType<typeof motoLeader>>;
+    /** The redriving leader once the cause is fixed. */
+    fixed(dlq: DeadLetterQueueClock): Fixed;
+  }
+  type Fixed = ReturnType<typeof motoLeader> & { lambda: LambdaSimulator };
+  const fixedLeader = (dlq: DeadLetterQueueClock, options: Parameters<typeof motoLeader>[2] = {}): Fixed => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    return { ...motoLeader(deployment, lambda, { ...options, sqs: dlq.client }), lambda };
+  };
+  const big = (request: any) => ({ event: { ...request.event, blob: 'x'.repeat(3000) } });
+  const cases: Case[] = [
+    {
+      reason: 'oversized',
+      step: 2,
+      park: async (dlq) => {
+        const lambda = new LambdaSimulator({ ...FOLLOWERS, enrich: big });
+        const setup = motoLeader(deployment, lambda, { sqs: dlq.client, maxEventBytes: 2048 });
+        await setup.leader.handle(curatedEvent('c', 'email', { steps: [] }));
+        await lambda.settle(setup.leader);
+        return setup;
+      },
+      fixed: (dlq) => fixedLeader(dlq, { maxEventBytes: 8192 }),
+    },
+    {
+      reason: 'unregistered-follower',
+      step: 2,
+      park: async (dlq) => {
+        // A deploy removes the renderer while the run is at step 1.
+        const lambda = new LambdaSimulator(FOLLOWERS);
+        const before = motoLeader(deployment, lambda, { sqs: dlq.client });
+        await before.leader.handle(curatedEvent('c', 'email', { steps: [] }));
+        const { render: _removed, ...remaining } = lambda.arns;
+        const after = motoLeader(deployment, lambda, { sqs: dlq.client, followers: remaining });
+        await lambda.settle(after.leader);
+        return after;
+      },
+      fixed: (dlq) => fixedLeader(dlq),
+    },
+    {
+      reason: 'hop-limit',
+      step: 2,
+      park: async (dlq) => {
+        // The hop limit is lowered by a deploy while the run is at step 1.
+        const lambda = new LambdaSimulator(FOLLOWERS);
+        const before = motoLeader(deployment, lambda, { sqs: dlq.client });
+        await before.leader.handle(curatedEvent('c', 'email', { steps: [] }));
+        const after = motoLeader(deployment, lambda, { sqs: dlq.client, maxHops: 1 });
+        await lambda.settle(after.leader);
+        return after;
+      },
+      fixed: (dlq) => fixedLeader(dlq),
+    },
+    {
+      reason: 'publish-failed',
+      step: 4,
+      park: async (dlq) => {
+        // EventBridge rejects the processed record (an entry error it does not clear on retry): parked at FINISH.
+        const lambda = new LambdaSimulator(FOLLOWERS);
+        const setup = motoLeader(deployment, lambda, { sqs: dlq.client, eventBridge: failingPutEvents({ remaining: 2 }, 'MalformedDetail') });
+        await setup.leader.handle(curatedEvent('c', 'email', { steps: [] }));
+        await lambda.settle(setup.leader);
+        return setup;
+      },
+      fixed: (dlq) => fixedLeader(dlq),
+    },
+  ];
+
+  test.each(cases.map((c) => [`${c.reason} at step ${c.step}`, c] as const))('%s', async (_name, c) => {
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader, clock } = await c.park(dlq);
+    expect(dlq.sent.map((m) => [m.reason, m.step])).toEqual([[c.reason, c.step]]);
+
+    const report = await leader.handle({ redrive: {} });
+    expect(report.redrive).toEqual({ received: 1, resumed: 0, reparked: 1, dropped: 0, skipped: 0, failed: 0 });
+    const [original, again] = dlq.sent;
+    expect(again).toMatchObject({ reason: c.reason, step: c.step, runId: original.runId, record: original.record, delaySeconds: 900 });
+    expect(again.parkToken).not.toBe(original.parkToken);
+    // Nothing was delivered, and the old message is gone (only the new one, delayed, is left).
+    expect(await orchestrated(deployment)).toEqual([]);
+    expect(await drainQueue(deployment.dlqUrl)).toEqual([]);
+
+    // The old message again (SQS delivered it twice, or the redrive died before deleting it):
+    // the new message holds the step, so this one is dropped, and nothing new is parked.
+    await dlq.requeue(original);
+    clock.now += 121_000;
+    expect((await leader.handle({ redrive: {} })).redrive).toEqual({ received: 1, resumed: 0, reparked: 0, dropped: 1, skipped: 0, failed: 0 });
+    expect(dlq.sent).toHaveLength(2);
+
+    // The new message resumes the step once its cause is fixed.
+    const fixed = c.fixed(dlq);
+    await dlq.requeue(again);
+    expect((await fixed.leader.handle({ redrive: {} })).redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
+    await fixed.lambda.settle(fixed.leader);
+    expect((await orchestrated(deployment)).map((o) => o.id)).toEqual(['c']);
+  });
+});
+
+describe('a redrive by filter resumes only the messages it names', () => {
+  test('by reason, channel and run id; the others are skipped and stay in the queue', async () => {
+    const deliver = { down: true };
+    const lambda = new LambdaSimulator({ ...FOLLOWERS, deliver: flaky('deliver', deliver) });
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader, clock } = motoLeader(deployment, lambda, { sqs: dlq.client });
+    await leader.handle(curatedEvent('e1', 'email', { steps: [] }));
+    await leader.handle(curatedEvent('s1', 'sms', { steps: [] }));
+    await leader.handle(curatedEvent('s2', 'sms', { steps: [] }));
+    await leader.handle(curatedEvent('p1', 'push', { steps: [] }));
+    await lambda.settle(leader);
+    expect(dlq.sent.map((m) => [m.reason, m.record.id]).sort()).toEqual([
+      ['follower-failed', 'e1'], ['follower-failed', 's1'], ['follower-failed', 's2'], ['unknown-channel', 'p1'],
+    ]);
+    deliver.down = false;
+    const s2 = dlq.sent.find((m) => m.record.id === 's2');
+
+    const byRun = await leader.handle({ redrive: { runId: s2.runId } });
+    expect(byRun.redrive).toEqual({ received: 4, resumed: 1, reparked: 0, dropped: 0, skipped: 3, failed: 0 });
+    await dlq.visibilityTimeoutPasses();
+    clock.now += 121_000;
+    const bySmsFailures = await leader.handle({ redrive: { reason: 'follower-failed', channel: 'sms' } });
+    expect(bySmsFailures.redrive).toEqual({ received: 3, resumed: 1, reparked: 0, dropped: 0, skipped: 2, failed: 0 });
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => o.id).sort()).toEqual(['s1', 's2']);
+
+    // The skipped ones are still in the queue, for a redrive that names them.
+    await dlq.visibilityTimeoutPasses();
+    expect((await drainQueue(deployment.dlqUrl)).map((m) => m.record.id).sort()).toEqual(['e1', 'p1']);
+  });
+
+  test.each([
+    [{ maxMessages: 0 }, /maxMessages is 0/],
+    [{ maxMessages: 1001 }, /maxMessages is 1001/],
+    [{ reason: 7 }, /reason is 7/],
+    [{ channel: '' }, /channel is ""/],
+    [{ tenant: 'a' }, /unknown field "tenant"/],
+  ])('a malformed request %j fails with what is allowed, and receives nothing', async (request, error) => {
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader } = motoLeader(deployment, new LambdaSimulator(FOLLOWERS), { sqs: dlq.client });
+    await leader.handle(curatedEvent('p1', 'push'));
+    const attempt = leader.handle({ redrive: request });
+    await expect(attempt).rejects.toThrow(error);
+    await expect(attempt).rejects.toThrow(/allowed: \{ "redrive": \{ "maxMessages"\?: 1 to 1000/);
+    expect(await drainQueue(deployment.dlqUrl)).toHaveLength(1);
+  });
+});
