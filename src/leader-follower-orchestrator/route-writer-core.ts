@@ -54,14 +54,24 @@ export function validateRoutes(routes: unknown, config: RouteWriterConfig): Rout
 }
 
 /**
+ * What the routes custom resource answers CloudFormation: counts only. A response is limited to
+ * 4,096 bytes, so it never lists the channels (a few hundred routes would fail the deploy);
+ * each route item says when and by whom it was written (`updatedAt`, `updatedBy: "deploy"`).
+ */
+export interface RoutesResourceResponse {
+  readonly PhysicalResourceId: string;
+  readonly Data: { readonly written: number; readonly deleted: number };
+}
+
+/**
  * Writes the routes of the construct's props at deploy: all of them on Create; on Update only
  * those added or changed, and deletes the channels the update removed. Delete leaves the routes
  * to the table's own removal policy.
  */
 export async function handleRoutesResource(event: RoutesResourceEvent, store: RouteStore, config: RouteWriterConfig,
-  now: () => Date = () => new Date()): Promise<{ PhysicalResourceId: string; Data: { channels: string } }> {
+  now: () => Date = () => new Date()): Promise<RoutesResourceResponse> {
   if (event.RequestType === 'Delete') {
-    return { PhysicalResourceId: event.PhysicalResourceId ?? ROUTES_RESOURCE_ID, Data: { channels: '' } };
+    return { PhysicalResourceId: event.PhysicalResourceId ?? ROUTES_RESOURCE_ID, Data: { written: 0, deleted: 0 } };
   }
   const routes = validateRoutes(JSON.parse(event.ResourceProperties.Routes ?? '[]'), config);
   const oldRoutes = event.RequestType === 'Update' ? JSON.parse(event.OldResourceProperties?.Routes ?? '[]') as RouteItem[] : [];
@@ -69,7 +79,7 @@ export async function handleRoutesResource(event: RoutesResourceEvent, store: Ro
   const before = new Map((Array.isArray(oldRoutes) ? oldRoutes : []).map((r) => [r?.channel, JSON.stringify(r)]));
   const changed = routes.filter((r) => before.get(r.channel) !== JSON.stringify(r));
   const result = await writeRoutes(store, changed, removedChannels(oldRoutes, routes), 'deploy', now);
-  return { PhysicalResourceId: ROUTES_RESOURCE_ID, Data: { channels: result.written.join(',') } };
+  return { PhysicalResourceId: ROUTES_RESOURCE_ID, Data: { written: result.written.length, deleted: result.deleted.length } };
 }
 
 /** A direct invocation: `{ putRoutes: [...], deleteChannels: [...] }`, validated like deploy-time routes. */

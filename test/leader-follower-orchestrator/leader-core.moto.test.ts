@@ -404,7 +404,7 @@ describe('redrive and deploys leave what they should alone', () => {
       ResourceProperties: { Routes: JSON.stringify(v2) },
       OldResourceProperties: { Routes: JSON.stringify(v1) },
     }, store, config);
-    expect(result.Data.channels).toBe('email');
+    expect(result.Data).toEqual({ written: 1, deleted: 0 });
     expect(await store.get('email')).toMatchObject({ followers: ['render', 'deliver'], updatedBy: 'deploy' });
     expect(await store.get('sms')).toMatchObject({ followers: ['deliver'], updatedBy: 'api' });
   });

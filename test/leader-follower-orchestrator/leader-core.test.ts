@@ -1327,7 +1327,7 @@ describe('route writer', () => {
     const result = await handleRoutesResource({ RequestType: 'Create', ResourceProperties: { Routes: JSON.stringify(ROUTES) } }, store, WRITER,
       () => DEPLOYED_AT);
 
-    expect(result).toEqual({ PhysicalResourceId: ROUTES_RESOURCE_ID, Data: { channels: 'email,sms,letter' } });
+    expect(result).toEqual({ PhysicalResourceId: ROUTES_RESOURCE_ID, Data: { written: 3, deleted: 0 } });
     expect(ROUTES_RESOURCE_ID).toBe('orchestrator-routes');
     expect(store.put.mock.calls.map(([route]) => route)).toEqual(ROUTES.map((r) => ({ ...r, updatedAt: DEPLOYED_AT.toISOString(), updatedBy: 'deploy' })));
     expect(store.delete).not.toHaveBeenCalled();
@@ -1344,10 +1344,29 @@ describe('route writer', () => {
       OldResourceProperties: { Routes: JSON.stringify(ROUTES) },
     }, store, WRITER, () => DEPLOYED_AT);
 
-    expect(result).toEqual({ PhysicalResourceId: 'orchestrator-routes', Data: { channels: 'email,push' } });
+    expect(result).toEqual({ PhysicalResourceId: 'orchestrator-routes', Data: { written: 2, deleted: 2 } });
     expect(store.put.mock.calls.map(([route]) => route.channel)).toEqual(['email', 'push']);
     expect(store.put).toHaveBeenCalledWith({ channel: 'email', followers: ['render'], updatedAt: DEPLOYED_AT.toISOString(), updatedBy: 'deploy' });
     expect(store.delete.mock.calls.map(([channel]) => channel)).toEqual(['sms', 'letter']);
+  });
+
+  test('a deploy of 200 routes answers within CloudFormation\'s 4,096-byte custom resource response', async () => {
+    // "The total size of the response body can't exceed 4096 bytes" (AWS CloudFormation User Guide,
+    // custom resource response objects). The Provider framework adds its own fields (stack id,
+    // request id, logical id, reason) to what the handler returns: leave it 1 KB of them.
+    const routes = Array.from({ length: 200 }, (_, i) => ({ channel: `${'c'.repeat(250)}-${String(i).padStart(4, '0')}`, followers: ['enrich'] }));
+    const create = await handleRoutesResource({ RequestType: 'Create', ResourceProperties: { Routes: JSON.stringify(routes) } }, fakeStore(), WRITER);
+    const update = await handleRoutesResource({
+      RequestType: 'Update',
+      PhysicalResourceId: ROUTES_RESOURCE_ID,
+      ResourceProperties: { Routes: '[]' },
+      OldResourceProperties: { Routes: JSON.stringify(routes) },
+    }, fakeStore(), WRITER);
+
+    expect(JSON.stringify(create).length).toBeLessThan(4096 - 1024);
+    expect(JSON.stringify(update).length).toBeLessThan(4096 - 1024);
+    expect(create.Data).toEqual({ written: 200, deleted: 0 });
+    expect(update.Data).toEqual({ written: 0, deleted: 200 });
   });
 
   test('Delete writes and deletes nothing', async () => {
@@ -1357,7 +1376,7 @@ describe('route writer', () => {
       RequestType: 'Delete', PhysicalResourceId: 'orchestrator-routes', ResourceProperties: { Routes: JSON.stringify(ROUTES) },
     }, store, WRITER);
 
-    expect(result).toEqual({ PhysicalResourceId: 'orchestrator-routes', Data: { channels: '' } });
+    expect(result).toEqual({ PhysicalResourceId: 'orchestrator-routes', Data: { written: 0, deleted: 0 } });
     expect(store.put).not.toHaveBeenCalled();
     expect(store.delete).not.toHaveBeenCalled();
   });
