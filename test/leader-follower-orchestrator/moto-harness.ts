@@ -1,6 +1,6 @@
 import { CreateTableCommand, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import { CreateEventBusCommand, PutEventsCommand, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
-import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import {
   ChangeMessageVisibilityCommand, CreateQueueCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand,
 } from '@aws-sdk/client-sqs';
@@ -107,6 +107,26 @@ export class LambdaSimulator {
 
   constructor(private readonly followers: Record<string, FollowerHandler>) {}
 
+  /**
+   * A real LambdaClient whose requests reach this simulator instead of the network (an
+   * asynchronous Invoke is queued, and answered 202), so SDK middleware, such as the
+   * crash-point harness's fault injector, sees its calls as it sees moto's.
+   */
+  public sdkClient(): LambdaClient {
+    return new LambdaClient({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+      maxAttempts: 1,
+      requestHandler: {
+        handle: async (request: { path: string; body: Uint8Array | string }) => {
+          const arn = decodeURIComponent(request.path.split('/')[3]);
+          this.pending.push({ arn, request: JSON.parse(Buffer.from(request.body).toString('utf8')) });
+          return { response: { statusCode: 202, headers: {}, body: new Uint8Array() } };
+        },
+      } as any,
+    });
+  }
+
   /** ARN of each follower, as the construct passes them to the leader. */
   public get arns(): Record<string, string> {
     return Object.fromEntries(Object.keys(this.followers).map((name) => [name, arnOf(name)]));
@@ -192,12 +212,14 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
   /** Clients in place of moto's (a wrapper that fails some calls). */
   sqs?: any;
   eventBridge?: any;
+  dynamoDb?: any;
+  lambda?: any;
 } = {}) {
   const clock = options.clock ?? { now: Date.parse('2026-11-22T10:00:00Z') };
   const now = () => clock.now;
-  const table = new DynamoRouteStore(dynamoDb, deployment.routesTable);
+  const table = new DynamoRouteStore(options.dynamoDb ?? dynamoDb, deployment.routesTable);
   const routes = new CachedRouteStore(table, options.cacheTtlMs ?? 60_000, now);
-  const progress = new ProgressStore(dynamoDb, deployment.progressTable, 45_000, 14 * 86_400, now);
+  const progress = new ProgressStore(options.dynamoDb ?? dynamoDb, deployment.progressTable, 45_000, 14 * 86_400, now);
   const metrics = new CapturedMetrics();
   const config: LeaderConfig = {
     orchestratorId: options.orchestratorId ?? 'orchestrator-1',
@@ -210,7 +232,7 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
   const leader = new Leader({
     routes,
     progress,
-    lambda: simulator.client,
+    lambda: options.lambda ?? simulator.client,
     eventBridge: options.eventBridge ?? eventBridge,
     sqs: options.sqs ?? sqs,
     metrics,

@@ -1,0 +1,260 @@
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { ChangeMessageVisibilityCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import {
+  curatedEvent, deployWithRoutes, Deployment, drainQueue, FollowerHandler, LambdaSimulator, motoLeader, orchestrated, sqs, STAMPING_FOLLOWERS,
+  stamping,
+} from './moto-harness';
+import { exploreCrashPoints, FaultInjector, invariant, InvocationOutcome } from '../support/crash-points';
+import { motoClients } from '../support/moto';
+
+/**
+ * The leader and its redrive under the crash-point harness, against moto (DynamoDB, SQS,
+ * EventBridge) with Lambda simulated through a real LambdaClient: every AWS call of one
+ * invocation fails in turn as a lost request, a lost answer and a crash.
+ *
+ * The platform then does what AWS does: an asynchronous invocation that failed or died is
+ * retried twice (a minute, then two, later), and after that Lambda's on-failure destination
+ * puts the invocation record in the leader's dead-letter queue. A redrive is the operator's:
+ * after a failed one, they run it again.
+ *
+ * Invariant: once the followers have run and the operator has redriven the dead-letter queue
+ * until it is empty (the cause of a park fixed first), the record was put on the curated bus,
+ * and nothing is left in the queue. Nothing is lost, whatever failed where.
+ */
+
+const handlerClients = motoClients();
+const injector = new FaultInjector(handlerClients.dynamoDb, handlerClients.sqs, handlerClients.eventBridge);
+const OPERATOR_ROUNDS = 5;
+
+interface World {
+  readonly deployment: Deployment;
+  readonly lambda: LambdaSimulator;
+  readonly lambdaClient: LambdaClient;
+  readonly clock: { now: number };
+  /** Receipt handles of messages a faulted invocation received (hidden for 2 minutes in moto's real time). */
+  readonly received: string[];
+  /** Messages a faulted invocation parked again with a 15-minute delay (moto delays in real time). */
+  readonly delayed: string[];
+  /** What the scenario's faulted invocation handles. */
+  input?: unknown;
+}
+
+let world: World;
+injector.observe((call) => {
+  if (call.command === 'ReceiveMessageCommand') world.received.push(...(call.output?.Messages ?? []).map((m: any) => m.ReceiptHandle));
+  if (call.command === 'SendMessageCommand' && call.input.DelaySeconds) world.delayed.push(call.input.MessageBody);
+});
+
+afterAll(() => {
+  for (const client of [handlerClients.sqs, handlerClients.eventBridge, handlerClients.dynamoDb, handlerClients.s3]) client.destroy();
+});
+
+async function newWorld(followers: Record<string, FollowerHandler> = STAMPING_FOLLOWERS): Promise<World> {
+  const lambda = new LambdaSimulator(followers);
+  const lambdaClient = lambda.sdkClient();
+  injector.attach(lambdaClient);
+  world = {
+    deployment: await deployWithRoutes(), lambda, lambdaClient, clock: { now: Date.parse('2026-11-30T12:00:00Z') }, received: [], delayed: [],
+  };
+  return world;
+}
+
+/** The leader as one invocation runs it: the handler's clients, which the harness faults. */
+function faultedLeader(w: World, options: Parameters<typeof motoLeader>[2] = {}) {
+  return motoLeader(w.deployment, w.lambda, {
+    ...options,
+    clock: w.clock,
+    sqs: handlerClients.sqs,
+    eventBridge: handlerClients.eventBridge,
+    dynamoDb: handlerClients.dynamoDb,
+    lambda: w.lambdaClient,
+  }).leader;
+}
+
+/** The leader outside the faulted invocation: the followers' returns, the operator's redrives. */
+function platformLeader(w: World, options: Parameters<typeof motoLeader>[2] = {}) {
+  return motoLeader(w.deployment, w.lambda, { ...options, clock: w.clock }).leader;
+}
+
+/**
+ * Lambda's asynchronous retries: two more attempts after a failure (or a death), then the
+ * on-failure destination's invocation record (the shape of the "Invocation record" example in
+ * the Lambda developer guide's asynchronous invocation destinations page) in the dead-letter queue.
+ */
+async function asyncRetries(w: World, first: InvocationOutcome, options: Parameters<typeof motoLeader>[2] = {}): Promise<void> {
+  let last = first;
+  for (let retry = 1; retry <= 2 && last.ended !== 'returned'; retry++) {
+    w.clock.now += retry * 60_000;
+    last = await injector.invoke(() => faultedLeader(w, options).handle(w.input));
+  }
+  if (last.ended === 'returned') return;
+  const error = last.ended === 'threw' ? last.error as Error : new Error('Task timed out after 30.00 seconds');
+  await sqs.send(new SendMessageCommand({
+    QueueUrl: w.deployment.dlqUrl,
+    MessageBody: JSON.stringify({
+      version: '1.0',
+      timestamp: new Date(w.clock.now).toISOString(),
+      requestContext: {
+        requestId: 'e4b46cbf-b738-xmpl-8880-a18cdf61200e',
+        functionArn: 'arn:aws:lambda:us-east-1:123456789012:function:leader:$LATEST',
+        condition: 'RetriesExhausted',
+        approximateInvokeCount: 3,
+      },
+      requestPayload: w.input,
+      responseContext: { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' },
+      responsePayload: { errorType: error.name, errorMessage: error.message },
+    }),
+  }));
+}
+
+/** The operator's next redrive, after a faulted one: the same request again, while it left something. */
+async function operatorRedrivesAgain(w: World, first: InvocationOutcome, options: Parameters<typeof motoLeader>[2] = {}): Promise<void> {
+  let last = first;
+  for (let run = 0; run < 3 && last.ended !== 'returned'; run++) {
+    await timePasses(w);
+    last = await injector.invoke(() => faultedLeader(w, options).handle(w.input));
+  }
+}
+
+/** Minutes pass: messages a redrive hid come back, and messages parked with a delay are due. */
+async function timePasses(w: World): Promise<void> {
+  w.clock.now += 16 * 60_000;
+  for (const handle of w.received.splice(0)) {
+    // A handle of a message deleted since is refused: nothing to show again.
+    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: w.deployment.dlqUrl, ReceiptHandle: handle, VisibilityTimeout: 0 }))
+      .catch(() => undefined);
+  }
+  // Moto keeps the delayed message hidden in real time: a copy stands for it, now due.
+  for (const body of w.delayed.splice(0)) await sqs.send(new SendMessageCommand({ QueueUrl: w.deployment.dlqUrl, MessageBody: body }));
+}
+
+/**
+ * The followers run, and the operator (the cause of any park fixed) redrives the dead-letter
+ * queue until it is empty. Then: the record was put on the bus (once, or more where the docs
+ * say at least once), and the queue holds nothing.
+ */
+async function checkDelivered(w: World, id: string, fixed: Parameters<typeof motoLeader>[2] = {}) {
+  // The operator's own redrives hide what they receive, too; record those handles.
+  const operatorSqs = {
+    send: async (command: any) => {
+      const output: any = await sqs.send(command);
+      if (output?.Messages) w.received.push(...output.Messages.map((m: any) => m.ReceiptHandle));
+      return output;
+    },
+  };
+  const leader = platformLeader(w, { ...fixed, sqs: operatorSqs });
+  for (let round = 0; round < OPERATOR_ROUNDS; round++) {
+    await w.lambda.settle(leader);
+    await timePasses(w);
+    const report = await leader.handle({ redrive: { maxMessages: 100 } });
+    await w.lambda.settle(leader);
+    if (report.redrive!.received === 0 && w.lambda.queued.length === 0) break;
+  }
+  await timePasses(w);
+  const left = await drainQueue(w.deployment.dlqUrl);
+  const outputs = (await orchestrated(w.deployment)).filter((o) => o.id === id);
+  invariant(outputs.length > 0, `record ${id} was never put on the curated bus; the dead-letter queue holds ${JSON.stringify(left).slice(0, 400)}`);
+  invariant(left.length === 0, `the dead-letter queue still holds ${left.length} message(s) after the operator's redrives: ${JSON.stringify(left).slice(0, 400)}`);
+  return { delivered: 1, waiting: 0, parked: 0, duplicates: outputs.length - 1 };
+}
+
+/** A follower that fails until the operator fixes it (before the check's redrives). */
+function fixable(name: string, state: { down: boolean }): FollowerHandler {
+  return (request) => {
+    if (state.down) throw new Error(`${name} is down`);
+    return stamping(name)(request);
+  };
+}
+
+const summary: string[] = [];
+afterAll(() => console.log(`Crash points, LeaderFollowerOrchestrator:\n${summary.join('\n')}`));
+
+async function explore(name: string, setup: () => Promise<World>, redeliver: (w: World, first: InvocationOutcome) => Promise<void>,
+  check: (w: World) => Promise<{ delivered: number; waiting: number; parked: number; duplicates: number }>,
+  options: Parameters<typeof motoLeader>[2] = {}) {
+  const report = await exploreCrashPoints<World>({
+    name: `LeaderFollowerOrchestrator ${name}`,
+    injector,
+    setup,
+    invoke: (w) => faultedLeader(w, options).handle(w.input),
+    redeliver,
+    check,
+  });
+  summary.push(`  ${name}: ${report.crashPoints} trials (${report.cleanCalls.join(', ')}); totals ${JSON.stringify(report.totals)}`);
+  return report;
+}
+
+test('leader, a curated record starts its route: every fault ends with the record on the bus', async () => {
+  const report = await explore('leader: a record starts its route', async () => {
+    const w = await newWorld();
+    w.input = curatedEvent('r1', 'sms', { steps: [] });
+    return w;
+  }, (w, first) => asyncRetries(w, first), (w) => checkDelivered(w, 'r1'));
+  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'Invoke', 'UpdateItem']);
+  // A lost Invoke answer invokes the follower again, whose second result is a replay: one record on the bus.
+  expect(report.totals.duplicates).toBe(0);
+}, 300_000);
+
+test('leader, the last follower\'s result: every fault ends with the record on the bus (at least once)', async () => {
+  const report = await explore('leader: the last result finishes the run', async () => {
+    const w = await newWorld();
+    const leader = platformLeader(w);
+    await leader.handle(curatedEvent('r2', 'sms', { steps: [] }));
+    // Run step 1, then capture step 2's destination record instead of handing it to the leader.
+    await w.lambda.settle({ handle: async (record: any) => (record.requestPayload.step === 2 ? (w.input = record) : leader.handle(record)) } as any);
+    return w;
+  }, (w, first) => asyncRetries(w, first), (w) => checkDelivered(w, 'r2'));
+  expect(report.cleanCalls).toEqual(['UpdateItem', 'PutEvents', 'UpdateItem']);
+  // FINISH is at least once: PutEvents applied, then its answer lost, or the mark after it lost
+  // or never made (a crash), puts the record again on the retry. A lost answer of the mark does not.
+  const twice = report.trials.filter((t) => t.outcomes.duplicates > 0).map((t) => `${t.at} ${t.call}/${t.kind}`);
+  expect(twice).toEqual(['1 PutEvents/lost-answer', '2 UpdateItem/lost-request', '2 UpdateItem/crash']);
+}, 300_000);
+
+test('leader, a follower\'s failure is parked: every fault ends parked once, and the operator\'s redrive delivers it', async () => {
+  const state = { down: true };
+  const report = await explore('leader: a follower failure is parked', async () => {
+    state.down = true;
+    const w = await newWorld({ ...STAMPING_FOLLOWERS, deliver: fixable('deliver', state) });
+    const leader = platformLeader(w);
+    await leader.handle(curatedEvent('r3', 'sms', { steps: [] }));
+    await w.lambda.settle({ handle: async (record: any) => (record.requestPayload.step === 2 ? (w.input = record) : leader.handle(record)) } as any);
+    return w;
+  }, (w, first) => asyncRetries(w, first), async (w) => {
+    state.down = false;
+    return checkDelivered(w, 'r3');
+  });
+  expect(report.cleanCalls).toEqual(['UpdateItem', 'SendMessage', 'UpdateItem']);
+  expect(report.totals.duplicates).toBe(0);
+}, 300_000);
+
+test('redrive of a parked step: every fault ends with the record on the bus, never deleted as resumed', async () => {
+  const state = { down: true };
+  const report = await explore('redrive: a parked step is resumed', async () => {
+    state.down = true;
+    const w = await newWorld({ ...STAMPING_FOLLOWERS, render: fixable('render', state) });
+    const leader = platformLeader(w);
+    await leader.handle(curatedEvent('r4', 'email', { steps: [] }));
+    await w.lambda.settle(leader);
+    state.down = false;
+    w.input = { redrive: { maxMessages: 10 } };
+    return w;
+  }, (w, first) => operatorRedrivesAgain(w, first), (w) => checkDelivered(w, 'r4'));
+  expect(report.cleanCalls).toEqual(['ReceiveMessage', 'UpdateItem', 'Invoke', 'UpdateItem', 'DeleteMessage', 'ReceiveMessage']);
+  expect(report.totals.duplicates).toBe(0);
+}, 300_000);
+
+test('redrive of a step whose cause is not fixed: every fault ends parked again (or still parked), and delivered once fixed', async () => {
+  const big = (request: any) => ({ event: { ...request.event, blob: 'x'.repeat(3000) } });
+  const report = await explore('redrive: a step parked again', async () => {
+    const w = await newWorld({ ...STAMPING_FOLLOWERS, enrich: big });
+    const leader = platformLeader(w, { maxEventBytes: 2048 });
+    await leader.handle(curatedEvent('r5', 'email', { steps: [] }));
+    await w.lambda.settle(leader);
+    w.input = { redrive: { maxMessages: 10 } };
+    return w;
+  }, (w, first) => operatorRedrivesAgain(w, first, { maxEventBytes: 2048 }), (w) => checkDelivered(w, 'r5', { maxEventBytes: 8192 }),
+  { maxEventBytes: 2048 });
+  expect(report.cleanCalls).toEqual(['ReceiveMessage', 'UpdateItem', 'SendMessage', 'UpdateItem', 'DeleteMessage', 'ReceiveMessage']);
+  expect(report.totals.duplicates).toBe(0);
+}, 300_000);
