@@ -259,8 +259,9 @@ export class Leader {
         ? `a follower result of orchestrator ${JSON.stringify(context.orchestrator)} reached orchestrator `
           + `${JSON.stringify(this.config.orchestratorId)}; allowed: results of this orchestrator's own followers`
         : undefined;
-    if (mismatch) {
-      return this.park({ reason: 'invalid-input', channel: request.channel, step, hops: context.hops, input: record, message: mismatch });
+    const sender = this.senderMismatch(record, step, context.follower);
+    if (mismatch || sender) {
+      return this.park({ reason: 'invalid-input', channel: request.channel, step, hops: context.hops, input: record, message: (mismatch ?? sender)! });
     }
     if (record.requestContext.condition !== 'Success') {
       const response = isObject(record.responsePayload) ? record.responsePayload : {};
@@ -279,6 +280,18 @@ export class Leader {
       return this.finish({ ...done, route: run.route.slice(0, step) }, step + 1, result.event);
     }
     return this.dispatch(done, step + 1, result.event);
+  }
+
+  /**
+   * Why a destination record was not sent by the follower of the step it claims, or undefined
+   * when it was. Lambda names the sender in `requestContext.functionArn` (with its qualifier).
+   */
+  private senderMismatch(record: DestinationRecord, step: number, follower: string): string | undefined {
+    const registered = this.config.followers[follower];
+    const sender = record.requestContext.functionArn;
+    if (registered !== undefined && typeof sender === 'string' && unqualified(sender) === unqualified(registered)) return undefined;
+    return `a follower result sent by ${JSON.stringify(sender ?? null)}, but step ${step} of the route is follower ${JSON.stringify(follower)} `
+      + `(${registered ?? 'not registered with this orchestrator'}); allowed: results sent by the step's own follower function`;
   }
 
   /** FINISH: puts the processed record on the curated bus, once per run. */
@@ -580,6 +593,11 @@ function isDestinationRecord(value: unknown): value is DestinationRecord {
   return typeof context.runId === 'string' && Array.isArray(context.route) && context.route.length <= MAX_ROUTE_LENGTH
     && typeof context.follower === 'string' && Number.isInteger(context.hops) && typeof context.startedAt === 'number'
     && isObject(context.record) && typeof context.orchestrator === 'string';
+}
+
+/** A function ARN without its version or alias: arn:aws:lambda:region:account:function:name. */
+function unqualified(arn: string): string {
+  return arn.split(':').slice(0, 7).join(':');
 }
 
 function isObject(value: unknown): value is Record<string, any> {

@@ -347,7 +347,7 @@ describe('parked steps are parked once and resumed once', () => {
     clock.now += 61_000;
     const report = await leader.handle({
       version: '1.0',
-      requestContext: { condition: 'Success', approximateInvokeCount: 1, functionArn: 'x' },
+      requestContext: { condition: 'Success', approximateInvokeCount: 1, functionArn: `${lambda.arns.deliver}:$LATEST` },
       requestPayload: finalRequest,
       responseContext: { statusCode: 200 },
       responsePayload: { event: { steps: ['enrich', 'deliver'] } },

@@ -228,3 +228,39 @@ describe('a redrive by filter resumes only the messages it names', () => {
     expect(await drainQueue(deployment.dlqUrl)).toHaveLength(1);
   });
 });
+
+describe('a follower result is accepted only from the follower of the step it claims', () => {
+  /** The destination record of step 1 of a run, as Lambda would send it for `sender`. */
+  async function stepOneRecord(sender: string) {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const dlq = new DeadLetterQueueClock(deployment);
+    const setup = motoLeader(deployment, lambda, { sqs: dlq.client });
+    await setup.leader.handle(curatedEvent('x1', 'email', { steps: [] }));
+    const [request] = lambda.queued;
+    const record = {
+      version: '1.0',
+      timestamp: '2026-11-22T10:00:01.000Z',
+      requestContext: { requestId: 'r', functionArn: `${lambda.arns[sender]}:$LATEST`, condition: 'Success', approximateInvokeCount: 1 },
+      requestPayload: request,
+      responseContext: { statusCode: 200, executedVersion: '$LATEST' },
+      responsePayload: { event: { steps: ['forged'] } },
+    };
+    return { ...setup, lambda, dlq, record };
+  }
+
+  test('a record claiming step 1 (enrich) sent by deliver is parked as invalid input, and the run is not advanced', async () => {
+    const { leader, lambda, dlq, record } = await stepOneRecord('deliver');
+    const before = lambda.queued.length;
+    await leader.handle(record);
+    expect(lambda.queued).toHaveLength(before);
+    expect(dlq.sent).toEqual([expect.objectContaining({ reason: 'invalid-input', step: 1, channel: 'email' })]);
+    expect(dlq.sent[0].message).toMatch(/sent by .*function:deliver:\$LATEST.*step 1 of the route is follower "enrich" \(.*function:enrich\)/);
+  });
+
+  test('the same record from enrich itself (any qualifier of its ARN) advances the run', async () => {
+    const { leader, lambda, dlq, record } = await stepOneRecord('enrich');
+    await leader.handle(record);
+    expect(lambda.queued.map((r) => [r.orchestration.follower, r.step])).toEqual([['enrich', 1], ['render', 2]]);
+    expect(dlq.sent).toEqual([]);
+  });
+});
