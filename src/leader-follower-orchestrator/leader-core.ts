@@ -2,7 +2,7 @@ import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
-  DESTINATION_RECORD_BUDGET_BYTES, FollowerRequest, LEADER_ENV, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, StepContext,
+  DESTINATION_RECORD_BUDGET_BYTES, FollowerRequest, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, StepContext,
 } from './orchestrator-contract';
 import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
 import { checkRoute, unregisteredFollowers } from './route-schema';
@@ -47,6 +47,12 @@ export interface LeaderDependencies {
   readonly sleep?: (ms: number) => Promise<void>;
   /** Milliseconds left in the invocation (Lambda's context); a redrive stops receiving when it runs low. */
   readonly remainingTimeMs?: () => number;
+  /**
+   * What this function takes: `events` (the leader) refuses redrive requests, `redrive` (the
+   * redrive function) takes nothing else, so a principal allowed to redrive cannot inject events
+   * or forge follower results. @default - both (tests)
+   */
+  readonly entry?: LeaderEntry;
 }
 
 /** What the leader did with one record or follower result. */
@@ -128,6 +134,14 @@ export class Leader {
 
   /** Handles one invocation of any kind the leader accepts. */
   public async handle(input: unknown): Promise<LeaderReport> {
+    const isRedrive = isObject(input) && 'redrive' in input;
+    if (this.deps.entry === 'events' && isRedrive) {
+      throw new Error('the leader does not take redrive requests; invoke the orchestrator\'s redrive function '
+        + '(LeaderFollowerOrchestrator.redriveFunction) with { "redrive": {...} }');
+    }
+    if (this.deps.entry === 'redrive' && !isRedrive) {
+      throw new Error(`the redrive function takes { "redrive": { "maxMessages"?, "reason"?, "channel"?, "runId"? } } only, got ${describe(input)}`);
+    }
     if (isObject(input) && isObject(input.redrive)) {
       const redrive = await this.redrive(redriveFilter(input.redrive));
       return { outcomes: { ...this.outcomes }, redrive };

@@ -14,7 +14,7 @@ import {
 } from './leader-follower-orchestrator-props';
 import { LeaderFunction } from './leader-function';
 import {
-  DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LEADER_ENV, MAX_ROUTE_LENGTH, MAX_STEP_EVENT_BYTES,
+  DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, MAX_STEP_EVENT_BYTES,
   PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV,
 } from './orchestrator-contract';
 import { checkRoute } from './route-schema';
@@ -43,8 +43,12 @@ const DEFAULT_PROGRESS_TTL = Duration.days(14);
  */
 const SOURCE_RETRY_ATTEMPTS = 8;
 const SOURCE_MAX_EVENT_AGE = Duration.hours(1);
-/** Shorter than the 45 s lease on a claimed step (leader.lambda.ts), so a claim outlives its owner. */
+/**
+ * Shorter than the 45 s lease on a claimed step (leader.lambda.ts), so a claim outlives its
+ * owner. The redrive function claims steps too, so it has the same timeout.
+ */
 const LEADER_TIMEOUT = Duration.seconds(30);
+const REDRIVE_TIMEOUT = LEADER_TIMEOUT;
 
 /**
  * Routes each curated record through an ordered list of follower functions chosen by its
@@ -65,7 +69,7 @@ export class LeaderFollowerOrchestrator extends Construct {
    * asynchronous invocation configuration and its delivery alarm); each source adds a rule and a
    * Lambda permission. Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_ORCHESTRATOR = 21;
+  public static readonly RESOURCES_PER_ORCHESTRATOR = 23;
   /** Longest route: 1 + 2 × 7 = 15 invocations stays below Lambda's recursive loop detection (about 16). */
   public static readonly MAX_ROUTE_LENGTH = MAX_ROUTE_LENGTH;
 
@@ -75,8 +79,14 @@ export class LeaderFollowerOrchestrator extends Construct {
   public readonly routesTable: dynamodb.Table;
   /** Progress table (replay detection): partition key `runId`, the last step claimed, TTL `expiresAt`. */
   public readonly progressTable: dynamodb.Table;
-  /** The leader function. */
+  /** The leader function: curated events and follower results (it refuses redrive requests). */
   public readonly leaderFunction: lambda.Function;
+  /**
+   * The redrive function: invoked with `{ "redrive": { "maxMessages"?, "reason"?, "channel"?,
+   * "runId"? } }`, it resumes parked events from the dead-letter queue (see `grantRedrive`). It
+   * runs the leader's code with the leader's role, and takes nothing else.
+   */
+  public readonly redriveFunction: lambda.Function;
   /**
    * Function that validates and writes routes: the routes custom resource at deploy, and
    * `{ "putRoutes": [...], "deleteChannels": [...] }` invocations at run time.
@@ -151,6 +161,7 @@ export class LeaderFollowerOrchestrator extends Construct {
       service: 'lambda', resource: 'function', resourceName: leaderName, arnFormat: ArnFormat.COLON_RESOURCE_NAME,
     });
     this.leaderFunction = this.createLeader(leaderName);
+    this.redriveFunction = this.createRedrive();
     this.routeWriterFunction = this.createRouteWriter();
     this.routesProvider = this.createRoutesProvider();
     this.routesResource = new CustomResource(this, 'Routes', {
@@ -174,7 +185,7 @@ export class LeaderFollowerOrchestrator extends Construct {
     });
     this.deadLetterQueueAlarm = this.alarm('DeadLetterQueueAlarm', parkedMessages,
       'Events are parked in the orchestrator dead-letter queue (each message says its channel, step and reason); '
-      + 'fix the cause, then invoke the leader with {"redrive":{"maxMessages":10}} to resume them');
+      + 'fix the cause, then invoke the redrive function with {"redrive":{"maxMessages":10}} to resume them');
     this.leaderDeliveryFailuresAlarm = this.alarm('LeaderDeliveryFailuresAlarm', destinationDeliveryFailures(this.leaderFunction),
       'Lambda could not deliver failed leader invocations to the dead-letter queue');
 
@@ -323,9 +334,13 @@ export class LeaderFollowerOrchestrator extends Construct {
     return grantInvokeExactly(this.routeWriterFunction, grantee);
   }
 
-  /** Lets `grantee` invoke the leader, for example with `{ "redrive": { "maxMessages": 10 } }`. */
+  /**
+   * Lets `grantee` invoke the redrive function, for example with `{ "redrive": { "maxMessages": 10 } }`.
+   * Only that function: the grantee cannot invoke the leader, so it cannot inject events or forge
+   * follower results.
+   */
   public grantRedrive(grantee: iam.IGrantable): iam.Grant {
-    return grantInvokeExactly(this.leaderFunction, grantee);
+    return grantInvokeExactly(this.redriveFunction, grantee);
   }
 
   /** A metric of the leader (namespace `cdk-event-fabric`, dimensions `orchestrator` and `channel`). */
@@ -365,8 +380,7 @@ export class LeaderFollowerOrchestrator extends Construct {
     const props = this.props;
     const key = props.encryptionKey;
     const logGroup = functionLogGroup(this, 'LeaderFunctionLogs');
-    const role = functionRole(this, 'LeaderFunctionRole', 'cdk-event-fabric LeaderFollowerOrchestrator leader', logGroup);
-    const stack = Stack.of(this);
+    const role = functionRole(this, 'LeaderFunctionRole', 'cdk-event-fabric LeaderFollowerOrchestrator leader and redrive', logGroup);
     const fn = new LeaderFunction(this, 'LeaderFunction', {
       functionName,
       role,
@@ -381,20 +395,7 @@ export class LeaderFollowerOrchestrator extends Construct {
       retryAttempts: 2,
       maxEventAge: Duration.hours(6),
       onFailure: new lambdaDestinations.SqsDestination(this.deadLetterQueue),
-      environment: {
-        [LEADER_ENV.ROUTES_TABLE_NAME]: this.routesTable.tableName,
-        [LEADER_ENV.PROGRESS_TABLE_NAME]: this.progressTable.tableName,
-        [LEADER_ENV.CURATED_BUS_NAME]: this.curatedBus.eventBusName,
-        [LEADER_ENV.DEAD_LETTER_QUEUE_URL]: this.deadLetterQueue.queueUrl,
-        [LEADER_ENV.FOLLOWERS]: Lazy.string({ produce: () => stack.toJsonString(this.followerArns) }),
-        [LEADER_ENV.MAX_HOPS]: String(this.maxHops),
-        [LEADER_ENV.ROUTE_CACHE_TTL_SECONDS]: Tokenization.stringifyNumber((props.routeCacheTtl ?? DEFAULT_ROUTE_CACHE_TTL).toSeconds()),
-        [LEADER_ENV.MAX_EVENT_BYTES]: Tokenization.stringifyNumber(props.maxEventBytes ?? DEFAULT_STEP_EVENT_BYTES),
-        [LEADER_ENV.PROGRESS_TTL_SECONDS]: Tokenization.stringifyNumber((props.progressTtl ?? DEFAULT_PROGRESS_TTL).toSeconds()),
-        [LEADER_ENV.ORCHESTRATOR_ID]: this.node.addr,
-        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
-        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-      },
+      environment: this.leaderEnvironment('events'),
     });
     this.routesTable.grant(fn, 'dynamodb:GetItem');
     this.progressTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
@@ -410,6 +411,47 @@ export class LeaderFollowerOrchestrator extends Construct {
         + 'with the error. A legacy DLQ would receive the same events twice.',
     });
     return fn;
+  }
+
+  /** The leader's code and role, taking redrive requests only (`grantRedrive` grants this function). */
+  private createRedrive(): lambda.Function {
+    const logGroup = functionLogGroup(this, 'RedriveFunctionLogs');
+    const role = this.leaderFunction.role as iam.Role;
+    logGroup.grantWrite(role);
+    const fn = new LeaderFunction(this, 'RedriveFunction', {
+      role,
+      description: 'cdk-event-fabric LeaderFollowerOrchestrator: resumes parked events from the dead-letter queue',
+      memorySize: 512,
+      timeout: REDRIVE_TIMEOUT,
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup,
+      environment: this.leaderEnvironment('redrive'),
+    });
+    Validations.of(fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Invoked synchronously by operators, who see its report and every error; the messages it could not resume stay in the '
+        + 'orchestrator dead-letter queue.',
+    });
+    return fn;
+  }
+
+  private leaderEnvironment(entry: LeaderEntry): Record<string, string> {
+    const props = this.props;
+    return {
+      [LEADER_ENV.ROUTES_TABLE_NAME]: this.routesTable.tableName,
+      [LEADER_ENV.PROGRESS_TABLE_NAME]: this.progressTable.tableName,
+      [LEADER_ENV.CURATED_BUS_NAME]: this.curatedBus.eventBusName,
+      [LEADER_ENV.DEAD_LETTER_QUEUE_URL]: this.deadLetterQueue.queueUrl,
+      [LEADER_ENV.FOLLOWERS]: Lazy.string({ produce: () => Stack.of(this).toJsonString(this.followerArns) }),
+      [LEADER_ENV.MAX_HOPS]: String(this.maxHops),
+      [LEADER_ENV.ROUTE_CACHE_TTL_SECONDS]: Tokenization.stringifyNumber((props.routeCacheTtl ?? DEFAULT_ROUTE_CACHE_TTL).toSeconds()),
+      [LEADER_ENV.MAX_EVENT_BYTES]: Tokenization.stringifyNumber(props.maxEventBytes ?? DEFAULT_STEP_EVENT_BYTES),
+      [LEADER_ENV.PROGRESS_TTL_SECONDS]: Tokenization.stringifyNumber((props.progressTtl ?? DEFAULT_PROGRESS_TTL).toSeconds()),
+      [LEADER_ENV.ORCHESTRATOR_ID]: this.node.addr,
+      [LEADER_ENV.ENTRY]: entry,
+      POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    };
   }
 
   private createRouteWriter(): lambda.Function {

@@ -6,7 +6,7 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { Leader, LeaderConfig, leaderConfigFromEnv, LeaderMetrics, LeaderReport } from './leader-core';
-import { LEADER_ENV } from './orchestrator-contract';
+import { LEADER_ENV, LeaderEntry } from './orchestrator-contract';
 import { ProgressStore } from './progress-core';
 import { CachedRouteStore, DynamoRouteStore } from './route-store-core';
 
@@ -55,12 +55,14 @@ class ChannelMetrics implements LeaderMetrics {
 }
 
 /**
- * The leader: a rule target for curated records and batches, the success and failure
- * destination of every follower, and, invoked with `{ "redrive": { "maxMessages": n } }`,
- * the resumer of its dead-letter queue. A failure it cannot park (AWS errors, a step still
- * being dispatched by another invocation) fails the invocation so Lambda retries it; after the
- * retries, the on-failure destination keeps the request in the dead-letter queue.
+ * Two functions run this bundle (`LEADER_ENTRY`). The leader (`events`): a rule target for
+ * curated records and batches, and the success and failure destination of every follower. A
+ * failure it cannot park (AWS errors, a step still being dispatched by another invocation)
+ * fails the invocation so Lambda retries it; after the retries, the on-failure destination
+ * keeps the request in the dead-letter queue. The redrive function (`redrive`): invoked with
+ * `{ "redrive": { "maxMessages": n, ... } }`, the resumer of the dead-letter queue.
  */
+const entry: LeaderEntry = env[LEADER_ENV.ENTRY] === 'redrive' ? 'redrive' : 'events';
 /** The environment does not change within an execution environment: read it once. */
 let config: LeaderConfig | undefined;
 
@@ -68,7 +70,15 @@ export async function handler(input: unknown, context?: Context): Promise<Leader
   config ??= leaderConfigFromEnv(env);
   const metrics = new ChannelMetrics();
   const leader = new Leader({
-    routes, progress, lambda, eventBridge, sqs, metrics, logger, remainingTimeMs: context ? () => context.getRemainingTimeInMillis() : undefined,
+    routes,
+    progress,
+    lambda,
+    eventBridge,
+    sqs,
+    metrics,
+    logger,
+    remainingTimeMs: context ? () => context.getRemainingTimeInMillis() : undefined,
+    entry,
   }, config);
   try {
     const report = await leader.handle(input);

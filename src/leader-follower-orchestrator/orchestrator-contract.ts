@@ -164,7 +164,15 @@ export const LEADER_ENV = {
   MAX_EVENT_BYTES: 'MAX_EVENT_BYTES',
   PROGRESS_TTL_SECONDS: 'PROGRESS_TTL_SECONDS',
   ORCHESTRATOR_ID: 'ORCHESTRATOR_ID',
+  /**
+   * What the function takes: `events` (the leader: curated events and follower results) or
+   * `redrive` (the redrive function: `{ "redrive": {...} }` requests only). One bundle, two functions.
+   */
+  ENTRY: 'LEADER_ENTRY',
 } as const;
+
+/** The leader bundle's two entries (`LEADER_ENV.ENTRY`). */
+export type LeaderEntry = 'events' | 'redrive';
 
 /** Environment variables of the route writer function. */
 export const ROUTE_WRITER_ENV = {

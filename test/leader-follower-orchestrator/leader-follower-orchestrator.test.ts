@@ -22,10 +22,10 @@ const functionArn = (name: string) => ({
   'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:lambda:${ENV.region}:${ENV.account}:function:${name}`]],
 });
 
-/** The leader function's logical id and properties (the one with FOLLOWERS in its environment). */
-function leaderResource(template: Template): [string, any] {
+/** The leader function's logical id and properties (the one whose LEADER_ENTRY is "events"). */
+function leaderResource(template: Template, entry: 'events' | 'redrive' = 'events'): [string, any] {
   const found = Object.entries<any>(template.findResources('AWS::Lambda::Function'))
-    .filter(([, f]) => f.Properties.Environment?.Variables?.FOLLOWERS !== undefined);
+    .filter(([, f]) => f.Properties.Environment?.Variables?.LEADER_ENTRY === entry);
   expect(found).toHaveLength(1);
   return [found[0][0], found[0][1].Properties];
 }
@@ -84,17 +84,17 @@ describe('LeaderFollowerOrchestrator defaults', () => {
   const [leaderLogicalId, leader] = leaderResource(template);
 
   test(`exactly RESOURCES_PER_ORCHESTRATOR (${LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR}) resources`, () => {
-    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(21);
-    expect(resourceCount(stack)).toBe(21);
+    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(23);
+    expect(resourceCount(stack)).toBe(23);
     expect(resourcesByType(stack)).toEqual({
       'AWS::Events::EventBus': 1,
       'AWS::SQS::Queue': 1,
       'AWS::SQS::QueuePolicy': 1,
       'AWS::DynamoDB::Table': 2,
-      'AWS::Logs::LogGroup': 3,
+      'AWS::Logs::LogGroup': 4,
       'AWS::IAM::Role': 3,
       'AWS::IAM::Policy': 3,
-      'AWS::Lambda::Function': 3,
+      'AWS::Lambda::Function': 4,
       'AWS::Lambda::EventInvokeConfig': 1,
       'Custom::OrchestratorRoutes': 1,
       'AWS::CloudWatch::Alarm': 2,
@@ -187,6 +187,7 @@ describe('LeaderFollowerOrchestrator defaults', () => {
       MAX_EVENT_BYTES: '256000',
       PROGRESS_TTL_SECONDS: '1209600',
       ORCHESTRATOR_ID: orchestrator.node.addr,
+      LEADER_ENTRY: 'events',
       POWERTOOLS_SERVICE_NAME: 'leader-follower-orchestrator',
       POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric',
       AWS_NODEJS_CONNECTION_REUSE_ENABLED: '1',
@@ -225,6 +226,8 @@ describe('LeaderFollowerOrchestrator defaults', () => {
         Effect: 'Allow',
         Resource: getAtt('OrchestratorDeadLetterQueue'),
       },
+      // The redrive function shares the role: its log group.
+      { Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Effect: 'Allow', Resource: getAtt('OrchestratorRedriveFunctionLogs') },
     ]);
     expect(JSON.stringify(all)).not.toContain('lambda:InvokeFunction');
     expect(JSON.stringify(all)).not.toContain('dynamodb:PutItem');
@@ -727,7 +730,7 @@ describe('LeaderFollowerOrchestrator grants', () => {
     expect([all[0].Resource].flat()).toEqual([getAtt('OrchestratorRouteWriterFunction')]);
   });
 
-  test('grantRedrive: invoke the leader, and nothing else', () => {
+  test('grantRedrive: invoke the redrive function, and nothing else (not the leader)', () => {
     const stack = newStack();
     const orchestrator = defaultOrchestrator(stack);
     expect(orchestrator.grantRedrive(grantee(stack)).success).toBe(true);
@@ -735,7 +738,21 @@ describe('LeaderFollowerOrchestrator grants', () => {
     expect(all).toHaveLength(1);
     expect(all[0]).toMatchObject({ Action: 'lambda:InvokeFunction', Effect: 'Allow' });
     // The function's own ARN only: no version or alias wildcard.
-    expect([all[0].Resource].flat()).toEqual([getAtt('OrchestratorLeaderFunction')]);
+    expect([all[0].Resource].flat()).toEqual([getAtt('OrchestratorRedriveFunction')]);
+  });
+
+  test('the redrive function runs the leader\'s code and role, taking redrive requests only, with the lease-safe timeout', () => {
+    const stack = newStack();
+    defaultOrchestrator(stack);
+    const template = Template.fromStack(stack);
+    const [, leader] = leaderResource(template);
+    const [, redrive] = leaderResource(template, 'redrive');
+    expect(redrive.Code).toEqual(leader.Code);
+    expect(redrive.Role).toEqual(leader.Role);
+    expect(redrive.Timeout).toBe(30);
+    const { LEADER_ENTRY: _l, ...leaderEnv } = leader.Environment.Variables;
+    const { LEADER_ENTRY: _r, ...redriveEnv } = redrive.Environment.Variables;
+    expect(redriveEnv).toEqual(leaderEnv);
   });
 });
 
@@ -751,7 +768,7 @@ describe('LeaderFollowerOrchestrator grants leave the grantee nag-clean', () => 
     expect(formatFindings(onOperator)).toBe('');
     // Exactly the two functions' ARNs: no version or alias wildcard.
     const resources = roleStatements(Template.fromStack(stack), 'Operator').flatMap((st) => [st.Resource].flat());
-    expect(resources).toEqual([getAtt('OrchestratorRouteWriterFunction'), getAtt('OrchestratorLeaderFunction')]);
+    expect(resources).toEqual([getAtt('OrchestratorRouteWriterFunction'), getAtt('OrchestratorRedriveFunction')]);
   });
 });
 

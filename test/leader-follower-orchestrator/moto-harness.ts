@@ -214,6 +214,8 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
   eventBridge?: any;
   dynamoDb?: any;
   lambda?: any;
+  /** Which of the bundle's two functions this is. @default - both */
+  entry?: 'events' | 'redrive';
 } = {}) {
   const clock = options.clock ?? { now: Date.parse('2026-11-22T10:00:00Z') };
   const now = () => clock.now;
@@ -240,6 +242,7 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
     now,
     sleep: async () => {},
     remainingTimeMs: options.remainingTimeMs,
+    entry: options.entry,
   }, config);
   return { leader, table, routes, progress, metrics, clock, config };
 }

@@ -264,3 +264,25 @@ describe('a follower result is accepted only from the follower of the step it cl
     expect(dlq.sent).toEqual([]);
   });
 });
+
+describe('the leader and the redrive function take only their own requests', () => {
+  test('the leader refuses a redrive request, and leaves the queue alone', async () => {
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader } = motoLeader(deployment, new LambdaSimulator(FOLLOWERS), { sqs: dlq.client, entry: 'events' });
+    await leader.handle(curatedEvent('p1', 'push'));
+    await expect(leader.handle({ redrive: {} })).rejects.toThrow(/the leader does not take redrive requests; invoke the orchestrator's redrive function/);
+    expect(await drainQueue(deployment.dlqUrl)).toHaveLength(1);
+  });
+
+  test('the redrive function refuses a curated event and a follower result: it cannot be used to start or advance a run', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader } = motoLeader(deployment, lambda, { entry: 'redrive' });
+    await expect(leader.handle(curatedEvent('e1', 'email'))).rejects.toThrow(/the redrive function takes \{ "redrive": .* \} only, got/);
+    const { leader: events } = motoLeader(deployment, lambda, { entry: 'events' });
+    await events.handle(curatedEvent('e2', 'email'));
+    const [request] = lambda.queued;
+    const result = { requestContext: { condition: 'Success', functionArn: lambda.arns.enrich }, requestPayload: request, responsePayload: { event: {} } };
+    await expect(leader.handle(result)).rejects.toThrow(/the redrive function takes/);
+    expect(lambda.queued).toHaveLength(1);
+  });
+});

@@ -27,6 +27,10 @@ echo "run-smoke.sh: testing $wheel"
 
 # The npm tarball (also embedded in the wheel) must hold only what users need: anything else
 # (a virtualenv, test output) would ship to every user.
+if ! ls dist/js/*.tgz >/dev/null 2>&1; then
+  echo "run-smoke.sh: no npm tarball in dist/js to check; run 'npx projen package:js' (the build does) first" >&2
+  exit 1
+fi
 unexpected=$(tar tzf dist/js/*.tgz | grep -vE '^package/(lib/|assets/|schemas/|node_modules/|package\.json$|README\.md$|API\.md$|LICENSE$|\.jsii$)' || true)
 if [ -n "$unexpected" ]; then
   echo "run-smoke.sh: the npm package contains unexpected files (add them to npmignore in .projenrc.ts):" >&2

@@ -595,14 +595,21 @@ def test_leader_follower_orchestrator():
     leader_env = template.to_json()["Resources"][leader_id]["Properties"]["Environment"]["Variables"]
     assert leader_env["MAX_HOPS"] == "5" and leader_env["ROUTE_CACHE_TTL_SECONDS"] == "30"
 
-    # grant_redrive and grant_write_routes: the operator may invoke the leader and the route
-    # writer, each by its own ARN only (no version wildcard cdk-nag would report on the role).
-    template.has_resource_properties("AWS::IAM::Policy", {
-        "Roles": [{"Ref": stack.get_logical_id(operator.node.default_child)}],
-        "PolicyDocument": {"Statement": Match.array_with([
-            Match.object_like({"Action": "lambda:InvokeFunction", "Resource": {"Fn::GetAtt": [leader_id, "Arn"]}}),
-        ])},
-    })
+    # grant_redrive and grant_write_routes: the operator may invoke the redrive function (not
+    # the leader) and the route writer, each by its own ARN only (no version wildcard cdk-nag
+    # would report on the role).
+    redrive_id = stack.get_logical_id(orchestrator.redrive_function.node.default_child)
+    operator_statements = [
+        statement
+        for policy in _resources(template, "AWS::IAM::Policy").values()
+        if policy["Properties"]["Roles"] == [{"Ref": stack.get_logical_id(operator.node.default_child)}]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    invoked = [s["Resource"] for s in operator_statements if s["Action"] == "lambda:InvokeFunction"]
+    assert {"Fn::GetAtt": [redrive_id, "Arn"]} in invoked, _rendered(invoked)
+    assert {"Fn::GetAtt": [leader_id, "Arn"]} not in invoked, _rendered(invoked)
+    redrive_env = template.to_json()["Resources"][redrive_id]["Properties"]["Environment"]["Variables"]
+    assert redrive_env["LEADER_ENTRY"] == "redrive" and leader_env["LEADER_ENTRY"] == "events"
 
     assert orchestrator.follower_names == ["enrich", "render", "deliver"]
     assert [r.channel for r in orchestrator.deployed_routes] == ["email", "sms"]
