@@ -28,7 +28,7 @@ export interface RouteDefinition {
    */
   readonly channel: string;
   /**
-   * Registered follower names, step 1 first. From 1 to `maxHops` (at most 7) names; a name
+   * Registered follower names, step 1 first. From 1 to `maxHops` (default 7, at most 15) names; a name
    * may appear more than once.
    */
   readonly followers: string[];
@@ -81,8 +81,9 @@ export interface LeaderFollowerOrchestratorProps {
 
   /**
    * Most follower invocations one record may make, across every orchestrator run it goes
-   * through. Routes longer than this are refused. At most 7, so one record's chain of Lambda
-   * invocations (1 + 2 per step) stays below Lambda's recursive loop detection (about 16).
+   * through. Routes longer than this are refused. At most 15: a run of n steps invokes the
+   * leader 1 + n times, and Lambda's recursive loop detection stops a function invoked more
+   * than 16 times by one event.
    * @default 7
    */
   readonly maxHops?: number;

@@ -14,7 +14,7 @@ import {
 } from './leader-follower-orchestrator-props';
 import { LeaderFunction } from './leader-function';
 import {
-  DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, MAX_STEP_EVENT_BYTES,
+  DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, MAX_STEP_EVENT_BYTES,
   PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV,
 } from './orchestrator-contract';
 import { checkRoute } from './route-schema';
@@ -35,6 +35,8 @@ const SERVICE_NAME = 'leader-follower-orchestrator';
  */
 const MAX_FOLLOWERS = 16;
 const DEFAULT_ROUTE_CACHE_TTL = Duration.seconds(60);
+/** Hops a record may make by default: under MAX_ROUTE_LENGTH, leaving room for records that re-enter. */
+const DEFAULT_MAX_HOPS = 7;
 const DEFAULT_PROGRESS_TTL = Duration.days(14);
 /**
  * EventBridge's delivery of source events to the leader: an event it cannot hand to Lambda is
@@ -70,7 +72,11 @@ export class LeaderFollowerOrchestrator extends Construct {
    * Lambda permission. Asserted by the unit tests.
    */
   public static readonly RESOURCES_PER_ORCHESTRATOR = 23;
-  /** Longest route: 1 + 2 × 7 = 15 invocations stays below Lambda's recursive loop detection (about 16). */
+  /**
+   * Longest route: 15 steps. The leader is invoked once for the record and once per step's
+   * result, 16 times, and Lambda's recursive loop detection stops a function invoked more than
+   * 16 times by one event.
+   */
   public static readonly MAX_ROUTE_LENGTH = MAX_ROUTE_LENGTH;
 
   /** Bus the processed records are put on. */
@@ -120,7 +126,7 @@ export class LeaderFollowerOrchestrator extends Construct {
     super(scope, id);
     this.props = props;
     validateProps(this, props);
-    this.maxHops = props.maxHops ?? MAX_ROUTE_LENGTH;
+    this.maxHops = props.maxHops ?? DEFAULT_MAX_HOPS;
     const key = props.encryptionKey;
 
     this.curatedBus = props.curatedBus ?? new events.EventBus(this, 'CuratedBus', {
@@ -389,7 +395,7 @@ export class LeaderFollowerOrchestrator extends Construct {
       timeout: LEADER_TIMEOUT,
       tracing: lambda.Tracing.ACTIVE,
       logGroup,
-      // Deliberately left on: routes are at most 7 steps (15 invocations) so the detection never
+      // Deliberately left on: a route of at most 15 steps invokes the leader at most 16 times, so the detection never
       // stops a valid chain, and it still stops a loop that escapes the hop limit.
       recursiveLoop: lambda.RecursiveLoop.TERMINATE,
       retryAttempts: 2,
@@ -566,7 +572,8 @@ function destinationDeliveryFailures(fn: lambda.IFunction): cloudwatch.IMetric {
 
 function validateProps(scope: IConstruct, props: LeaderFollowerOrchestratorProps): void {
   validateIntegerRange(scope, 'maxHops', props.maxHops, 1, MAX_ROUTE_LENGTH,
-    `(1 + 2 × ${MAX_ROUTE_LENGTH} = 15 Lambda invocations stays below Lambda's recursive loop detection, about 16)`);
+    `(the leader is invoked 1 + ${MAX_ROUTE_LENGTH} = ${MAX_ROUTE_LENGTH + 1} times by a route that long; Lambda's recursive loop `
+    + `detection stops a function invoked more than ${LAMBDA_RECURSION_LIMIT} times by one event)`);
   validateIntegerRange(scope, 'maxEventBytes', props.maxEventBytes, 1024, MAX_STEP_EVENT_BYTES,
     'bytes (a destination record carries the request and the result within Lambda\'s 1 MB asynchronous payload limit)');
   validateIntegerRange(scope, 'followerRetryAttempts', props.followerRetryAttempts, 0, 2, '(Lambda\'s asynchronous retry range)');

@@ -5,13 +5,16 @@
  */
 
 /**
- * Lambda stops a chain of Lambda-only invocations after about 16 (recursive loop detection,
- * which tracks direct async Invoke between functions). One event's chain is the leader's first
- * invocation plus a follower and a leader return per step: 1 + 2 × 7 = 15 stays below it.
- * Routes longer than this are refused at synth, by the route writer and when the leader reads them.
+ * Lambda's recursive loop detection counts, for each function, how many times one triggering
+ * event has invoked it, and stops the invocation after the 16th (Lambda developer guide,
+ * "Lambda recursive loop detection"; What's New, 2023-07-13). It counts per function, not the
+ * length of the chain. In one run the leader is invoked once for the record and once for each
+ * step's result: 1 + n times for n steps; a follower once for each time it appears in the route,
+ * at most n. So a route of 15 steps invokes the leader 16 times, the most the detection lets
+ * through. Routes longer than this are refused at synth, by the route writer and when the leader reads them.
  */
-export const MAX_ROUTE_LENGTH = 7;
-/** Lambda's documented approximate recursion limit, for the messages that explain MAX_ROUTE_LENGTH. */
+export const MAX_ROUTE_LENGTH = 15;
+/** Invocations of one function by one triggering event that Lambda's recursive loop detection lets through. */
 export const LAMBDA_RECURSION_LIMIT = 16;
 
 /** Follower names: they appear in routes, metrics and construct ids. */

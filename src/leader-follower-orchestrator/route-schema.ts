@@ -66,9 +66,9 @@ export function unregisteredFollowers(route: RouteItem, registered: Iterable<str
 function describe(error: NonNullable<ValidateFunction['errors']>[number]): string {
   const where = error.instancePath || '/';
   if (error.keyword === 'maxItems' && error.instancePath === '/followers') {
-    return `/followers has more than ${MAX_ROUTE_LENGTH} followers; allowed: 1 to ${MAX_ROUTE_LENGTH}, so one event's chain of `
-      + `Lambda invocations (the leader, then a follower and the leader again per step: 1 + 2 × ${MAX_ROUTE_LENGTH}) stays below `
-      + `Lambda's recursive loop detection (about ${LAMBDA_RECURSION_LIMIT})`;
+    return `/followers has more than ${MAX_ROUTE_LENGTH} followers; allowed: 1 to ${MAX_ROUTE_LENGTH}, so the leader, invoked once `
+      + `for the record and once per step's result (1 + ${MAX_ROUTE_LENGTH} = ${MAX_ROUTE_LENGTH + 1}), stays within Lambda's `
+      + `recursive loop detection, which stops a function invoked more than ${LAMBDA_RECURSION_LIMIT} times by one event`;
   }
   if (error.keyword === 'pattern' && error.instancePath.startsWith('/followers/')) {
     return `${where} must be a follower name of 1 to 64 letters, digits, "_" or "-"`;

@@ -5,6 +5,7 @@ import {
   STAMPING_FOLLOWERS, writeRoute,
 } from './moto-harness';
 import { defineFollower, finishRoute } from '../../src/leader-follower-orchestrator/follower';
+import { LAMBDA_RECURSION_LIMIT, MAX_ROUTE_LENGTH } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import { handleRouteWriteRequest, handleRoutesResource } from '../../src/leader-follower-orchestrator/route-writer-core';
 import { buildRecord, deterministicId } from '../../src/runtime/curated-envelope';
@@ -425,25 +426,25 @@ test('progress items expire: they carry the TTL attribute', async () => {
   expect(Item!.dispatched.BOOL).toBe(true);
 });
 
-describe('Lambda recursion detection: why routes stop at 7 steps', () => {
-  test('the longest route is a chain of 15 Lambda invocations, below the detection\'s ~16; an 8-step route is refused when read', async () => {
+describe('Lambda recursive loop detection: a route of 15 steps, and no more', () => {
+  test('the longest route invokes the leader 16 times for one event, and each follower once per appearance; 16 steps are refused when read', async () => {
     const lambda = new LambdaSimulator(FOLLOWERS);
-    const { leader } = motoLeader(deployment, lambda);
-    const seven = ['enrich', 'render', 'deliver', 'enrich', 'render', 'deliver', 'enrich'];
-    await writeRoute(deployment, { channel: 'long', followers: seven });
-    await writeRoute(deployment, { channel: 'too-long', followers: [...seven, 'deliver'] });
-    let leaderInvocations = 0;
-    const counting = { handle: (input: unknown) => { leaderInvocations++; return leader.handle(input); } } as typeof leader;
-    await counting.handle(curatedEvent('chain', 'long', { steps: [] }));
-    await lambda.settle(counting);
+    const { leader } = motoLeader(deployment, lambda, { maxHops: MAX_ROUTE_LENGTH });
+    const fifteen = Array.from({ length: MAX_ROUTE_LENGTH }, (_, i) => ['enrich', 'render', 'deliver'][i % 3]);
+    await writeRoute(deployment, { channel: 'long', followers: fifteen });
+    await writeRoute(deployment, { channel: 'too-long', followers: [...fifteen, 'deliver'] });
+    await leader.handle(curatedEvent('chain', 'long', { steps: [] }));
+    await lambda.settle(leader);
     const [output] = await orchestrated(deployment);
-    expect(output.payload.steps).toEqual(seven);
-    // One chain: the rule's invocation of the leader, then a follower and a leader return per step.
-    expect(leaderInvocations + lambda.invocations.length).toBe(15);
+    expect(output.payload.steps).toEqual(fifteen);
+    // Lambda's detection counts per function: the leader once for the record and once per
+    // result, each follower once per appearance. All within its 16.
+    expect(lambda.mostInvocationsByOneEvent).toEqual({ leader: 16, enrich: 5, render: 5, deliver: 5 });
+    expect(Math.max(...Object.values(lambda.mostInvocationsByOneEvent))).toBeLessThanOrEqual(LAMBDA_RECURSION_LIMIT);
 
-    await leader.handle(curatedEvent('chain8', 'too-long'));
+    await leader.handle(curatedEvent('chain16', 'too-long'));
     const [message] = await parked(deployment);
     expect(message.reason).toBe('bad-route');
-    expect(message.message).toMatch(/more than 7 followers.*1 \+ 2 × 7.*recursive loop detection \(about 16\)/);
+    expect(message.message).toMatch(/more than 15 followers.*1 \+ 15 = 16.*more than 16 times by one event/);
   });
 });

@@ -392,7 +392,7 @@ describe('Leader: parking what cannot be routed', () => {
 
   test.each([
     ['followers as a string', { channel: 'email', followers: 'enrich' }, /\/followers must be array/],
-    ['8 followers', { channel: 'email', followers: Array(8).fill('enrich') }, /more than 7 followers.*about 16/],
+    ['16 followers', { channel: 'email', followers: Array(16).fill('enrich') }, /more than 15 followers.*more than 16 times by one event/],
     ['an extra property', { channel: 'email', followers: ['enrich'], owner: 'ops' }, /"owner"; allowed: channel, followers, description/],
   ])('a route with %s is parked as bad-route under its channel', async (_name, stored, detail) => {
     const h = harness({ routes: new MemoryRouteStore([stored]) });
@@ -1254,13 +1254,14 @@ describe('route schema', () => {
     expect(checkRoute(route)).toEqual({ valid: false, errors: [error] });
   });
 
-  test('8 followers are refused with the reason (Lambda\'s recursion detection at about 16)', () => {
-    const check = checkRoute({ channel: 'email', followers: Array(8).fill('enrich') });
+  test('16 followers are refused with the reason (Lambda\'s recursion detection stops a function\'s 17th invocation by one event)', () => {
+    const check = checkRoute({ channel: 'email', followers: Array(16).fill('enrich') });
     expect(check.valid).toBe(false);
     expect(check.errors).toHaveLength(1);
-    expect(check.errors[0]).toMatch(/^\/followers has more than 7 followers; allowed: 1 to 7/);
-    expect(check.errors[0]).toContain('1 + 2 × 7');
-    expect(check.errors[0]).toContain('recursive loop detection (about 16)');
+    expect(check.errors[0]).toMatch(/^\/followers has more than 15 followers; allowed: 1 to 15/);
+    expect(check.errors[0]).toContain('1 + 15 = 16');
+    expect(check.errors[0]).toContain('recursive loop detection, which stops a function invoked more than 16 times by one event');
+    expect(checkRoute({ channel: 'email', followers: Array(15).fill('enrich') }, 15).valid).toBe(true);
   });
 
   test('more followers than maxHops are refused', () => {

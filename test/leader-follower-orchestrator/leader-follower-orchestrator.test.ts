@@ -303,7 +303,8 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     const [routes] = Object.values<any>(template.findResources('Custom::OrchestratorRoutes'));
     expect(routes.Properties.ServiceToken).toEqual(Stack.of(orchestrator).resolve(orchestrator.routesProvider.serviceToken));
     expect(orchestrator.maxHops).toBe(7);
-    expect(LeaderFollowerOrchestrator.MAX_ROUTE_LENGTH).toBe(7);
+    expect(LeaderFollowerOrchestrator.MAX_ROUTE_LENGTH).toBe(15);
+    expect(orchestrator.maxHops).toBe(7);
     expect(orchestrator.followerNames).toEqual([]);
     expect(orchestrator.deployedRoutes).toEqual([]);
     expect(orchestrator.sources).toEqual([]);
@@ -809,9 +810,9 @@ describe('LeaderFollowerOrchestrator metrics', () => {
 describe('LeaderFollowerOrchestrator validation', () => {
   const cases: [string, Partial<LeaderFollowerOrchestratorProps>, RegExp][] = [
     ['maxHops 0', { maxHops: 0 },
-      /^Test\/Orchestrator: invalid maxHops 0; allowed: an integer from 1 to 7 \(1 \+ 2 × 7 = 15 Lambda invocations .*recursive loop detection, about 16\)/],
-    ['maxHops 8', { maxHops: 8 }, /invalid maxHops 8; allowed: an integer from 1 to 7/],
-    ['maxHops 2.5', { maxHops: 2.5 }, /invalid maxHops 2\.5; allowed: an integer from 1 to 7/],
+      /^Test\/Orchestrator: invalid maxHops 0; allowed: an integer from 1 to 15 \(the leader is invoked 1 \+ 15 = 16 times .*recursive loop detection stops a function invoked more than 16 times by one event\)/],
+    ['maxHops 16', { maxHops: 16 }, /invalid maxHops 16; allowed: an integer from 1 to 15/],
+    ['maxHops 2.5', { maxHops: 2.5 }, /invalid maxHops 2\.5; allowed: an integer from 1 to 15/],
     ['maxEventBytes 1023', { maxEventBytes: 1023 }, /invalid maxEventBytes 1023; allowed: an integer from 1024 to 480000 bytes/],
     ['maxEventBytes 480001', { maxEventBytes: 480_001 }, /invalid maxEventBytes 480001; allowed: an integer from 1024 to 480000 bytes .*1 MB/],
     ['followerRetryAttempts 3', { followerRetryAttempts: 3 },
@@ -910,9 +911,17 @@ describe('LeaderFollowerOrchestrator validation', () => {
         .toThrow(/invalid route of channel "email" \{"channel":"email","followers":\[\]\}; allowed: \/followers must NOT have fewer than 1 items/);
     });
 
-    test('a route of 8 followers (over the recursion limit)', () => {
+    test('a route of 8 followers (over the default hop limit, 7)', () => {
       expect(() => withFollowers().addRoute('email', ['a', 'b', 'c', 'a', 'b', 'c', 'a', 'b']))
-        .toThrow(/invalid route of channel "email" .*allowed: \/followers has more than 7 followers; allowed: 1 to 7, .*recursive loop detection \(about 16\)/);
+        .toThrow(/invalid route of channel "email" .*allowed: \/followers has 8 followers; allowed: at most 7 \(the orchestrator's hop limit\)/);
+    });
+
+    test('a route of 16 followers (over the recursion limit), even with maxHops 15', () => {
+      const stack = newStack();
+      const orchestrator = defaultOrchestrator(stack, { maxHops: 15, followers: [{ name: 'a', function: followerFunction(stack, 'A') }] });
+      expect(() => orchestrator.addRoute('long', Array(15).fill('a'))).not.toThrow();
+      expect(() => orchestrator.addRoute('longer', Array(16).fill('a')))
+        .toThrow(/\/followers has more than 15 followers; allowed: 1 to 15, so the leader, invoked once for the record and once per step's result \(1 \+ 15 = 16\), .*more than 16 times by one event/);
     });
 
     test('a route with an invalid follower name', () => {
@@ -997,14 +1006,14 @@ describe('LeaderFollowerOrchestrator validation', () => {
     });
   });
 
-  test('with a token maxHops, routes are still limited to 7 followers at synth', () => {
+  test('with a token maxHops, routes are still limited to 15 followers at synth', () => {
     const stack = newStack();
     const orchestrator = defaultOrchestrator(stack, {
       maxHops: new CfnParameter(stack, 'Hops', { type: 'Number' }).valueAsNumber,
       followers: [{ name: 'a', function: followerFunction(stack, 'A') }],
     });
-    expect(() => orchestrator.addRoute('email', Array(7).fill('a'))).not.toThrow();
-    expect(() => orchestrator.addRoute('sms', Array(8).fill('a'))).toThrow(/\/followers has more than 7 followers/);
+    expect(() => orchestrator.addRoute('email', Array(15).fill('a'))).not.toThrow();
+    expect(() => orchestrator.addRoute('sms', Array(16).fill('a'))).toThrow(/\/followers has more than 15 followers/);
   });
 });
 

@@ -15,6 +15,9 @@ import { motoClients, uniqueName } from '../support/moto';
 
 export const { sqs, eventBridge, dynamoDb } = motoClients();
 
+/** For each function, the invocations one triggering event has made of it (as Lambda's recursive loop detection counts). */
+export type Lineage = Record<string, number>;
+
 /** A follower as the simulator runs it: the handler Lambda would run, given the request. */
 export type FollowerHandler = (request: FollowerRequest<any>) => Promise<FollowerResult<any>> | FollowerResult<any>;
 
@@ -87,8 +90,15 @@ export async function parked(deployment: Deployment): Promise<ParkedEvent[]> {
  */
 export class LambdaSimulator {
   public readonly invocations: { follower: string; request: FollowerRequest<any> }[] = [];
-  private readonly pending: { arn: string; request: FollowerRequest<any> }[] = [];
+  private readonly pending: { arn: string; request: FollowerRequest<any>; lineage: Lineage }[] = [];
   private failNextInvoke = 0;
+  /**
+   * What Lambda's recursive loop detection counts for the invocation running now: for each
+   * function, how many times the triggering event has invoked it. Outside `settle`, the
+   * leader was invoked once by its rule.
+   */
+  private lineage: Lineage = { leader: 1 };
+  private readonly highest: Lineage = { leader: 1 };
 
   /** The `send` of a LambdaClient, for the leader. */
   public readonly client = {
@@ -100,7 +110,7 @@ export class LambdaSimulator {
       }
       if (command.input.InvocationType !== 'Event') throw new Error('followers must be invoked asynchronously');
       const request = JSON.parse(Buffer.from(command.input.Payload as Uint8Array).toString('utf8'));
-      this.pending.push({ arn: command.input.FunctionName!, request });
+      this.enqueue(command.input.FunctionName!, request);
       return { StatusCode: 202 };
     },
   } as any;
@@ -119,8 +129,7 @@ export class LambdaSimulator {
       maxAttempts: 1,
       requestHandler: {
         handle: async (request: { path: string; body: Uint8Array | string }) => {
-          const arn = decodeURIComponent(request.path.split('/')[3]);
-          this.pending.push({ arn, request: JSON.parse(Buffer.from(request.body).toString('utf8')) });
+          this.enqueue(decodeURIComponent(request.path.split('/')[3]), JSON.parse(Buffer.from(request.body).toString('utf8')));
           return { response: { statusCode: 202, headers: {}, body: new Uint8Array() } };
         },
       } as any,
@@ -142,15 +151,36 @@ export class LambdaSimulator {
   public async settle(leader: Leader, options: { duplicateResults?: boolean } = {}): Promise<number> {
     let returned = 0;
     while (this.pending.length > 0) {
-      const { arn, request } = this.pending.shift()!;
+      const { arn, request, lineage } = this.pending.shift()!;
       const name = arn.split(':').pop()!;
       this.invocations.push({ follower: name, request });
       const record = await this.destinationRecord(arn, request);
-      await leader.handle(record);
-      if (options.duplicateResults) await leader.handle(record);
+      // The destination invokes the leader: one more invocation of the leader by the same event.
+      this.lineage = this.count(lineage, 'leader');
+      try {
+        await leader.handle(record);
+        if (options.duplicateResults) await leader.handle(record);
+      } finally {
+        this.lineage = { leader: 1 };
+      }
       returned++;
     }
     return returned;
+  }
+
+  /** The most invocations of each function by one triggering event, over every chain so far. */
+  public get mostInvocationsByOneEvent(): Lineage {
+    return { ...this.highest };
+  }
+
+  private enqueue(arn: string, request: FollowerRequest<any>): void {
+    this.pending.push({ arn, request, lineage: this.count(this.lineage, arn.split(':').pop()!) });
+  }
+
+  private count(lineage: Lineage, fn: string): Lineage {
+    const next = { ...lineage, [fn]: (lineage[fn] ?? 0) + 1 };
+    this.highest[fn] = Math.max(this.highest[fn] ?? 0, next[fn]);
+    return next;
   }
 
   /** Queued follower requests not yet run. */

@@ -618,10 +618,10 @@ def test_leader_follower_orchestrator():
     steps = orchestrator.metric_steps("email")
     assert steps.metric_name == "Steps" and steps.namespace == "cdk-event-fabric"
     assert steps.dimensions["channel"] == "email"
-    assert LeaderFollowerOrchestrator.MAX_ROUTE_LENGTH == 7
+    assert LeaderFollowerOrchestrator.MAX_ROUTE_LENGTH == 15
     assert LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR > 0
 
-    # A route longer than the hop limit (8 followers) is refused at synth, with the limit and why.
+    # A route longer than Lambda's recursion detection allows (16 followers) is refused at synth, with the limit and why.
     other = _new_stack()
     other_follower = _follower_function(other, "Enrich")
     with pytest.raises((RuntimeError, JSIIError)) as excinfo:
@@ -629,8 +629,8 @@ def test_leader_follower_orchestrator():
             other,
             "TooLong",
             followers=[FollowerDefinition(name="enrich", function=other_follower)],
-            routes=[RouteDefinition(channel="long", followers=["enrich"] * 8)],
+            routes=[RouteDefinition(channel="long", followers=["enrich"] * 16)],
         )
     message = str(excinfo.value)
     assert "TooLong" in message and "long" in message, message
-    assert "1 to 7" in message and "recursive loop detection" in message, message
+    assert "1 to 15" in message and "recursive loop detection" in message, message
