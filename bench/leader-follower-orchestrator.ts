@@ -383,6 +383,7 @@ function leaderConfig(curatedBusName: string, deadLetterQueueUrl: string): Leade
     followers: FOLLOWER_ARNS,
     maxHops: 6,
     maxEventBytes: DEFAULT_STEP_EVENT_BYTES,
+    stepResultTimeoutMs: 6.5 * 3_600_000,
   };
 }
 

@@ -1,3 +1,4 @@
+import { gunzipSync, gzipSync } from 'zlib';
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -24,6 +25,11 @@ export interface LeaderConfig {
   readonly followers: Record<string, string>;
   readonly maxHops: number;
   readonly maxEventBytes: number;
+  /**
+   * Milliseconds after its dispatch a step without a result counts as stalled: longer than
+   * Lambda can still return it (the follower's maximum event age plus its last attempt).
+   */
+  readonly stepResultTimeoutMs: number;
 }
 
 /** Per-channel counts and latencies; the handler publishes them as EMF metrics. */
@@ -34,7 +40,7 @@ export interface LeaderMetrics {
 
 export interface LeaderDependencies {
   readonly routes: RouteReader;
-  readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched' | 'markParked' | 'markParkSent'>;
+  readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched' | 'markParked' | 'markParkSent' | 'findStalled'>;
   readonly lambda: Pick<LambdaClient, 'send'>;
   readonly eventBridge: Pick<EventBridgeClient, 'send'>;
   readonly sqs: Pick<SQSClient, 'send'>;
@@ -63,6 +69,8 @@ export interface LeaderReport {
   readonly outcomes: Record<LeaderOutcome, number>;
   /** What a redrive did with the dead-letter queue's messages. */
   readonly redrive?: RedriveReport;
+  /** What a sweep for stalled steps did: steps found past their time, and parked. */
+  readonly sweep?: { readonly found: number; readonly parked: number };
 }
 
 /**
@@ -134,13 +142,18 @@ export class Leader {
 
   /** Handles one invocation of any kind the leader accepts. */
   public async handle(input: unknown): Promise<LeaderReport> {
-    const isRedrive = isObject(input) && 'redrive' in input;
+    const isRedrive = isObject(input) && ('redrive' in input || 'sweepStalled' in input);
     if (this.deps.entry === 'events' && isRedrive) {
       throw new Error('the leader does not take redrive requests; invoke the orchestrator\'s redrive function '
         + '(LeaderFollowerOrchestrator.redriveFunction) with { "redrive": {...} }');
     }
     if (this.deps.entry === 'redrive' && !isRedrive) {
-      throw new Error(`the redrive function takes { "redrive": { "maxMessages"?, "reason"?, "channel"?, "runId"? } } only, got ${describe(input)}`);
+      throw new Error('the redrive function takes { "redrive": { "maxMessages"?, "reason"?, "channel"?, "runId"? } } '
+        + `or { "sweepStalled": { "maxItems"? } } only, got ${describe(input)}`);
+    }
+    if (isObject(input) && isObject(input.sweepStalled)) {
+      const sweep = await this.sweepStalled(input.sweepStalled.maxItems ?? 100);
+      return { outcomes: { ...this.outcomes }, sweep };
     }
     if (isObject(input) && isObject(input.redrive)) {
       const redrive = await this.redrive(redriveFilter(input.redrive));
@@ -245,9 +258,15 @@ export class Leader {
       return park('oversized', `the request for step ${step} is ${bytes} bytes; allowed: at most ${this.config.maxEventBytes} `
         + '(a destination record carries the request and the result within Lambda\'s 1 MB asynchronous payload limit)');
     }
+    // Kept with the step until its result comes back, so a step whose result is lost can be parked with its event.
+    const kept = gzipSync(payload);
+    if (kept.length > MAX_KEPT_INPUT_BYTES) {
+      return park('oversized', `the request for step ${step} is ${kept.length} bytes gzipped; allowed: at most ${MAX_KEPT_INPUT_BYTES} `
+        + '(the progress item keeps it until the step\'s result returns, within DynamoDB\'s 400 KB item limit)');
+    }
     if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken }, run, step, event))) return;
     await this.deps.lambda.send(new InvokeCommand({ FunctionName: arn, InvocationType: 'Event', Payload: Buffer.from(payload, 'utf8') }));
-    await this.deps.progress.markDispatched(run.runId, step);
+    await this.deps.progress.markDispatched(run.runId, step, { input: kept, stallAt: this.now() + this.config.stepResultTimeoutMs });
     this.outcomes.dispatched++;
     this.deps.metrics.count(run.channel, 'Steps');
     this.deps.logger.info('step dispatched', { ...this.logFields(run), step, follower });
@@ -306,6 +325,36 @@ export class Leader {
     if (registered !== undefined && typeof sender === 'string' && unqualified(sender) === unqualified(registered)) return undefined;
     return `a follower result sent by ${JSON.stringify(sender ?? null)}, but step ${step} of the route is follower ${JSON.stringify(follower)} `
       + `(${registered ?? 'not registered with this orchestrator'}); allowed: results sent by the step's own follower function`;
+  }
+
+  /**
+   * Parks, as `stalled`, the steps dispatched longer than the step result timeout ago whose
+   * result never came back (a result over Lambda's asynchronous payload limit cannot return,
+   * and Lambda only counts a `DestinationDeliveryFailures`). The parked message has the step's
+   * event, so a redrive runs the step again. A result that does arrive later still advances
+   * the run, and the parked message is then dropped by the redrive.
+   */
+  private async sweepStalled(maxItems: unknown): Promise<{ found: number; parked: number }> {
+    const limit = Number.isInteger(maxItems) && (maxItems as number) > 0 ? Math.min(maxItems as number, 1000) : 100;
+    const stalled = await this.deps.progress.findStalled(this.now(), limit);
+    const parkedBefore = this.outcomes.parked;
+    await this.forEach(stalled, async (item) => {
+      const request = JSON.parse(gunzipSync(item.input).toString('utf8')) as FollowerRequest & { orchestration: StepContext };
+      const context = request.orchestration;
+      const run: RunState = {
+        channel: request.channel,
+        runId: context.runId,
+        route: context.route,
+        hops: context.hops - 1,
+        startedAt: context.startedAt,
+        record: context.record,
+      };
+      await this.parkRun(run, item.step, request.event, 'stalled', `step ${item.step} (follower ${JSON.stringify(context.follower)}) was `
+        + `dispatched at ${new Date(item.stallAt - this.config.stepResultTimeoutMs).toISOString()} and no result came back within `
+        + `${Math.round(this.config.stepResultTimeoutMs / 60_000)} minutes: a result over Lambda's asynchronous payload limit cannot `
+        + 'return (see the follower\'s DestinationDeliveryFailures); redrive runs the step again with this event');
+    });
+    return { found: stalled.length, parked: this.outcomes.parked - parkedBefore };
   }
 
   /** FINISH: puts the processed record on the curated bus, once per run. */
@@ -542,6 +591,9 @@ export class Leader {
   }
 }
 
+/** Largest gzipped follower request a progress item keeps (DynamoDB items are at most 400 KB). */
+const MAX_KEPT_INPUT_BYTES = 350_000;
+
 /** A redrive's request: how many messages, and which. */
 interface RedriveFilter {
   readonly maxMessages: number;
@@ -641,5 +693,6 @@ export function leaderConfigFromEnv(env: NodeJS.ProcessEnv): LeaderConfig {
     // A malformed limit stops the handler rather than turn the limit off.
     maxHops: positiveIntegerEnv(env, LEADER_ENV.MAX_HOPS),
     maxEventBytes: positiveIntegerEnv(env, LEADER_ENV.MAX_EVENT_BYTES),
+    stepResultTimeoutMs: positiveIntegerEnv(env, LEADER_ENV.STEP_RESULT_TIMEOUT_SECONDS) * 1000,
   };
 }

@@ -15,7 +15,7 @@ import {
 import { LeaderFunction } from './leader-function';
 import {
   DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, MAX_STEP_EVENT_BYTES,
-  PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV,
+  PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, PROGRESS_STALL_AT_ATTRIBUTE, PROGRESS_STALLED_INDEX, ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV,
 } from './orchestrator-contract';
 import { checkRoute } from './route-schema';
 import { RouteWriterFunction } from './route-writer-function';
@@ -35,6 +35,9 @@ const SERVICE_NAME = 'leader-follower-orchestrator';
  */
 const MAX_FOLLOWERS = 16;
 const DEFAULT_ROUTE_CACHE_TTL = Duration.seconds(60);
+const DEFAULT_FOLLOWER_MAX_EVENT_AGE = Duration.hours(6);
+/** How often the redrive function looks for stalled steps. */
+const STALL_SWEEP_INTERVAL = Duration.minutes(15);
 /** Hops a record may make by default: under MAX_ROUTE_LENGTH, leaving room for records that re-enter. */
 const DEFAULT_MAX_HOPS = 7;
 const DEFAULT_PROGRESS_TTL = Duration.days(14);
@@ -71,7 +74,7 @@ export class LeaderFollowerOrchestrator extends Construct {
    * asynchronous invocation configuration and its delivery alarm); each source adds a rule and a
    * Lambda permission. Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_ORCHESTRATOR = 23;
+  public static readonly RESOURCES_PER_ORCHESTRATOR = 25;
   /**
    * Longest route: 15 steps. The leader is invoked once for the record and once per step's
    * result, 16 times, and Lambda's recursive loop detection stops a function invoked more than
@@ -98,6 +101,12 @@ export class LeaderFollowerOrchestrator extends Construct {
    * `{ "putRoutes": [...], "deleteChannels": [...] }` invocations at run time.
    */
   public readonly routeWriterFunction: lambda.Function;
+  /**
+   * Schedule (every 15 minutes) that has the redrive function park, as `stalled`, the steps
+   * dispatched longer ago than a result can still return (`followerMaxEventAge` + 30 minutes)
+   * whose result never came (for example one over Lambda's asynchronous payload limit).
+   */
+  public readonly stalledStepsSweep: events.Rule;
   /** The custom resource that writes the routes of the props at deploy. */
   public readonly routesResource: CustomResource;
   /** The CDK Provider framework that runs the route writer for the routes custom resource. */
@@ -159,6 +168,13 @@ export class LeaderFollowerOrchestrator extends Construct {
       partitionKey: { name: PROGRESS_KEY_ATTRIBUTE, type: dynamodb.AttributeType.STRING },
       timeToLiveAttribute: PROGRESS_EXPIRES_AT_ATTRIBUTE,
     });
+    // Sparse: only steps awaiting a follower's result have `stallAt`, so the sweep reads those alone.
+    this.progressTable.addGlobalSecondaryIndex({
+      indexName: PROGRESS_STALLED_INDEX,
+      partitionKey: { name: PROGRESS_KEY_ATTRIBUTE, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: PROGRESS_STALL_AT_ATTRIBUTE, type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
 
     // The leader's name is set, so followers' roles and destinations can name its ARN without
     // referring to it: the leader refers to the followers (environment, policy), not back.
@@ -168,6 +184,16 @@ export class LeaderFollowerOrchestrator extends Construct {
     });
     this.leaderFunction = this.createLeader(leaderName);
     this.redriveFunction = this.createRedrive();
+    this.stalledStepsSweep = new events.Rule(this, 'StalledStepsSweep', {
+      schedule: events.Schedule.rate(STALL_SWEEP_INTERVAL),
+      description: truncate(`cdk-event-fabric LeaderFollowerOrchestrator: parks steps whose result never came back (${this.node.path})`, 512),
+      targets: [new targets.LambdaFunction(this.redriveFunction, { event: events.RuleTargetInput.fromObject({ sweepStalled: {} }) })],
+    });
+    Validations.of(this.stalledStepsSweep).acknowledge({
+      id: 'Serverless-EventBusDLQ',
+      reason: 'A schedule with no event to keep: a sweep that is not delivered is made by the next one 15 minutes later, and the '
+        + 'stalled steps stay in the progress table\'s index until then.',
+    });
     this.routeWriterFunction = this.createRouteWriter();
     this.routesProvider = this.createRoutesProvider();
     this.routesResource = new CustomResource(this, 'Routes', {
@@ -267,7 +293,7 @@ export class LeaderFollowerOrchestrator extends Construct {
       onSuccess: leaderDestination,
       onFailure: leaderDestination,
       retryAttempts: this.props.followerRetryAttempts ?? 2,
-      maxEventAge: this.props.followerMaxEventAge ?? Duration.hours(6),
+      maxEventAge: this.props.followerMaxEventAge ?? DEFAULT_FOLLOWER_MAX_EVENT_AGE,
     });
     // Lambda checks the destination when the configuration is written.
     config.node.addDependency(this.leaderFunction);
@@ -403,8 +429,14 @@ export class LeaderFollowerOrchestrator extends Construct {
       onFailure: new lambdaDestinations.SqsDestination(this.deadLetterQueue),
       environment: this.leaderEnvironment('events'),
     });
-    this.routesTable.grant(fn, 'dynamodb:GetItem');
-    this.progressTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    // Statements on the exact ARNs: Table.grant adds "<table>/index/*" once the table has an index.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [this.routesTable.tableArn] }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resources: [this.progressTable.tableArn],
+    }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['dynamodb:Scan'], resources: [`${this.progressTable.tableArn}/index/${PROGRESS_STALLED_INDEX}`],
+    }));
     this.curatedBus.grantPutEventsTo(fn);
     this.deadLetterQueue.grantSendMessages(fn);
     this.deadLetterQueue.grantConsumeMessages(fn);
@@ -435,8 +467,8 @@ export class LeaderFollowerOrchestrator extends Construct {
     });
     Validations.of(fn).acknowledge({
       id: 'Serverless-LambdaDLQ',
-      reason: 'Invoked synchronously by operators, who see its report and every error; the messages it could not resume stay in the '
-        + 'orchestrator dead-letter queue.',
+      reason: 'Invoked synchronously by operators, who see its report and every error, and by the sweep schedule, whose next run '
+        + 'repeats a failed sweep; the messages it could not resume stay in the orchestrator dead-letter queue.',
     });
     return fn;
   }
@@ -454,6 +486,7 @@ export class LeaderFollowerOrchestrator extends Construct {
       [LEADER_ENV.MAX_EVENT_BYTES]: Tokenization.stringifyNumber(props.maxEventBytes ?? DEFAULT_STEP_EVENT_BYTES),
       [LEADER_ENV.PROGRESS_TTL_SECONDS]: Tokenization.stringifyNumber((props.progressTtl ?? DEFAULT_PROGRESS_TTL).toSeconds()),
       [LEADER_ENV.ORCHESTRATOR_ID]: this.node.addr,
+      [LEADER_ENV.STEP_RESULT_TIMEOUT_SECONDS]: String(stepResultTimeoutSeconds(props.followerMaxEventAge)),
       [LEADER_ENV.ENTRY]: entry,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -564,6 +597,16 @@ function asyncConfigTarget(fn: lambda.IFunction): { fn: lambda.IFunction; qualif
   // arn:aws:lambda:region:account:function:name[:qualifier]
   if (!Token.isUnresolved(fn.functionArn) && fn.functionArn.split(':').length > 7) return undefined;
   return { fn };
+}
+
+/**
+ * How long after its dispatch a step's result can still arrive: Lambda keeps retrying it for up
+ * to the follower's maximum event age, and its last attempt may run up to 15 minutes. 15 more
+ * minutes of margin. A token event age counts as the longest, 6 hours.
+ */
+function stepResultTimeoutSeconds(maxEventAge: Duration | undefined): number {
+  const age = maxEventAge === undefined ? DEFAULT_FOLLOWER_MAX_EVENT_AGE : maxEventAge;
+  return (age.isUnresolved() ? 21_600 : age.toSeconds()) + 30 * 60;
 }
 
 function destinationDeliveryFailures(fn: lambda.IFunction): cloudwatch.IMetric {

@@ -89,6 +89,12 @@ export interface RouteItem {
 
 export const ROUTE_KEY_ATTRIBUTE = 'channel';
 export const PROGRESS_KEY_ATTRIBUTE = 'runId';
+/**
+ * Sparse index of the progress table: the steps awaiting a follower's result (partition key
+ * `runId`, sort key `stallAt`, the epoch milliseconds after which the step counts as stalled).
+ */
+export const PROGRESS_STALLED_INDEX = 'stalled-steps';
+export const PROGRESS_STALL_AT_ATTRIBUTE = 'stallAt';
 /** TTL attribute (epoch seconds) of progress items. */
 export const PROGRESS_EXPIRES_AT_ATTRIBUTE = 'expiresAt';
 
@@ -104,7 +110,8 @@ export type ParkReason =
   | 'out-of-order'
   | 'follower-failed'
   | 'invalid-follower-result'
-  | 'publish-failed';
+  | 'publish-failed'
+  | 'stalled';
 
 /** Body of a message the leader parks in the dead-letter queue. */
 export interface ParkedEvent {
@@ -148,6 +155,14 @@ export interface RedriveRequest {
   };
 }
 
+/**
+ * Invocation of the redrive function (every 15 minutes, by the orchestrator's schedule) that parks
+ * the steps dispatched longer than the step result timeout ago with no result, as `stalled`.
+ */
+export interface StallSweepRequest {
+  readonly sweepStalled: { readonly maxItems?: number };
+}
+
 /** Invocation of the route writer outside CloudFormation: validates, then writes or deletes. */
 export interface RouteWriteRequest {
   readonly putRoutes?: RouteItem[];
@@ -167,6 +182,8 @@ export const LEADER_ENV = {
   MAX_EVENT_BYTES: 'MAX_EVENT_BYTES',
   PROGRESS_TTL_SECONDS: 'PROGRESS_TTL_SECONDS',
   ORCHESTRATOR_ID: 'ORCHESTRATOR_ID',
+  /** Seconds after its dispatch a step without a result counts as stalled. */
+  STEP_RESULT_TIMEOUT_SECONDS: 'STEP_RESULT_TIMEOUT_SECONDS',
   /**
    * What the function takes: `events` (the leader: curated events and follower results) or
    * `redrive` (the redrive function: `{ "redrive": {...} }` requests only). One bundle, two functions.

@@ -1,5 +1,7 @@
-import { AttributeValue, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import { PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE } from './orchestrator-contract';
+import {
+  AttributeValue, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, ScanCommand, UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, PROGRESS_STALL_AT_ATTRIBUTE, PROGRESS_STALLED_INDEX } from './orchestrator-contract';
 
 /**
  * Outcome of claiming a step of a run:
@@ -12,6 +14,23 @@ import { PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE } from './orchest
  *   resumed (by this message earlier, or a copy of it), or parked again with a newer message.
  */
 export type ClaimOutcome = 'claimed' | 'replay' | 'busy' | 'out-of-order' | 'superseded';
+
+/** A dispatched follower step, awaiting its result. */
+export interface AwaitedStep {
+  /** The follower request as sent, gzipped. */
+  readonly input: Uint8Array;
+  /** Epoch milliseconds after which the step counts as stalled. */
+  readonly stallAt: number;
+}
+
+/** A step found awaiting its result past its `stallAt`. */
+export interface StalledStep {
+  readonly runId: string;
+  readonly step: number;
+  readonly stallAt: number;
+  /** The follower request as sent, gzipped. */
+  readonly input: Uint8Array;
+}
 
 /** A step claim: `step` is 1-based; FINISH is claimed as the step after the last one run. */
 export interface StepClaim {
@@ -68,13 +87,14 @@ export class ProgressStore {
       // (within its lease) is not resumed twice. The token is kept until the step is dispatched.
       conditions.push('attribute_not_exists(#run)');
       if (claim.parkToken) conditions.push(`(${HOLDS_PARKED_STEP} AND (attribute_not_exists(#resuming) OR #claimedAt < :stale))`);
-      update = 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true REMOVE #dispatched';
+      update = 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true REMOVE #dispatched, #stallAt, #stepInput';
     } else {
       // A stale claim whose follower was never invoked (the invocation crashed) is taken over;
       // a parked step belongs to its parked message.
       conditions.push('(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched) AND attribute_not_exists(#parked))');
       conditions.push(claim.step === 1 ? 'attribute_not_exists(#run)' : '#step = :prev');
-      update = 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parked, #parkSent, #parkedFrom, #resuming';
+      update = 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
+        + 'REMOVE #dispatched, #parked, #parkSent, #parkedFrom, #resuming, #stallAt, #stepInput';
     }
     this.writes++;
     try {
@@ -121,11 +141,12 @@ export class ProgressStore {
     };
     let condition = 'attribute_not_exists(#run) OR #step < :k '
       + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))';
-    let update = 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parkedFrom, #resuming';
+    let update = 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
+      + 'REMOVE #dispatched, #parkedFrom, #resuming, #stallAt, #stepInput';
     if (previousToken !== undefined) {
       condition = `attribute_not_exists(#run) OR ${HOLDS_PARKED_STEP}`;
       update = 'SET #step = :k, #parked = :new, #parkedFrom = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
-        + 'REMOVE #dispatched, #parkSent, #resuming';
+        + 'REMOVE #dispatched, #parkSent, #resuming, #stallAt, #stepInput';
       values[':token'] = { S: previousToken };
       values[':new'] = { S: token };
     }
@@ -160,21 +181,54 @@ export class ProgressStore {
 
   /**
    * Records that the claimed step's follower was invoked (or, at FINISH, the event put on the
-   * bus). A resumed step's park token is consumed here, once its hand-off is certain.
+   * bus). A resumed step's park token is consumed here, once its hand-off is certain. A
+   * follower's step is `awaiting` its result: the step's input (the follower request, gzipped)
+   * is kept with the time after which the step counts as stalled, until the result claims the
+   * next step, so a step whose result never comes back can be parked with its event.
    */
-  public async markDispatched(runId: string, step: number): Promise<void> {
+  public async markDispatched(runId: string, step: number, awaiting?: AwaitedStep): Promise<void> {
     this.writes++;
+    const set = awaiting ? 'SET #dispatched = :true, #stallAt = :stallAt, #stepInput = :input' : 'SET #dispatched = :true';
     try {
       await this.client.send(new UpdateItemCommand({
         TableName: this.tableName,
         Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: runId } },
-        ...expressions('SET #dispatched = :true REMOVE #parked, #parkSent, #parkedFrom, #resuming', '#step = :k',
-          { ':k': { N: String(step) }, ':true': { BOOL: true } }),
+        ...expressions(`${set} REMOVE #parked, #parkSent, #parkedFrom, #resuming`, '#step = :k', {
+          ':k': { N: String(step) },
+          ':true': { BOOL: true },
+          ':stallAt': { N: String(awaiting?.stallAt ?? 0) },
+          ':input': { B: awaiting?.input ?? new Uint8Array() },
+        }),
       }));
     } catch (error) {
       // The run already moved on (its follower answered first): nothing to mark.
       if (!isConditionalCheckFailure(error)) throw error;
     }
+  }
+
+  /**
+   * Steps awaiting a result past their `stallAt`, from the sparse index (it holds only the
+   * awaited steps, so the scan reads those alone). At most `limit`.
+   */
+  public async findStalled(now: number, limit: number): Promise<StalledStep[]> {
+    const found: StalledStep[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.client.send(new ScanCommand({
+        TableName: this.tableName,
+        IndexName: PROGRESS_STALLED_INDEX,
+        FilterExpression: '#stallAt < :now',
+        ExpressionAttributeNames: { '#stallAt': PROGRESS_STALL_AT_ATTRIBUTE },
+        ExpressionAttributeValues: { ':now': { N: String(now) } },
+        ExclusiveStartKey: start,
+      }));
+      for (const item of page.Items ?? []) {
+        if (item.stepInput?.B === undefined || found.length >= limit) continue;
+        found.push({ runId: item[PROGRESS_KEY_ATTRIBUTE].S!, step: Number(item.step.N), stallAt: Number(item.stallAt.N), input: item.stepInput.B });
+      }
+      start = page.LastEvaluatedKey;
+    } while (start && found.length < limit);
+    return found;
   }
 
   private async read(runId: string): Promise<Record<string, AttributeValue> | undefined> {
@@ -211,6 +265,8 @@ const ATTRIBUTES: Record<string, string> = {
   '#resuming': 'resuming',
   '#channel': 'channel',
   '#expiresAt': PROGRESS_EXPIRES_AT_ATTRIBUTE,
+  '#stallAt': PROGRESS_STALL_AT_ATTRIBUTE,
+  '#stepInput': 'stepInput',
 };
 
 /** An update's expressions with exactly the names and values they use (DynamoDB refuses unused ones). */

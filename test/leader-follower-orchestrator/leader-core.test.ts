@@ -1,5 +1,6 @@
+import { gunzipSync } from 'zlib';
 import {
-  ConditionalCheckFailedException, DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand,
+  ConditionalCheckFailedException, DeleteItemCommand, DynamoDBClient, GetItemCommand, ScanCommand, PutItemCommand, UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
@@ -179,7 +180,11 @@ describe('Leader: starting a route', () => {
     expect(invocation.request.orchestration.record).not.toHaveProperty('payload');
     expect(h.calls).toEqual(['claim 1', 'invoke', 'markDispatched 1']);
     expect(h.memory.claim).toHaveBeenCalledWith({ runId: runIdOf(rec), step: 1, channel: 'email', resume: false });
-    expect(h.memory.markDispatched).toHaveBeenCalledWith(runIdOf(rec), 1);
+    // The step awaits its result: its request is kept (gzipped) until the stall time.
+    expect(h.memory.markDispatched)
+      .toHaveBeenCalledWith(runIdOf(rec), 1, { input: expect.any(Buffer), stallAt: NOW_MS + CONFIG.stepResultTimeoutMs });
+    const kept = JSON.parse(gunzipSync(h.memory.markDispatched.mock.calls[0][2]!.input).toString('utf8'));
+    expect(kept).toMatchObject({ channel: 'email', step: 1, orchestration: { follower: 'enrich', runId: runIdOf(rec) } });
     expect(h.metrics.counts).toEqual({ email: { Steps: 1 } });
     expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
     expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
@@ -270,7 +275,7 @@ describe('Leader: follower results', () => {
       orchestration: { ...step1.orchestration, follower: 'render', hops: 2, maxResultBytes: expect.any(Number) },
     });
     expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: false });
-    expect(h.memory.markDispatched).toHaveBeenLastCalledWith(runIdOf(rec), 2);
+    expect(h.memory.markDispatched).toHaveBeenLastCalledWith(runIdOf(rec), 2, { input: expect.any(Buffer), stallAt: expect.any(Number) });
     expect(h.metrics.counts).toEqual({ email: { Steps: 2 } });
   });
 
@@ -583,7 +588,7 @@ describe('Leader: parking what cannot be routed', () => {
   });
 
   test('progress out-of-order parks the step as out-of-order', async () => {
-    const progress = { claim: jest.fn().mockResolvedValue('out-of-order'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn() };
+    const progress = { claim: jest.fn().mockResolvedValue('out-of-order'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn(), findStalled: jest.fn() };
     const h = harness({ progress });
     const rec = record();
 
@@ -602,7 +607,7 @@ describe('Leader: parking what cannot be routed', () => {
 // ---------------------------------------------------------------------------------------------
 describe('Leader: replay detection', () => {
   test('claim "replay" invokes nothing and counts Replays', async () => {
-    const progress = { claim: jest.fn().mockResolvedValue('replay'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn() };
+    const progress = { claim: jest.fn().mockResolvedValue('replay'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn(), findStalled: jest.fn() };
     const h = harness({ progress });
 
     const report = await h.leader.handle(recordEvent(record()));
@@ -630,7 +635,7 @@ describe('Leader: replay detection', () => {
   });
 
   test('claim "busy" rejects with StepBusyError and invokes nothing', async () => {
-    const progress = { claim: jest.fn().mockResolvedValue('busy'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn() };
+    const progress = { claim: jest.fn().mockResolvedValue('busy'), markDispatched: jest.fn(), markParked: jest.fn().mockResolvedValue(true), markParkSent: jest.fn(), findStalled: jest.fn() };
     const h = harness({ progress });
     const rec = record();
 
@@ -958,6 +963,7 @@ describe('leaderConfigFromEnv', () => {
     FOLLOWERS: JSON.stringify(FOLLOWER_ARNS),
     MAX_HOPS: '7',
     MAX_EVENT_BYTES: '256000',
+    STEP_RESULT_TIMEOUT_SECONDS: String(CONFIG.stepResultTimeoutMs / 1000),
   };
 
   test('reads the environment the construct sets', () => {
@@ -1005,7 +1011,8 @@ describe('ProgressStore', () => {
     expect(input).toEqual({
       TableName: 'progress',
       Key: { runId: { S: 'run-1' } },
-      UpdateExpression: 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp REMOVE #dispatched, #parked, #parkSent, #parkedFrom, #resuming',
+      UpdateExpression: 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
+        + 'REMOVE #dispatched, #parked, #parkSent, #parkedFrom, #resuming, #stallAt, #stepInput',
       ConditionExpression: `${TAKEOVER} OR attribute_not_exists(#run)`,
       ExpressionAttributeNames: {
         '#step': 'step',
@@ -1015,6 +1022,8 @@ describe('ProgressStore', () => {
         '#parkSent': 'parkSent',
         '#parkedFrom': 'parkedFrom',
         '#resuming': 'resuming',
+        '#stallAt': 'stallAt',
+        '#stepInput': 'stepInput',
         '#channel': 'channel',
         '#expiresAt': 'expiresAt',
         '#run': 'runId',
@@ -1052,7 +1061,8 @@ describe('ProgressStore', () => {
       + 'AND (attribute_not_exists(#resuming) OR #claimedAt < :stale))');
     expect(input.ExpressionAttributeValues![':token']).toEqual({ S: 'token-1' });
     // The token stays until markDispatched: a resume that fails before it can be tried again.
-    expect(input.UpdateExpression).toBe('SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true REMOVE #dispatched');
+    expect(input.UpdateExpression).toBe('SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true '
+      + 'REMOVE #dispatched, #stallAt, #stepInput');
     expect(input.ExpressionAttributeNames!['#run']).toBe('runId');
     expectNoUnusedNamesOrValues(input);
   });
@@ -1071,7 +1081,7 @@ describe('ProgressStore', () => {
       + 'AND (#parked = :token OR (#parkedFrom = :token AND attribute_not_exists(#parkSent))))');
     expect(input.ExpressionAttributeValues).toMatchObject({ ':token': { S: 'token-1' }, ':new': { S: 'token-2' } });
     expect(input.UpdateExpression).toBe('SET #step = :k, #parked = :new, #parkedFrom = :token, #claimedAt = :now, #channel = :channel, '
-      + '#expiresAt = :exp REMOVE #dispatched, #parkSent, #resuming');
+      + '#expiresAt = :exp REMOVE #dispatched, #parkSent, #resuming, #stallAt, #stepInput');
     expectNoUnusedNamesOrValues(input);
   });
 
@@ -1081,7 +1091,7 @@ describe('ProgressStore', () => {
     expect(input.ConditionExpression).toBe('attribute_not_exists(#run) OR #step < :k '
       + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))');
     expect(input.UpdateExpression).toBe('SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
-      + 'REMOVE #dispatched, #parkedFrom, #resuming');
+      + 'REMOVE #dispatched, #parkedFrom, #resuming, #stallAt, #stepInput');
     expectNoUnusedNamesOrValues(input);
     dynamoMock.on(UpdateItemCommand).rejects(new ConditionalCheckFailedException({ message: 'no', $metadata: {} }));
     await expect(store().markParked('run-1', 2, 'email', 'token-2')).resolves.toBe(false);
@@ -1140,6 +1150,36 @@ describe('ProgressStore', () => {
     });
     expectNoUnusedNamesOrValues(input);
     expect(progress.writes).toBe(1);
+  });
+
+  test('markDispatched of a follower step keeps its input and stall time, which the sparse index holds until the result', async () => {
+    await store().markDispatched('run-1', 2, { input: new Uint8Array([1, 2, 3]), stallAt: NOW_MS + 60_000 });
+    const [input] = updates();
+    expect(input.UpdateExpression).toBe('SET #dispatched = :true, #stallAt = :stallAt, #stepInput = :input REMOVE #parked, #parkSent, #parkedFrom, #resuming');
+    expect(input.ExpressionAttributeValues).toEqual({
+      ':k': { N: '2' }, ':true': { BOOL: true }, ':stallAt': { N: String(NOW_MS + 60_000) }, ':input': { B: new Uint8Array([1, 2, 3]) },
+    });
+    expectNoUnusedNamesOrValues(input);
+  });
+
+  test('findStalled scans the sparse index for steps past their stall time, page by page, up to the limit', async () => {
+    const item = (runId: string, stallAt: number) => ({ runId: { S: runId }, step: { N: '2' }, stallAt: { N: String(stallAt) }, stepInput: { B: new Uint8Array([7]) } });
+    dynamoMock.on(ScanCommand).resolvesOnce({ Items: [item('a', 1)], LastEvaluatedKey: { runId: { S: 'a' }, stallAt: { N: '1' } } })
+      .resolvesOnce({ Items: [item('b', 2), item('c', 3)] });
+    const found = await store().findStalled(NOW_MS, 2);
+    expect(found).toEqual([
+      { runId: 'a', step: 2, stallAt: 1, input: new Uint8Array([7]) }, { runId: 'b', step: 2, stallAt: 2, input: new Uint8Array([7]) },
+    ]);
+    const scans = dynamoMock.commandCalls(ScanCommand).map((c) => c.args[0].input);
+    expect(scans[0]).toEqual({
+      TableName: 'progress',
+      IndexName: 'stalled-steps',
+      FilterExpression: '#stallAt < :now',
+      ExpressionAttributeNames: { '#stallAt': 'stallAt' },
+      ExpressionAttributeValues: { ':now': { N: String(NOW_MS) } },
+      ExclusiveStartKey: undefined,
+    });
+    expect(scans[1].ExclusiveStartKey).toEqual({ runId: { S: 'a' }, stallAt: { N: '1' } });
   });
 
   test('markDispatched swallows a conditional failure (the run moved on) but rethrows other errors', async () => {

@@ -1,6 +1,6 @@
 import type { LeaderConfig, LeaderMetrics } from '../../src/leader-follower-orchestrator/leader-core';
 import type { FollowerRequest, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
-import type { ClaimOutcome, StepClaim } from '../../src/leader-follower-orchestrator/progress-core';
+import type { AwaitedStep, ClaimOutcome, StalledStep, StepClaim } from '../../src/leader-follower-orchestrator/progress-core';
 import type { RouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import {
   BatchEnvelope, buildRecord, CURATED_SOURCE, RECORD_DETAIL_TYPE, BATCH_DETAIL_TYPE, RecordEnvelope, RecordFields,
@@ -24,6 +24,7 @@ export const CONFIG: LeaderConfig = {
   followers: { ...FOLLOWER_ARNS },
   maxHops: 7,
   maxEventBytes: 256_000,
+  stepResultTimeoutMs: 6.5 * 3_600_000,
 };
 
 /** The routes most tests start from. */
@@ -155,7 +156,7 @@ export class MemoryProgress {
     return 'out-of-order';
   });
 
-  public readonly markDispatched = jest.fn(async (runId: string, step: number): Promise<void> => {
+  public readonly markDispatched = jest.fn(async (runId: string, step: number, _awaiting?: AwaitedStep): Promise<void> => {
     this.log.push(`markDispatched ${step}`);
     const item = this.items.get(runId);
     if (item && item.step === step) this.items.set(runId, { step, dispatched: true });
@@ -173,6 +174,8 @@ export class MemoryProgress {
     this.items.set(runId, { step, dispatched: false, parked: token });
     return true;
   });
+
+  public readonly findStalled = jest.fn(async (): Promise<StalledStep[]> => []);
 
   public readonly markParkSent = jest.fn(async (runId: string, token: string): Promise<void> => {
     const item = this.items.get(runId);

@@ -84,8 +84,8 @@ describe('LeaderFollowerOrchestrator defaults', () => {
   const [leaderLogicalId, leader] = leaderResource(template);
 
   test(`exactly RESOURCES_PER_ORCHESTRATOR (${LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR}) resources`, () => {
-    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(23);
-    expect(resourceCount(stack)).toBe(23);
+    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(25);
+    expect(resourceCount(stack)).toBe(25);
     expect(resourcesByType(stack)).toEqual({
       'AWS::Events::EventBus': 1,
       'AWS::SQS::Queue': 1,
@@ -96,6 +96,8 @@ describe('LeaderFollowerOrchestrator defaults', () => {
       'AWS::IAM::Policy': 3,
       'AWS::Lambda::Function': 4,
       'AWS::Lambda::EventInvokeConfig': 1,
+      'AWS::Events::Rule': 1,
+      'AWS::Lambda::Permission': 1,
       'Custom::OrchestratorRoutes': 1,
       'AWS::CloudWatch::Alarm': 2,
     });
@@ -125,7 +127,13 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     template.hasResource('AWS::DynamoDB::Table', {
       Properties: {
         KeySchema: [{ AttributeName: 'runId', KeyType: 'HASH' }],
-        AttributeDefinitions: [{ AttributeName: 'runId', AttributeType: 'S' }],
+        AttributeDefinitions: [{ AttributeName: 'runId', AttributeType: 'S' }, { AttributeName: 'stallAt', AttributeType: 'N' }],
+        // Sparse: only the steps awaiting a follower's result carry stallAt.
+        GlobalSecondaryIndexes: [{
+          IndexName: 'stalled-steps',
+          KeySchema: [{ AttributeName: 'runId', KeyType: 'HASH' }, { AttributeName: 'stallAt', KeyType: 'RANGE' }],
+          Projection: { ProjectionType: 'ALL' },
+        }],
         BillingMode: 'PAY_PER_REQUEST',
         TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
@@ -187,6 +195,7 @@ describe('LeaderFollowerOrchestrator defaults', () => {
       MAX_EVENT_BYTES: '256000',
       PROGRESS_TTL_SECONDS: '1209600',
       ORCHESTRATOR_ID: orchestrator.node.addr,
+      STEP_RESULT_TIMEOUT_SECONDS: String(6.5 * 3600),
       LEADER_ENTRY: 'events',
       POWERTOOLS_SERVICE_NAME: 'leader-follower-orchestrator',
       POWERTOOLS_METRICS_NAMESPACE: 'cdk-event-fabric',
@@ -218,8 +227,14 @@ describe('LeaderFollowerOrchestrator defaults', () => {
         Effect: 'Allow',
         Resource: getAtt('OrchestratorDeadLetterQueue'),
       },
-      { Action: 'dynamodb:GetItem', Effect: 'Allow', Resource: [getAtt('OrchestratorRoutesTable')] },
-      { Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Effect: 'Allow', Resource: [getAtt('OrchestratorProgressTable')] },
+      { Action: 'dynamodb:GetItem', Effect: 'Allow', Resource: getAtt('OrchestratorRoutesTable') },
+      { Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Effect: 'Allow', Resource: getAtt('OrchestratorProgressTable') },
+      // The sweep reads the sparse index of awaited steps, and that index only (no "index/*").
+      {
+        Action: 'dynamodb:Scan',
+        Effect: 'Allow',
+        Resource: { 'Fn::Join': ['', [getAtt('OrchestratorProgressTable'), '/index/stalled-steps']] },
+      },
       { Action: 'events:PutEvents', Effect: 'Allow', Resource: getAtt('OrchestratorCuratedBus') },
       {
         Action: expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage']),
@@ -740,6 +755,20 @@ describe('LeaderFollowerOrchestrator grants', () => {
     expect(all[0]).toMatchObject({ Action: 'lambda:InvokeFunction', Effect: 'Allow' });
     // The function's own ARN only: no version or alias wildcard.
     expect([all[0].Resource].flat()).toEqual([getAtt('OrchestratorRedriveFunction')]);
+  });
+
+  test('the stalled-steps sweep: every 15 minutes, the redrive function with { sweepStalled: {} }; the timeout follows the follower event age', () => {
+    const stack = newStack();
+    const orchestrator = defaultOrchestrator(stack, { followerMaxEventAge: Duration.hours(1) });
+    const template = Template.fromStack(stack);
+    const [redriveId, redrive] = leaderResource(template, 'redrive');
+    // One hour of event age and 30 minutes for the last attempt and margin.
+    expect(redrive.Environment.Variables.STEP_RESULT_TIMEOUT_SECONDS).toBe('5400');
+    expect(orchestrator.stalledStepsSweep).toBeDefined();
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [redriveId, 'Arn'] }, Input: JSON.stringify({ sweepStalled: {} }) })],
+    });
   });
 
   test('the redrive function runs the leader\'s code and role, taking redrive requests only, with the lease-safe timeout', () => {

@@ -35,7 +35,13 @@ export async function deployInMoto() {
     TableName: progressTable,
     BillingMode: 'PAY_PER_REQUEST',
     KeySchema: [{ AttributeName: 'runId', KeyType: 'HASH' }],
-    AttributeDefinitions: [{ AttributeName: 'runId', AttributeType: 'S' }],
+    AttributeDefinitions: [{ AttributeName: 'runId', AttributeType: 'S' }, { AttributeName: 'stallAt', AttributeType: 'N' }],
+    // The sparse index of steps awaiting their result, as the construct declares it.
+    GlobalSecondaryIndexes: [{
+      IndexName: 'stalled-steps',
+      KeySchema: [{ AttributeName: 'runId', KeyType: 'HASH' }, { AttributeName: 'stallAt', KeyType: 'RANGE' }],
+      Projection: { ProjectionType: 'ALL' },
+    }],
   }));
   await dynamoDb.send(new UpdateTimeToLiveCommand({
     TableName: progressTable, TimeToLiveSpecification: { Enabled: true, AttributeName: 'expiresAt' },
@@ -89,6 +95,12 @@ export async function parked(deployment: Deployment): Promise<ParkedEvent[]> {
  * error) back to the leader, as Lambda destinations do, until nothing is pending.
  */
 export class LambdaSimulator {
+  /**
+   * Followers whose destination records Lambda cannot deliver (a result over the asynchronous
+   * payload limit): they run, and their results never reach the leader.
+   */
+  public readonly undeliverableResults = new Set<string>();
+
   public readonly invocations: { follower: string; request: FollowerRequest<any> }[] = [];
   private readonly pending: { arn: string; request: FollowerRequest<any>; lineage: Lineage }[] = [];
   private failNextInvoke = 0;
@@ -155,6 +167,7 @@ export class LambdaSimulator {
       const name = arn.split(':').pop()!;
       this.invocations.push({ follower: name, request });
       const record = await this.destinationRecord(arn, request);
+      if (this.undeliverableResults.has(name)) continue;
       // The destination invokes the leader: one more invocation of the leader by the same event.
       this.lineage = this.count(lineage, 'leader');
       try {
@@ -218,6 +231,9 @@ export function stamping(name: string): FollowerHandler {
   return ({ event }) => ({ event: { ...event, steps: [...(event.steps ?? []), name] } });
 }
 
+/** The construct's default: the followers' maximum event age (6 hours) and 30 minutes for their last attempt. */
+export const STEP_RESULT_TIMEOUT_MS = 6.5 * 3_600_000;
+
 /** The followers of the tests: each stamps its name on the event. */
 export const STAMPING_FOLLOWERS = { enrich: stamping('enrich'), render: stamping('render'), deliver: stamping('deliver') };
 
@@ -260,6 +276,7 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
     followers: options.followers ?? simulator.arns,
     maxHops: options.maxHops ?? 7,
     maxEventBytes: options.maxEventBytes ?? 256_000,
+    stepResultTimeoutMs: STEP_RESULT_TIMEOUT_MS,
   };
   const leader = new Leader({
     routes,

@@ -1,6 +1,6 @@
 import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
 import {
-  curatedEvent, DeadLetterQueueClock, Deployment, deployWithRoutes, drainQueue, dynamoDb, failingPutEvents, FollowerHandler,
+  STEP_RESULT_TIMEOUT_MS, curatedEvent, DeadLetterQueueClock, Deployment, deployWithRoutes, drainQueue, dynamoDb, failingPutEvents, FollowerHandler,
   LambdaSimulator, motoLeader, orchestrated, stamping, STAMPING_FOLLOWERS,
 } from './moto-harness';
 import { deterministicId } from '../../src/runtime/curated-envelope';
@@ -284,5 +284,47 @@ describe('the leader and the redrive function take only their own requests', () 
     const result = { requestContext: { condition: 'Success', functionArn: lambda.arns.enrich }, requestPayload: request, responsePayload: { event: {} } };
     await expect(leader.handle(result)).rejects.toThrow(/the redrive function takes/);
     expect(lambda.queued).toHaveLength(1);
+  });
+});
+
+describe('a step whose result never comes back is found by the sweep and parked, and a redrive runs it again', () => {
+  test('a result Lambda cannot return (over its payload limit): stalled after the step\'s time, parked with the step\'s event, then delivered', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    lambda.undeliverableResults.add('render');
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader, clock } = motoLeader(deployment, lambda, { sqs: dlq.client });
+    await leader.handle(curatedEvent('st', 'email', { steps: [] }));
+    await lambda.settle(leader);
+    expect(await orchestrated(deployment)).toEqual([]);
+
+    // Not yet: the result may still come (the follower's event age and its last attempt).
+    clock.now += STEP_RESULT_TIMEOUT_MS - 60_000;
+    expect((await leader.handle({ sweepStalled: {} })).sweep).toEqual({ found: 0, parked: 0 });
+    clock.now += 120_000;
+    expect((await leader.handle({ sweepStalled: {} })).sweep).toEqual({ found: 1, parked: 1 });
+    expect(dlq.sent).toEqual([expect.objectContaining({
+      reason: 'stalled', step: 2, follower: 'render', channel: 'email', record: expect.objectContaining({ id: 'st', payload: { steps: ['enrich'] } }),
+    })]);
+    expect(dlq.sent[0].message).toMatch(/step 2 \(follower "render"\) was dispatched at .* and no result came back/);
+    // A second sweep finds nothing: the step is parked, no longer awaited.
+    expect((await leader.handle({ sweepStalled: {} })).sweep).toEqual({ found: 0, parked: 0 });
+
+    lambda.undeliverableResults.delete('render');
+    expect((await leader.handle({ redrive: {} })).redrive).toMatchObject({ received: 1, resumed: 1 });
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['enrich', 'render', 'deliver']]);
+  });
+
+  test('a slow result that arrives after the sweep parked its step still advances the run; the stalled message is then dropped', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader, clock } = motoLeader(deployment, lambda, { sqs: dlq.client });
+    await leader.handle(curatedEvent('slow', 'sms', { steps: [] }));
+    clock.now += STEP_RESULT_TIMEOUT_MS + 1;
+    expect((await leader.handle({ sweepStalled: {} })).sweep).toEqual({ found: 1, parked: 1 });
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => o.id)).toEqual(['slow']);
+    expect((await leader.handle({ redrive: {} })).redrive).toMatchObject({ received: 1, dropped: 1 });
+    expect(lambda.invocations.filter((i) => i.follower === 'enrich')).toHaveLength(1);
   });
 });
