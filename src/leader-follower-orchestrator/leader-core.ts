@@ -1,7 +1,10 @@
+import { randomUUID } from 'crypto';
 import { gunzipSync, gzipSync } from 'zlib';
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import Ajv2020, { ValidateFunction } from 'ajv/dist/2020';
+import { FOLLOWER_RESULT_SCHEMA } from './follower-contract-schema';
 import {
   DESTINATION_RECORD_BUDGET_BYTES, FollowerRequest, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, StepContext,
 } from './orchestrator-contract';
@@ -142,7 +145,15 @@ export class Leader {
 
   /** Handles one invocation of any kind the leader accepts. */
   public async handle(input: unknown): Promise<LeaderReport> {
-    const isRedrive = isObject(input) && ('redrive' in input || 'sweepStalled' in input);
+    // An operator's request is an object with exactly one of these keys; anything else carrying
+    // one of them is refused by both functions, so it can never pass for events at the redrive function.
+    const operatorKeys = isObject(input) ? OPERATOR_REQUEST_KEYS.filter((key) => key in input) : [];
+    const isRedrive = operatorKeys.length > 0;
+    const wellFormed = operatorKeys.length === 1 && Object.keys(input as object).length === 1 && isObject((input as any)[operatorKeys[0]]);
+    if (isRedrive && !wellFormed) {
+      throw new Error(`not a redrive or sweep request: ${describe(input)}; allowed: { "redrive": { ... } } or { "sweepStalled": { ... } }, `
+        + 'nothing else in the object');
+    }
     if (this.deps.entry === 'events' && isRedrive) {
       throw new Error('the leader does not take redrive requests; invoke the orchestrator\'s redrive function '
         + '(LeaderFollowerOrchestrator.redriveFunction) with { "redrive": {...} }');
@@ -225,6 +236,7 @@ export class Leader {
     const follower = run.route[step - 1];
     const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message, parkToken);
     const arn = this.config.followers[follower];
+    const dispatchId = randomUUID();
     if (!arn) {
       return park('unregistered-follower', `step ${step} names follower ${JSON.stringify(follower)}, which is not registered; `
         + `allowed: ${JSON.stringify(Object.keys(this.config.followers).sort())}`);
@@ -244,6 +256,7 @@ export class Leader {
         hops: run.hops + 1,
         startedAt: run.startedAt,
         record: run.record,
+        dispatchId,
         maxResultBytes: 0,
       },
     };
@@ -264,9 +277,11 @@ export class Leader {
       return park('oversized', `the request for step ${step} is ${kept.length} bytes gzipped; allowed: at most ${MAX_KEPT_INPUT_BYTES} `
         + '(the progress item keeps it until the step\'s result returns, within DynamoDB\'s 400 KB item limit)');
     }
-    if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken }, run, step, event))) return;
+    const claim = { runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken, dispatchId };
+    if (!(await this.claim(claim, run, step, event))) return;
     await this.deps.lambda.send(new InvokeCommand({ FunctionName: arn, InvocationType: 'Event', Payload: Buffer.from(payload, 'utf8') }));
-    await this.deps.progress.markDispatched(run.runId, step, { input: kept, stallAt: this.now() + this.config.stepResultTimeoutMs });
+    await this.deps.progress.markDispatched(run.runId, step, dispatchId, { input: kept, stallAt: this.now() + this.config.stepResultTimeoutMs },
+      parkToken);
     this.outcomes.dispatched++;
     this.deps.metrics.count(run.channel, 'Steps');
     this.deps.logger.info('step dispatched', { ...this.logFields(run), step, follower });
@@ -276,14 +291,7 @@ export class Leader {
   private async onFollowerResult(record: DestinationRecord): Promise<void> {
     const request = record.requestPayload;
     const context = request.orchestration;
-    const run: RunState = {
-      channel: request.channel,
-      runId: context.runId,
-      route: context.route,
-      hops: context.hops - 1,
-      startedAt: context.startedAt,
-      record: context.record,
-    };
+    const run = runOf(request);
     const step = request.step;
     const mismatch = step < 1 || step > run.route.length || run.route[step - 1] !== context.follower
       ? `a follower result for step ${step} (follower ${JSON.stringify(context.follower)}) does not match its route `
@@ -300,12 +308,13 @@ export class Leader {
       const response = isObject(record.responsePayload) ? record.responsePayload : {};
       const error = [response.errorType, response.errorMessage].filter((p) => typeof p === 'string').join(': ') || 'no error message';
       return this.parkRun(run, step, request.event, 'follower-failed', `follower ${JSON.stringify(context.follower)} failed at step ${step} `
-        + `(${record.requestContext.condition}, ${record.requestContext.approximateInvokeCount ?? '?'} attempts): ${error}`);
+        + `(${record.requestContext.condition}, ${record.requestContext.approximateInvokeCount ?? '?'} attempts): ${error}`,
+      undefined, context.dispatchId);
     }
     const result = record.responsePayload;
-    if (!isObject(result) || !('event' in result) || (result.finish !== undefined && typeof result.finish !== 'boolean')) {
+    if (!isFollowerResult(result)) {
       return this.parkRun(run, step, request.event, 'invalid-follower-result', `follower ${JSON.stringify(context.follower)} returned `
-        + `${describe(result)} at step ${step}; allowed: { "event": <the processed event>, "finish"?: true | false }`);
+        + `${describe(result)} at step ${step}; allowed: { "event": <the processed event>, "finish"?: true | false }`, undefined, context.dispatchId);
     }
     const done = { ...run, hops: context.hops };
     // An early finish drops the rest of the route, so FINISH is always the step after the route's end.
@@ -341,18 +350,10 @@ export class Leader {
     await this.forEach(stalled, async (item) => {
       const request = JSON.parse(gunzipSync(item.input).toString('utf8')) as FollowerRequest & { orchestration: StepContext };
       const context = request.orchestration;
-      const run: RunState = {
-        channel: request.channel,
-        runId: context.runId,
-        route: context.route,
-        hops: context.hops - 1,
-        startedAt: context.startedAt,
-        record: context.record,
-      };
-      await this.parkRun(run, item.step, request.event, 'stalled', `step ${item.step} (follower ${JSON.stringify(context.follower)}) was `
+      await this.parkRun(runOf(request), item.step, request.event, 'stalled', `step ${item.step} (follower ${JSON.stringify(context.follower)}) was `
         + `dispatched at ${new Date(item.stallAt - this.config.stepResultTimeoutMs).toISOString()} and no result came back within `
         + `${Math.round(this.config.stepResultTimeoutMs / 60_000)} minutes: a result over Lambda's asynchronous payload limit cannot `
-        + 'return (see the follower\'s DestinationDeliveryFailures); redrive runs the step again with this event');
+        + 'return (see the follower\'s DestinationDeliveryFailures); redrive runs the step again with this event', undefined, context.dispatchId);
     });
     return { found: stalled.length, parked: this.outcomes.parked - parkedBefore };
   }
@@ -382,14 +383,16 @@ export class Leader {
     if (size > DELIVERABLE_ENTRY_BYTES) {
       return park('oversized', `the processed record is a ${size}-byte PutEvents entry; allowed: at most ${DELIVERABLE_ENTRY_BYTES}`);
     }
-    if (!(await this.claim({ runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken }, run, step, event))) return;
+    const dispatchId = randomUUID();
+    const claim = { runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken, dispatchId };
+    if (!(await this.claim(claim, run, step, event))) return;
     const [outcome] = await putEventsReliably(this.deps.eventBridge as EventBridgeClient, [entry], { sleep: this.deps.sleep });
     if (!outcome.ok && (outcome.callFailed || RETRYABLE_PUT_CODES.has(outcome.errorCode ?? ''))) {
       // AWS is failing, not the event: fail the invocation so Lambda retries it (the claim is taken over after its lease).
       throw new Error(`PutEvents failed for run ${run.runId}: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`);
     }
     if (!outcome.ok) return park('publish-failed', `PutEvents rejected the processed record: ${outcome.errorCode}: ${outcome.errorMessage ?? ''}`);
-    await this.deps.progress.markDispatched(run.runId, step);
+    await this.deps.progress.markDispatched(run.runId, step, dispatchId, undefined, parkToken);
     this.outcomes.finished++;
     this.deps.metrics.count(run.channel, 'Completions');
     this.deps.metrics.latency(run.channel, completedAt - run.startedAt);
@@ -424,12 +427,15 @@ export class Leader {
    * (a second failure record, a late result) does not park it again, and only this message can
    * resume it. A redrive whose step fails again (`previousToken`, the redriven message's token)
    * parks it again with a new token derived from the old one: the new message takes over the step.
+   * A follower's failure (`resultOf`, the id of the dispatch that failed) parks with a token of
+   * that dispatch, and only while the step is at it.
    */
-  private async parkRun(run: RunState, step: number, event: unknown, reason: ParkReason, message: string, previousToken?: string): Promise<void> {
-    const parkToken = previousToken === undefined
-      ? deterministicId(run.runId, String(step), reason)
-      : deterministicId(run.runId, String(step), reason, previousToken);
-    if (!(await this.deps.progress.markParked(run.runId, step, run.channel, parkToken, previousToken))) {
+  private async parkRun(run: RunState, step: number, event: unknown, reason: ParkReason, message: string, previousToken?: string,
+    resultOf?: string): Promise<void> {
+    const parkToken = previousToken !== undefined
+      ? deterministicId(run.runId, String(step), reason, previousToken)
+      : deterministicId(run.runId, String(step), reason, ...(resultOf ? [resultOf] : []));
+    if (!(await this.deps.progress.markParked(run.runId, step, run.channel, parkToken, previousToken, resultOf))) {
       this.outcomes.replay++;
       this.deps.metrics.count(run.channel, 'Replays');
       this.deps.logger.warn('not parked again: the step is already parked or the run has moved on', { ...this.logFields(run), step, reason });
@@ -517,11 +523,16 @@ export class Leader {
         const before = { ...this.outcomes };
         try {
           await this.resume(body);
-          await this.deps.sqs.send(new DeleteMessageCommand({ QueueUrl: this.config.deadLetterQueueUrl, ReceiptHandle: message.ReceiptHandle }));
         } catch (error) {
           counts.failed++;
           this.deps.logger.error('redrive failed; the message stays in the queue', { messageId: message.MessageId, error: String(error) });
           continue;
+        }
+        try {
+          await this.deps.sqs.send(new DeleteMessageCommand({ QueueUrl: this.config.deadLetterQueueUrl, ReceiptHandle: message.ReceiptHandle }));
+        } catch (error) {
+          // Its hand-off is done; a later redrive finds nothing left in it and drops it.
+          this.deps.logger.warn('handed off, but not deleted; a later redrive drops it', { messageId: message.MessageId, error: String(error) });
         }
         if (this.outcomes.dispatched + this.outcomes.finished > before.dispatched + before.finished) {
           counts.resumed++;
@@ -590,6 +601,9 @@ export class Leader {
     return { channel: run.channel, runId: run.runId, correlationId: run.record.correlationId, recordId: run.record.id };
   }
 }
+
+/** Keys of the requests only the redrive function takes. */
+const OPERATOR_REQUEST_KEYS = ['redrive', 'sweepStalled'];
 
 /** Largest gzipped follower request a progress item keeps (DynamoDB items are at most 400 KB). */
 const MAX_KEPT_INPUT_BYTES = 350_000;
@@ -661,9 +675,30 @@ function isDestinationRecord(value: unknown): value is DestinationRecord {
     && isObject(context.record) && typeof context.orchestrator === 'string';
 }
 
+/** The run a follower request belongs to, at the step before it (the request counts its own hop). */
+function runOf(request: FollowerRequest & { orchestration: StepContext }): RunState {
+  const context = request.orchestration;
+  return {
+    channel: request.channel,
+    runId: context.runId,
+    route: context.route,
+    hops: context.hops - 1,
+    startedAt: context.startedAt,
+    record: context.record,
+  };
+}
+
 /** A function ARN without its version or alias: arn:aws:lambda:region:account:function:name. */
 function unqualified(arn: string): string {
   return arn.split(':').slice(0, 7).join(':');
+}
+
+let resultValidator: ValidateFunction | undefined;
+
+/** Whether a follower's response is a result: `schemas/follower-result.v1.schema.json`. */
+function isFollowerResult(value: unknown): value is { event: unknown; finish?: boolean } {
+  resultValidator ??= new Ajv2020({ strict: true, allErrors: false }).compile(FOLLOWER_RESULT_SCHEMA);
+  return resultValidator(value);
 }
 
 function isObject(value: unknown): value is Record<string, any> {

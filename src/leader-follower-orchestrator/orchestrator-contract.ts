@@ -58,6 +58,12 @@ export interface StepContext {
   /** The curated record's metadata: the envelope without its payload. */
   readonly record: Record<string, unknown>;
   /**
+   * Id of this dispatch of the step: a retry or a redrive of the step is a new dispatch. A
+   * failure counts only for the dispatch the step is at, so a late copy of an old failure
+   * record cannot park a step that was resumed since.
+   */
+  readonly dispatchId: string;
+  /**
    * Largest result (JSON bytes) that can return to the leader: Lambda's destination record
    * carries this request and the result within its 1 MB asynchronous payload limit. A larger
    * result cannot be delivered and would stop the event at this step (`defineFollower` fails

@@ -45,6 +45,8 @@ export interface StepClaim {
   readonly resume?: boolean;
   /** The parked message's token, for a resume. */
   readonly parkToken?: string;
+  /** Id of the dispatch this claim makes (the follower request carries it). */
+  readonly dispatchId?: string;
 }
 
 /**
@@ -77,7 +79,9 @@ export class ProgressStore {
       ':channel': { S: claim.channel },
       ':token': { S: claim.parkToken ?? '' },
       ':true': { BOOL: true },
+      ':dispatch': { S: claim.dispatchId ?? '' },
     };
+    const dispatch = claim.dispatchId ? ', #dispatchId = :dispatch' : '';
     let update: string;
     const conditions: string[] = [];
     if (claim.resume) {
@@ -87,13 +91,16 @@ export class ProgressStore {
       // (within its lease) is not resumed twice. The token is kept until the step is dispatched.
       conditions.push('attribute_not_exists(#run)');
       if (claim.parkToken) conditions.push(`(${HOLDS_PARKED_STEP} AND (attribute_not_exists(#resuming) OR #claimedAt < :stale))`);
-      update = 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true REMOVE #dispatched, #stallAt, #stepInput';
+      // The token is written too: on an expired run it is what lets this message resume again after a failed attempt.
+      const token = claim.parkToken ? ', #parked = :token' : '';
+      update = `SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true${token}${dispatch} `
+        + 'REMOVE #dispatched, #stallAt, #stepInput';
     } else {
       // A stale claim whose follower was never invoked (the invocation crashed) is taken over;
       // a parked step belongs to its parked message.
       conditions.push('(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched) AND attribute_not_exists(#parked))');
       conditions.push(claim.step === 1 ? 'attribute_not_exists(#run)' : '#step = :prev');
-      update = 'SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
+      update = `SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp${dispatch} `
         + 'REMOVE #dispatched, #parked, #parkSent, #parkedFrom, #resuming, #stallAt, #stepInput';
     }
     this.writes++;
@@ -128,9 +135,12 @@ export class ProgressStore {
    * is parked already (`markParkSent`), or (a repark) `previousToken` no longer holds it: a
    * duplicate, which must not park a second message. The same token before its message was sent is allowed, so a retry after a failed send parks
    * it. A repark (a redrive whose step fails again) replaces `previousToken`, the token of the
-   * message being redriven, with a new one derived from it.
+   * message being redriven, with a new one derived from it. A park for a follower's failure
+   * (`resultOf`, the id of the dispatch that failed) counts only while the step is at that
+   * dispatch; it may replace the token of a resumed step, whose resumed dispatch is what failed.
    */
-  public async markParked(runId: string, step: number, channel: string, token: string, previousToken?: string): Promise<boolean> {
+  public async markParked(runId: string, step: number, channel: string, token: string, previousToken?: string,
+    resultOf?: string): Promise<boolean> {
     const now = this.now();
     const values: Record<string, AttributeValue> = {
       ':k': { N: String(step) },
@@ -143,6 +153,12 @@ export class ProgressStore {
       + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))';
     let update = 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
       + 'REMOVE #dispatched, #parkedFrom, #resuming, #stallAt, #stepInput';
+    if (resultOf !== undefined) {
+      condition = 'attribute_not_exists(#run) OR #step < :k OR (#step = :k AND #dispatchId = :dispatch AND (attribute_not_exists(#parked) '
+        + 'OR #resuming = :true OR (#parked = :token AND attribute_not_exists(#parkSent))))';
+      values[':dispatch'] = { S: resultOf };
+      values[':true'] = { BOOL: true };
+    }
     if (previousToken !== undefined) {
       condition = `attribute_not_exists(#run) OR ${HOLDS_PARKED_STEP}`;
       update = 'SET #step = :k, #parked = :new, #parkedFrom = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
@@ -186,16 +202,21 @@ export class ProgressStore {
    * is kept with the time after which the step counts as stalled, until the result claims the
    * next step, so a step whose result never comes back can be parked with its event.
    */
-  public async markDispatched(runId: string, step: number, awaiting?: AwaitedStep): Promise<void> {
+  public async markDispatched(runId: string, step: number, dispatchId: string, awaiting?: AwaitedStep, resumeToken?: string): Promise<void> {
     this.writes++;
     const set = awaiting ? 'SET #dispatched = :true, #stallAt = :stallAt, #stepInput = :input' : 'SET #dispatched = :true';
+    // Only this dispatch, and never over a park made since the Invoke (its follower failed
+    // already): a resumed step consumes its own token, nothing else.
+    const condition = `#step = :k AND #dispatchId = :dispatch AND (attribute_not_exists(#parked)${resumeToken ? ' OR #parked = :token' : ''})`;
     try {
       await this.client.send(new UpdateItemCommand({
         TableName: this.tableName,
         Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: runId } },
-        ...expressions(`${set} REMOVE #parked, #parkSent, #parkedFrom, #resuming`, '#step = :k', {
+        ...expressions(`${set} REMOVE #parked, #parkSent, #parkedFrom, #resuming`, condition, {
           ':k': { N: String(step) },
           ':true': { BOOL: true },
+          ':dispatch': { S: dispatchId },
+          ':token': { S: resumeToken ?? '' },
           ':stallAt': { N: String(awaiting?.stallAt ?? 0) },
           ':input': { B: awaiting?.input ?? new Uint8Array() },
         }),
@@ -224,7 +245,9 @@ export class ProgressStore {
       }));
       for (const item of page.Items ?? []) {
         if (item.stepInput?.B === undefined || found.length >= limit) continue;
-        found.push({ runId: item[PROGRESS_KEY_ATTRIBUTE].S!, step: Number(item.step.N), stallAt: Number(item.stallAt.N), input: item.stepInput.B });
+        found.push({
+          runId: item[PROGRESS_KEY_ATTRIBUTE].S!, step: Number(item.step.N), stallAt: Number(item.stallAt.N), input: item.stepInput.B,
+        });
       }
       start = page.LastEvaluatedKey;
     } while (start && found.length < limit);
@@ -267,6 +290,7 @@ const ATTRIBUTES: Record<string, string> = {
   '#expiresAt': PROGRESS_EXPIRES_AT_ATTRIBUTE,
   '#stallAt': PROGRESS_STALL_AT_ATTRIBUTE,
   '#stepInput': 'stepInput',
+  '#dispatchId': 'dispatchId',
 };
 
 /** An update's expressions with exactly the names and values they use (DynamoDB refuses unused ones). */

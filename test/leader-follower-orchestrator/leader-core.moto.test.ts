@@ -192,9 +192,9 @@ describe('duplicates and retries never apply a step twice', () => {
     const event = curatedEvent('racing', 'sms');
     const runId = deterministicId('orchestrator-1', 'tenant-a', 'racing', 'sms', '0');
     // Another invocation has claimed step 1 and has not invoked the follower yet.
-    expect(await progress.claim({ runId, step: 1, channel: 'sms' })).toBe('claimed');
+    expect(await progress.claim({ runId, step: 1, channel: 'sms', dispatchId: 'other' })).toBe('claimed');
     await expect(leader.handle(event)).rejects.toThrow(/being dispatched by another invocation/);
-    await progress.markDispatched(runId, 1);
+    await progress.markDispatched(runId, 1, 'other');
     clock.now += 60_000;
     await leader.handle(event);
     expect(lambda.queued).toHaveLength(0);

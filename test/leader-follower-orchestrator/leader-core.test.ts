@@ -170,6 +170,7 @@ describe('Leader: starting a route', () => {
         hops: 1,
         startedAt: NOW_MS,
         record: metadataOf(rec),
+        dispatchId: expect.any(String),
         maxResultBytes: expect.any(Number),
       },
     });
@@ -179,11 +180,13 @@ describe('Leader: starting a route', () => {
     expect(invocation.request.orchestration.maxResultBytes + requestBytes).toBeLessThanOrEqual(1_000_000 - 4096);
     expect(invocation.request.orchestration.record).not.toHaveProperty('payload');
     expect(h.calls).toEqual(['claim 1', 'invoke', 'markDispatched 1']);
-    expect(h.memory.claim).toHaveBeenCalledWith({ runId: runIdOf(rec), step: 1, channel: 'email', resume: false });
+    expect(h.memory.claim).toHaveBeenCalledWith({ runId: runIdOf(rec), step: 1, channel: 'email', resume: false, parkToken: undefined, dispatchId: expect.any(String) });
     // The step awaits its result: its request is kept (gzipped) until the stall time.
     expect(h.memory.markDispatched)
-      .toHaveBeenCalledWith(runIdOf(rec), 1, { input: expect.any(Buffer), stallAt: NOW_MS + CONFIG.stepResultTimeoutMs });
-    const kept = JSON.parse(gunzipSync(h.memory.markDispatched.mock.calls[0][2]!.input).toString('utf8'));
+      .toHaveBeenCalledWith(runIdOf(rec), 1, expect.any(String), {
+        input: expect.any(Buffer), stallAt: NOW_MS + CONFIG.stepResultTimeoutMs,
+      }, undefined);
+    const kept = JSON.parse(gunzipSync(h.memory.markDispatched.mock.calls[0][3]!.input).toString('utf8'));
     expect(kept).toMatchObject({ channel: 'email', step: 1, orchestration: { follower: 'enrich', runId: runIdOf(rec) } });
     expect(h.metrics.counts).toEqual({ email: { Steps: 1 } });
     expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
@@ -201,7 +204,9 @@ describe('Leader: starting a route', () => {
     const report = await bare.leader.handle(record());
 
     expect(report.outcomes.dispatched).toBe(1);
-    expect(invocations()).toEqual([{ functionName: FOLLOWER_ARNS.enrich, invocationType: 'Event', request: expected }]);
+    // The same request, but for its own dispatch id.
+    const sameButDispatch = { ...expected, orchestration: { ...expected.orchestration, dispatchId: expect.any(String) } };
+    expect(invocations()).toEqual([{ functionName: FOLLOWER_ARNS.enrich, invocationType: 'Event', request: sameButDispatch }]);
     expect(bare.metrics.counts).toEqual({ email: { Steps: 1 } });
   });
 
@@ -272,10 +277,13 @@ describe('Leader: follower results', () => {
       channel: 'email',
       step: 2,
       event: { enriched: true },
-      orchestration: { ...step1.orchestration, follower: 'render', hops: 2, maxResultBytes: expect.any(Number) },
+      orchestration: {
+        ...step1.orchestration, follower: 'render', hops: 2, dispatchId: expect.any(String), maxResultBytes: expect.any(Number),
+      },
     });
-    expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: false });
-    expect(h.memory.markDispatched).toHaveBeenLastCalledWith(runIdOf(rec), 2, { input: expect.any(Buffer), stallAt: expect.any(Number) });
+    expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: false, parkToken: undefined, dispatchId: expect.any(String) });
+    expect(h.memory.markDispatched)
+      .toHaveBeenLastCalledWith(runIdOf(rec), 2, expect.any(String), { input: expect.any(Buffer), stallAt: expect.any(Number) }, undefined);
     expect(h.metrics.counts).toEqual({ email: { Steps: 2 } });
   });
 
@@ -311,8 +319,8 @@ describe('Leader: follower results', () => {
       },
     });
     expect(checkRecord(entry.detail)).toEqual({ valid: true, errors: [] });
-    expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 3, channel: 'email', resume: false });
-    expect(h.memory.markDispatched).toHaveBeenLastCalledWith(runIdOf(rec), 3);
+    expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 3, channel: 'email', resume: false, parkToken: undefined, dispatchId: expect.any(String) });
+    expect(h.memory.markDispatched).toHaveBeenLastCalledWith(runIdOf(rec), 3, expect.any(String), undefined, undefined);
     expect(h.metrics.counts).toEqual({ email: { Steps: 2, Completions: 1 } });
     expect(h.metrics.latencies).toEqual({ email: [1_500] });
     expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
@@ -771,7 +779,7 @@ describe('Leader: redrive', () => {
     expect(invocation.request.orchestration).toMatchObject({
       runId: runIdOf(rec), follower: 'render', hops: 2, route: ['enrich', 'render'], startedAt: NOW_MS, record: metadataOf(rec),
     });
-    expect(h.memory.claim).toHaveBeenCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: true, parkToken: expect.any(String) });
+    expect(h.memory.claim).toHaveBeenCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: true, parkToken: expect.any(String), dispatchId: expect.any(String) });
     expect(sqsMock).toHaveReceivedCommandTimes(DeleteMessageCommand, 1);
     expect(sqsMock).toHaveReceivedCommandWith(DeleteMessageCommand, { QueueUrl: CONFIG.deadLetterQueueUrl, ReceiptHandle: 'rh-m-1' });
     expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
@@ -803,7 +811,7 @@ describe('Leader: redrive', () => {
         orchestrator: CONFIG.orchestratorId, runId: runIdOf(rec), route: ['enrich', 'render'], hops: 2, startedAt: iso(NOW_MS), completedAt: iso(NOW_MS),
       },
     }]);
-    expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 3, channel: 'email', resume: true, parkToken: expect.any(String) });
+    expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 3, channel: 'email', resume: true, parkToken: expect.any(String), dispatchId: expect.any(String) });
     expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
     expect(sqsMock).toHaveReceivedCommandWith(DeleteMessageCommand, { ReceiptHandle: 'rh-m-1' });
   });
@@ -1061,8 +1069,8 @@ describe('ProgressStore', () => {
       + 'AND (attribute_not_exists(#resuming) OR #claimedAt < :stale))');
     expect(input.ExpressionAttributeValues![':token']).toEqual({ S: 'token-1' });
     // The token stays until markDispatched: a resume that fails before it can be tried again.
-    expect(input.UpdateExpression).toBe('SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true '
-      + 'REMOVE #dispatched, #stallAt, #stepInput');
+    expect(input.UpdateExpression).toBe('SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp, #resuming = :true, '
+      + '#parked = :token REMOVE #dispatched, #stallAt, #stepInput');
     expect(input.ExpressionAttributeNames!['#run']).toBe('runId');
     expectNoUnusedNamesOrValues(input);
   });
@@ -1132,32 +1140,50 @@ describe('ProgressStore', () => {
     expect(dynamoMock).not.toHaveReceivedCommand(GetItemCommand);
   });
 
-  test('markDispatched sets dispatched on the claimed step and consumes a resumed step\'s token, with only the names it uses', async () => {
+  test('markDispatched sets dispatched on the step at this dispatch, never over a park made since, with only the names it uses', async () => {
     const progress = store();
 
-    await progress.markDispatched('run-1', 2);
+    await progress.markDispatched('run-1', 2, 'dispatch-1');
 
     const [input] = updates();
     expect(input).toEqual({
       TableName: 'progress',
       Key: { runId: { S: 'run-1' } },
       UpdateExpression: 'SET #dispatched = :true REMOVE #parked, #parkSent, #parkedFrom, #resuming',
-      ConditionExpression: '#step = :k',
+      ConditionExpression: '#step = :k AND #dispatchId = :dispatch AND (attribute_not_exists(#parked))',
       ExpressionAttributeNames: {
-        '#step': 'step', '#dispatched': 'dispatched', '#parked': 'parked', '#parkSent': 'parkSent', '#parkedFrom': 'parkedFrom', '#resuming': 'resuming',
+        '#step': 'step',
+        '#dispatched': 'dispatched',
+        '#parked': 'parked',
+        '#parkSent': 'parkSent',
+        '#parkedFrom': 'parkedFrom',
+        '#resuming': 'resuming',
+        '#dispatchId': 'dispatchId',
       },
-      ExpressionAttributeValues: { ':k': { N: '2' }, ':true': { BOOL: true } },
+      ExpressionAttributeValues: { ':k': { N: '2' }, ':true': { BOOL: true }, ':dispatch': { S: 'dispatch-1' } },
     });
     expectNoUnusedNamesOrValues(input);
     expect(progress.writes).toBe(1);
   });
 
+  test('markDispatched of a resumed step consumes its own park token only', async () => {
+    await store().markDispatched('run-1', 2, 'dispatch-1', undefined, 'token-1');
+    const [input] = updates();
+    expect(input.ConditionExpression).toBe('#step = :k AND #dispatchId = :dispatch AND (attribute_not_exists(#parked) OR #parked = :token)');
+    expect(input.ExpressionAttributeValues![':token']).toEqual({ S: 'token-1' });
+    expectNoUnusedNamesOrValues(input);
+  });
+
   test('markDispatched of a follower step keeps its input and stall time, which the sparse index holds until the result', async () => {
-    await store().markDispatched('run-1', 2, { input: new Uint8Array([1, 2, 3]), stallAt: NOW_MS + 60_000 });
+    await store().markDispatched('run-1', 2, 'dispatch-1', { input: new Uint8Array([1, 2, 3]), stallAt: NOW_MS + 60_000 });
     const [input] = updates();
     expect(input.UpdateExpression).toBe('SET #dispatched = :true, #stallAt = :stallAt, #stepInput = :input REMOVE #parked, #parkSent, #parkedFrom, #resuming');
     expect(input.ExpressionAttributeValues).toEqual({
-      ':k': { N: '2' }, ':true': { BOOL: true }, ':stallAt': { N: String(NOW_MS + 60_000) }, ':input': { B: new Uint8Array([1, 2, 3]) },
+      ':k': { N: '2' },
+      ':true': { BOOL: true },
+      ':dispatch': { S: 'dispatch-1' },
+      ':stallAt': { N: String(NOW_MS + 60_000) },
+      ':input': { B: new Uint8Array([1, 2, 3]) },
     });
     expectNoUnusedNamesOrValues(input);
   });
@@ -1186,8 +1212,8 @@ describe('ProgressStore', () => {
     dynamoMock.on(UpdateItemCommand).rejectsOnce(conditionFailed()).rejects(new Error('network down'));
     const progress = store();
 
-    await expect(progress.markDispatched('run-1', 2)).resolves.toBeUndefined();
-    await expect(progress.markDispatched('run-1', 2)).rejects.toThrow('network down');
+    await expect(progress.markDispatched('run-1', 2, 'dispatch-1')).resolves.toBeUndefined();
+    await expect(progress.markDispatched('run-1', 2, 'dispatch-1')).rejects.toThrow('network down');
   });
 });
 
@@ -1468,6 +1494,7 @@ describe('follower helper', () => {
       hops: 1,
       startedAt: NOW_MS,
       record: {},
+      dispatchId: 'dispatch-1',
       maxResultBytes: 1000,
     },
   };

@@ -136,18 +136,20 @@ export class MemoryRouteStore implements RouteStore {
  * was not dispatched is always 'busy'). `log` records the calls in order, shared with the test.
  */
 export class MemoryProgress {
-  public readonly items = new Map<string, { step: number; dispatched: boolean; parked?: string; parkedFrom?: string; parkSent?: boolean }>();
+  public readonly items = new Map<string, MemoryProgressItem>();
 
   public readonly claim = jest.fn(async (claim: StepClaim): Promise<ClaimOutcome> => {
     this.log.push(`claim ${claim.step}${claim.resume ? ' (resume)' : ''}`);
     const item = this.items.get(claim.runId);
     if (claim.resume) {
       if (item && !this.holds(item, claim.step, claim.parkToken)) return 'superseded';
-      this.items.set(claim.runId, { ...(item ?? { step: claim.step }), dispatched: false });
+      this.items.set(claim.runId, {
+        ...(item ?? { step: claim.step }), dispatched: false, resuming: true, dispatchId: claim.dispatchId, parked: claim.parkToken ?? item?.parked,
+      });
       return 'claimed';
     }
     if ((!item && claim.step === 1) || (item !== undefined && claim.step > 1 && item.step === claim.step - 1)) {
-      this.items.set(claim.runId, { step: claim.step, dispatched: false });
+      this.items.set(claim.runId, { step: claim.step, dispatched: false, dispatchId: claim.dispatchId });
       return 'claimed';
     }
     if (!item) return 'out-of-order';
@@ -156,13 +158,17 @@ export class MemoryProgress {
     return 'out-of-order';
   });
 
-  public readonly markDispatched = jest.fn(async (runId: string, step: number, _awaiting?: AwaitedStep): Promise<void> => {
+  public readonly markDispatched = jest.fn(async (runId: string, step: number, dispatchId: string, _awaiting?: AwaitedStep,
+    resumeToken?: string): Promise<void> => {
     this.log.push(`markDispatched ${step}`);
     const item = this.items.get(runId);
-    if (item && item.step === step) this.items.set(runId, { step, dispatched: true });
+    if (item && item.step === step && item.dispatchId === dispatchId && (item.parked === undefined || item.parked === resumeToken)) {
+      this.items.set(runId, { step, dispatched: true, dispatchId });
+    }
   });
 
-  public readonly markParked = jest.fn(async (runId: string, step: number, _channel: string, token: string, previous?: string): Promise<boolean> => {
+  public readonly markParked = jest.fn(async (runId: string, step: number, _channel: string, token: string, previous?: string,
+    resultOf?: string): Promise<boolean> => {
     this.log.push(`markParked ${step}`);
     const item = this.items.get(runId);
     if (previous !== undefined) {
@@ -170,8 +176,12 @@ export class MemoryProgress {
       this.items.set(runId, { step, dispatched: false, parked: token, parkedFrom: previous });
       return true;
     }
-    if (item && (item.step > step || (item.step === step && item.parked !== undefined && (item.parked !== token || item.parkSent)))) return false;
-    this.items.set(runId, { step, dispatched: false, parked: token });
+    const sameParkUnsent = item?.parked === token && !item.parkSent;
+    const allowed = !item || item.step < step || (item.step === step && (resultOf === undefined
+      ? item.parked === undefined || sameParkUnsent
+      : item.dispatchId === resultOf && (item.parked === undefined || item.resuming === true || sameParkUnsent)));
+    if (!allowed) return false;
+    this.items.set(runId, { step, dispatched: false, parked: token, dispatchId: item?.dispatchId });
     return true;
   });
 
@@ -185,10 +195,21 @@ export class MemoryProgress {
   constructor(private readonly log: string[] = []) {}
 
   /** The message with `token` holds the parked step (as ProgressStore's condition says). */
-  private holds(item: { step: number; dispatched: boolean; parked?: string; parkedFrom?: string; parkSent?: boolean }, step: number, token?: string) {
+  private holds(item: MemoryProgressItem, step: number, token?: string) {
     return token !== undefined && item.step === step && !item.dispatched
       && (item.parked === token || (item.parkedFrom === token && !item.parkSent));
   }
+}
+
+/** A progress item of `MemoryProgress`: the attributes ProgressStore writes. */
+interface MemoryProgressItem {
+  step: number;
+  dispatched: boolean;
+  dispatchId?: string;
+  parked?: string;
+  parkedFrom?: string;
+  parkSent?: boolean;
+  resuming?: boolean;
 }
 
 /** Metrics summed per channel and name, and latencies per channel. */

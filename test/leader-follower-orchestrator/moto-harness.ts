@@ -226,6 +226,14 @@ export function arnOf(follower: string): string {
   return `arn:aws:lambda:us-east-1:123456789012:function:${follower}`;
 }
 
+/** A stamping follower that fails while `state.down` is true. */
+export function flaky(name: string, state: { down: boolean }): FollowerHandler {
+  return (request) => {
+    if (state.down) throw new Error(`${name} is down`);
+    return stamping(name)(request);
+  };
+}
+
 /** A follower that appends its name to `event.steps`, as the integ test's followers do. */
 export function stamping(name: string): FollowerHandler {
   return ({ event }) => ({ event: { ...event, steps: [...(event.steps ?? []), name] } });

@@ -1,7 +1,7 @@
 import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
 import {
-  STEP_RESULT_TIMEOUT_MS, curatedEvent, DeadLetterQueueClock, Deployment, deployWithRoutes, drainQueue, dynamoDb, failingPutEvents, FollowerHandler,
-  LambdaSimulator, motoLeader, orchestrated, stamping, STAMPING_FOLLOWERS,
+  curatedEvent, DeadLetterQueueClock, Deployment, deployWithRoutes, drainQueue, dynamoDb, failingPutEvents, flaky, LambdaSimulator,
+  motoLeader, orchestrated, STAMPING_FOLLOWERS, STEP_RESULT_TIMEOUT_MS,
 } from './moto-harness';
 import { deterministicId } from '../../src/runtime/curated-envelope';
 
@@ -17,13 +17,6 @@ beforeEach(async () => {
   deployment = await deployWithRoutes();
 });
 
-/** A follower that fails while `state.down` is true. */
-function flaky(name: string, state: { down: boolean }): FollowerHandler {
-  return (request) => {
-    if (state.down) throw new Error(`${name} is down`);
-    return stamping(name)(request);
-  };
-}
 
 describe('a redrive whose dispatch fails leaves the message for the next redrive', () => {
   test('the Invoke of the resumed step is throttled: the next redrive (after the visibility timeout) dispatches it', async () => {
