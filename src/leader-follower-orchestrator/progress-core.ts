@@ -151,8 +151,10 @@ export class ProgressStore {
     };
     let condition = 'attribute_not_exists(#run) OR #step < :k '
       + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))';
+    // The step's kept input stays until the parked message is sent (markParkSent): a sweep that
+    // dies before sending finds the step again.
     let update = 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
-      + 'REMOVE #dispatched, #parkedFrom, #resuming, #stallAt, #stepInput';
+      + 'REMOVE #dispatched, #parkedFrom, #resuming';
     if (resultOf !== undefined) {
       condition = 'attribute_not_exists(#run) OR #step < :k OR (#step = :k AND #dispatchId = :dispatch AND (attribute_not_exists(#parked) '
         + 'OR #resuming = :true OR (#parked = :token AND attribute_not_exists(#parkSent))))';
@@ -180,14 +182,17 @@ export class ProgressStore {
     }
   }
 
-  /** Records that the parked message of a step was sent, so a duplicate does not send another. */
+  /**
+   * Records that the parked message of a step was sent, so a duplicate does not send another;
+   * the step's kept input is no longer needed (the message has it).
+   */
   public async markParkSent(runId: string, token: string): Promise<void> {
     this.writes++;
     try {
       await this.client.send(new UpdateItemCommand({
         TableName: this.tableName,
         Key: { [PROGRESS_KEY_ATTRIBUTE]: { S: runId } },
-        ...expressions('SET #parkSent = :true', '#parked = :token', { ':true': { BOOL: true }, ':token': { S: token } }),
+        ...expressions('SET #parkSent = :true REMOVE #stallAt, #stepInput', '#parked = :token', { ':true': { BOOL: true }, ':token': { S: token } }),
       }));
     } catch (error) {
       // Already resumed by its message: nothing to mark.

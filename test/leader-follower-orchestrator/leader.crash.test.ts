@@ -1,9 +1,13 @@
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { ChangeMessageVisibilityCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
-  curatedEvent, deployWithRoutes, Deployment, drainQueue, FollowerHandler, LambdaSimulator, motoLeader, orchestrated, sqs, STAMPING_FOLLOWERS,
-  stamping,
+  curatedEvent, deployWithRoutes, Deployment, drainQueue, flaky, FollowerHandler, LambdaSimulator, motoLeader, orchestrated, sqs,
+  STAMPING_FOLLOWERS, STEP_RESULT_TIMEOUT_MS,
 } from './moto-harness';
+import { DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
+import { handleRoutesResource } from '../../src/leader-follower-orchestrator/route-writer-core';
 import { exploreCrashPoints, FaultInjector, invariant, InvocationOutcome } from '../support/crash-points';
 import { motoClients } from '../support/moto';
 
@@ -158,14 +162,6 @@ async function checkDelivered(w: World, id: string, fixed: Parameters<typeof mot
   return { delivered: 1, waiting: 0, parked: 0, duplicates: outputs.length - 1 };
 }
 
-/** A follower that fails until the operator fixes it (before the check's redrives). */
-function fixable(name: string, state: { down: boolean }): FollowerHandler {
-  return (request) => {
-    if (state.down) throw new Error(`${name} is down`);
-    return stamping(name)(request);
-  };
-}
-
 const summary: string[] = [];
 afterAll(() => console.log(`Crash points, LeaderFollowerOrchestrator:\n${summary.join('\n')}`));
 
@@ -215,7 +211,7 @@ test('leader, a follower\'s failure is parked: every fault ends parked once, and
   const state = { down: true };
   const report = await explore('leader: a follower failure is parked', async () => {
     state.down = true;
-    const w = await newWorld({ ...STAMPING_FOLLOWERS, deliver: fixable('deliver', state) });
+    const w = await newWorld({ ...STAMPING_FOLLOWERS, deliver: flaky('deliver', state) });
     const leader = platformLeader(w);
     await leader.handle(curatedEvent('r3', 'sms', { steps: [] }));
     await w.lambda.settle({ handle: async (record: any) => (record.requestPayload.step === 2 ? (w.input = record) : leader.handle(record)) } as any);
@@ -232,7 +228,7 @@ test('redrive of a parked step: every fault ends with the record on the bus, nev
   const state = { down: true };
   const report = await explore('redrive: a parked step is resumed', async () => {
     state.down = true;
-    const w = await newWorld({ ...STAMPING_FOLLOWERS, render: fixable('render', state) });
+    const w = await newWorld({ ...STAMPING_FOLLOWERS, render: flaky('render', state) });
     const leader = platformLeader(w);
     await leader.handle(curatedEvent('r4', 'email', { steps: [] }));
     await w.lambda.settle(leader);
@@ -258,3 +254,80 @@ test('redrive of a step whose cause is not fixed: every fault ends parked again 
   expect(report.cleanCalls).toEqual(['ReceiveMessage', 'UpdateItem', 'SendMessage', 'UpdateItem', 'DeleteMessage', 'ReceiveMessage']);
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
+
+test('stalled-steps sweep: every fault ends with the stalled step parked (by this sweep or the next), and delivered once redriven', async () => {
+  const report = await explore('sweep: a stalled step is parked', async () => {
+    const w = await newWorld();
+    w.lambda.undeliverableResults.add('render');
+    const leader = platformLeader(w);
+    await leader.handle(curatedEvent('r6', 'email', { steps: [] }));
+    await w.lambda.settle(leader);
+    w.lambda.undeliverableResults.delete('render');
+    w.clock.now += STEP_RESULT_TIMEOUT_MS + 1;
+    w.input = { sweepStalled: {} };
+    return w;
+  }, async (w) => {
+    // The schedule's next sweep, 15 minutes later.
+    w.clock.now += 15 * 60_000;
+    await injector.invoke(() => faultedLeader(w).handle(w.input));
+  }, (w) => checkDelivered(w, 'r6'));
+  expect(report.cleanCalls).toEqual(['Scan', 'UpdateItem', 'SendMessage', 'UpdateItem']);
+  expect(report.totals.duplicates).toBe(0);
+}, 300_000);
+
+describe('route writer', () => {
+  const V1 = [{ channel: 'email', followers: ['enrich', 'render', 'deliver'] }, { channel: 'sms', followers: ['enrich', 'deliver'] }];
+  const V2 = [{ channel: 'email', followers: ['render', 'deliver'] }, { channel: 'push', followers: ['deliver'] }];
+  const CONFIG = { followerNames: ['enrich', 'render', 'deliver'], maxHops: 7 };
+  interface WriterWorld { readonly table: string; outcome?: 'deployed' | 'rolled back' }
+
+  const routesIn = async (table: string) => {
+    const items = (await handlerClients.dynamoDb.send(new ScanCommand({ TableName: table, ConsistentRead: true }))).Items ?? [];
+    const routes = items.map((i) => unmarshall(i)).map(({ channel, followers }) => ({ channel, followers }));
+    return routes.sort((a, b) => a.channel.localeCompare(b.channel));
+  };
+  const sorted = (routes: typeof V1) => [...routes].sort((a, b) => a.channel.localeCompare(b.channel));
+
+  test('a deploy that changes routes: after any fault, CloudFormation\'s rollback leaves the old routes, a success the new ones', async () => {
+    const report = await exploreCrashPoints<WriterWorld>({
+      name: 'LeaderFollowerOrchestrator route writer: a deploy updates routes',
+      injector,
+      setup: async () => {
+        const { routesTable } = await deployWithRoutes();
+        const store = new DynamoRouteStore(handlerClients.dynamoDb, routesTable);
+        // V1 was deployed (deployWithRoutes wrote the same routes).
+        await handleRoutesResource({ RequestType: 'Create', ResourceProperties: { Routes: JSON.stringify(V1) } }, store, CONFIG);
+        return { table: routesTable };
+      },
+      invoke: (w) => handleRoutesResource({
+        RequestType: 'Update',
+        PhysicalResourceId: 'orchestrator-routes',
+        ResourceProperties: { Routes: JSON.stringify(V2) },
+        OldResourceProperties: { Routes: JSON.stringify(V1) },
+      }, new DynamoRouteStore(handlerClients.dynamoDb, w.table), CONFIG),
+      // A failed update (an error, or a handler that died: the provider's timeout) is rolled back:
+      // CloudFormation sends an Update with the old properties, which succeeds.
+      redeliver: async (w, first) => {
+        if (first.ended === 'returned') {
+          w.outcome = 'deployed';
+          return;
+        }
+        await handleRoutesResource({
+          RequestType: 'Update',
+          PhysicalResourceId: 'orchestrator-routes',
+          ResourceProperties: { Routes: JSON.stringify(V1) },
+          OldResourceProperties: { Routes: JSON.stringify(V2) },
+        }, new DynamoRouteStore(handlerClients.dynamoDb, w.table), CONFIG);
+        w.outcome = 'rolled back';
+      },
+      check: async (w) => {
+        const expected = sorted(w.outcome === 'deployed' ? V2 : V1);
+        const table = await routesIn(w.table);
+        invariant(JSON.stringify(table) === JSON.stringify(expected), `${w.outcome}: the table holds ${JSON.stringify(table)}, not ${JSON.stringify(expected)}`);
+        return { delivered: 1, waiting: 0, parked: 0, duplicates: 0 };
+      },
+    });
+    summary.push(`  route writer: a deploy updates routes: ${report.crashPoints} trials (${report.cleanCalls.join(', ')}); totals ${JSON.stringify(report.totals)}`);
+    expect(report.cleanCalls).toEqual(['PutItem', 'PutItem', 'DeleteItem']);
+  }, 300_000);
+});
