@@ -5,12 +5,30 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 
 /**
+ * How Lambda delivers the steps of one follower: its retries and how long it keeps trying. A
+ * delivery step that must not repeat can have 0 retries while an enrichment step has 2.
+ */
+export interface FollowerOptions {
+  /**
+   * Lambda's retries of a failed invocation of this follower (0 to 2) before its event is parked.
+   * @default - the orchestrator's `followerRetryAttempts`
+   */
+  readonly retryAttempts?: number;
+  /**
+   * How long Lambda keeps trying to run an invocation of this follower (1 minute to 6 hours).
+   * A step of this follower counts as stalled 30 minutes after that.
+   * @default - the orchestrator's `followerMaxEventAge`
+   */
+  readonly maxEventAge?: Duration;
+}
+
+/**
  * A follower: a function the leader may invoke as a step of a route. It receives
  * `{ channel, step, event, orchestration }` and returns `{ event, finish? }` (see the docs'
  * JSON contract); the orchestrator sets its asynchronous invocation configuration (retries,
  * and the leader as its success and failure destination).
  */
-export interface FollowerDefinition {
+export interface FollowerDefinition extends FollowerOptions {
   /** Name the routes use: 1 to 64 letters, digits, `_` or `-`, unique within the orchestrator. */
   readonly name: string;
   /**

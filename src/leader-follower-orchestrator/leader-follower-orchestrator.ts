@@ -10,7 +10,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, IConstruct } from 'constructs';
 import {
-  LeaderFollowerOrchestratorProps, OrchestratorSourceOptions, RouteDefinition,
+  FollowerOptions, LeaderFollowerOrchestratorProps, OrchestratorSourceOptions, RouteDefinition,
 } from './leader-follower-orchestrator-props';
 import { LeaderFunction } from './leader-function';
 import {
@@ -125,6 +125,8 @@ export class LeaderFollowerOrchestrator extends Construct {
 
   private readonly props: LeaderFollowerOrchestratorProps;
   private readonly followerArns: Record<string, string> = {};
+  /** The maximum event age of each follower: a step counts as stalled after the longest, plus 30 minutes. */
+  private readonly followerEventAges: Duration[] = [];
   private readonly followerFunctions = new Map<string, lambda.IFunction>();
   private readonly deliveryAlarms = new Map<string, cloudwatch.Alarm>();
   private readonly routes: RouteDefinition[] = [];
@@ -202,7 +204,7 @@ export class LeaderFollowerOrchestrator extends Construct {
       properties: { Routes: Lazy.string({ produce: () => JSON.stringify(this.routes) }) },
     });
 
-    for (const follower of props.followers ?? []) this.addFollower(follower.name, follower.function);
+    for (const follower of props.followers ?? []) this.addFollower(follower.name, follower.function, follower);
     for (const route of props.routes ?? []) this.addRoute(route.channel, route.followers, route.description);
 
     // Messages parked again during a redrive are delayed 15 minutes: they count as parked too.
@@ -247,10 +249,11 @@ export class LeaderFollowerOrchestrator extends Construct {
 
   /**
    * Registers a follower under `name`. The leader may invoke it (and only registered
-   * followers); its asynchronous invocation configuration is set here: `followerRetryAttempts`,
-   * `followerMaxEventAge`, and the leader as its success and failure destination.
+   * followers); its asynchronous invocation configuration is set here: its retries and maximum
+   * event age (`options`, or the orchestrator's `followerRetryAttempts` and
+   * `followerMaxEventAge`), and the leader as its success and failure destination.
    */
-  public addFollower(name: string, fn: lambda.IFunction): void {
+  public addFollower(name: string, fn: lambda.IFunction, options: FollowerOptions = {}): void {
     if (typeof name !== 'string' || !new RegExp(FOLLOWER_NAME_PATTERN).test(name)) {
       throw new PropValidationError(this, 'follower name', name, 'allowed: 1 to 64 letters, digits, "_" or "-"');
     }
@@ -261,6 +264,8 @@ export class LeaderFollowerOrchestrator extends Construct {
       throw new PropValidationError(this, 'followers', [...this.followerFunctions.keys(), name],
         `allowed: at most ${MAX_FOLLOWERS} followers (their ARNs travel in the leader's environment, limited to 4 KB)`);
     }
+    validateIntegerRange(this, `retryAttempts of follower "${name}"`, options.retryAttempts, 0, 2, '(Lambda\'s asynchronous retry range)');
+    validateSeconds(this, `maxEventAge of follower "${name}"`, options.maxEventAge, 60, 21_600);
     const target = asyncConfigTarget(fn);
     const prop = `function of follower "${name}"`;
     if (!target) {
@@ -287,13 +292,15 @@ export class LeaderFollowerOrchestrator extends Construct {
     this.leaderFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
 
     const leaderDestination = new LeaderDestination(this.leaderArn);
+    const maxEventAge = options.maxEventAge ?? this.props.followerMaxEventAge ?? DEFAULT_FOLLOWER_MAX_EVENT_AGE;
+    this.followerEventAges.push(maxEventAge);
     const config = new lambda.EventInvokeConfig(this, `Follower${name}AsyncConfig`, {
       function: target.fn,
       qualifier: target.qualifier,
       onSuccess: leaderDestination,
       onFailure: leaderDestination,
-      retryAttempts: this.props.followerRetryAttempts ?? 2,
-      maxEventAge: this.props.followerMaxEventAge ?? DEFAULT_FOLLOWER_MAX_EVENT_AGE,
+      retryAttempts: options.retryAttempts ?? this.props.followerRetryAttempts ?? 2,
+      maxEventAge,
     });
     // Lambda checks the destination when the configuration is written.
     config.node.addDependency(this.leaderFunction);
@@ -486,7 +493,10 @@ export class LeaderFollowerOrchestrator extends Construct {
       [LEADER_ENV.MAX_EVENT_BYTES]: Tokenization.stringifyNumber(props.maxEventBytes ?? DEFAULT_STEP_EVENT_BYTES),
       [LEADER_ENV.PROGRESS_TTL_SECONDS]: Tokenization.stringifyNumber((props.progressTtl ?? DEFAULT_PROGRESS_TTL).toSeconds()),
       [LEADER_ENV.ORCHESTRATOR_ID]: this.node.addr,
-      [LEADER_ENV.STEP_RESULT_TIMEOUT_SECONDS]: String(stepResultTimeoutSeconds(props.followerMaxEventAge)),
+      [LEADER_ENV.STEP_RESULT_TIMEOUT_SECONDS]: Lazy.string({
+        produce: () => String(stepResultTimeoutSeconds(this.followerEventAges.length > 0
+          ? this.followerEventAges : [props.followerMaxEventAge ?? DEFAULT_FOLLOWER_MAX_EVENT_AGE])),
+      }),
       [LEADER_ENV.ENTRY]: entry,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -601,12 +611,12 @@ function asyncConfigTarget(fn: lambda.IFunction): { fn: lambda.IFunction; qualif
 
 /**
  * How long after its dispatch a step's result can still arrive: Lambda keeps retrying it for up
- * to the follower's maximum event age, and its last attempt may run up to 15 minutes. 15 more
- * minutes of margin. A token event age counts as the longest, 6 hours.
+ * to the follower's maximum event age (the longest of the followers'), and its last attempt may
+ * run up to 15 minutes. 15 more minutes of margin. A token event age counts as the longest, 6 hours.
  */
-function stepResultTimeoutSeconds(maxEventAge: Duration | undefined): number {
-  const age = maxEventAge === undefined ? DEFAULT_FOLLOWER_MAX_EVENT_AGE : maxEventAge;
-  return (age.isUnresolved() ? 21_600 : age.toSeconds()) + 30 * 60;
+function stepResultTimeoutSeconds(maxEventAges: Duration[]): number {
+  const seconds = maxEventAges.map((age) => (age.isUnresolved() ? 21_600 : age.toSeconds()));
+  return Math.max(...seconds) + 30 * 60;
 }
 
 function destinationDeliveryFailures(fn: lambda.IFunction): cloudwatch.IMetric {

@@ -327,6 +327,46 @@ describe('LeaderFollowerOrchestrator defaults', () => {
   });
 });
 
+describe('LeaderFollowerOrchestrator per-follower delivery options', () => {
+  const configOf = (template: Template, id: string) => Object.values<any>(template.findResources('AWS::Lambda::EventInvokeConfig'))
+    .find((c) => c.Properties.FunctionName.Ref?.startsWith(id))!.Properties;
+
+  test('a non-idempotent delivery step with 0 retries beside an enrichment step with 2; the stall time follows the longest event age', () => {
+    const stack = newStack();
+    const orchestrator = defaultOrchestrator(stack, { followers: [{ name: 'enrich', function: followerFunction(stack, 'Enrich') }] });
+    orchestrator.addFollower('deliver', followerFunction(stack, 'Deliver'), { retryAttempts: 0, maxEventAge: Duration.minutes(10) });
+    const template = Template.fromStack(stack);
+    expect(configOf(template, 'Enrich')).toMatchObject({ MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 21_600 });
+    expect(configOf(template, 'Deliver')).toMatchObject({ MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 600 });
+    const [, leader] = leaderResource(template);
+    expect(leader.Environment.Variables.STEP_RESULT_TIMEOUT_SECONDS).toBe(String(21_600 + 1800));
+  });
+
+  test('the followers prop takes the same options; with only short event ages, steps stall sooner', () => {
+    const stack = newStack();
+    defaultOrchestrator(stack, {
+      followers: [
+        { name: 'enrich', function: followerFunction(stack, 'Enrich'), retryAttempts: 1, maxEventAge: Duration.hours(1) },
+        { name: 'deliver', function: followerFunction(stack, 'Deliver'), retryAttempts: 0, maxEventAge: Duration.minutes(5) },
+      ],
+    });
+    const template = Template.fromStack(stack);
+    expect(configOf(template, 'Enrich')).toMatchObject({ MaximumRetryAttempts: 1, MaximumEventAgeInSeconds: 3600 });
+    expect(configOf(template, 'Deliver')).toMatchObject({ MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 300 });
+    expect(leaderResource(template)[1].Environment.Variables.STEP_RESULT_TIMEOUT_SECONDS).toBe(String(3600 + 1800));
+  });
+
+  test.each([
+    [{ retryAttempts: 3 }, /invalid retryAttempts of follower "deliver" 3; allowed: an integer from 0 to 2/],
+    [{ retryAttempts: -1 }, /invalid retryAttempts of follower "deliver" -1; allowed: an integer from 0 to 2/],
+    [{ maxEventAge: Duration.seconds(30) }, /invalid maxEventAge of follower "deliver" "30 seconds"; allowed: a whole number of seconds from 60 to 21600/],
+  ])('bad options %j fail at synth with what is allowed', (options, error) => {
+    const stack = newStack();
+    const orchestrator = defaultOrchestrator(stack);
+    expect(() => orchestrator.addFollower('deliver', followerFunction(stack, 'Deliver'), options)).toThrow(error);
+  });
+});
+
 describe('LeaderFollowerOrchestrator followers', () => {
   const app = new App();
   const stack = newStack(app);

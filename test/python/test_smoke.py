@@ -537,7 +537,8 @@ def test_leader_follower_orchestrator():
         follower_retry_attempts=1,
     )
     # A follower and a route added from Python; routes are checked against the followers at synth.
-    orchestrator.add_follower("deliver", deliver)
+    # The delivery step must not repeat: no retries, and a 10-minute event age (FollowerOptions as keywords).
+    orchestrator.add_follower("deliver", deliver, retry_attempts=0, max_event_age=Duration.minutes(10))
     orchestrator.add_route("sms", ["enrich", "deliver"])
     # A source added from Python: the struct's fields are keyword arguments.
     source_rule = orchestrator.add_source("Curated", event_bus=curated)
@@ -566,24 +567,31 @@ def test_leader_follower_orchestrator():
         if c["Properties"]["FunctionName"] != {"Ref": leader_id}
     ]
     assert {_rendered(c["FunctionName"]) for c in configs} == {_rendered({"Ref": i}) for i in follower_ids}
+    deliver_id = stack.get_logical_id(deliver.node.default_child)
     for config in configs:
         destinations = config["DestinationConfig"]
         assert destinations["OnSuccess"] == destinations["OnFailure"], _rendered(destinations)
         assert "-leader" in _rendered(destinations["OnSuccess"]), _rendered(destinations)
-        assert config["MaximumRetryAttempts"] == 1
+        if config["FunctionName"] == {"Ref": deliver_id}:
+            assert config["MaximumRetryAttempts"] == 0 and config["MaximumEventAgeInSeconds"] == 600, _rendered(config)
+        else:
+            assert config["MaximumRetryAttempts"] == 1 and config["MaximumEventAgeInSeconds"] == 21600, _rendered(config)
+    # The sweep that parks stalled steps, from Python.
+    assert orchestrator.stalled_steps_sweep is not None
 
     # The source rule: curated records and batches not yet orchestrated, with the retry
     # policy and the dead-letter queue; the rule_target() rule gets the same delivery.
     dlq_arn = {"Fn::GetAtt": [stack.get_logical_id(orchestrator.dead_letter_queue.node.default_child), "Arn"]}
     rules = [r["Properties"] for r in _resources(template, "AWS::Events::Rule").values()]
-    source = [r for r in rules if r["EventPattern"].get("detail-type")]
+    # (The stalled-steps sweep is a schedule: no event pattern.)
+    source = [r for r in rules if r.get("EventPattern", {}).get("detail-type")]
     assert len(source) == 1, _rendered(rules)
     assert source[0]["EventPattern"] == {
         "source": ["cdk-event-fabric"],
         "detail-type": ["CuratedRecord", "CuratedBatch"],
         "detail": {"orchestration": [{"exists": False}]},
     }
-    urgent = [r for r in rules if r["EventPattern"] == {"source": ["journeys"]}]
+    urgent = [r for r in rules if r.get("EventPattern") == {"source": ["journeys"]}]
     assert len(urgent) == 1, _rendered(rules)
     for rule in (source[0], urgent[0]):
         target = rule["Targets"][0]
