@@ -163,7 +163,7 @@ export class Leader {
         + `or { "sweepStalled": { "maxItems"? } } only, got ${describe(input)}`);
     }
     if (isObject(input) && isObject(input.sweepStalled)) {
-      const sweep = await this.sweepStalled(input.sweepStalled.maxItems ?? 100);
+      const sweep = await this.sweepStalled(sweepLimit(input.sweepStalled));
       return { outcomes: { ...this.outcomes }, sweep };
     }
     if (isObject(input) && isObject(input.redrive)) {
@@ -343,8 +343,7 @@ export class Leader {
    * event, so a redrive runs the step again. A result that does arrive later still advances
    * the run, and the parked message is then dropped by the redrive.
    */
-  private async sweepStalled(maxItems: unknown): Promise<{ found: number; parked: number }> {
-    const limit = Number.isInteger(maxItems) && (maxItems as number) > 0 ? Math.min(maxItems as number, 1000) : 100;
+  private async sweepStalled(limit: number): Promise<{ found: number; parked: number }> {
     const stalled = await this.deps.progress.findStalled(this.now(), limit);
     const parkedBefore = this.outcomes.parked;
     await this.forEach(stalled, async (item) => {
@@ -600,6 +599,16 @@ export class Leader {
   private logFields(run: RunState): Record<string, unknown> {
     return { channel: run.channel, runId: run.runId, correlationId: run.record.correlationId, recordId: run.record.id };
   }
+}
+
+/** Reads `{ maxItems? }` of a sweep request (1 to 1000, default 100), failing with what is allowed. */
+function sweepLimit(request: Record<string, unknown>): number {
+  const unknown = Object.keys(request).filter((key) => key !== 'maxItems');
+  const maxItems = request.maxItems ?? 100;
+  if (unknown.length > 0 || !Number.isInteger(maxItems) || (maxItems as number) < 1 || (maxItems as number) > 1000) {
+    throw new Error(`invalid sweep request: ${describe(request)}; allowed: { "sweepStalled": { "maxItems"?: 1 to 1000 (default 100) } }`);
+  }
+  return maxItems as number;
 }
 
 /** Keys of the requests only the redrive function takes. */

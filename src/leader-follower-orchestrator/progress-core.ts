@@ -153,8 +153,9 @@ export class ProgressStore {
       + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))';
     // The step's kept input stays until the parked message is sent (markParkSent): a sweep that
     // dies before sending finds the step again.
+    // A new park is not sent yet: an earlier park's parkSent must not make its retry look like a duplicate.
     let update = 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
-      + 'REMOVE #dispatched, #parkedFrom, #resuming';
+      + 'REMOVE #dispatched, #parkedFrom, #resuming, #parkSent';
     if (resultOf !== undefined) {
       condition = 'attribute_not_exists(#run) OR #step < :k OR (#step = :k AND #dispatchId = :dispatch AND (attribute_not_exists(#parked) '
         + 'OR #resuming = :true OR (#parked = :token AND attribute_not_exists(#parkSent))))';

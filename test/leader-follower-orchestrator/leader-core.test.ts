@@ -1098,9 +1098,10 @@ describe('ProgressStore', () => {
     const [input] = updates();
     expect(input.ConditionExpression).toBe('attribute_not_exists(#run) OR #step < :k '
       + 'OR (#step = :k AND (attribute_not_exists(#parked) OR (#parked = :token AND attribute_not_exists(#parkSent))))');
-    // The step's kept input stays until the message is sent (markParkSent removes it).
+    // The step's kept input stays until the message is sent (markParkSent removes it); a new
+    // park is not sent yet, whatever an earlier one was.
     expect(input.UpdateExpression).toBe('SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
-      + 'REMOVE #dispatched, #parkedFrom, #resuming');
+      + 'REMOVE #dispatched, #parkedFrom, #resuming, #parkSent');
     expectNoUnusedNamesOrValues(input);
     dynamoMock.on(UpdateItemCommand).rejects(new ConditionalCheckFailedException({ message: 'no', $metadata: {} }));
     await expect(store().markParked('run-1', 2, 'email', 'token-2')).resolves.toBe(false);

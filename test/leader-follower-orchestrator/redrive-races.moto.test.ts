@@ -1,7 +1,8 @@
 import { DeleteItemCommand, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import {
-  curatedEvent, DeadLetterQueueClock, Deployment, deployWithRoutes, drainQueue, dynamoDb, flaky, LambdaSimulator, motoLeader, orchestrated,
-  STAMPING_FOLLOWERS,
+  arnOf, curatedEvent, DeadLetterQueueClock, Deployment, deployWithRoutes, drainQueue, dynamoDb, flaky, LambdaSimulator, motoLeader,
+  orchestrated, STAMPING_FOLLOWERS, STEP_RESULT_TIMEOUT_MS,
 } from './moto-harness';
 
 /**
@@ -195,4 +196,147 @@ describe('a late copy of an old failure record', () => {
     expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['enrich', 'render', 'deliver']]);
     expect(dlq.sent.map((m) => m.reason)).toEqual(['follower-failed']);
   });
+});
+
+describe('a park whose first send failed is sent by Lambda\'s retry, whatever park came before', () => {
+  function destination(request: any, outcome: { result?: unknown; error?: string }) {
+    const ok = outcome.error === undefined;
+    return {
+      version: '1.0',
+      timestamp: new Date().toISOString(),
+      requestContext: {
+        requestId: 'r', functionArn: `${arnOf(request.orchestration.follower)}:$LATEST`, condition: ok ? 'Success' : 'RetriesExhausted', approximateInvokeCount: ok ? 1 : 3,
+      },
+      requestPayload: request,
+      responseContext: { statusCode: 200, executedVersion: '$LATEST', ...(ok ? {} : { functionError: 'Unhandled' }) },
+      responsePayload: ok ? outcome.result : { errorType: 'Error', errorMessage: outcome.error },
+    };
+  }
+
+  /** An SQS client whose next SendMessage fails (throttled), as the leader's SDK would see after its retries. */
+  function sqsFailingOnce(dlq: DeadLetterQueueClock) {
+    let failed = false;
+    return {
+      send: async (command: any) => {
+        if (!failed && command instanceof SendMessageCommand) {
+          failed = true;
+          throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+        }
+        return dlq.client.send(command);
+      },
+    };
+  }
+
+  async function item(runId: string) {
+    const key = { runId: { S: runId } };
+    return (await dynamoDb.send(new GetItemCommand({ TableName: deployment.progressTable, Key: key, ConsistentRead: true }))).Item;
+  }
+
+  test('resumed step fails fast (before markDispatched) and the first SendMessage of its park fails: Lambda\'s retry must still park it', async () => {
+    const render = { down: true };
+    const lambda = new LambdaSimulator({ ...STAMPING_FOLLOWERS, render: flaky('render', render) });
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader, clock } = motoLeader(deployment, lambda, { sqs: dlq.client });
+    await leader.handle(curatedEvent('ps1', 'email', { steps: [] }));
+    await lambda.settle(leader);
+    expect(dlq.sent.map((m) => [m.reason, m.step])).toEqual([['follower-failed', 2]]);
+    const runId = dlq.sent[0].runId;
+
+    // The redrive resumes step 2; render (still broken) fails at once, and the leader invocation
+    // handling that failure record runs between the redrive's Invoke and its markDispatched. Its
+    // first SendMessage is throttled (the invocation fails); Lambda retries the invocation.
+    let hookRan = false;
+    const slow = {
+      send: async (command: any) => {
+        if (!hookRan && command instanceof UpdateItemCommand && command.input.UpdateExpression?.startsWith('SET #dispatched')
+        && command.input.ExpressionAttributeValues?.[':k']?.N === '2') {
+          hookRan = true;
+          const request = lambda.queued.find((r) => r.step === 2)!;
+          const failure = destination(request, { error: 'render is down' });
+          const attempt1 = motoLeader(deployment, lambda, { sqs: sqsFailingOnce(dlq), clock }).leader;
+          await expect(attempt1.handle(failure)).rejects.toThrow(/Rate exceeded/);
+          const attempt2 = motoLeader(deployment, lambda, { sqs: dlq.client, clock }).leader; // Lambda's retry
+          await attempt2.handle(failure);
+        }
+        return dynamoDb.send(command);
+      },
+    };
+    const redriver = motoLeader(deployment, lambda, { sqs: dlq.client, dynamoDb: slow, clock });
+    const report = await redriver.leader.handle({ redrive: {} });
+    expect(hookRan).toBe(true);
+    // The resumed Invoke's own request is consumed (its outcome is the failure handled above).
+    lambda.undeliverableResults.add('render');
+    await lambda.settle(leader);
+    lambda.undeliverableResults.delete('render');
+
+    const after = await item(runId);
+    // Render is fixed: the operator redrives until the queue is empty, and sweeps after the stall time.
+    render.down = false;
+    clock.now += STEP_RESULT_TIMEOUT_MS + 60_000;
+    const sweep = await leader.handle({ sweepStalled: {} });
+    await dlq.visibilityTimeoutPasses();
+    for (const message of dlq.sent.slice(1)) await dlq.requeue(message);
+    const second = await leader.handle({ redrive: { maxMessages: 50 } });
+    await lambda.settle(leader);
+    const delivered = (await orchestrated(deployment)).map((o) => o.payload.steps);
+    expect({
+      firstRedrive: report.redrive,
+      item: {
+        step: after?.step?.N, parked: after?.parked?.S !== undefined, parkSent: after?.parkSent?.BOOL, stallAt: after?.stallAt?.N !== undefined,
+      },
+      parkedMessagesAfterTheFirst: dlq.sent.slice(1).map((m) => [m.reason, m.step]),
+      sweep: sweep.sweep,
+      secondRedrive: second.redrive,
+      delivered,
+    }).toMatchObject({
+    // Lambda's retry parked the resumed dispatch's failure (a stale parkSent refused it before).
+      parkedMessagesAfterTheFirst: expect.arrayContaining([['follower-failed', 2]]),
+      delivered: [['enrich', 'render', 'deliver']],
+    });
+  });
+
+  test('a late result after a stalled park, whose next step is parked (oversized) and whose first SendMessage fails: Lambda\'s retry must still park it', async () => {
+  // enrich returns an event too big for the next request.
+    const big = 'x'.repeat(6_000);
+    const lambda = new LambdaSimulator({ ...STAMPING_FOLLOWERS, enrich: ({ event }) => ({ event: { ...event, big } }) });
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader, clock } = motoLeader(deployment, lambda, { sqs: dlq.client, maxEventBytes: 4_000 });
+    await leader.handle(curatedEvent('ps2', 'sms', { steps: [] }));
+    const [request] = lambda.queued; // enrich is slow: its result is not back yet
+
+    clock.now += STEP_RESULT_TIMEOUT_MS + 1;
+    expect((await leader.handle({ sweepStalled: {} })).sweep).toEqual({ found: 1, parked: 1 });
+    expect(dlq.sent.map((m) => [m.reason, m.step])).toEqual([['stalled', 1]]);
+    const runId = dlq.sent[0].runId;
+
+    // The late result arrives ("still advances the run"): step 2's request is oversized and is parked,
+    // but that invocation's SendMessage is throttled; Lambda retries the invocation.
+    const late = destination(request, { result: { event: { steps: [], big } } });
+    const attempt1 = motoLeader(deployment, lambda, { sqs: sqsFailingOnce(dlq), clock, maxEventBytes: 4_000 }).leader;
+    await expect(attempt1.handle(late)).rejects.toThrow(/Rate exceeded/);
+    const attempt2 = motoLeader(deployment, lambda, { sqs: dlq.client, clock, maxEventBytes: 4_000 }).leader;
+    const retry = await attempt2.handle(late);
+    const after = await item(runId);
+
+    // The operator redrives everything that is parked.
+    const redrive = await leader.handle({ redrive: { maxMessages: 50 } });
+    expect({
+      retryOutcomes: retry.outcomes,
+      item: { step: after?.step?.N, parked: after?.parked?.S !== undefined, parkSent: after?.parkSent?.BOOL },
+      parkedMessages: dlq.sent.map((m) => [m.reason, m.step]),
+      redrive: redrive.redrive,
+    }).toEqual({
+      retryOutcomes: expect.objectContaining({ parked: 1 }),
+      item: { step: '2', parked: true, parkSent: true }, // sent, once the retry parked it
+      // The retry's park, then the redrive's repark of it (the cause is not fixed).
+      parkedMessages: [['stalled', 1], ['oversized', 2], ['oversized', 2]],
+      redrive: expect.objectContaining({ received: 2, dropped: 1, reparked: 1 }), // the stalled copy dropped, the oversized one parked again
+    });
+  });
+});
+
+test('a malformed sweep request fails with what is allowed', async () => {
+  const { leader } = motoLeader(deployment, new LambdaSimulator(STAMPING_FOLLOWERS), { entry: 'redrive' });
+  await expect(leader.handle({ sweepStalled: { maxItems: -5 } })).rejects.toThrow(/invalid sweep request: .*allowed: \{ "sweepStalled": \{ "maxItems"\?: 1 to 1000/);
+  await expect(leader.handle({ sweepStalled: { bogus: true } })).rejects.toThrow(/invalid sweep request/);
 });
