@@ -170,12 +170,13 @@ export class LeaderFollowerOrchestrator extends Construct {
       partitionKey: { name: PROGRESS_KEY_ATTRIBUTE, type: dynamodb.AttributeType.STRING },
       timeToLiveAttribute: PROGRESS_EXPIRES_AT_ATTRIBUTE,
     });
-    // Sparse: only steps awaiting a follower's result have `stallAt`, so the sweep reads those alone.
+    // Sparse: only steps awaiting a follower's result have `stallAt`, so the sweep reads those
+    // alone; keys only, so it does not read their kept inputs (it reads a stalled step's item).
     this.progressTable.addGlobalSecondaryIndex({
       indexName: PROGRESS_STALLED_INDEX,
       partitionKey: { name: PROGRESS_KEY_ATTRIBUTE, type: dynamodb.AttributeType.STRING },
       sortKey: { name: PROGRESS_STALL_AT_ATTRIBUTE, type: dynamodb.AttributeType.NUMBER },
-      projectionType: dynamodb.ProjectionType.ALL,
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
     });
 
     // The leader's name is set, so followers' roles and destinations can name its ARN without

@@ -234,8 +234,9 @@ export class ProgressStore {
   }
 
   /**
-   * Steps awaiting a result past their `stallAt`, from the sparse index (it holds only the
-   * awaited steps, so the scan reads those alone). At most `limit`.
+   * Steps awaiting a result past their `stallAt`, at most `limit`. The sparse index holds only
+   * the awaited steps, and only their keys, so the scan reads neither finished runs nor kept
+   * inputs; each stalled step's item is then read (consistently) for its input.
    */
   public async findStalled(now: number, limit: number): Promise<StalledStep[]> {
     const found: StalledStep[] = [];
@@ -249,8 +250,11 @@ export class ProgressStore {
         ExpressionAttributeValues: { ':now': { N: String(now) } },
         ExclusiveStartKey: start,
       }));
-      for (const item of page.Items ?? []) {
-        if (item.stepInput?.B === undefined || found.length >= limit) continue;
+      for (const key of page.Items ?? []) {
+        if (found.length >= limit) break;
+        const item = await this.read(key[PROGRESS_KEY_ATTRIBUTE].S!);
+        // Its result may have come since the scan read the index.
+        if (item?.stepInput?.B === undefined || item.stallAt?.N === undefined || Number(item.stallAt.N) >= now) continue;
         found.push({
           runId: item[PROGRESS_KEY_ATTRIBUTE].S!, step: Number(item.step.N), stallAt: Number(item.stallAt.N), input: item.stepInput.B,
         });

@@ -1190,10 +1190,15 @@ describe('ProgressStore', () => {
     expectNoUnusedNamesOrValues(input);
   });
 
-  test('findStalled scans the sparse index for steps past their stall time, page by page, up to the limit', async () => {
-    const item = (runId: string, stallAt: number) => ({ runId: { S: runId }, step: { N: '2' }, stallAt: { N: String(stallAt) }, stepInput: { B: new Uint8Array([7]) } });
-    dynamoMock.on(ScanCommand).resolvesOnce({ Items: [item('a', 1)], LastEvaluatedKey: { runId: { S: 'a' }, stallAt: { N: '1' } } })
-      .resolvesOnce({ Items: [item('b', 2), item('c', 3)] });
+  test('findStalled scans the keys-only index for steps past their stall time, page by page, then reads each item, up to the limit', async () => {
+    const key = (runId: string, stallAt: number) => ({ runId: { S: runId }, stallAt: { N: String(stallAt) } });
+    const item = (runId: string, stallAt: number) => ({ ...key(runId, stallAt), step: { N: '2' }, stepInput: { B: new Uint8Array([7]) } });
+    dynamoMock.on(ScanCommand).resolvesOnce({ Items: [key('a', 1), key('gone', 1)], LastEvaluatedKey: key('gone', 1) })
+      .resolvesOnce({ Items: [key('b', 2), key('c', 3)] });
+    dynamoMock.on(GetItemCommand, { Key: { runId: { S: 'a' } } }).resolves({ Item: item('a', 1) })
+      // Its result came after the scan: the step moved on, no longer awaited.
+      .on(GetItemCommand, { Key: { runId: { S: 'gone' } } }).resolves({ Item: { runId: { S: 'gone' }, step: { N: '3' } } })
+      .on(GetItemCommand, { Key: { runId: { S: 'b' } } }).resolves({ Item: item('b', 2) });
     const found = await store().findStalled(NOW_MS, 2);
     expect(found).toEqual([
       { runId: 'a', step: 2, stallAt: 1, input: new Uint8Array([7]) }, { runId: 'b', step: 2, stallAt: 2, input: new Uint8Array([7]) },
@@ -1207,7 +1212,10 @@ describe('ProgressStore', () => {
       ExpressionAttributeValues: { ':now': { N: String(NOW_MS) } },
       ExclusiveStartKey: undefined,
     });
-    expect(scans[1].ExclusiveStartKey).toEqual({ runId: { S: 'a' }, stallAt: { N: '1' } });
+    expect(scans[1].ExclusiveStartKey).toEqual(key('gone', 1));
+    // 'c' is past the limit: never read.
+    expect(dynamoMock.commandCalls(GetItemCommand).map((c) => c.args[0].input.Key!.runId.S)).toEqual(['a', 'gone', 'b']);
+    expect(dynamoMock.commandCalls(GetItemCommand).every((c) => c.args[0].input.ConsistentRead === true)).toBe(true);
   });
 
   test('markDispatched swallows a conditional failure (the run moved on) but rethrows other errors', async () => {

@@ -132,7 +132,7 @@ describe('LeaderFollowerOrchestrator defaults', () => {
         GlobalSecondaryIndexes: [{
           IndexName: 'stalled-steps',
           KeySchema: [{ AttributeName: 'runId', KeyType: 'HASH' }, { AttributeName: 'stallAt', KeyType: 'RANGE' }],
-          Projection: { ProjectionType: 'ALL' },
+          Projection: { ProjectionType: 'KEYS_ONLY' },
         }],
         BillingMode: 'PAY_PER_REQUEST',
         TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },

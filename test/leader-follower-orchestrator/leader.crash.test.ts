@@ -271,7 +271,7 @@ test('stalled-steps sweep: every fault ends with the stalled step parked (by thi
     w.clock.now += 15 * 60_000;
     await injector.invoke(() => faultedLeader(w).handle(w.input));
   }, (w) => checkDelivered(w, 'r6'));
-  expect(report.cleanCalls).toEqual(['Scan', 'UpdateItem', 'SendMessage', 'UpdateItem']);
+  expect(report.cleanCalls).toEqual(['Scan', 'GetItem', 'UpdateItem', 'SendMessage', 'UpdateItem']);
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
 

@@ -40,7 +40,7 @@ export async function deployInMoto() {
     GlobalSecondaryIndexes: [{
       IndexName: 'stalled-steps',
       KeySchema: [{ AttributeName: 'runId', KeyType: 'HASH' }, { AttributeName: 'stallAt', KeyType: 'RANGE' }],
-      Projection: { ProjectionType: 'ALL' },
+      Projection: { ProjectionType: 'KEYS_ONLY' },
     }],
   }));
   await dynamoDb.send(new UpdateTimeToLiveCommand({
