@@ -74,7 +74,7 @@ export class LeaderFollowerOrchestrator extends Construct {
    * asynchronous invocation configuration and its delivery alarm); each source adds a rule and a
    * Lambda permission. Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_ORCHESTRATOR = 25;
+  public static readonly RESOURCES_PER_ORCHESTRATOR = 27;
   /**
    * Longest route: 15 steps. The leader is invoked once for the record and once per step's
    * result, 16 times, and Lambda's recursive loop detection stops a function invoked more than
@@ -92,8 +92,9 @@ export class LeaderFollowerOrchestrator extends Construct {
   public readonly leaderFunction: lambda.Function;
   /**
    * The redrive function: invoked with `{ "redrive": { "maxMessages"?, "reason"?, "channel"?,
-   * "runId"? } }`, it resumes parked events from the dead-letter queue (see `grantRedrive`). It
-   * runs the leader's code with the leader's role, and takes nothing else.
+   * "runId"? } }`, it resumes parked events from the dead-letter queue (see `grantRedrive`); every
+   * 15 minutes it parks stalled steps. It runs the leader's code with a role of its own (only it
+   * consumes the queue), and takes nothing else.
    */
   public readonly redriveFunction: lambda.Function;
   /**
@@ -290,7 +291,10 @@ export class LeaderFollowerOrchestrator extends Construct {
     FOLLOWER_REGISTRATIONS.set(target.fn, registrations);
     this.followerFunctions.set(name, fn);
     this.followerArns[name] = fn.functionArn;
-    this.leaderFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
+    // Both dispatch steps: the leader, and the redrive function when it resumes one.
+    for (const dispatcher of [this.leaderFunction, this.redriveFunction]) {
+      dispatcher.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
+    }
 
     const leaderDestination = new LeaderDestination(this.leaderArn);
     const maxEventAge = options.maxEventAge ?? this.props.followerMaxEventAge ?? DEFAULT_FOLLOWER_MAX_EVENT_AGE;
@@ -420,7 +424,7 @@ export class LeaderFollowerOrchestrator extends Construct {
     const props = this.props;
     const key = props.encryptionKey;
     const logGroup = functionLogGroup(this, 'LeaderFunctionLogs');
-    const role = functionRole(this, 'LeaderFunctionRole', 'cdk-event-fabric LeaderFollowerOrchestrator leader and redrive', logGroup);
+    const role = functionRole(this, 'LeaderFunctionRole', 'cdk-event-fabric LeaderFollowerOrchestrator leader', logGroup);
     const fn = new LeaderFunction(this, 'LeaderFunction', {
       functionName,
       role,
@@ -437,19 +441,7 @@ export class LeaderFollowerOrchestrator extends Construct {
       onFailure: new lambdaDestinations.SqsDestination(this.deadLetterQueue),
       environment: this.leaderEnvironment('events'),
     });
-    // Statements on the exact ARNs: Table.grant adds "<table>/index/*" once the table has an index.
-    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [this.routesTable.tableArn] }));
-    role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resources: [this.progressTable.tableArn],
-    }));
-    role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['dynamodb:Scan'], resources: [`${this.progressTable.tableArn}/index/${PROGRESS_STALLED_INDEX}`],
-    }));
-    this.curatedBus.grantPutEventsTo(fn);
-    this.deadLetterQueue.grantSendMessages(fn);
-    this.deadLetterQueue.grantConsumeMessages(fn);
-    key?.grantEncryptDecrypt(fn);
-    acknowledgeXRay(role);
+    this.grantStepWork(fn, role);
     acknowledgeKeyWildcards(role, key, 'The leader reads and writes its tables and dead-letter queue with the orchestrator key');
     Validations.of(fn).acknowledge({
       id: 'Serverless-LambdaDLQ',
@@ -459,11 +451,29 @@ export class LeaderFollowerOrchestrator extends Construct {
     return fn;
   }
 
-  /** The leader's code and role, taking redrive requests only (`grantRedrive` grants this function). */
+  /**
+   * What the leader and the redrive function both do with a step: read routes, claim and mark
+   * progress, put records on the bus, park in the dead-letter queue. Statements on the exact
+   * ARNs: Table.grant adds "<table>/index/*" once the table has an index.
+   */
+  private grantStepWork(fn: lambda.Function, role: iam.Role): void {
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [this.routesTable.tableArn] }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resources: [this.progressTable.tableArn],
+    }));
+    this.curatedBus.grantPutEventsTo(fn);
+    this.deadLetterQueue.grantSendMessages(fn);
+    this.props.encryptionKey?.grantEncryptDecrypt(fn);
+    acknowledgeXRay(role);
+  }
+
+  /**
+   * The leader's code with its own role, taking redrive and sweep requests only (`grantRedrive`
+   * grants this function). Only it consumes the dead-letter queue and scans for stalled steps.
+   */
   private createRedrive(): lambda.Function {
     const logGroup = functionLogGroup(this, 'RedriveFunctionLogs');
-    const role = this.leaderFunction.role as iam.Role;
-    logGroup.grantWrite(role);
+    const role = functionRole(this, 'RedriveFunctionRole', 'cdk-event-fabric LeaderFollowerOrchestrator redrive', logGroup);
     const fn = new LeaderFunction(this, 'RedriveFunction', {
       role,
       description: 'cdk-event-fabric LeaderFollowerOrchestrator: resumes parked events from the dead-letter queue',
@@ -473,6 +483,12 @@ export class LeaderFollowerOrchestrator extends Construct {
       logGroup,
       environment: this.leaderEnvironment('redrive'),
     });
+    this.grantStepWork(fn, role);
+    this.deadLetterQueue.grantConsumeMessages(fn);
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['dynamodb:Scan'], resources: [`${this.progressTable.tableArn}/index/${PROGRESS_STALLED_INDEX}`],
+    }));
+    acknowledgeKeyWildcards(role, this.props.encryptionKey, 'The redrive function reads and writes the tables and dead-letter queue with the orchestrator key');
     Validations.of(fn).acknowledge({
       id: 'Serverless-LambdaDLQ',
       reason: 'Invoked synchronously by operators, who see its report and every error, and by the sweep schedule, whose next run '

@@ -84,16 +84,16 @@ describe('LeaderFollowerOrchestrator defaults', () => {
   const [leaderLogicalId, leader] = leaderResource(template);
 
   test(`exactly RESOURCES_PER_ORCHESTRATOR (${LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR}) resources`, () => {
-    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(25);
-    expect(resourceCount(stack)).toBe(25);
+    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(27);
+    expect(resourceCount(stack)).toBe(27);
     expect(resourcesByType(stack)).toEqual({
       'AWS::Events::EventBus': 1,
       'AWS::SQS::Queue': 1,
       'AWS::SQS::QueuePolicy': 1,
       'AWS::DynamoDB::Table': 2,
       'AWS::Logs::LogGroup': 4,
-      'AWS::IAM::Role': 3,
-      'AWS::IAM::Policy': 3,
+      'AWS::IAM::Role': 4,
+      'AWS::IAM::Policy': 4,
       'AWS::Lambda::Function': 4,
       'AWS::Lambda::EventInvokeConfig': 1,
       'AWS::Events::Rule': 1,
@@ -217,35 +217,43 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     }]);
   });
 
-  test('leader IAM: GetItem on routes, GetItem/UpdateItem on progress, PutEvents on the bus, DLQ send and consume, no invoke', () => {
+  test('leader IAM: GetItem on routes, GetItem/UpdateItem on progress, PutEvents on the bus, DLQ send only, no invoke', () => {
     const all = roleStatements(template, 'OrchestratorLeaderFunctionRole');
-    expect(all).toEqual([
+    expect(all).toHaveLength(6);
+    expect(all).toEqual(expect.arrayContaining([
       { Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Effect: 'Allow', Resource: getAtt('OrchestratorLeaderFunctionLogs') },
-      { Action: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], Effect: 'Allow', Resource: '*' },
+      { Action: 'dynamodb:GetItem', Effect: 'Allow', Resource: getAtt('OrchestratorRoutesTable') },
+      { Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Effect: 'Allow', Resource: getAtt('OrchestratorProgressTable') },
+      { Action: 'events:PutEvents', Effect: 'Allow', Resource: getAtt('OrchestratorCuratedBus') },
       {
         Action: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
         Effect: 'Allow',
         Resource: getAtt('OrchestratorDeadLetterQueue'),
       },
-      { Action: 'dynamodb:GetItem', Effect: 'Allow', Resource: getAtt('OrchestratorRoutesTable') },
+      { Action: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], Effect: 'Allow', Resource: '*' },
+    ]));
+    // Neither consuming the dead-letter queue nor scanning for stalled steps: that is the redrive function's.
+    expect(JSON.stringify(all)).not.toMatch(/sqs:ReceiveMessage|sqs:DeleteMessage|dynamodb:Scan|lambda:InvokeFunction|dynamodb:PutItem/);
+  });
+
+  test('redrive function IAM: its own role, the leader\'s step work plus consuming the queue and scanning the stalled-steps index only', () => {
+    const all = roleStatements(template, 'OrchestratorRedriveFunctionRole');
+    expect(all).toEqual(expect.arrayContaining([
+      { Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Effect: 'Allow', Resource: getAtt('OrchestratorRedriveFunctionLogs') },
       { Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Effect: 'Allow', Resource: getAtt('OrchestratorProgressTable') },
-      // The sweep reads the sparse index of awaited steps, and that index only (no "index/*").
-      {
-        Action: 'dynamodb:Scan',
-        Effect: 'Allow',
-        Resource: { 'Fn::Join': ['', [getAtt('OrchestratorProgressTable'), '/index/stalled-steps']] },
-      },
-      { Action: 'events:PutEvents', Effect: 'Allow', Resource: getAtt('OrchestratorCuratedBus') },
       {
         Action: expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage']),
         Effect: 'Allow',
         Resource: getAtt('OrchestratorDeadLetterQueue'),
       },
-      // The redrive function shares the role: its log group.
-      { Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Effect: 'Allow', Resource: getAtt('OrchestratorRedriveFunctionLogs') },
-    ]);
-    expect(JSON.stringify(all)).not.toContain('lambda:InvokeFunction');
-    expect(JSON.stringify(all)).not.toContain('dynamodb:PutItem');
+      // The sparse index of awaited steps, and that index only (no "index/*").
+      {
+        Action: 'dynamodb:Scan',
+        Effect: 'Allow',
+        Resource: { 'Fn::Join': ['', [getAtt('OrchestratorProgressTable'), '/index/stalled-steps']] },
+      },
+    ]));
+    expect(all).toHaveLength(8);
   });
 
   test('route writer: PutItem/DeleteItem on the routes table only, environment without followers', () => {
@@ -340,6 +348,11 @@ describe('LeaderFollowerOrchestrator per-follower delivery options', () => {
     expect(configOf(template, 'Deliver')).toMatchObject({ MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 600 });
     const [, leader] = leaderResource(template);
     expect(leader.Environment.Variables.STEP_RESULT_TIMEOUT_SECONDS).toBe(String(21_600 + 1800));
+    // Both the leader and the redrive function (which resumes steps) may invoke each follower, and only them.
+    for (const role of ['OrchestratorLeaderFunctionRole', 'OrchestratorRedriveFunctionRole']) {
+      const invokes = roleStatements(template, role).filter((st) => st.Action === 'lambda:InvokeFunction').map((st) => st.Resource);
+      expect(invokes).toEqual([getAtt('Enrich'), getAtt('Deliver')]);
+    }
   });
 
   test('the followers prop takes the same options; with only short event ages, steps stall sooner', () => {
@@ -811,14 +824,14 @@ describe('LeaderFollowerOrchestrator grants', () => {
     });
   });
 
-  test('the redrive function runs the leader\'s code and role, taking redrive requests only, with the lease-safe timeout', () => {
+  test('the redrive function runs the leader\'s code with its own role, taking redrive requests only, with the lease-safe timeout', () => {
     const stack = newStack();
     defaultOrchestrator(stack);
     const template = Template.fromStack(stack);
     const [, leader] = leaderResource(template);
     const [, redrive] = leaderResource(template, 'redrive');
     expect(redrive.Code).toEqual(leader.Code);
-    expect(redrive.Role).toEqual(leader.Role);
+    expect(redrive.Role).not.toEqual(leader.Role);
     expect(redrive.Timeout).toBe(30);
     const { LEADER_ENTRY: _l, ...leaderEnv } = leader.Environment.Variables;
     const { LEADER_ENTRY: _r, ...redriveEnv } = redrive.Environment.Variables;
