@@ -304,17 +304,18 @@ export class Leader {
     if (mismatch || sender) {
       return this.park({ reason: 'invalid-input', channel: request.channel, step, hops: context.hops, input: record, message: (mismatch ?? sender)! });
     }
+    // A request sent by a version before dispatch ids has none: `null` parks only a step with none.
     if (record.requestContext.condition !== 'Success') {
       const response = isObject(record.responsePayload) ? record.responsePayload : {};
       const error = [response.errorType, response.errorMessage].filter((p) => typeof p === 'string').join(': ') || 'no error message';
       return this.parkRun(run, step, request.event, 'follower-failed', `follower ${JSON.stringify(context.follower)} failed at step ${step} `
         + `(${record.requestContext.condition}, ${record.requestContext.approximateInvokeCount ?? '?'} attempts): ${error}`,
-      undefined, context.dispatchId);
+      undefined, context.dispatchId ?? null);
     }
     const result = record.responsePayload;
     if (!isFollowerResult(result)) {
       return this.parkRun(run, step, request.event, 'invalid-follower-result', `follower ${JSON.stringify(context.follower)} returned `
-        + `${describe(result)} at step ${step}; allowed: { "event": <the processed event>, "finish"?: true | false }`, undefined, context.dispatchId);
+        + `${describe(result)} at step ${step}; allowed: { "event": <the processed event>, "finish"?: true | false }`, undefined, context.dispatchId ?? null);
     }
     const done = { ...run, hops: context.hops };
     // An early finish drops the rest of the route, so FINISH is always the step after the route's end.
@@ -352,7 +353,7 @@ export class Leader {
       await this.parkRun(runOf(request), item.step, request.event, 'stalled', `step ${item.step} (follower ${JSON.stringify(context.follower)}) was `
         + `dispatched at ${new Date(item.stallAt - this.config.stepResultTimeoutMs).toISOString()} and no result came back within `
         + `${Math.round(this.config.stepResultTimeoutMs / 60_000)} minutes: a result over Lambda's asynchronous payload limit cannot `
-        + 'return (see the follower\'s DestinationDeliveryFailures); redrive runs the step again with this event', undefined, context.dispatchId);
+        + 'return (see the follower\'s DestinationDeliveryFailures); redrive runs the step again with this event', undefined, context.dispatchId ?? null);
     });
     return { found: stalled.length, parked: this.outcomes.parked - parkedBefore };
   }
@@ -427,10 +428,11 @@ export class Leader {
    * resume it. A redrive whose step fails again (`previousToken`, the redriven message's token)
    * parks it again with a new token derived from the old one: the new message takes over the step.
    * A follower's failure (`resultOf`, the id of the dispatch that failed) parks with a token of
-   * that dispatch, and only while the step is at it.
+   * that dispatch, and only while the step is at it (`null`: a dispatch with no id, sent by a
+   * version before dispatch ids).
    */
   private async parkRun(run: RunState, step: number, event: unknown, reason: ParkReason, message: string, previousToken?: string,
-    resultOf?: string): Promise<void> {
+    resultOf?: string | null): Promise<void> {
     const parkToken = previousToken !== undefined
       ? deterministicId(run.runId, String(step), reason, previousToken)
       : deterministicId(run.runId, String(step), reason, ...(resultOf ? [resultOf] : []));

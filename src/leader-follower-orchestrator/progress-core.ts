@@ -138,9 +138,11 @@ export class ProgressStore {
    * message being redriven, with a new one derived from it. A park for a follower's failure
    * (`resultOf`, the id of the dispatch that failed) counts only while the step is at that
    * dispatch; it may replace the token of a resumed step, whose resumed dispatch is what failed.
+   * `null` is the result of a dispatch with no id (sent by a version before dispatch ids): it
+   * counts only while the step has no dispatch id, so not after a redrive dispatched it again.
    */
   public async markParked(runId: string, step: number, channel: string, token: string, previousToken?: string,
-    resultOf?: string): Promise<boolean> {
+    resultOf?: string | null): Promise<boolean> {
     const now = this.now();
     const values: Record<string, AttributeValue> = {
       ':k': { N: String(step) },
@@ -157,9 +159,10 @@ export class ProgressStore {
     let update = 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
       + 'REMOVE #dispatched, #parkedFrom, #resuming, #parkSent';
     if (resultOf !== undefined) {
-      condition = 'attribute_not_exists(#run) OR #step < :k OR (#step = :k AND #dispatchId = :dispatch AND (attribute_not_exists(#parked) '
+      const atDispatch = resultOf === null ? 'attribute_not_exists(#dispatchId)' : '#dispatchId = :dispatch';
+      condition = `attribute_not_exists(#run) OR #step < :k OR (#step = :k AND ${atDispatch} AND (attribute_not_exists(#parked) `
         + 'OR #resuming = :true OR (#parked = :token AND attribute_not_exists(#parkSent))))';
-      values[':dispatch'] = { S: resultOf };
+      if (resultOf !== null) values[':dispatch'] = { S: resultOf };
       values[':true'] = { BOOL: true };
     }
     if (previousToken !== undefined) {

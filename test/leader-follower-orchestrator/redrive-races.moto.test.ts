@@ -198,6 +198,40 @@ describe('a late copy of an old failure record', () => {
     expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['enrich', 'render', 'deliver']]);
     expect(dlq.sent.map((m) => m.reason)).toEqual(['follower-failed']);
   });
+
+  test('a record with no dispatch id (in flight when this version was deployed), again after its step was resumed, parks no second message', async () => {
+    const render = { down: true };
+    const lambda = new LambdaSimulator({ ...STAMPING_FOLLOWERS, render: flaky('render', render) });
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader } = motoLeader(deployment, lambda, { sqs: dlq.client });
+    let legacyFailure: any;
+    // Followers answer as a request sent by the previous version would: no dispatch id in the
+    // record, none on the step's progress item.
+    const legacy = {
+      handle: async (input: any) => {
+        const { dispatchId, ...orchestration } = input.requestPayload.orchestration;
+        const record = { ...input, requestPayload: { ...input.requestPayload, orchestration } };
+        await dynamoDb.send(new UpdateItemCommand({
+          TableName: deployment.progressTable,
+          Key: { runId: { S: orchestration.runId } },
+          UpdateExpression: 'REMOVE dispatchId',
+        }));
+        if (record.requestContext.condition !== 'Success') legacyFailure = record;
+        return leader.handle(record);
+      },
+    } as any;
+    await leader.handle(curatedEvent('legacy', 'email', { steps: [] }));
+    await lambda.settle(legacy);
+    expect(dlq.sent.map((m) => m.reason)).toEqual(['follower-failed']);
+
+    render.down = false;
+    expect((await leader.handle({ redrive: {} })).redrive).toMatchObject({ resumed: 1 });
+    // Lambda delivers the legacy failure record a second time, while the resumed render runs.
+    await leader.handle(legacyFailure);
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['enrich', 'render', 'deliver']]);
+    expect(dlq.sent.map((m) => m.reason)).toEqual(['follower-failed']);
+  });
 });
 
 describe('a park whose first send failed is sent by Lambda\'s retry, whatever park came before', () => {
