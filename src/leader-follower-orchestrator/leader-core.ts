@@ -12,6 +12,7 @@ import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
 import { checkRoute, unregisteredFollowers } from './route-schema';
 import type { RouteReader } from './route-store-core';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
+import { isIntegerWithin } from '../runtime/argument-checks';
 import type { CoreLogger } from '../runtime/core-logger';
 import {
   BATCH_DETAIL_TYPE, checkEnvelope, checkRecord, CURATED_SOURCE, deterministicId, Envelope, RECORD_DETAIL_TYPE, RecordEnvelope,
@@ -607,10 +608,10 @@ export class Leader {
 function sweepLimit(request: Record<string, unknown>): number {
   const unknown = Object.keys(request).filter((key) => key !== 'maxItems');
   const maxItems = request.maxItems ?? 100;
-  if (unknown.length > 0 || !Number.isInteger(maxItems) || (maxItems as number) < 1 || (maxItems as number) > 1000) {
+  if (unknown.length > 0 || !isIntegerWithin(maxItems, 1, 1000)) {
     throw new Error(`invalid sweep request: ${describe(request)}; allowed: { "sweepStalled": { "maxItems"?: 1 to 1000 (default 100) } }`);
   }
-  return maxItems as number;
+  return maxItems;
 }
 
 /** Keys of the requests only the redrive function takes. */
@@ -635,9 +636,7 @@ function redriveFilter(request: Record<string, unknown>): RedriveFilter {
   const unknown = Object.keys(request).filter((key) => !allowed.includes(key));
   const errors = unknown.map((key) => `unknown field ${JSON.stringify(key)}`);
   const maxMessages = request.maxMessages ?? 10;
-  if (!Number.isInteger(maxMessages) || (maxMessages as number) < 1 || (maxMessages as number) > 1000) {
-    errors.push(`maxMessages is ${JSON.stringify(maxMessages)}`);
-  }
+  if (!isIntegerWithin(maxMessages, 1, 1000)) errors.push(`maxMessages is ${JSON.stringify(maxMessages)}`);
   for (const key of REDRIVE_FILTER_KEYS) {
     if (request[key] !== undefined && (typeof request[key] !== 'string' || request[key] === '')) errors.push(`${key} is ${JSON.stringify(request[key])}`);
   }

@@ -74,7 +74,7 @@ export class LeaderFollowerOrchestrator extends Construct {
    * asynchronous invocation configuration and its delivery alarm); each source adds a rule and a
    * Lambda permission. Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_ORCHESTRATOR = 27;
+  public static readonly RESOURCES_PER_ORCHESTRATOR = 28;
   /**
    * Longest route: 15 steps. The leader is invoked once for the record and once per step's
    * result, 16 times, and Lambda's recursive loop detection stops a function invoked more than
@@ -121,6 +121,11 @@ export class LeaderFollowerOrchestrator extends Construct {
   public readonly deadLetterQueueAlarm: cloudwatch.Alarm;
   /** Alarm: Lambda failed to deliver a leader invocation's failure record to the dead-letter queue. */
   public readonly leaderDeliveryFailuresAlarm: cloudwatch.Alarm;
+  /**
+   * Alarm: the redrive function failed (Errors ≥ 1 in 5 minutes). A sweep that keeps failing
+   * parks no stalled step, and nothing else would say so.
+   */
+  public readonly redriveErrorsAlarm: cloudwatch.Alarm;
   /** Maximum follower invocations per record. */
   public readonly maxHops: number;
 
@@ -224,6 +229,10 @@ export class LeaderFollowerOrchestrator extends Construct {
       + 'fix the cause, then invoke the redrive function with {"redrive":{"maxMessages":10}} to resume them');
     this.leaderDeliveryFailuresAlarm = this.alarm('LeaderDeliveryFailuresAlarm', destinationDeliveryFailures(this.leaderFunction),
       'Lambda could not deliver failed leader invocations to the dead-letter queue');
+    this.redriveErrorsAlarm = this.alarm('RedriveErrorsAlarm',
+      this.redriveFunction.metricErrors({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }),
+      'The orchestrator redrive function failed: the 15-minute sweep of stalled steps or an operator\'s redrive threw (see its log group); '
+      + 'while the sweep fails, steps whose result never came back are not parked');
 
     this.node.addValidation({ validate: () => this.validateRoutesAgainstFollowers() });
     addStackResourceBudgetCheck(this, 'LeaderFollowerOrchestrator', LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR);

@@ -12,6 +12,11 @@ export function nonNegativeInteger(name: string, value: number): number {
   return value;
 }
 
+/** Whether the value is an integer from `min` to `max`, both included. */
+export function isIntegerWithin(value: unknown, min: number, max: number): value is number {
+  return Number.isInteger(value) && (value as number) >= min && (value as number) <= max;
+}
+
 /** An error as `Name: message`, for a report. */
 export function errorText(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);

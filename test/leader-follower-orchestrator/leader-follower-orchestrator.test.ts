@@ -1,4 +1,4 @@
-import { App, CfnParameter, Duration, Stack, Token } from 'aws-cdk-lib';
+import { App, CfnElement, CfnParameter, Duration, Stack, Token } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -84,8 +84,8 @@ describe('LeaderFollowerOrchestrator defaults', () => {
   const [leaderLogicalId, leader] = leaderResource(template);
 
   test(`exactly RESOURCES_PER_ORCHESTRATOR (${LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR}) resources`, () => {
-    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(27);
-    expect(resourceCount(stack)).toBe(27);
+    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(28);
+    expect(resourceCount(stack)).toBe(28);
     expect(resourcesByType(stack)).toEqual({
       'AWS::Events::EventBus': 1,
       'AWS::SQS::Queue': 1,
@@ -99,7 +99,7 @@ describe('LeaderFollowerOrchestrator defaults', () => {
       'AWS::Events::Rule': 1,
       'AWS::Lambda::Permission': 1,
       'Custom::OrchestratorRoutes': 1,
-      'AWS::CloudWatch::Alarm': 2,
+      'AWS::CloudWatch::Alarm': 3,
     });
   });
 
@@ -286,9 +286,9 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     });
   });
 
-  test('two alarms: DLQ messages (visible + delayed) at 1, leader destination delivery failures', () => {
+  test('three alarms: DLQ messages (visible + delayed) at 1, leader destination delivery failures, redrive function errors', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
-    expect(alarms).toHaveLength(2);
+    expect(alarms).toHaveLength(3);
     for (const alarm of alarms) {
       expect(alarm).toMatchObject({
         EvaluationPeriods: 1, Threshold: 1, TreatMissingData: 'notBreaching', ComparisonOperator: 'GreaterThanOrEqualToThreshold',
@@ -312,13 +312,27 @@ describe('LeaderFollowerOrchestrator defaults', () => {
       Statistic: 'Sum',
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: leaderLogicalId } }],
     });
+    // A sweep that keeps failing parks no stalled step: its errors must not go unseen.
+    const [redriveLogicalId] = Object.keys(template.findResources('AWS::Lambda::Function', {
+      Properties: { Environment: { Variables: { LEADER_ENTRY: 'redrive' } } },
+    }));
+    expect(alarms.find((a) => a.MetricName === 'Errors')).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      Statistic: 'Sum',
+      Period: 300,
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: redriveLogicalId } }],
+      AlarmDescription: expect.stringContaining('sweep'),
+    });
+    // The exposed alarm is that one.
+    const [errorsAlarmId] = Object.keys(template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'Errors' } }));
+    expect(Stack.of(orchestrator).getLogicalId(orchestrator.redriveErrorsAlarm.node.defaultChild as CfnElement)).toBe(errorsAlarmId);
   });
 
   test('exposes its resources; no followers, routes or sources', () => {
     for (const r of [
       orchestrator.curatedBus, orchestrator.routesTable, orchestrator.progressTable, orchestrator.leaderFunction,
       orchestrator.routeWriterFunction, orchestrator.routesResource, orchestrator.routesProvider, orchestrator.deadLetterQueue,
-      orchestrator.deadLetterQueueAlarm, orchestrator.leaderDeliveryFailuresAlarm,
+      orchestrator.deadLetterQueueAlarm, orchestrator.leaderDeliveryFailuresAlarm, orchestrator.redriveErrorsAlarm,
     ]) {
       expect(r).toBeDefined();
     }
@@ -441,7 +455,7 @@ describe('LeaderFollowerOrchestrator followers', () => {
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: Match.stringLikeRegexp('^Enrich') } }],
       AlarmDescription: Match.stringLikeRegexp('follower "enrich"'),
     });
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
   });
 
   test('each follower adds 2 resources: its asynchronous configuration and its alarm', () => {
@@ -720,8 +734,8 @@ describe('LeaderFollowerOrchestrator fullest configuration', () => {
 
   test('every alarm of the construct notifies the SNS topic', () => {
     const alarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm'));
-    // DLQ, leader delivery failures and one per follower (3).
-    expect(alarms).toHaveLength(5);
+    // DLQ, leader delivery failures, redrive errors and one per follower (3).
+    expect(alarms).toHaveLength(6);
     expect(orchestrator.followerDeliveryFailuresAlarms).toHaveLength(3);
     for (const alarm of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([ref('Alarms')]);
