@@ -10,7 +10,7 @@ import {
 } from './orchestrator-contract';
 import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
 import { checkRoute, unregisteredFollowers } from './route-schema';
-import type { RouteReader } from './route-store-core';
+import { registeredFollowers, RouteReader } from './route-store-core';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { isIntegerWithin } from '../runtime/argument-checks';
 import type { CoreLogger } from '../runtime/core-logger';
@@ -25,8 +25,11 @@ export interface LeaderConfig {
   readonly orchestratorId: string;
   readonly curatedBusName: string;
   readonly deadLetterQueueUrl: string;
-  /** Registered followers: name to function ARN. Only these may be invoked. */
-  readonly followers: Record<string, string>;
+  /**
+   * Registered followers: name to function ARN. Only these may be invoked.
+   * @default - the routes table's followers item (FOLLOWERS_ITEM_KEY), read through the route cache
+   */
+  readonly followers?: Record<string, string>;
   readonly maxHops: number;
   readonly maxEventBytes: number;
   /**
@@ -212,10 +215,11 @@ export class Leader {
     const check = checkRoute(stored, this.config.maxHops);
     if (!check.valid) return parkAtStart('bad-route', `the route of channel ${JSON.stringify(channel)} is invalid: ${check.errors.join('; ')}`);
     const route = stored as RouteItem;
-    const unknown = unregisteredFollowers(route, Object.keys(this.config.followers));
+    const followers = await this.followersFor(route.followers, fresh);
+    const unknown = unregisteredFollowers(route, Object.keys(followers));
     if (unknown.length > 0) {
       return parkAtStart('unregistered-follower', `the route of channel ${JSON.stringify(channel)} names unregistered followers `
-        + `${JSON.stringify(unknown)}; allowed: ${JSON.stringify(Object.keys(this.config.followers).sort())}`, { route: route.followers });
+        + `${JSON.stringify(unknown)}; allowed: ${JSON.stringify(Object.keys(followers).sort())}`, { route: route.followers });
     }
     if (priorHops + route.followers.length > this.config.maxHops) {
       return parkAtStart('hop-limit', `the record has made ${priorHops} hops and the route needs ${route.followers.length} more; `
@@ -236,11 +240,12 @@ export class Leader {
   private async dispatch(run: RunState, step: number, event: unknown, parkToken?: string): Promise<void> {
     const follower = run.route[step - 1];
     const park = (reason: ParkReason, message: string) => this.parkRun(run, step, event, reason, message, parkToken);
-    const arn = this.config.followers[follower];
+    const followers = await this.followersFor([follower], parkToken !== undefined);
+    const arn = followers[follower];
     const dispatchId = randomUUID();
     if (!arn) {
       return park('unregistered-follower', `step ${step} names follower ${JSON.stringify(follower)}, which is not registered; `
-        + `allowed: ${JSON.stringify(Object.keys(this.config.followers).sort())}`);
+        + `allowed: ${JSON.stringify(Object.keys(followers).sort())}`);
     }
     if (run.hops + 1 > this.config.maxHops) {
       return park('hop-limit', `step ${step} would be hop ${run.hops + 1}; the hop limit is ${this.config.maxHops}`);
@@ -301,7 +306,7 @@ export class Leader {
         ? `a follower result of orchestrator ${JSON.stringify(context.orchestrator)} reached orchestrator `
           + `${JSON.stringify(this.config.orchestratorId)}; allowed: results of this orchestrator's own followers`
         : undefined;
-    const sender = this.senderMismatch(record, step, context.follower);
+    const sender = await this.senderMismatch(record, step, context.follower);
     if (mismatch || sender) {
       return this.park({ reason: 'invalid-input', channel: request.channel, step, hops: context.hops, input: record, message: (mismatch ?? sender)! });
     }
@@ -327,11 +332,22 @@ export class Leader {
   }
 
   /**
+   * The registered followers (name to ARN), read again from the table when one of `names` is
+   * missing from the cached followers item (a deploy may have registered it since), or when `fresh`.
+   */
+  private async followersFor(names: string[], fresh: boolean): Promise<Record<string, string>> {
+    if (this.config.followers) return this.config.followers;
+    const cached = await registeredFollowers(this.deps.routes, fresh);
+    if (fresh || names.every((name) => name in cached)) return cached;
+    return registeredFollowers(this.deps.routes, true);
+  }
+
+  /**
    * Why a destination record was not sent by the follower of the step it claims, or undefined
    * when it was. Lambda names the sender in `requestContext.functionArn` (with its qualifier).
    */
-  private senderMismatch(record: DestinationRecord, step: number, follower: string): string | undefined {
-    const registered = this.config.followers[follower];
+  private async senderMismatch(record: DestinationRecord, step: number, follower: string): Promise<string | undefined> {
+    const registered = (await this.followersFor([follower], false))[follower];
     const sender = record.requestContext.functionArn;
     if (registered !== undefined && typeof sender === 'string' && unqualified(sender) === unqualified(registered)) return undefined;
     return `a follower result sent by ${JSON.stringify(sender ?? null)}, but step ${step} of the route is follower ${JSON.stringify(follower)} `
@@ -734,7 +750,6 @@ export function leaderConfigFromEnv(env: NodeJS.ProcessEnv): LeaderConfig {
     orchestratorId: requiredEnv(env, LEADER_ENV.ORCHESTRATOR_ID),
     curatedBusName: requiredEnv(env, LEADER_ENV.CURATED_BUS_NAME),
     deadLetterQueueUrl: requiredEnv(env, LEADER_ENV.DEAD_LETTER_QUEUE_URL),
-    followers: JSON.parse(requiredEnv(env, LEADER_ENV.FOLLOWERS)),
     // A malformed limit stops the handler rather than turn the limit off.
     maxHops: positiveIntegerEnv(env, LEADER_ENV.MAX_HOPS),
     maxEventBytes: positiveIntegerEnv(env, LEADER_ENV.MAX_EVENT_BYTES),

@@ -14,8 +14,9 @@ import {
 } from './leader-follower-orchestrator-props';
 import { LeaderFunction } from './leader-function';
 import {
-  DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, MAX_STEP_EVENT_BYTES,
-  PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, PROGRESS_STALL_AT_ATTRIBUTE, PROGRESS_STALLED_INDEX, ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV,
+  DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, LEADER_ENV, LeaderEntry, MAX_FOLLOWERS, MAX_ROUTE_LENGTH,
+  MAX_STEP_EVENT_BYTES, PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, PROGRESS_STALL_AT_ATTRIBUTE, PROGRESS_STALLED_INDEX,
+  ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV,
 } from './orchestrator-contract';
 import { checkRoute } from './route-schema';
 import { RouteWriterFunction } from './route-writer-function';
@@ -33,7 +34,6 @@ const SERVICE_NAME = 'leader-follower-orchestrator';
  * Followers a leader can know: their ARNs travel in the leader's environment, which Lambda
  * limits to 4 KB in all (16 × ~180 bytes leaves room for the other variables).
  */
-const MAX_FOLLOWERS = 16;
 const DEFAULT_ROUTE_CACHE_TTL = Duration.seconds(60);
 const DEFAULT_FOLLOWER_MAX_EVENT_AGE = Duration.hours(6);
 /** How often the redrive function looks for stalled steps. */
@@ -134,6 +134,8 @@ export class LeaderFollowerOrchestrator extends Construct {
   /** The maximum event age of each follower: a step counts as stalled after the longest, plus 30 minutes. */
   private readonly followerEventAges: Duration[] = [];
   private readonly followerFunctions = new Map<string, lambda.IFunction>();
+  /** The leader's and the redrive function's statement that lets them invoke the followers (made with the first follower). */
+  private readonly invokeFollowers: iam.PolicyStatement[] = [];
   private readonly deliveryAlarms = new Map<string, cloudwatch.Alarm>();
   private readonly routes: RouteDefinition[] = [];
   private readonly sourceRules: events.Rule[] = [];
@@ -208,8 +210,18 @@ export class LeaderFollowerOrchestrator extends Construct {
     this.routesResource = new CustomResource(this, 'Routes', {
       serviceToken: this.routesProvider.serviceToken,
       resourceType: 'Custom::OrchestratorRoutes',
-      properties: { Routes: Lazy.string({ produce: () => JSON.stringify(this.routes) }) },
+      properties: {
+        Routes: Lazy.string({ produce: () => JSON.stringify(this.routes) }),
+        // Written as the routes table's followers item, which the leader reads (not its 4 KB environment).
+        Followers: Lazy.string({ produce: () => Stack.of(this).toJsonString(this.followerArns) }),
+      },
     });
+    // The followers item and routes are written once the leader's and the redrive function's roles may invoke
+    // every follower they name, and before either function runs new code that reads them.
+    for (const dispatcher of [this.leaderFunction, this.redriveFunction]) {
+      this.routesResource.node.addDependency(dispatcher.role!);
+      (dispatcher.node.defaultChild as lambda.CfnFunction).node.addDependency(this.routesResource);
+    }
 
     for (const follower of props.followers ?? []) this.addFollower(follower.name, follower.function, follower);
     for (const route of props.routes ?? []) this.addRoute(route.channel, route.followers, route.description);
@@ -273,7 +285,8 @@ export class LeaderFollowerOrchestrator extends Construct {
     }
     if (this.followerFunctions.size >= MAX_FOLLOWERS) {
       throw new PropValidationError(this, 'followers', [...this.followerFunctions.keys(), name],
-        `allowed: at most ${MAX_FOLLOWERS} followers (their ARNs travel in the leader's environment, limited to 4 KB)`);
+        `allowed: at most ${MAX_FOLLOWERS} followers (the leader's role lists their ARNs, within IAM's 10,240-character limit on a role's `
+        + 'inline policies)');
     }
     validateIntegerRange(this, `retryAttempts of follower "${name}"`, options.retryAttempts, 0, 2, '(Lambda\'s asynchronous retry range)');
     validateSeconds(this, `maxEventAge of follower "${name}"`, options.maxEventAge, 60, 21_600);
@@ -300,10 +313,16 @@ export class LeaderFollowerOrchestrator extends Construct {
     FOLLOWER_REGISTRATIONS.set(target.fn, registrations);
     this.followerFunctions.set(name, fn);
     this.followerArns[name] = fn.functionArn;
-    // Both dispatch steps: the leader, and the redrive function when it resumes one.
-    for (const dispatcher of [this.leaderFunction, this.redriveFunction]) {
-      dispatcher.addToRolePolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }));
+    // Both dispatch steps: the leader, and the redrive function when it resumes one. One statement lists every
+    // follower, so 50 fit in a role's inline policy limit.
+    if (this.invokeFollowers.length === 0) {
+      for (const dispatcher of [this.leaderFunction, this.redriveFunction]) {
+        const statement = new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'] });
+        dispatcher.addToRolePolicy(statement);
+        this.invokeFollowers.push(statement);
+      }
     }
+    for (const statement of this.invokeFollowers) statement.addResources(fn.functionArn);
 
     const leaderDestination = new LeaderDestination(this.leaderArn);
     const maxEventAge = options.maxEventAge ?? this.props.followerMaxEventAge ?? DEFAULT_FOLLOWER_MAX_EVENT_AGE;
@@ -513,7 +532,6 @@ export class LeaderFollowerOrchestrator extends Construct {
       [LEADER_ENV.PROGRESS_TABLE_NAME]: this.progressTable.tableName,
       [LEADER_ENV.CURATED_BUS_NAME]: this.curatedBus.eventBusName,
       [LEADER_ENV.DEAD_LETTER_QUEUE_URL]: this.deadLetterQueue.queueUrl,
-      [LEADER_ENV.FOLLOWERS]: Lazy.string({ produce: () => Stack.of(this).toJsonString(this.followerArns) }),
       [LEADER_ENV.MAX_HOPS]: String(this.maxHops),
       [LEADER_ENV.ROUTE_CACHE_TTL_SECONDS]: Tokenization.stringifyNumber((props.routeCacheTtl ?? DEFAULT_ROUTE_CACHE_TTL).toSeconds()),
       [LEADER_ENV.MAX_EVENT_BYTES]: Tokenization.stringifyNumber(props.maxEventBytes ?? DEFAULT_STEP_EVENT_BYTES),
@@ -542,12 +560,12 @@ export class LeaderFollowerOrchestrator extends Construct {
       logGroup,
       environment: {
         [ROUTE_WRITER_ENV.ROUTES_TABLE_NAME]: this.routesTable.tableName,
-        [ROUTE_WRITER_ENV.FOLLOWER_NAMES]: Lazy.string({ produce: () => JSON.stringify(this.followerNames) }),
         [ROUTE_WRITER_ENV.MAX_HOPS]: String(this.maxHops),
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       },
     });
-    this.routesTable.grant(fn, 'dynamodb:PutItem', 'dynamodb:DeleteItem');
+    // GetItem: a run-time write checks its routes against the followers item.
+    this.routesTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem');
     key?.grantEncryptDecrypt(fn);
     acknowledgeXRay(role);
     acknowledgeKeyWildcards(role, key, 'The route writer writes the routes table with the orchestrator key');

@@ -94,6 +94,30 @@ export interface RouteItem {
 }
 
 export const ROUTE_KEY_ATTRIBUTE = 'channel';
+
+/**
+ * Key of the routes table item that registers the followers: `{ channel: "⟨followers⟩",
+ * followers: { name: function ARN, ... } }`. Written by the routes custom resource at every
+ * deploy (before the routes), read by the leader and the route writer through the route cache.
+ * Never a channel: channel names are ASCII. It keeps the follower ARNs out of the leader's
+ * environment (4 KB), so an orchestrator can have up to MAX_FOLLOWERS followers.
+ */
+export const FOLLOWERS_ITEM_KEY = '\u27e8followers\u27e9';
+
+/** The routes table item that registers the followers (key FOLLOWERS_ITEM_KEY). */
+export interface FollowersItem {
+  readonly channel: typeof FOLLOWERS_ITEM_KEY;
+  /** Follower name to the function ARN the leader invokes (and the only sender it accepts results from). */
+  readonly followers: Record<string, string>;
+  readonly updatedAt?: string;
+  readonly updatedBy?: string;
+}
+
+/**
+ * Most followers one orchestrator registers: the leader's and the redrive function's roles list
+ * every follower ARN in one statement, within IAM's 10,240-character limit on a role's inline policies.
+ */
+export const MAX_FOLLOWERS = 50;
 export const PROGRESS_KEY_ATTRIBUTE = 'runId';
 /**
  * Sparse index of the progress table: the steps awaiting a follower's result (partition key
@@ -181,8 +205,6 @@ export const LEADER_ENV = {
   PROGRESS_TABLE_NAME: 'PROGRESS_TABLE_NAME',
   CURATED_BUS_NAME: 'CURATED_BUS_NAME',
   DEAD_LETTER_QUEUE_URL: 'DEAD_LETTER_QUEUE_URL',
-  /** JSON object: follower name to function ARN. */
-  FOLLOWERS: 'FOLLOWERS',
   MAX_HOPS: 'MAX_HOPS',
   ROUTE_CACHE_TTL_SECONDS: 'ROUTE_CACHE_TTL_SECONDS',
   MAX_EVENT_BYTES: 'MAX_EVENT_BYTES',
@@ -203,8 +225,6 @@ export type LeaderEntry = 'events' | 'redrive';
 /** Environment variables of the route writer function. */
 export const ROUTE_WRITER_ENV = {
   ROUTES_TABLE_NAME: 'ROUTES_TABLE_NAME',
-  /** JSON array of the registered follower names. */
-  FOLLOWER_NAMES: 'FOLLOWER_NAMES',
   MAX_HOPS: 'MAX_HOPS',
 } as const;
 

@@ -1,6 +1,6 @@
 import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import { ROUTE_KEY_ATTRIBUTE, RouteItem } from './orchestrator-contract';
+import { FOLLOWER_NAME_PATTERN, FOLLOWERS_ITEM_KEY, FollowersItem, ROUTE_KEY_ATTRIBUTE, RouteItem } from './orchestrator-contract';
 
 /**
  * Where routes live. The leader and the route writer only use this interface, so another
@@ -9,7 +9,7 @@ import { ROUTE_KEY_ATTRIBUTE, RouteItem } from './orchestrator-contract';
  */
 export interface RouteStore {
   get(channel: string): Promise<unknown | undefined>;
-  put(route: RouteItem): Promise<void>;
+  put(item: RouteItem | FollowersItem): Promise<void>;
   delete(channel: string): Promise<void>;
 }
 
@@ -30,8 +30,8 @@ export class DynamoRouteStore implements RouteStore {
     return result.Item ? unmarshall(result.Item) : undefined;
   }
 
-  public async put(route: RouteItem): Promise<void> {
-    await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: marshall(route, { removeUndefinedValues: true }) }));
+  public async put(item: RouteItem | FollowersItem): Promise<void> {
+    await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: marshall(item, { removeUndefinedValues: true }) }));
   }
 
   public async delete(channel: string): Promise<void> {
@@ -73,4 +73,32 @@ export class CachedRouteStore implements RouteReader {
   public forget(channel: string): void {
     this.entries.delete(channel);
   }
+}
+
+/**
+ * The registered followers (name to function ARN), from the routes table's followers item
+ * (FOLLOWERS_ITEM_KEY), read through the route cache. `fresh` reads the table again: a route
+ * naming a follower the cached item does not have may have been written by a newer deploy.
+ */
+export async function registeredFollowers(routes: Pick<RouteReader, 'get'> & Partial<Pick<RouteReader, 'forget'>>,
+  fresh = false): Promise<Record<string, string>> {
+  if (fresh) routes.forget?.(FOLLOWERS_ITEM_KEY);
+  return followersOfItem(await routes.get(FOLLOWERS_ITEM_KEY));
+}
+
+/** The follower map of a followers item, or an error saying what is wrong with it. */
+export function followersOfItem(item: unknown): Record<string, string> {
+  if (item === undefined) {
+    throw new Error(`the routes table has no followers item (key ${JSON.stringify(FOLLOWERS_ITEM_KEY)}); the orchestrator's routes `
+      + 'custom resource writes it at every deploy: deploy the stack again');
+  }
+  const followers = (item as Partial<FollowersItem>).followers;
+  const pattern = new RegExp(FOLLOWER_NAME_PATTERN);
+  const valid = typeof followers === 'object' && followers !== null && !Array.isArray(followers)
+    && Object.entries(followers).every(([name, arn]) => pattern.test(name) && typeof arn === 'string' && arn.startsWith('arn:'));
+  if (!valid) {
+    throw new Error(`the followers item of the routes table is malformed: ${JSON.stringify(followers)?.slice(0, 200)}; allowed: `
+      + '{ "followers": { "<follower name>": "<function ARN>", ... } }, as the routes custom resource writes it');
+  }
+  return followers as Record<string, string>;
 }

@@ -1,20 +1,28 @@
-import { ROUTE_WRITER_ENV, RouteItem, RouteWriteRequest } from './orchestrator-contract';
+import { CHANNEL_NAME_PATTERN, FOLLOWERS_ITEM_KEY, MAX_FOLLOWERS, ROUTE_WRITER_ENV, RouteItem, RouteWriteRequest } from './orchestrator-contract';
 import { checkRoute, unregisteredFollowers } from './route-schema';
-import type { RouteStore } from './route-store-core';
+import { followersOfItem, registeredFollowers, RouteStore } from './route-store-core';
 import { positiveIntegerEnv } from '../runtime/env-settings';
 
 /** The route writer's settings, from its environment. */
 export interface RouteWriterConfig {
-  readonly followerNames: string[];
+  /**
+   * Names of the registered followers. Default: at deploy, those of the custom resource's
+   * `Followers` property; at run time, those of the routes table's followers item.
+   */
+  readonly followerNames?: string[];
   readonly maxHops: number;
 }
+
+/** `validateRoutes`'s settings: the registered names are known. */
+type KnownFollowers = RouteWriterConfig & { readonly followerNames: string[] };
 
 /** The part of a CloudFormation custom resource event (through the CDK Provider framework) the writer reads. */
 export interface RoutesResourceEvent {
   readonly RequestType: 'Create' | 'Update' | 'Delete';
   readonly PhysicalResourceId?: string;
-  readonly ResourceProperties: { readonly Routes?: string };
-  readonly OldResourceProperties?: { readonly Routes?: string };
+  /** `Routes`: JSON list of route items; `Followers`: JSON object of follower name to function ARN. */
+  readonly ResourceProperties: { readonly Routes?: string; readonly Followers?: string };
+  readonly OldResourceProperties?: { readonly Routes?: string; readonly Followers?: string };
 }
 
 /** Physical id of the routes custom resource: stable, so an update never replaces (and deletes) it. */
@@ -30,7 +38,7 @@ export interface RouteWriteResult {
  * Validates routes (schema, hop limit, registered followers), all of them before writing any,
  * and throws one error listing every problem. The same checks run when the leader reads a route.
  */
-export function validateRoutes(routes: unknown, config: RouteWriterConfig): RouteItem[] {
+export function validateRoutes(routes: unknown, config: KnownFollowers): RouteItem[] {
   if (!Array.isArray(routes)) throw new Error(`routes must be a list of route items, got ${JSON.stringify(routes)}`);
   const problems: string[] = [];
   const seen = new Set<string>();
@@ -73,7 +81,15 @@ export async function handleRoutesResource(event: RoutesResourceEvent, store: Ro
   if (event.RequestType === 'Delete') {
     return { PhysicalResourceId: event.PhysicalResourceId ?? ROUTES_RESOURCE_ID, Data: { written: 0, deleted: 0 } };
   }
-  const routes = validateRoutes(JSON.parse(event.ResourceProperties.Routes ?? '[]'), config);
+  // The followers item is written first: a route is never readable before the followers it names.
+  const followers = event.ResourceProperties.Followers !== undefined
+    ? followersOfItem({ followers: JSON.parse(event.ResourceProperties.Followers) }) : undefined;
+  if (followers && Object.keys(followers).length > MAX_FOLLOWERS) {
+    throw new Error(`${Object.keys(followers).length} followers; allowed: at most ${MAX_FOLLOWERS}`);
+  }
+  const known = { ...config, followerNames: config.followerNames ?? Object.keys(followers ?? {}) };
+  const routes = validateRoutes(JSON.parse(event.ResourceProperties.Routes ?? '[]'), known);
+  if (followers) await store.put({ channel: FOLLOWERS_ITEM_KEY, followers, updatedAt: now().toISOString(), updatedBy: 'deploy' });
   const oldRoutes = event.RequestType === 'Update' ? JSON.parse(event.OldResourceProperties?.Routes ?? '[]') as RouteItem[] : [];
   // Only routes added or changed in the props are written, so a deploy keeps run-time edits of the others.
   const before = new Map((Array.isArray(oldRoutes) ? oldRoutes : []).map((r) => [r?.channel, JSON.stringify(r)]));
@@ -88,10 +104,13 @@ export async function handleRouteWriteRequest(request: RouteWriteRequest, store:
   if (typeof request !== 'object' || request === null || (request.putRoutes === undefined && request.deleteChannels === undefined)) {
     throw new Error(`expected { "putRoutes": [route, ...], "deleteChannels": [channel, ...] }, got ${JSON.stringify(request)}`);
   }
-  const routes = validateRoutes(request.putRoutes ?? [], config);
+  const known = { ...config, followerNames: config.followerNames ?? Object.keys(await registeredFollowers(store)) };
+  const routes = validateRoutes(request.putRoutes ?? [], known);
   const deletes = request.deleteChannels ?? [];
-  if (!Array.isArray(deletes) || deletes.some((c) => typeof c !== 'string' || c.length === 0)) {
-    throw new Error(`deleteChannels must be a list of channel names, got ${JSON.stringify(deletes)}`);
+  // A channel name: the followers item (not ASCII) can never be deleted this way.
+  const channel = new RegExp(CHANNEL_NAME_PATTERN);
+  if (!Array.isArray(deletes) || deletes.some((c) => typeof c !== 'string' || !channel.test(c))) {
+    throw new Error(`deleteChannels must be a list of channel names (printable ASCII), got ${JSON.stringify(deletes)}`);
   }
   return writeRoutes(store, routes, deletes, 'api', now);
 }
@@ -115,8 +134,5 @@ function removedChannels(oldRoutes: RouteItem[], routes: RouteItem[]): string[] 
 
 /** Reads the route writer's settings from its environment. */
 export function routeWriterConfigFromEnv(env: NodeJS.ProcessEnv): RouteWriterConfig {
-  return {
-    followerNames: JSON.parse(env[ROUTE_WRITER_ENV.FOLLOWER_NAMES] ?? '[]'),
-    maxHops: positiveIntegerEnv(env, ROUTE_WRITER_ENV.MAX_HOPS),
-  };
+  return { maxHops: positiveIntegerEnv(env, ROUTE_WRITER_ENV.MAX_HOPS) };
 }

@@ -1,11 +1,11 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import {
-  curatedEvent, Deployment, deployWithRoutes, drainQueue, dynamoDb, LambdaSimulator, motoLeader, orchestrated, parked, sqs, stamping,
+  arnOf, curatedEvent, Deployment, deployWithRoutes, drainQueue, dynamoDb, LambdaSimulator, motoLeader, orchestrated, parked, sqs, stamping,
   STAMPING_FOLLOWERS, writeRoute,
 } from './moto-harness';
 import { defineFollower, finishRoute } from '../../src/leader-follower-orchestrator/follower';
-import { LAMBDA_RECURSION_LIMIT, MAX_ROUTE_LENGTH } from '../../src/leader-follower-orchestrator/orchestrator-contract';
+import { FOLLOWERS_ITEM_KEY, LAMBDA_RECURSION_LIMIT, MAX_ROUTE_LENGTH } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import { handleRouteWriteRequest, handleRoutesResource } from '../../src/leader-follower-orchestrator/route-writer-core';
 import { buildRecord, deterministicId } from '../../src/runtime/curated-envelope';
@@ -90,10 +90,17 @@ describe('a 3-step route, end to end (moto DynamoDB, EventBridge and SQS; Lambda
   });
 });
 
+/** Counts the table reads of each key: `routeReads(channel)`. */
+function readsOf(table: DynamoRouteStore): (key: string) => number {
+  const get = jest.spyOn(table, 'get');
+  return (key) => get.mock.calls.filter(([read]) => read === key).length;
+}
+
 describe('routes change at run time, without a deploy', () => {
   test('a changed route takes effect once the cached one expires; the table is read once per channel per TTL', async () => {
     const lambda = new LambdaSimulator(FOLLOWERS);
     const { leader, table, clock } = motoLeader(deployment, lambda, { cacheTtlMs: 60_000 });
+    const routeReads = readsOf(table);
     await leader.handle(curatedEvent('a', 'sms'));
     await lambda.settle(leader);
     // An operator re-routes sms through the renderer, by writing the table.
@@ -106,13 +113,14 @@ describe('routes change at run time, without a deploy', () => {
     await lambda.settle(leader);
     const routes = Object.fromEntries((await orchestrated(deployment)).map((o) => [o.id, o.orchestration.route]));
     expect(routes).toEqual({ a: ['enrich', 'deliver'], b: ['enrich', 'deliver'], c: ['render', 'deliver'] });
-    // a: read; b: cached (30 s); c: read again (61 s). Steps of a run never read the table.
-    expect(table.reads).toBe(2);
+    // The route of sms: a: read; b: cached (30 s); c: read again (61 s). Steps of a run never read it.
+    expect(routeReads('sms')).toBe(2);
   });
 
   test('with the cache off every record reads its route, and a run keeps the route it started with', async () => {
     const lambda = new LambdaSimulator(FOLLOWERS);
     const { leader, table } = motoLeader(deployment, lambda, { cacheTtlMs: 0 });
+    const routeReads = readsOf(table);
     await leader.handle(curatedEvent('a', 'email'));
     // Re-routed while a's run is at step 1.
     await writeRoute(deployment, { channel: 'email', followers: ['deliver'] });
@@ -120,7 +128,7 @@ describe('routes change at run time, without a deploy', () => {
     await lambda.settle(leader);
     const routes = Object.fromEntries((await orchestrated(deployment)).map((o) => [o.id, o.orchestration.route]));
     expect(routes).toEqual({ a: ['enrich', 'render', 'deliver'], b: ['deliver'] });
-    expect(table.reads).toBe(2);
+    expect(routeReads('email')).toBe(2);
   });
 
   test('the route writer validates and writes routes at deploy and at run time, against the real table', async () => {
@@ -142,6 +150,66 @@ describe('routes change at run time, without a deploy', () => {
     await handleRouteWriteRequest({ putRoutes: [{ channel: 'sms', followers: ['render'] }], deleteChannels: ['fax'] }, store, config);
     expect(await store.get('sms')).toMatchObject({ followers: ['render'], updatedBy: 'api' });
     expect(await store.get('fax')).toBeUndefined();
+  });
+});
+
+describe('the followers item: registered followers live in the routes table, written by the routes custom resource', () => {
+  const arns = (names: string[]) => Object.fromEntries(names.map((name) => [name, arnOf(name)]));
+  const deploy = (routes: unknown[], followers: string[], old?: { routes: unknown[]; followers: string[] }) => handleRoutesResource({
+    RequestType: old ? 'Update' : 'Create',
+    PhysicalResourceId: 'orchestrator-routes',
+    ResourceProperties: { Routes: JSON.stringify(routes), Followers: JSON.stringify(arns(followers)) },
+    ...(old ? { OldResourceProperties: { Routes: JSON.stringify(old.routes), Followers: JSON.stringify(arns(old.followers)) } } : {}),
+  }, new DynamoRouteStore(dynamoDb, deployment.routesTable), { maxHops: 7 });
+
+  test('50 followers: a route through the last three runs, the leader reading each ARN from the followers item', async () => {
+    const names = Array.from({ length: 50 }, (_, i) => `follower-${i}`);
+    await deploy([{ channel: 'wide', followers: names.slice(47) }], names);
+    const lambda = new LambdaSimulator(Object.fromEntries(names.map((name) => [name, stamping(name)])));
+    const { leader, config } = motoLeader(deployment, lambda);
+    expect(config.followers).toBeUndefined();
+    await leader.handle(curatedEvent('w1', 'wide', { steps: [] }));
+    expect(await lambda.settle(leader)).toBe(3);
+    expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['follower-47', 'follower-48', 'follower-49']]);
+  });
+
+  test('a follower registered by a later deploy runs at once, though the leader cached the followers item before it', async () => {
+    await deploy([{ channel: 'sms', followers: ['enrich', 'deliver'] }], ['enrich', 'deliver']);
+    const lambda = new LambdaSimulator({ ...FOLLOWERS, translate: stamping('translate') });
+    const { leader } = motoLeader(deployment, lambda, { cacheTtlMs: 3_600_000 });
+    await leader.handle(curatedEvent('s1', 'sms', { steps: [] }));
+    await lambda.settle(leader);
+    // The next deploy registers translate and routes a new channel through it.
+    await deploy([{ channel: 'sms', followers: ['enrich', 'deliver'] }, { channel: 'intl', followers: ['translate', 'deliver'] }],
+      ['enrich', 'deliver', 'translate'], { routes: [{ channel: 'sms', followers: ['enrich', 'deliver'] }], followers: ['enrich', 'deliver'] });
+    await leader.handle(curatedEvent('i1', 'intl', { steps: [] }));
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => [o.id, o.payload.steps])).toEqual(expect.arrayContaining([
+      ['s1', ['enrich', 'deliver']], ['i1', ['translate', 'deliver']],
+    ]));
+    expect(await drainQueue(deployment.dlqUrl)).toEqual([]);
+  });
+
+  test('no followers item (a table the routes resource never wrote): the invocation fails, saying so, and nothing is parked', async () => {
+    await new DynamoRouteStore(dynamoDb, deployment.routesTable).delete(FOLLOWERS_ITEM_KEY);
+    const { leader } = motoLeader(deployment, new LambdaSimulator(FOLLOWERS));
+    // Lambda retries the invocation, then keeps it in the dead-letter queue (on-failure destination) for a redrive.
+    await expect(leader.handle(curatedEvent('m1', 'email', { steps: [] })))
+      .rejects.toThrow(/the routes table has no followers item \(key "⟨followers⟩"\); the orchestrator's routes custom resource writes it at every deploy/);
+    expect(await drainQueue(deployment.dlqUrl)).toEqual([]);
+  });
+
+  test('a run-time route write is checked against the followers item; the item itself cannot be deleted or overwritten', async () => {
+    await deploy([{ channel: 'sms', followers: ['enrich', 'deliver'] }], ['enrich', 'deliver']);
+    const store = new DynamoRouteStore(dynamoDb, deployment.routesTable);
+    await expect(handleRouteWriteRequest({ putRoutes: [{ channel: 'fax', followers: ['render'] }] }, store, { maxHops: 7 }))
+      .rejects.toThrow(/followers \["render"\] are not registered; allowed: \["deliver","enrich"\]/);
+    await handleRouteWriteRequest({ putRoutes: [{ channel: 'fax', followers: ['deliver'] }] }, store, { maxHops: 7 });
+    expect(await store.get('fax')).toMatchObject({ followers: ['deliver'], updatedBy: 'api' });
+    await expect(handleRouteWriteRequest({ deleteChannels: [FOLLOWERS_ITEM_KEY] }, store, { maxHops: 7 })).rejects.toThrow(/printable ASCII/);
+    await expect(handleRouteWriteRequest({ putRoutes: [{ channel: FOLLOWERS_ITEM_KEY, followers: ['deliver'] }] }, store, { maxHops: 7 }))
+      .rejects.toThrow(/\/channel must be printable ASCII/);
+    expect(await store.get(FOLLOWERS_ITEM_KEY)).toMatchObject({ followers: arns(['enrich', 'deliver']), updatedBy: 'deploy' });
   });
 });
 

@@ -21,7 +21,7 @@ import { ProgressStore } from '../../src/leader-follower-orchestrator/progress-c
 import { checkRoute, unregisteredFollowers } from '../../src/leader-follower-orchestrator/route-schema';
 import { CachedRouteStore, DynamoRouteStore, RouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import {
-  handleRoutesResource, handleRouteWriteRequest, ROUTES_RESOURCE_ID, RouteWriterConfig, validateRoutes,
+  handleRoutesResource, handleRouteWriteRequest, ROUTES_RESOURCE_ID, validateRoutes,
 } from '../../src/leader-follower-orchestrator/route-writer-core';
 import { checkRecord, CURATED_SOURCE, deterministicId, RECORD_DETAIL_TYPE, RecordEnvelope } from '../../src/runtime/curated-envelope';
 
@@ -968,14 +968,14 @@ describe('leaderConfigFromEnv', () => {
     ORCHESTRATOR_ID: 'Stack/Orchestrator',
     CURATED_BUS_NAME: 'curated-bus',
     DEAD_LETTER_QUEUE_URL: CONFIG.deadLetterQueueUrl,
-    FOLLOWERS: JSON.stringify(FOLLOWER_ARNS),
     MAX_HOPS: '7',
     MAX_EVENT_BYTES: '256000',
     STEP_RESULT_TIMEOUT_SECONDS: String(CONFIG.stepResultTimeoutMs / 1000),
   };
 
-  test('reads the environment the construct sets', () => {
-    expect(leaderConfigFromEnv(env)).toEqual(CONFIG);
+  test('reads the environment the construct sets; the followers come from the routes table', () => {
+    const { followers, ...fromEnv } = CONFIG;
+    expect(leaderConfigFromEnv(env)).toEqual(fromEnv);
   });
 
   test('names a missing variable', () => {
@@ -1355,7 +1355,7 @@ describe('route schema', () => {
 
 // ---------------------------------------------------------------------------------------------
 describe('route writer', () => {
-  const WRITER: RouteWriterConfig = { followerNames: ['enrich', 'render', 'deliver'], maxHops: 7 };
+  const WRITER = { followerNames: ['enrich', 'render', 'deliver'], maxHops: 7 };
   const DEPLOYED_AT = new Date('2027-01-15T08:00:00.000Z');
   const fakeStore = () => ({
     get: jest.fn(async () => undefined),
@@ -1480,11 +1480,12 @@ describe('route writer', () => {
     ['a string', 'sms'],
     ['an empty name', ['sms', '']],
     ['a non-string', ['sms', 7]],
+    ['the followers item', ['\u27e8followers\u27e9']],
   ])('deleteChannels as %s is refused before anything is written', async (_name, deleteChannels) => {
     const store = fakeStore();
     const request = { putRoutes: [{ channel: 'push', followers: ['deliver'] }], deleteChannels } as unknown as Parameters<typeof handleRouteWriteRequest>[0];
 
-    await expect(handleRouteWriteRequest(request, store, WRITER)).rejects.toThrow(/^deleteChannels must be a list of channel names, got /);
+    await expect(handleRouteWriteRequest(request, store, WRITER)).rejects.toThrow(/^deleteChannels must be a list of channel names \(printable ASCII\), got /);
     expect(store.put).not.toHaveBeenCalled();
     expect(store.delete).not.toHaveBeenCalled();
   });

@@ -32,10 +32,13 @@ function leaderResource(template: Template, entry: 'events' | 'redrive' = 'event
 
 const leaderFunction = (template: Template): any => leaderResource(template)[1];
 
-/** The route writer function (the one with FOLLOWER_NAMES in its environment). */
+/** The followers the routes custom resource writes as the routes table's followers item (name to ARN). */
+const followersProperty = (template: Template): any => Object.values<any>(template.findResources('Custom::OrchestratorRoutes'))[0].Properties.Followers;
+
+/** The route writer function. */
 function routeWriterFunction(template: Template): any {
-  const found = Object.values<any>(template.findResources('AWS::Lambda::Function'))
-    .filter((f) => f.Properties.Environment?.Variables?.FOLLOWER_NAMES !== undefined);
+  const found = Object.entries<any>(template.findResources('AWS::Lambda::Function'))
+    .filter(([id]) => /RouteWriterFunction[0-9A-F]{8}$/.test(id)).map(([, f]) => f);
   expect(found).toHaveLength(1);
   return found[0].Properties;
 }
@@ -183,13 +186,12 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     expect(leaderLogicalId).toMatch(/^OrchestratorLeaderFunction/);
   });
 
-  test('leader: exact environment, FOLLOWERS {} without followers', () => {
+  test('leader: exact environment, without the followers (they are in the routes table)', () => {
     expect(leader.Environment.Variables).toEqual({
       ROUTES_TABLE_NAME: ref('OrchestratorRoutesTable'),
       PROGRESS_TABLE_NAME: ref('OrchestratorProgressTable'),
       CURATED_BUS_NAME: ref('OrchestratorCuratedBus'),
       DEAD_LETTER_QUEUE_URL: ref('OrchestratorDeadLetterQueue'),
-      FOLLOWERS: '{}',
       MAX_HOPS: '7',
       ROUTE_CACHE_TTL_SECONDS: '60',
       MAX_EVENT_BYTES: '256000',
@@ -256,16 +258,15 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     expect(all).toHaveLength(8);
   });
 
-  test('route writer: PutItem/DeleteItem on the routes table only, environment without followers', () => {
+  test('route writer: GetItem (the followers item)/PutItem/DeleteItem on the routes table only, environment without followers', () => {
     const tableStatements = roleStatements(template, 'OrchestratorRouteWriterFunctionRole')
       .filter((s) => JSON.stringify(s.Resource).includes('Table'));
     expect(tableStatements).toEqual([
-      { Action: ['dynamodb:PutItem', 'dynamodb:DeleteItem'], Effect: 'Allow', Resource: [getAtt('OrchestratorRoutesTable')] },
+      { Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'], Effect: 'Allow', Resource: [getAtt('OrchestratorRoutesTable')] },
     ]);
     const writer = routeWriterFunction(template);
     expect(writer.Environment.Variables).toEqual({
       ROUTES_TABLE_NAME: ref('OrchestratorRoutesTable'),
-      FOLLOWER_NAMES: '[]',
       MAX_HOPS: '7',
       POWERTOOLS_SERVICE_NAME: 'leader-follower-orchestrator',
       AWS_NODEJS_CONNECTION_REUSE_ENABLED: '1',
@@ -273,12 +274,24 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     expect(writer).toMatchObject({ Runtime: 'nodejs24.x', Timeout: 60, MemorySize: 256, TracingConfig: { Mode: 'Active' } });
   });
 
-  test('routes custom resource: no routes, served by the provider framework', () => {
+  test('deploy order: the roles may invoke the followers, then the followers item and routes are written, then the functions read them', () => {
+    const [routesId, routes] = Object.entries<any>(template.findResources('Custom::OrchestratorRoutes'))[0];
+    for (const role of ['OrchestratorLeaderFunctionRole', 'OrchestratorRedriveFunctionRole']) {
+      expect(routes.DependsOn).toEqual(expect.arrayContaining([
+        expect.stringMatching(new RegExp(`^${role}[0-9A-F]{8}$`)), expect.stringMatching(new RegExp(`^${role}DefaultPolicy`)),
+      ]));
+    }
+    const functions = template.findResources('AWS::Lambda::Function', { DependsOn: Match.arrayWith([routesId]) });
+    expect(Object.keys(functions).sort()).toEqual([leaderLogicalId, expect.stringMatching(/^OrchestratorRedriveFunction[0-9A-F]{8}$/)].sort());
+  });
+
+  test('routes custom resource: no routes, no followers, served by the provider framework', () => {
     const resources = Object.values<any>(template.findResources('Custom::OrchestratorRoutes'));
     expect(resources).toHaveLength(1);
     expect(resources[0].Properties).toEqual({
       ServiceToken: getAtt('OrchestratorRoutesProviderframeworkonEvent'),
       Routes: '[]',
+      Followers: '{}',
     });
     template.hasResourceProperties('AWS::Lambda::Function', {
       Handler: 'framework.onEvent',
@@ -365,7 +378,7 @@ describe('LeaderFollowerOrchestrator per-follower delivery options', () => {
     // Both the leader and the redrive function (which resumes steps) may invoke each follower, and only them.
     for (const role of ['OrchestratorLeaderFunctionRole', 'OrchestratorRedriveFunctionRole']) {
       const invokes = roleStatements(template, role).filter((st) => st.Action === 'lambda:InvokeFunction').map((st) => st.Resource);
-      expect(invokes).toEqual([getAtt('Enrich'), getAtt('Deliver')]);
+      expect(invokes).toEqual([[getAtt('Enrich'), getAtt('Deliver')]]);
     }
   });
 
@@ -437,8 +450,8 @@ describe('LeaderFollowerOrchestrator followers', () => {
     expect(JSON.stringify(all)).not.toContain(':*');
   });
 
-  test('the leader\'s FOLLOWERS maps each name to its function ARN', () => {
-    const followers = leaderProps.Environment.Variables.FOLLOWERS;
+  test('the routes custom resource\'s Followers (the followers item) maps each name to its function ARN', () => {
+    const followers = followersProperty(template);
     expect(JSON.stringify(followers)).toContain('enrich');
     expect(followers['Fn::Join'][1]).toContainEqual(getAtt('Enrich'));
     const enrichId = Stack.of(enrich).getLogicalId(enrich.node.defaultChild as lambda.CfnFunction);
@@ -477,7 +490,7 @@ describe('LeaderFollowerOrchestrator followers', () => {
     // The leader invokes the alias (its ARN is a Ref of the alias), and may invoke only it.
     expect(roleStatements(t, 'OrchestratorLeaderFunctionRole').filter((s) => s.Action === 'lambda:InvokeFunction'))
       .toEqual([{ Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: ref('DeliverLive') }]);
-    expect(parseJoinedJson(leaderFunction(t).Environment.Variables.FOLLOWERS)).toEqual({
+    expect(parseJoinedJson(followersProperty(t))).toEqual({
       deliver: expect.stringMatching(/^<Ref:DeliverLive/),
     });
     // The underlying function's role may send results to the leader.
@@ -553,8 +566,8 @@ describe('LeaderFollowerOrchestrator routes', () => {
     const resource = Object.values<any>(template.findResources('Custom::OrchestratorRoutes'))[0];
     expect(typeof resource.Properties.Routes).toBe('string');
     expect(JSON.parse(resource.Properties.Routes)).toEqual(expected);
-    expect(routeWriterFunction(template).Environment.Variables.FOLLOWER_NAMES).toBe('["a","b","c"]');
-    expect(JSON.parse(routeWriterFunction(template).Environment.Variables.FOLLOWER_NAMES)).toEqual(orchestrator.followerNames);
+    expect(Object.keys(parseJoinedJson(resource.Properties.Followers))).toEqual(['a', 'b', 'c']);
+    expect(Object.keys(parseJoinedJson(resource.Properties.Followers))).toEqual(orchestrator.followerNames);
   });
 
   test('deployedRoutes is a copy', () => {
@@ -756,14 +769,12 @@ describe('LeaderFollowerOrchestrator fullest configuration', () => {
       MAX_EVENT_BYTES: '400000',
       PROGRESS_TTL_SECONDS: '259200',
     });
-    expect(parseJoinedJson(env.FOLLOWERS)).toEqual({
+    expect(parseJoinedJson(followersProperty(template))).toEqual({
       enrich: expect.stringMatching(/^<GetAtt:Enrich[0-9A-F]{8}\.Arn>$/),
       render: expect.stringMatching(/^<GetAtt:Render[0-9A-F]{8}\.Arn>$/),
       deliver: expect.stringMatching(/^<Ref:DeliverLive[0-9A-F]{8}>$/),
     });
-    expect(routeWriterFunction(template).Environment.Variables).toMatchObject({
-      FOLLOWER_NAMES: '["enrich","render","deliver"]', MAX_HOPS: '6',
-    });
+    expect(routeWriterFunction(template).Environment.Variables).toMatchObject({ MAX_HOPS: '6' });
     // The orchestrator creates no bus: the fixture's is the only one.
     template.resourceCountIs('AWS::Events::EventBus', 1);
     expect(orchestrator.curatedBus.node.id).toBe('CuratedBus');
@@ -972,13 +983,36 @@ describe('LeaderFollowerOrchestrator validation', () => {
         .toThrow(/invalid follower name "enrich"; allowed: a name not registered yet in this orchestrator/);
     });
 
-    test('a 17th follower', () => {
+    test('50 followers: the leader\'s environment does not grow, its role policy stays within IAM\'s limit; a 51st is refused', () => {
       const stack = newStack();
       const orchestrator = defaultOrchestrator(stack);
-      for (let i = 0; i < 16; i++) orchestrator.addFollower(`f${i}`, followerFunction(stack, `F${i}`));
-      expect(orchestrator.followerNames).toHaveLength(16);
-      expect(() => orchestrator.addFollower('f16', followerFunction(stack, 'F16')))
-        .toThrow(/invalid followers \["f0",.*"f15","f16"\]; allowed: at most 16 followers \(their ARNs travel in the leader's environment/);
+      for (let i = 0; i < 50; i++) orchestrator.addFollower(`follower-${i}`, followerFunction(stack, `Follower${i}`));
+      expect(orchestrator.followerNames).toHaveLength(50);
+      expect(() => orchestrator.addFollower('follower-50', followerFunction(stack, 'Follower50')))
+        .toThrow(/invalid followers \["follower-0",.*"follower-50"\]; allowed: at most 50 followers \(the leader's role lists their ARNs/);
+      const template = Template.fromStack(stack);
+      const [, leader] = leaderResource(template);
+      expect(JSON.stringify(leader.Environment)).not.toMatch(/Follower\d/);
+      expect(Object.keys(parseJoinedJson(followersProperty(template)))).toHaveLength(50);
+      // As deployed: every function ARN at its longest (a 64-character name in a long region), every other reference at 64.
+      const longestArn = `arn:aws:lambda:ap-southeast-3:123456789012:function:${'x'.repeat(64)}`;
+      const deployed = (value: any): any => {
+        if (Array.isArray(value)) return value.map(deployed);
+        if (value && typeof value === 'object') {
+          if ('Fn::GetAtt' in value) return value['Fn::GetAtt'][1] === 'Arn' ? longestArn : 'x'.repeat(64);
+          if ('Ref' in value || 'Fn::Join' in value || 'Fn::Select' in value) return 'x'.repeat(110);
+          return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, deployed(v)]));
+        }
+        return value;
+      };
+      for (const role of ['OrchestratorLeaderFunctionRole', 'OrchestratorRedriveFunctionRole']) {
+        const policies = Object.values<any>(template.findResources('AWS::IAM::Policy'))
+          .filter((p) => p.Properties.Roles.some((r: any) => new RegExp(`^${role}[0-9A-F]{8}$`).test(r.Ref)));
+        const inline = policies.map((p) => JSON.stringify(deployed(p.Properties.PolicyDocument)).length).reduce((a, b) => a + b, 0);
+        // IAM's limit on the inline policies of a role, whitespace not counted (IAM quotas).
+        expect(inline).toBeLessThan(10_240);
+        expect(inline).toBeGreaterThan(50 * longestArn.length);
+      }
     });
 
     test('a follower function with its own asynchronous invocation configuration', () => {

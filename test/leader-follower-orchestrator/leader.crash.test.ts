@@ -3,9 +3,10 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import { ChangeMessageVisibilityCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
-  curatedEvent, deployWithRoutes, Deployment, drainQueue, flaky, FollowerHandler, LambdaSimulator, motoLeader, orchestrated, sqs,
+  arnOf, curatedEvent, deployWithRoutes, Deployment, drainQueue, flaky, FollowerHandler, LambdaSimulator, motoLeader, orchestrated, sqs,
   STAMPING_FOLLOWERS, STEP_RESULT_TIMEOUT_MS,
 } from './moto-harness';
+import { FOLLOWERS_ITEM_KEY } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import { handleRoutesResource } from '../../src/leader-follower-orchestrator/route-writer-core';
 import { exploreCrashPoints, FaultInjector, invariant, InvocationOutcome } from '../support/crash-points';
@@ -186,7 +187,8 @@ test('leader, a curated record starts its route: every fault ends with the recor
     w.input = curatedEvent('r1', 'sms', { steps: [] });
     return w;
   }, (w, first) => asyncRetries(w, first), (w) => checkDelivered(w, 'r1'));
-  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'Invoke', 'UpdateItem']);
+  // The route, the followers item (then cached), the claim, the Invoke, the mark.
+  expect(report.cleanCalls).toEqual(['GetItem', 'GetItem', 'UpdateItem', 'Invoke', 'UpdateItem']);
   // A lost Invoke answer invokes the follower again, whose second result is a replay: one record on the bus.
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
@@ -200,11 +202,12 @@ test('leader, the last follower\'s result: every fault ends with the record on t
     await w.lambda.settle({ handle: async (record: any) => (record.requestPayload.step === 2 ? (w.input = record) : leader.handle(record)) } as any);
     return w;
   }, (w, first) => asyncRetries(w, first), (w) => checkDelivered(w, 'r2'));
-  expect(report.cleanCalls).toEqual(['UpdateItem', 'PutEvents', 'UpdateItem']);
+  // The followers item (the sender check), the claim, PutEvents, the mark.
+  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'PutEvents', 'UpdateItem']);
   // FINISH is at least once: PutEvents applied, then its answer lost, or the mark after it lost
   // or never made (a crash), puts the record again on the retry. A lost answer of the mark does not.
   const twice = report.trials.filter((t) => t.outcomes.duplicates > 0).map((t) => `${t.at} ${t.call}/${t.kind}`);
-  expect(twice).toEqual(['1 PutEvents/lost-answer', '2 UpdateItem/lost-request', '2 UpdateItem/crash']);
+  expect(twice).toEqual(['2 PutEvents/lost-answer', '3 UpdateItem/lost-request', '3 UpdateItem/crash']);
 }, 300_000);
 
 test('leader, a follower\'s failure is parked: every fault ends parked once, and the operator\'s redrive delivers it', async () => {
@@ -220,7 +223,7 @@ test('leader, a follower\'s failure is parked: every fault ends parked once, and
     state.down = false;
     return checkDelivered(w, 'r3');
   });
-  expect(report.cleanCalls).toEqual(['UpdateItem', 'SendMessage', 'UpdateItem']);
+  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'SendMessage', 'UpdateItem']);
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
 
@@ -236,7 +239,8 @@ test('redrive of a parked step: every fault ends with the record on the bus, nev
     w.input = { redrive: { maxMessages: 10 } };
     return w;
   }, (w, first) => operatorRedrivesAgain(w, first), (w) => checkDelivered(w, 'r4'));
-  expect(report.cleanCalls).toEqual(['ReceiveMessage', 'UpdateItem', 'Invoke', 'UpdateItem', 'DeleteMessage', 'ReceiveMessage']);
+  // A resumed step reads the followers item fresh (a deploy may have fixed the follower).
+  expect(report.cleanCalls).toEqual(['ReceiveMessage', 'GetItem', 'UpdateItem', 'Invoke', 'UpdateItem', 'DeleteMessage', 'ReceiveMessage']);
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
 
@@ -251,7 +255,7 @@ test('redrive of a step whose cause is not fixed: every fault ends parked again 
     return w;
   }, (w, first) => operatorRedrivesAgain(w, first, { maxEventBytes: 2048 }), (w) => checkDelivered(w, 'r5', { maxEventBytes: 8192 }),
   { maxEventBytes: 2048 });
-  expect(report.cleanCalls).toEqual(['ReceiveMessage', 'UpdateItem', 'SendMessage', 'UpdateItem', 'DeleteMessage', 'ReceiveMessage']);
+  expect(report.cleanCalls).toEqual(['ReceiveMessage', 'GetItem', 'UpdateItem', 'SendMessage', 'UpdateItem', 'DeleteMessage', 'ReceiveMessage']);
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
 
@@ -277,8 +281,13 @@ test('stalled-steps sweep: every fault ends with the stalled step parked (by thi
 
 describe('route writer', () => {
   const V1 = [{ channel: 'email', followers: ['enrich', 'render', 'deliver'] }, { channel: 'sms', followers: ['enrich', 'deliver'] }];
-  const V2 = [{ channel: 'email', followers: ['render', 'deliver'] }, { channel: 'push', followers: ['deliver'] }];
-  const CONFIG = { followerNames: ['enrich', 'render', 'deliver'], maxHops: 7 };
+  const V2 = [{ channel: 'email', followers: ['render', 'deliver'] }, { channel: 'push', followers: ['notify'] }];
+  // The followers item each version writes: V2 drops enrich and registers notify.
+  const F1 = { enrich: arnOf('enrich'), render: arnOf('render'), deliver: arnOf('deliver') };
+  const F2 = { render: arnOf('render'), deliver: arnOf('deliver'), notify: arnOf('notify') };
+  const props = (routes: typeof V1, followers: Record<string, string>) => ({ Routes: JSON.stringify(routes), Followers: JSON.stringify(followers) });
+  // As deployed: the registered names come from the resource's Followers.
+  const CONFIG = { maxHops: 7 };
   interface WriterWorld { readonly table: string; outcome?: 'deployed' | 'rolled back' }
 
   const routesIn = async (table: string) => {
@@ -286,6 +295,7 @@ describe('route writer', () => {
     const routes = items.map((i) => unmarshall(i)).map(({ channel, followers }) => ({ channel, followers }));
     return routes.sort((a, b) => a.channel.localeCompare(b.channel));
   };
+  const followersIn = async (table: string) => (await routesIn(table)).find((r) => r.channel === FOLLOWERS_ITEM_KEY)?.followers;
   const sorted = (routes: typeof V1) => [...routes].sort((a, b) => a.channel.localeCompare(b.channel));
 
   test('a deploy that changes routes: after any fault, CloudFormation\'s rollback leaves the old routes, a success the new ones', async () => {
@@ -296,14 +306,14 @@ describe('route writer', () => {
         const { routesTable } = await deployWithRoutes();
         const store = new DynamoRouteStore(handlerClients.dynamoDb, routesTable);
         // V1 was deployed (deployWithRoutes wrote the same routes).
-        await handleRoutesResource({ RequestType: 'Create', ResourceProperties: { Routes: JSON.stringify(V1) } }, store, CONFIG);
+        await handleRoutesResource({ RequestType: 'Create', ResourceProperties: props(V1, F1) }, store, CONFIG);
         return { table: routesTable };
       },
       invoke: (w) => handleRoutesResource({
         RequestType: 'Update',
         PhysicalResourceId: 'orchestrator-routes',
-        ResourceProperties: { Routes: JSON.stringify(V2) },
-        OldResourceProperties: { Routes: JSON.stringify(V1) },
+        ResourceProperties: props(V2, F2),
+        OldResourceProperties: props(V1, F1),
       }, new DynamoRouteStore(handlerClients.dynamoDb, w.table), CONFIG),
       // A failed update (an error, or a handler that died: the provider's timeout) is rolled back:
       // CloudFormation sends an Update with the old properties, which succeeds.
@@ -315,19 +325,24 @@ describe('route writer', () => {
         await handleRoutesResource({
           RequestType: 'Update',
           PhysicalResourceId: 'orchestrator-routes',
-          ResourceProperties: { Routes: JSON.stringify(V1) },
-          OldResourceProperties: { Routes: JSON.stringify(V2) },
+          ResourceProperties: props(V1, F1),
+          OldResourceProperties: props(V2, F2),
         }, new DynamoRouteStore(handlerClients.dynamoDb, w.table), CONFIG);
         w.outcome = 'rolled back';
       },
       check: async (w) => {
         const expected = sorted(w.outcome === 'deployed' ? V2 : V1);
-        const table = await routesIn(w.table);
+        const table = (await routesIn(w.table)).filter((r) => r.channel !== FOLLOWERS_ITEM_KEY);
         invariant(JSON.stringify(table) === JSON.stringify(expected), `${w.outcome}: the table holds ${JSON.stringify(table)}, not ${JSON.stringify(expected)}`);
+        // Every follower a route names is registered: the leader can run each route.
+        const followers = await followersIn(w.table);
+        invariant(JSON.stringify(followers) === JSON.stringify(w.outcome === 'deployed' ? F2 : F1),
+          `${w.outcome}: the followers item is ${JSON.stringify(followers)}`);
         return { delivered: 1, waiting: 0, parked: 0, duplicates: 0 };
       },
     });
     summary.push(`  route writer: a deploy updates routes: ${report.crashPoints} trials (${report.cleanCalls.join(', ')}); totals ${JSON.stringify(report.totals)}`);
-    expect(report.cleanCalls).toEqual(['PutItem', 'PutItem', 'DeleteItem']);
+    // The followers item first, then the changed routes (email, push), then the removed one (sms).
+    expect(report.cleanCalls).toEqual(['PutItem', 'PutItem', 'PutItem', 'DeleteItem']);
   }, 300_000);
 });

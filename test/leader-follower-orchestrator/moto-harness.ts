@@ -6,7 +6,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { CapturedMetrics } from './leader-fixtures';
 import { Leader, LeaderConfig } from '../../src/leader-follower-orchestrator/leader-core';
-import { FollowerRequest, FollowerResult, ParkedEvent, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
+import { FollowerRequest, FollowerResult, FOLLOWERS_ITEM_KEY, ParkedEvent, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { ProgressStore } from '../../src/leader-follower-orchestrator/progress-core';
 import { CachedRouteStore, DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import { SILENT_LOGGER } from '../../src/runtime/core-logger';
@@ -248,6 +248,7 @@ export const STAMPING_FOLLOWERS = { enrich: stamping('enrich'), render: stamping
 /** A deployment with the tests' two routes: email (enrich, render, deliver) and sms (enrich, deliver). */
 export async function deployWithRoutes(): Promise<Deployment> {
   const deployment = await deployInMoto();
+  await registerFollowers(deployment, Object.keys(STAMPING_FOLLOWERS));
   await writeRoute(deployment, { channel: 'email', followers: ['enrich', 'render', 'deliver'] });
   await writeRoute(deployment, { channel: 'sms', followers: ['enrich', 'deliver'] });
   return deployment;
@@ -261,7 +262,10 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
   clock?: { now: number };
   orchestratorId?: string;
   remainingTimeMs?: () => number;
-  /** The registered followers, when they differ from the simulator's (a deploy removed one). */
+  /**
+   * Registered followers held in the leader's configuration. Default: none there, so the leader
+   * reads the routes table's followers item, as deployed (`registerFollowers`).
+   */
   followers?: Record<string, string>;
   /** Clients in place of moto's (a wrapper that fails some calls). */
   sqs?: any;
@@ -281,7 +285,7 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
     orchestratorId: options.orchestratorId ?? 'orchestrator-1',
     curatedBusName: deployment.bus,
     deadLetterQueueUrl: deployment.dlqUrl,
-    followers: options.followers ?? simulator.arns,
+    ...(options.followers ? { followers: options.followers } : {}),
     maxHops: options.maxHops ?? 7,
     maxEventBytes: options.maxEventBytes ?? 256_000,
     stepResultTimeoutMs: STEP_RESULT_TIMEOUT_MS,
@@ -300,6 +304,13 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
     entry: options.entry,
   }, config);
   return { leader, table, routes, progress, metrics, clock, config };
+}
+
+/** Writes the routes table's followers item, as the routes custom resource does at deploy: each name with its simulated ARN. */
+export async function registerFollowers(deployment: Deployment, names: string[]): Promise<void> {
+  await new DynamoRouteStore(dynamoDb, deployment.routesTable).put({
+    channel: FOLLOWERS_ITEM_KEY, followers: Object.fromEntries(names.map((name) => [name, arnOf(name)])), updatedBy: 'deploy',
+  });
 }
 
 /** Writes a route item straight into the table, as an operator could at run time. */
