@@ -5,6 +5,7 @@ import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesComman
 import { Leader, LeaderConfig, LeaderMetrics } from '../src/leader-follower-orchestrator/leader-core';
 import { DEFAULT_STEP_EVENT_BYTES, FollowerRequest, RouteItem } from '../src/leader-follower-orchestrator/orchestrator-contract';
 import { ProgressStore } from '../src/leader-follower-orchestrator/progress-core';
+import { followerNames } from '../src/leader-follower-orchestrator/route-schema';
 import { CachedRouteStore, DynamoRouteStore, RouteReader, RouteStore } from '../src/leader-follower-orchestrator/route-store-core';
 import { SILENT_LOGGER } from '../src/runtime/core-logger';
 import { buildRecord, CURATED_SOURCE, RECORD_DETAIL_TYPE, RecordEnvelope } from '../src/runtime/curated-envelope';
@@ -202,7 +203,7 @@ class NaiveLeader implements Handler {
   }
 
   private async invoke(route: RouteItem, step: number, event: unknown, record: Record<string, unknown>): Promise<void> {
-    const follower = route.followers[step - 1];
+    const follower = followerNames(route)[step - 1];
     const request: NaiveRequest = { channel: route.channel, step, follower, event, record };
     await this.deps.lambda.send(new InvokeCommand({
       FunctionName: this.config.followers[follower], InvocationType: 'Event', Payload: Buffer.from(JSON.stringify(request), 'utf8'),

@@ -20,6 +20,10 @@ export const FOLLOWER_REQUEST_SCHEMA = {
     channel: { type: 'string', minLength: 1, maxLength: 256, description: 'The channel whose route is running.' },
     step: { type: 'integer', minimum: 1, maximum: MAX_ROUTE_LENGTH, description: 'This follower\'s 1-based position in the route.' },
     event: { description: 'The event as the previous step returned it (the record\'s payload at step 1): any JSON.' },
+    parameters: {
+      description: 'This step\'s parameters from the route ({ "follower": name, "parameters": ... }): any JSON. Absent when the route '
+        + 'names the follower alone.',
+    },
     orchestration: {
       type: 'object',
       description: 'The run\'s state, kept by the leader; followers may read it and need not return it.',
@@ -33,6 +37,12 @@ export const FOLLOWER_REQUEST_SCHEMA = {
           maxItems: MAX_ROUTE_LENGTH,
           items: { type: 'string', pattern: FOLLOWER_NAME_PATTERN },
           description: 'The route\'s follower names as read when the run started.',
+        },
+        routeParameters: {
+          type: 'array',
+          minItems: 1,
+          maxItems: MAX_ROUTE_LENGTH,
+          description: 'Each step\'s parameters in route order (null for a step without), when any step of the route has them.',
         },
         follower: { type: 'string', pattern: FOLLOWER_NAME_PATTERN, description: 'The follower this request is for.' },
         hops: { type: 'integer', minimum: 1, description: 'Follower invocations of this record so far, this one included.' },

@@ -9,7 +9,7 @@ import {
   DESTINATION_RECORD_BUDGET_BYTES, FollowerRequest, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, StepContext,
 } from './orchestrator-contract';
 import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
-import { checkRoute, unregisteredFollowers } from './route-schema';
+import { checkRoute, followerNames, routeParameters, unregisteredFollowers } from './route-schema';
 import { registeredFollowers, RouteReader } from './route-store-core';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { isIntegerWithin } from '../runtime/argument-checks';
@@ -125,6 +125,8 @@ interface RunState {
   readonly channel: string;
   readonly runId: string;
   readonly route: string[];
+  /** Each step's parameters (null for a step without), when the route has any. */
+  readonly routeParameters?: unknown[];
   /** Follower invocations completed before this step. */
   readonly hops: number;
   readonly startedAt: number;
@@ -215,20 +217,23 @@ export class Leader {
     const check = checkRoute(stored, this.config.maxHops);
     if (!check.valid) return parkAtStart('bad-route', `the route of channel ${JSON.stringify(channel)} is invalid: ${check.errors.join('; ')}`);
     const route = stored as RouteItem;
-    const followers = await this.followersFor(route.followers, fresh);
+    const names = followerNames(route);
+    const parameters = routeParameters(route);
+    const followers = await this.followersFor(names, fresh);
     const unknown = unregisteredFollowers(route, Object.keys(followers));
     if (unknown.length > 0) {
       return parkAtStart('unregistered-follower', `the route of channel ${JSON.stringify(channel)} names unregistered followers `
-        + `${JSON.stringify(unknown)}; allowed: ${JSON.stringify(Object.keys(followers).sort())}`, { route: route.followers });
+        + `${JSON.stringify(unknown)}; allowed: ${JSON.stringify(Object.keys(followers).sort())}`, { route: names });
     }
-    if (priorHops + route.followers.length > this.config.maxHops) {
-      return parkAtStart('hop-limit', `the record has made ${priorHops} hops and the route needs ${route.followers.length} more; `
-        + `the hop limit is ${this.config.maxHops}`, { route: route.followers });
+    if (priorHops + names.length > this.config.maxHops) {
+      return parkAtStart('hop-limit', `the record has made ${priorHops} hops and the route needs ${names.length} more; `
+        + `the hop limit is ${this.config.maxHops}`, { route: names });
     }
     const run: RunState = {
       channel,
       runId: deterministicId(this.config.orchestratorId, String(record.tenant), record.id, channel, String(priorHops)),
-      route: route.followers,
+      route: names,
+      ...(parameters ? { routeParameters: parameters } : {}),
       hops: priorHops,
       startedAt: this.now(),
       record: metadata,
@@ -250,14 +255,17 @@ export class Leader {
     if (run.hops + 1 > this.config.maxHops) {
       return park('hop-limit', `step ${step} would be hop ${run.hops + 1}; the hop limit is ${this.config.maxHops}`);
     }
+    const parameters = run.routeParameters?.[step - 1] ?? null;
     const request: FollowerRequest = {
       channel: run.channel,
       step,
       event,
+      ...(parameters !== null ? { parameters } : {}),
       orchestration: {
         orchestrator: this.config.orchestratorId,
         runId: run.runId,
         route: run.route,
+        ...(run.routeParameters ? { routeParameters: run.routeParameters } : {}),
         follower,
         hops: run.hops + 1,
         startedAt: run.startedAt,
@@ -467,6 +475,7 @@ export class Leader {
       hops: run.hops,
       runId: run.runId,
       route: run.route,
+      ...(run.routeParameters ? { routeParameters: run.routeParameters } : {}),
       startedAt: run.startedAt,
       follower: run.route[step - 1],
       record: { ...run.record, payload: event },
@@ -578,6 +587,7 @@ export class Leader {
         channel: parked.channel,
         runId: parked.runId,
         route: parked.route,
+        ...(Array.isArray(parked.routeParameters) ? { routeParameters: parked.routeParameters } : {}),
         hops: parked.hops,
         startedAt: parked.startedAt ?? this.now(),
         record: metadata,
@@ -708,6 +718,7 @@ function runOf(request: FollowerRequest & { orchestration: StepContext }): RunSt
     channel: request.channel,
     runId: context.runId,
     route: context.route,
+    ...(Array.isArray(context.routeParameters) ? { routeParameters: context.routeParameters } : {}),
     hops: context.hops - 1,
     startedAt: context.startedAt,
     record: context.record,

@@ -38,6 +38,21 @@ export interface FollowerDefinition extends FollowerOptions {
   readonly function: lambda.IFunction;
 }
 
+/**
+ * A step of a route that gives its follower parameters: the follower receives them as the
+ * request's `parameters`, so one generic follower serves many channels by configuration.
+ */
+export interface RouteStep {
+  /** A registered follower name. */
+  readonly follower: string;
+  /**
+   * What the follower receives with this step (an endpoint name, a template id, a locale...),
+   * as JSON. It travels in every follower request of the run, so it counts towards `maxEventBytes`.
+   * @default - none: the request has no `parameters`
+   */
+  readonly parameters?: { [key: string]: any };
+}
+
 /** A route: the followers an event of a channel goes through, in order. */
 export interface RouteDefinition {
   /**
@@ -47,9 +62,16 @@ export interface RouteDefinition {
   readonly channel: string;
   /**
    * Registered follower names, step 1 first. From 1 to `maxHops` (default 7, at most 15) names; a name
-   * may appear more than once.
+   * may appear more than once. Give either `followers` or `steps`.
+   * @default - the followers of `steps`
    */
-  readonly followers: string[];
+  readonly followers?: string[];
+  /**
+   * The steps, step 1 first, each a follower and its parameters: for followers that take
+   * settings. From 1 to `maxHops` steps. Give either `followers` or `steps`.
+   * @default - `followers`, without parameters
+   */
+  readonly steps?: RouteStep[];
   /**
    * What the route is for.
    * @default - none

@@ -16,9 +16,9 @@ import { LeaderFunction } from './leader-function';
 import {
   DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, LEADER_ENV, LeaderEntry, MAX_FOLLOWERS, MAX_ROUTE_LENGTH,
   MAX_STEP_EVENT_BYTES, PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, PROGRESS_STALL_AT_ATTRIBUTE, PROGRESS_STALLED_INDEX,
-  ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV,
+  ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV, RouteItem,
 } from './orchestrator-contract';
-import { checkRoute } from './route-schema';
+import { checkRoute, followerNames } from './route-schema';
 import { RouteWriterFunction } from './route-writer-function';
 import {
   acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, grantInvokeExactly, handlerMetric,
@@ -137,7 +137,8 @@ export class LeaderFollowerOrchestrator extends Construct {
   /** The leader's and the redrive function's statement that lets them invoke the followers (made with the first follower). */
   private readonly invokeFollowers: iam.PolicyStatement[] = [];
   private readonly deliveryAlarms = new Map<string, cloudwatch.Alarm>();
-  private readonly routes: RouteDefinition[] = [];
+  /** The routes written at deploy: as given, and as the route items the custom resource writes. */
+  private readonly routes: Array<{ readonly definition: RouteDefinition; readonly item: RouteItem }> = [];
   private readonly sourceRules: events.Rule[] = [];
   private readonly leaderArn: string;
 
@@ -211,7 +212,8 @@ export class LeaderFollowerOrchestrator extends Construct {
       serviceToken: this.routesProvider.serviceToken,
       resourceType: 'Custom::OrchestratorRoutes',
       properties: {
-        Routes: Lazy.string({ produce: () => JSON.stringify(this.routes) }),
+        // Step parameters may hold deploy-time values (a queue URL): resolved by CloudFormation.
+        Routes: Lazy.string({ produce: () => Stack.of(this).toJsonString(this.routes.map((r) => r.item)) }),
         // Written as the routes table's followers item, which the leader reads (not its 4 KB environment).
         Followers: Lazy.string({ produce: () => Stack.of(this).toJsonString(this.followerArns) }),
       },
@@ -224,7 +226,7 @@ export class LeaderFollowerOrchestrator extends Construct {
     }
 
     for (const follower of props.followers ?? []) this.addFollower(follower.name, follower.function, follower);
-    for (const route of props.routes ?? []) this.addRoute(route.channel, route.followers, route.description);
+    for (const route of props.routes ?? []) this.addRouteDefinition(route);
 
     // Messages parked again during a redrive are delayed 15 minutes: they count as parked too.
     const parkedMessages = new cloudwatch.MathExpression({
@@ -257,7 +259,7 @@ export class LeaderFollowerOrchestrator extends Construct {
 
   /** The routes written at deploy, in the order added. */
   public get deployedRoutes(): RouteDefinition[] {
-    return this.routes.map((r) => ({ ...r, followers: [...r.followers] }));
+    return this.routes.map((r) => copyRoute(r.definition));
   }
 
   /** The rules added with `addSource`. */
@@ -352,18 +354,38 @@ export class LeaderFollowerOrchestrator extends Construct {
    * by invoking the route writer function or by writing the routes table.
    */
   public addRoute(channel: string, followers: string[], description?: string): void {
-    const route: RouteDefinition = { channel, followers: [...(followers ?? [])], ...(description !== undefined ? { description } : {}) };
-    if (Token.isUnresolved(channel) || followers?.some((f) => Token.isUnresolved(f))) {
-      throw new PropValidationError(this, 'route', route, 'allowed: literal channel and follower names (they are validated at synth)');
+    this.addRouteDefinition({ channel, followers, ...(description !== undefined ? { description } : {}) });
+  }
+
+  /**
+   * Adds a route written at deploy, from its definition: its followers, or its steps with their
+   * parameters. Routes can also be written at run time, with no deploy, by invoking the route
+   * writer function or by writing the routes table.
+   */
+  public addRouteDefinition(route: RouteDefinition): void {
+    const definition = copyRoute(route);
+    const { channel, followers, steps } = definition;
+    if ((followers === undefined) === (steps === undefined)) {
+      throw new PropValidationError(this, `route of channel ${JSON.stringify(channel)}`, definition,
+        'allowed: either followers (names) or steps ({ follower, parameters? } each), not both and not neither');
+    }
+    const item: RouteItem = {
+      channel,
+      followers: followers ?? steps!.map((step) => (step.parameters === undefined
+        ? step.follower : { follower: step.follower, parameters: step.parameters })),
+      ...(definition.description !== undefined ? { description: definition.description } : {}),
+    };
+    if (Token.isUnresolved(channel) || followerNames(item).some((f) => Token.isUnresolved(f))) {
+      throw new PropValidationError(this, 'route', definition, 'allowed: literal channel and follower names (they are validated at synth)');
     }
     // A token hop limit is only known at deploy: here a route is held to the longest allowed
     // (MAX_ROUTE_LENGTH); the route writer checks it against the deployed MAX_HOPS.
-    const check = checkRoute(route, Token.isUnresolved(this.maxHops) ? MAX_ROUTE_LENGTH : this.maxHops);
-    if (!check.valid) throw new PropValidationError(this, `route of channel ${JSON.stringify(channel)}`, route, `allowed: ${check.errors.join('; ')}`);
-    if (this.routes.some((r) => r.channel === channel)) {
+    const check = checkRoute(item, Token.isUnresolved(this.maxHops) ? MAX_ROUTE_LENGTH : this.maxHops);
+    if (!check.valid) throw new PropValidationError(this, `route of channel ${JSON.stringify(channel)}`, definition, `allowed: ${check.errors.join('; ')}`);
+    if (this.routes.some((r) => r.item.channel === channel)) {
       throw new PropValidationError(this, 'route channel', channel, 'allowed: a channel without a route yet in this orchestrator');
     }
-    this.routes.push(route);
+    this.routes.push({ definition, item });
   }
 
   /**
@@ -604,8 +626,8 @@ export class LeaderFollowerOrchestrator extends Construct {
 
   private validateRoutesAgainstFollowers(): string[] {
     const errors: string[] = [];
-    for (const route of this.routes) {
-      const unknown = route.followers.filter((f) => !this.followerFunctions.has(f));
+    for (const { item: route } of this.routes) {
+      const unknown = followerNames(route).filter((f) => !this.followerFunctions.has(f));
       if (unknown.length > 0) {
         errors.push(`${this.node.path}: invalid route of channel ${JSON.stringify(route.channel)}: followers ${JSON.stringify(unknown)} `
           + `are not registered; allowed: ${JSON.stringify(this.followerNames)} (register them with addFollower or the followers prop)`);
@@ -617,6 +639,16 @@ export class LeaderFollowerOrchestrator extends Construct {
   private alarm(id: string, metric: cloudwatch.IMetric, what: string): cloudwatch.Alarm {
     return thresholdAlarm(this, id, metric, what, this.props.alarmActions);
   }
+}
+
+/** A copy of a route definition (its lists too), without the fields not given. */
+function copyRoute(route: RouteDefinition): RouteDefinition {
+  return {
+    channel: route.channel,
+    ...(route.followers !== undefined ? { followers: [...route.followers] } : {}),
+    ...(route.steps !== undefined ? { steps: route.steps.map((step) => ({ ...step })) } : {}),
+    ...(route.description !== undefined ? { description: route.description } : {}),
+  };
 }
 
 /**

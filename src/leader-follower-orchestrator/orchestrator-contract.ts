@@ -35,6 +35,12 @@ export interface FollowerRequest<E = unknown> {
   /** The event as the previous step returned it (the record's payload at step 1). */
   readonly event: E;
   /**
+   * This step's parameters, from the route (`{ "follower": name, "parameters": ... }`): any JSON,
+   * so one generic follower can serve many channels (an endpoint name, a template id, a locale).
+   * Absent when the route names the follower alone.
+   */
+  readonly parameters?: unknown;
+  /**
    * The run's state, kept by the leader and read back from the destination record when the
    * follower returns; followers may read it but need not pass it on.
    */
@@ -49,6 +55,11 @@ export interface StepContext {
   readonly runId: string;
   /** The follower names of the route, as read when the run started (a run keeps its route). */
   readonly route: string[];
+  /**
+   * Each step's parameters, in route order (null for a step without), when any step of the
+   * route has them: a run keeps them with its route.
+   */
+  readonly routeParameters?: unknown[];
   /** The follower this request is for. */
   readonly follower: string;
   /** Follower invocations of this record so far, this one included (the hop count). */
@@ -81,11 +92,18 @@ export interface FollowerResult<E = unknown> {
   readonly finish?: boolean;
 }
 
+/** A step of a route that gives its follower parameters. */
+export interface RouteStepItem {
+  readonly follower: string;
+  /** Any JSON: the follower receives it as the request's `parameters`. */
+  readonly parameters?: unknown;
+}
+
 /** Route item in the routes table (partition key `channel`). */
 export interface RouteItem {
   readonly channel: string;
-  /** Follower names, in order: step 1 is the first. */
-  readonly followers: string[];
+  /** The steps, in order (step 1 is the first): a follower name, or `{ "follower": name, "parameters": any JSON }`. */
+  readonly followers: Array<string | RouteStepItem>;
   readonly description?: string;
   /** ISO time of the last write (set by the route writer). */
   readonly updatedAt?: string;
@@ -159,6 +177,8 @@ export interface ParkedEvent {
   readonly runId?: string;
   readonly hops: number;
   readonly route?: string[];
+  /** The route's step parameters, when it has any (see StepContext). */
+  readonly routeParameters?: unknown[];
   readonly startedAt?: number;
   /** The record, with `payload` as it was before the failed step. Absent for invalid input. */
   readonly record?: Record<string, unknown>;

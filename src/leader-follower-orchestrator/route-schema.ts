@@ -22,7 +22,17 @@ export const ROUTE_SCHEMA = {
       type: 'array',
       minItems: 1,
       maxItems: MAX_ROUTE_LENGTH,
-      items: { type: 'string', pattern: FOLLOWER_NAME_PATTERN },
+      items: {
+        anyOf: [
+          { type: 'string', pattern: FOLLOWER_NAME_PATTERN },
+          {
+            type: 'object',
+            required: ['follower'],
+            additionalProperties: false,
+            properties: { follower: { type: 'string', pattern: FOLLOWER_NAME_PATTERN }, parameters: {} },
+          },
+        ],
+      },
     },
     description: { type: 'string', maxLength: 1024 },
     updatedAt: { type: 'string', maxLength: 64 },
@@ -45,7 +55,8 @@ let compiled: ValidateFunction | undefined;
 export function checkRoute(value: unknown, maxHops: number = MAX_ROUTE_LENGTH): RouteCheck {
   compiled ??= new Ajv2020({ strict: true, allErrors: false }).compile(ROUTE_SCHEMA);
   if (!compiled(value)) {
-    return { valid: false, errors: (compiled.errors ?? []).map(describe) };
+    // A step matching neither form fails each of them: one message says both.
+    return { valid: false, errors: [...new Set((compiled.errors ?? []).map(describe))] };
   }
   const route = value as RouteItem;
   if (route.followers.length > maxHops) {
@@ -60,7 +71,18 @@ export function checkRoute(value: unknown, maxHops: number = MAX_ROUTE_LENGTH): 
 /** Names in the route that are not registered followers, in route order. */
 export function unregisteredFollowers(route: RouteItem, registered: Iterable<string>): string[] {
   const known = new Set(registered);
-  return route.followers.filter((name) => !known.has(name));
+  return followerNames(route).filter((name) => !known.has(name));
+}
+
+/** The follower name of each step of a (checked) route. */
+export function followerNames(route: RouteItem): string[] {
+  return route.followers.map((step) => (typeof step === 'string' ? step : step.follower));
+}
+
+/** Each step's parameters (null for a step without), or undefined when no step has any. */
+export function routeParameters(route: RouteItem): unknown[] | undefined {
+  const parameters = route.followers.map((step) => (typeof step === 'string' || step.parameters === undefined ? null : step.parameters));
+  return parameters.some((p) => p !== null) ? parameters : undefined;
 }
 
 function describe(error: NonNullable<ValidateFunction['errors']>[number]): string {
@@ -70,8 +92,10 @@ function describe(error: NonNullable<ValidateFunction['errors']>[number]): strin
       + `for the record and once per step's result (1 + ${MAX_ROUTE_LENGTH} = ${MAX_ROUTE_LENGTH + 1}), stays within Lambda's `
       + `recursive loop detection, which stops a function invoked more than ${LAMBDA_RECURSION_LIMIT} times by one event`;
   }
-  if (error.keyword === 'pattern' && error.instancePath.startsWith('/followers/')) {
-    return `${where} must be a follower name of 1 to 64 letters, digits, "_" or "-"`;
+  if (error.instancePath.startsWith('/followers/')) {
+    const step = error.instancePath.split('/')[2];
+    return `/followers/${step} must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, `
+      + '"parameters"?: <any JSON> } and nothing else';
   }
   if (error.keyword === 'pattern' && error.instancePath === '/channel') {
     return '/channel must be printable ASCII with at least one non-space character (it is a CloudWatch dimension value of the metrics)';

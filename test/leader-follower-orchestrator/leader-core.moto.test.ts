@@ -1,8 +1,8 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import {
-  arnOf, curatedEvent, Deployment, deployWithRoutes, drainQueue, dynamoDb, LambdaSimulator, motoLeader, orchestrated, parked, sqs, stamping,
-  STAMPING_FOLLOWERS, writeRoute,
+  arnOf, curatedEvent, DeadLetterQueueClock, Deployment, deployWithRoutes, drainQueue, dynamoDb, FollowerHandler, LambdaSimulator, motoLeader,
+  orchestrated, parked, sqs, stamping, STAMPING_FOLLOWERS, writeRoute,
 } from './moto-harness';
 import { defineFollower, finishRoute } from '../../src/leader-follower-orchestrator/follower';
 import { FOLLOWERS_ITEM_KEY, LAMBDA_RECURSION_LIMIT, MAX_ROUTE_LENGTH } from '../../src/leader-follower-orchestrator/orchestrator-contract';
@@ -210,6 +210,41 @@ describe('the followers item: registered followers live in the routes table, wri
     await expect(handleRouteWriteRequest({ putRoutes: [{ channel: FOLLOWERS_ITEM_KEY, followers: ['deliver'] }] }, store, { maxHops: 7 }))
       .rejects.toThrow(/\/channel must be printable ASCII/);
     expect(await store.get(FOLLOWERS_ITEM_KEY)).toMatchObject({ followers: arns(['enrich', 'deliver']), updatedBy: 'deploy' });
+  });
+});
+
+describe('step parameters: one generic follower serves channels by configuration', () => {
+  /** A follower that stamps its name and the parameters it received. */
+  const withParameters = (name: string, state = { down: false }): FollowerHandler => ({ event, parameters }) => {
+    if (state.down) throw new Error(`${name} is down`);
+    return { event: { ...event, steps: [...(event.steps ?? []), parameters === undefined ? name : `${name}:${JSON.stringify(parameters)}`] } };
+  };
+
+  test('each channel\'s step gets its own parameters; a parked step keeps them through the redrive', async () => {
+    await writeRoute(deployment, { channel: 'email', followers: ['enrich', { follower: 'render', parameters: { template: 'welcome' } }, 'deliver'] });
+    await writeRoute(deployment, { channel: 'sms', followers: [{ follower: 'render', parameters: { template: 'short', locale: 'fr-FR' } }, 'deliver'] });
+    const render = { down: true };
+    const lambda = new LambdaSimulator({ enrich: stamping('enrich'), render: withParameters('render', render), deliver: withParameters('deliver') });
+    const dlq = new DeadLetterQueueClock(deployment);
+    const { leader } = motoLeader(deployment, lambda, { sqs: dlq.client });
+    await leader.handle(curatedEvent('e1', 'email', { steps: [] }));
+    await lambda.settle(leader);
+    // The parked message keeps the run's parameters: a redrive after the fix renders with them.
+    expect(dlq.sent).toHaveLength(1);
+    expect(dlq.sent[0]).toMatchObject({ reason: 'follower-failed', step: 2, routeParameters: [null, { template: 'welcome' }, null] });
+    render.down = false;
+    expect((await leader.handle({ redrive: {} })).redrive).toMatchObject({ resumed: 1 });
+    await leader.handle(curatedEvent('s1', 'sms', { steps: [] }));
+    await lambda.settle(leader);
+    const outputs = await orchestrated(deployment);
+    expect(Object.fromEntries(outputs.map((o) => [o.id, o.payload.steps]))).toEqual({
+      e1: ['enrich', 'render:{"template":"welcome"}', 'deliver'],
+      s1: ['render:{"template":"short","locale":"fr-FR"}', 'deliver'],
+    });
+    // The curated output names the route's followers only.
+    expect(Object.fromEntries(outputs.map((o) => [o.id, o.orchestration.route]))).toEqual({
+      e1: ['enrich', 'render', 'deliver'], s1: ['render', 'deliver'],
+    });
   });
 });
 

@@ -18,7 +18,7 @@ import {
 } from '../../src/leader-follower-orchestrator/leader-core';
 import type { FollowerRequest, ParkedEvent, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { ProgressStore } from '../../src/leader-follower-orchestrator/progress-core';
-import { checkRoute, unregisteredFollowers } from '../../src/leader-follower-orchestrator/route-schema';
+import { checkRoute, followerNames, routeParameters, unregisteredFollowers } from '../../src/leader-follower-orchestrator/route-schema';
 import { CachedRouteStore, DynamoRouteStore, RouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import {
   handleRoutesResource, handleRouteWriteRequest, ROUTES_RESOURCE_ID, validateRoutes,
@@ -406,6 +406,10 @@ describe('Leader: parking what cannot be routed', () => {
   test.each([
     ['followers as a string', { channel: 'email', followers: 'enrich' }, /\/followers must be array/],
     ['16 followers', { channel: 'email', followers: Array(16).fill('enrich') }, /more than 15 followers.*more than 16 times by one event/],
+    ['a step with an extra key', { channel: 'email', followers: [{ follower: 'render', parameters: {}, retries: 2 }] },
+      '/followers/0 must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, "parameters"?: <any JSON> } and nothing else'],
+    ['a step without its follower', { channel: 'email', followers: [{ parameters: { template: 'welcome' } }] },
+      '/followers/0 must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, "parameters"?: <any JSON> } and nothing else'],
     ['an extra property', { channel: 'email', followers: ['enrich'], owner: 'ops' }, /"owner"; allowed: channel, followers, description/],
   ])('a route with %s is parked as bad-route under its channel', async (_name, stored, detail) => {
     const h = harness({ routes: new MemoryRouteStore([stored]) });
@@ -1318,12 +1322,28 @@ describe('route schema', () => {
       .toEqual({ valid: true, errors: [] });
   });
 
+  test('steps with parameters (any JSON) beside bare names pass; names and parameters are read in route order', () => {
+    const route = {
+      channel: 'email',
+      followers: ['enrich', { follower: 'render', parameters: { template: 'welcome', locale: 'fr-FR' } }, { follower: 'deliver' },
+        { follower: 'deliver', parameters: ['a', 1, null] }],
+    };
+    expect(checkRoute(route)).toEqual({ valid: true, errors: [] });
+    expect(followerNames(route)).toEqual(['enrich', 'render', 'deliver', 'deliver']);
+    expect(routeParameters(route)).toEqual([null, { template: 'welcome', locale: 'fr-FR' }, null, ['a', 1, null]]);
+    expect(routeParameters({ channel: 'sms', followers: ['enrich', { follower: 'deliver' }] })).toBeUndefined();
+  });
+
   const CHANNEL_ERROR = '/channel must be printable ASCII with at least one non-space character (it is a CloudWatch dimension value of the metrics)';
   test.each([
     ['no followers', { channel: 'email', followers: [] }, '/followers must NOT have fewer than 1 items'],
-    ['a bad follower name', { channel: 'email', followers: ['enrich', 'bad name!'] }, '/followers/1 must be a follower name of 1 to 64 letters, digits, "_" or "-"'],
+    ['a bad follower name', { channel: 'email', followers: ['enrich', 'bad name!'] }, '/followers/1 must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, "parameters"?: <any JSON> } and nothing else'],
     ['a blank channel', { channel: '   ', followers: ['enrich'] }, CHANNEL_ERROR],
     ['a non-ASCII channel', { channel: 'correo-electrónico', followers: ['enrich'] }, CHANNEL_ERROR],
+    ['a step with an extra key', { channel: 'email', followers: [{ follower: 'render', parameters: {}, retries: 2 }] },
+      '/followers/0 must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, "parameters"?: <any JSON> } and nothing else'],
+    ['a step without its follower', { channel: 'email', followers: [{ parameters: { template: 'welcome' } }] },
+      '/followers/0 must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, "parameters"?: <any JSON> } and nothing else'],
     ['an extra property', { channel: 'email', followers: ['enrich'], owner: 'ops' },
       '/ must NOT have additional properties ("owner"; allowed: channel, followers, description, updatedAt, updatedBy)'],
   ])('a route with %s is invalid, with the reason', (_name, route, error) => {

@@ -570,13 +570,52 @@ describe('LeaderFollowerOrchestrator routes', () => {
     expect(Object.keys(parseJoinedJson(resource.Properties.Followers))).toEqual(orchestrator.followerNames);
   });
 
+  test('a route with step parameters: written as { follower, parameters } beside bare names; a deploy-time value resolves in CloudFormation', () => {
+    const stack = newStack();
+    const orchestrator = defaultOrchestrator(stack, {
+      followers: [{ name: 'render', function: followerFunction(stack, 'Render') }, { name: 'deliver', function: followerFunction(stack, 'Deliver') }],
+      routes: [{ channel: 'email', steps: [{ follower: 'render', parameters: { template: 'welcome', locale: 'en-GB' } }, { follower: 'deliver' }] }],
+    });
+    const queue = new CfnParameter(stack, 'ReplyQueueUrl');
+    orchestrator.addRouteDefinition({
+      channel: 'sms', steps: [{ follower: 'render', parameters: { template: 'short', replyTo: queue.valueAsString } }, { follower: 'deliver' }],
+    });
+    expect(orchestrator.deployedRoutes[0]).toEqual({
+      channel: 'email', steps: [{ follower: 'render', parameters: { template: 'welcome', locale: 'en-GB' } }, { follower: 'deliver' }],
+    });
+    const resource = Object.values<any>(Template.fromStack(stack).findResources('Custom::OrchestratorRoutes'))[0];
+    const routes = parseJoinedJson(resource.Properties.Routes);
+    expect(routes).toEqual([
+      { channel: 'email', followers: [{ follower: 'render', parameters: { template: 'welcome', locale: 'en-GB' } }, 'deliver'] },
+      { channel: 'sms', followers: [{ follower: 'render', parameters: { template: 'short', replyTo: '<Ref:ReplyQueueUrl>' } }, 'deliver'] },
+    ]);
+  });
+
+  test.each([
+    ['both followers and steps', { channel: 'email', followers: ['render'], steps: [{ follower: 'render' }] }],
+    ['neither followers nor steps', { channel: 'email' }],
+  ])('a route with %s is refused, saying which to give', (_name, route) => {
+    const stack = newStack();
+    const orchestrator = defaultOrchestrator(stack, { followers: [{ name: 'render', function: followerFunction(stack, 'Render') }] });
+    expect(() => orchestrator.addRouteDefinition(route))
+      .toThrow(/allowed: either followers \(names\) or steps \(\{ follower, parameters\? \} each\), not both and not neither/);
+  });
+
+  test('a step naming an unregistered follower fails synth like a bare name', () => {
+    const app = new App();
+    const stack = newStack(app);
+    const orchestrator = defaultOrchestrator(stack, { followers: [{ name: 'render', function: followerFunction(stack, 'Render') }] });
+    orchestrator.addRouteDefinition({ channel: 'email', steps: [{ follower: 'render' }, { follower: 'ghost', parameters: { a: 1 } }] });
+    expect(() => app.synth()).toThrow(/followers \["ghost"\] are not registered/);
+  });
+
   test('deployedRoutes is a copy', () => {
     const stack = newStack();
     const orchestrator = defaultOrchestrator(stack, { followers: [{ name: 'a', function: followerFunction(stack, 'A') }] });
     const followers = ['a'];
     orchestrator.addRoute('email', followers);
     followers.push('a');
-    orchestrator.deployedRoutes[0].followers.push('a');
+    orchestrator.deployedRoutes[0].followers!.push('a');
     expect(orchestrator.deployedRoutes).toEqual([{ channel: 'email', followers: ['a'] }]);
   });
 
@@ -1052,7 +1091,7 @@ describe('LeaderFollowerOrchestrator validation', () => {
       const stack = newStack();
       const orchestrator = defaultOrchestrator(stack, { maxHops: 15, followers: [{ name: 'a', function: followerFunction(stack, 'A') }] });
       orchestrator.addRoute('long', Array(15).fill('a'));
-      expect(orchestrator.deployedRoutes.map((r) => r.followers.length)).toEqual([15]);
+      expect(orchestrator.deployedRoutes.map((r) => r.followers!.length)).toEqual([15]);
       expect(() => orchestrator.addRoute('longer', Array(16).fill('a')))
         .toThrow(/\/followers has more than 15 followers; allowed: 1 to 15, so the leader, invoked once for the record and once per step's result \(1 \+ 15 = 16\), .*more than 16 times by one event/);
     });
@@ -1146,7 +1185,7 @@ describe('LeaderFollowerOrchestrator validation', () => {
       followers: [{ name: 'a', function: followerFunction(stack, 'A') }],
     });
     orchestrator.addRoute('email', Array(15).fill('a'));
-    expect(orchestrator.deployedRoutes.map((r) => r.followers.length)).toEqual([15]);
+    expect(orchestrator.deployedRoutes.map((r) => r.followers!.length)).toEqual([15]);
     expect(() => orchestrator.addRoute('sms', Array(16).fill('a'))).toThrow(/\/followers has more than 15 followers/);
   });
 });

@@ -40,6 +40,7 @@ from cdk_event_fabric import (
     IngestLane,
     LeaderFollowerOrchestrator,
     RouteDefinition,
+    RouteStep,
     TieredEventIngest,
 )
 
@@ -540,6 +541,11 @@ def test_leader_follower_orchestrator():
     # The delivery step must not repeat: no retries, and a 10-minute event age (FollowerOptions as keywords).
     orchestrator.add_follower("deliver", deliver, retry_attempts=0, max_event_age=Duration.minutes(10))
     orchestrator.add_route("sms", ["enrich", "deliver"])
+    # One generic follower serves another channel by configuration: step parameters (any JSON) from Python.
+    orchestrator.add_route_definition(channel="push", steps=[
+        RouteStep(follower="render", parameters={"template": "push-short", "locale": "fr-FR", "maxLength": 120}),
+        RouteStep(follower="deliver"),
+    ])
     # A source added from Python: the struct's fields are keyword arguments.
     source_rule = orchestrator.add_source("Curated", event_bus=curated)
     # The leader as the target of a rule made elsewhere (such as a TieredEventIngest fast route).
@@ -556,7 +562,15 @@ def test_leader_follower_orchestrator():
     assert json.loads(routes_resources[0]["Properties"]["Routes"]) == [
         {"channel": "email", "followers": ["enrich", "render", "deliver"], "description": "enrich, render, deliver"},
         {"channel": "sms", "followers": ["enrich", "deliver"]},
+        {"channel": "push", "followers": [
+            {"follower": "render", "parameters": {"template": "push-short", "locale": "fr-FR", "maxLength": 120}}, "deliver",
+        ]},
     ]
+    # The follower ARNs travel in the routes custom resource (written as the routes table's followers
+    # item), not in the leader's environment.
+    followers_json = _rendered(routes_resources[0]["Properties"]["Followers"])
+    assert all(name in followers_json for name in ("enrich", "render", "deliver")), followers_json
+    assert "FOLLOWERS" not in json.dumps(_resources(template, "AWS::Lambda::Function"))
 
     # Each follower's asynchronous invocation configuration: the leader is its success and
     # failure destination, with the retries given from Python.
