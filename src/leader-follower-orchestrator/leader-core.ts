@@ -6,7 +6,8 @@ import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSCli
 import Ajv2020, { ValidateFunction } from 'ajv/dist/2020';
 import { FOLLOWER_RESULT_SCHEMA } from './follower-contract-schema';
 import {
-  DESTINATION_RECORD_BUDGET_BYTES, FollowerRequest, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, StepContext,
+  DESTINATION_RECORD_BUDGET_BYTES, FollowerRequest, LEADER_ENV, LeaderEntry, MAX_ROUTE_LENGTH, ParkedEvent, ParkReason, RouteItem, routeKey,
+  routeKeysOf, StepContext,
 } from './orchestrator-contract';
 import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
 import { checkRoute, followerNames, routeParameters, unregisteredFollowers } from './route-schema';
@@ -209,13 +210,24 @@ export class Leader {
     const parkAtStart = (reason: ParkReason, message: string, extra: Partial<ParkedEvent> = {}) =>
       this.park({ reason, message, channel, step: 0, hops: priorHops, record: { ...metadata, payload }, ...extra });
     if (channel === null) return parkAtStart('no-channel', 'the record has no channel; allowed: a record whose channel has a route');
-    if (fresh) this.deps.routes.forget(channel);
-    const stored = await this.deps.routes.get(channel);
-    if (stored === undefined) {
+    // The most specific route of the record: its tenant and event type, its tenant, its event type, its channel.
+    const keys = routeKeysOf(channel, record.tenant, record.detailType);
+    if (fresh) keys.forEach((key) => this.deps.routes.forget(key));
+    const found = await Promise.all(keys.map((key) => this.deps.routes.get(key)));
+    const index = found.findIndex((item) => item !== undefined);
+    if (index < 0) {
       return parkAtStart('unknown-channel', `no route for channel ${JSON.stringify(channel)}; add one to the routes table (or the routes prop)`);
     }
+    const key = keys[index];
+    // A route of a tenant or event type is stored under its route key; it is checked as the route it is.
+    const stored = isObject(found[index]) ? { ...found[index] as object, channel } : found[index];
     const check = checkRoute(stored, this.config.maxHops);
-    if (!check.valid) return parkAtStart('bad-route', `the route of channel ${JSON.stringify(channel)} is invalid: ${check.errors.join('; ')}`);
+    const misfiled = check.valid && routeKey(stored as RouteItem) !== key
+      ? `the route stored under ${JSON.stringify(key)} is for ${JSON.stringify(routeKey(stored as RouteItem))}` : undefined;
+    if (!check.valid || misfiled) {
+      const which = key === channel ? `of channel ${JSON.stringify(channel)}` : JSON.stringify(key);
+      return parkAtStart('bad-route', `the route ${which} is invalid: ${misfiled ?? check.errors.join('; ')}`);
+    }
     const route = stored as RouteItem;
     const names = followerNames(route);
     const parameters = routeParameters(route);

@@ -61,6 +61,19 @@ export interface RouteDefinition {
    */
   readonly channel: string;
   /**
+   * Only records of this tenant (the record's `tenant`, 1 to 256 characters). A record takes
+   * the most specific route of its channel: its tenant and event type, then its tenant, then
+   * its event type, then the channel's.
+   * @default - any tenant
+   */
+  readonly tenant?: string;
+  /**
+   * Only records of this event type (the record's `detailType`: the detail-type of the original
+   * event, 1 to 256 characters).
+   * @default - any event type
+   */
+  readonly eventType?: string;
+  /**
    * Registered follower names, step 1 first. From 1 to `maxHops` (default 7, at most 15) names; a name
    * may appear more than once. Give either `followers` or `steps`.
    * @default - the followers of `steps`

@@ -16,7 +16,7 @@ import { LeaderFunction } from './leader-function';
 import {
   DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, LEADER_ENV, LeaderEntry, MAX_FOLLOWERS, MAX_ROUTE_LENGTH,
   MAX_STEP_EVENT_BYTES, PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, PROGRESS_STALL_AT_ATTRIBUTE, PROGRESS_STALLED_INDEX,
-  ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV, RouteItem,
+  ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV, RouteItem, routeKey,
 } from './orchestrator-contract';
 import { checkRoute, followerNames } from './route-schema';
 import { RouteWriterFunction } from './route-writer-function';
@@ -371,19 +371,23 @@ export class LeaderFollowerOrchestrator extends Construct {
     }
     const item: RouteItem = {
       channel,
+      ...(definition.tenant !== undefined ? { tenant: definition.tenant } : {}),
+      ...(definition.eventType !== undefined ? { eventType: definition.eventType } : {}),
       followers: followers ?? steps!.map((step) => (step.parameters === undefined
         ? step.follower : { follower: step.follower, parameters: step.parameters })),
       ...(definition.description !== undefined ? { description: definition.description } : {}),
     };
-    if (Token.isUnresolved(channel) || followerNames(item).some((f) => Token.isUnresolved(f))) {
-      throw new PropValidationError(this, 'route', definition, 'allowed: literal channel and follower names (they are validated at synth)');
+    if ([channel, item.tenant, item.eventType, ...followerNames(item)].some((f) => Token.isUnresolved(f))) {
+      throw new PropValidationError(this, 'route', definition,
+        'allowed: literal channel, tenant, event type and follower names (they are validated at synth)');
     }
     // A token hop limit is only known at deploy: here a route is held to the longest allowed
     // (MAX_ROUTE_LENGTH); the route writer checks it against the deployed MAX_HOPS.
     const check = checkRoute(item, Token.isUnresolved(this.maxHops) ? MAX_ROUTE_LENGTH : this.maxHops);
     if (!check.valid) throw new PropValidationError(this, `route of channel ${JSON.stringify(channel)}`, definition, `allowed: ${check.errors.join('; ')}`);
-    if (this.routes.some((r) => r.item.channel === channel)) {
-      throw new PropValidationError(this, 'route channel', channel, 'allowed: a channel without a route yet in this orchestrator');
+    if (this.routes.some((r) => routeKey(r.item) === routeKey(item))) {
+      throw new PropValidationError(this, 'route', routeKey(item),
+        'allowed: a channel (with this tenant and event type) without a route yet in this orchestrator');
     }
     this.routes.push({ definition, item });
   }
@@ -645,6 +649,8 @@ export class LeaderFollowerOrchestrator extends Construct {
 function copyRoute(route: RouteDefinition): RouteDefinition {
   return {
     channel: route.channel,
+    ...(route.tenant !== undefined ? { tenant: route.tenant } : {}),
+    ...(route.eventType !== undefined ? { eventType: route.eventType } : {}),
     ...(route.followers !== undefined ? { followers: [...route.followers] } : {}),
     ...(route.steps !== undefined ? { steps: route.steps.map((step) => ({ ...step })) } : {}),
     ...(route.description !== undefined ? { description: route.description } : {}),

@@ -99,9 +99,16 @@ export interface RouteStepItem {
   readonly parameters?: unknown;
 }
 
-/** Route item in the routes table (partition key `channel`). */
+/**
+ * Route item in the routes table (partition key `channel`). A route for one tenant or event
+ * type of a channel is stored under its route key (`routeKey`), not under the channel alone.
+ */
 export interface RouteItem {
   readonly channel: string;
+  /** Only records of this tenant (the record's `tenant`). @default - any tenant */
+  readonly tenant?: string;
+  /** Only records of this event type (the record's `detailType`). @default - any event type */
+  readonly eventType?: string;
   /** The steps, in order (step 1 is the first): a follower name, or `{ "follower": name, "parameters": any JSON }`. */
   readonly followers: Array<string | RouteStepItem>;
   readonly description?: string;
@@ -213,10 +220,52 @@ export interface StallSweepRequest {
   readonly sweepStalled: { readonly maxItems?: number };
 }
 
+/** Which route: a channel's, or the route of one tenant and/or event type of it. */
+export interface RouteSelector {
+  readonly channel: string;
+  readonly tenant?: string;
+  readonly eventType?: string;
+}
+
 /** Invocation of the route writer outside CloudFormation: validates, then writes or deletes. */
 export interface RouteWriteRequest {
   readonly putRoutes?: RouteItem[];
+  /** Channels whose route (for any tenant and event type) to delete. */
   readonly deleteChannels?: string[];
+  /** Routes to delete, each by its channel, tenant and event type. */
+  readonly deleteRoutes?: RouteSelector[];
+}
+
+/** Largest partition key DynamoDB takes (bytes): the longest route key. */
+export const MAX_ROUTE_KEY_BYTES = 2048;
+
+/**
+ * The routes table key of a route: its channel, when it matches any tenant and event type;
+ * otherwise `<channel> ⟨tenant=<JSON string or *> eventType=<JSON string or *>⟩`, for example
+ * `email ⟨tenant="acme" eventType=*⟩`. Channels are ASCII, so a channel's own key never
+ * contains "⟨"; JSON strings keep any tenant or event type unambiguous.
+ */
+export function routeKey(route: RouteSelector): string {
+  if (route.tenant === undefined && route.eventType === undefined) return route.channel;
+  const part = (value: string | undefined) => (value === undefined ? '*' : JSON.stringify(value));
+  return `${route.channel} \u27e8tenant=${part(route.tenant)} eventType=${part(route.eventType)}\u27e9`;
+}
+
+/**
+ * The route keys a record may match, most specific first: its tenant and event type, its
+ * tenant, its event type, its channel. Keys of an empty tenant or event type are left out, and
+ * so are keys longer than DynamoDB takes (no route can be stored there).
+ */
+export function routeKeysOf(channel: string, tenant: unknown, eventType: unknown): string[] {
+  const t = typeof tenant === 'string' && tenant !== '' ? tenant : undefined;
+  const e = typeof eventType === 'string' && eventType !== '' ? eventType : undefined;
+  const selectors: RouteSelector[] = [
+    ...(t !== undefined && e !== undefined ? [{ channel, tenant: t, eventType: e }] : []),
+    ...(t !== undefined ? [{ channel, tenant: t }] : []),
+    ...(e !== undefined ? [{ channel, eventType: e }] : []),
+    { channel },
+  ];
+  return selectors.map(routeKey).filter((key) => Buffer.byteLength(key, 'utf8') <= MAX_ROUTE_KEY_BYTES);
 }
 
 /** Environment variables of the leader function. */

@@ -1,7 +1,8 @@
 import Ajv2020 from 'ajv/dist/2020';
 import type { ValidateFunction } from 'ajv/dist/2020';
 import {
-  CHANNEL_NAME_PATTERN, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, MAX_CHANNEL_LENGTH, MAX_ROUTE_LENGTH, RouteItem,
+  CHANNEL_NAME_PATTERN, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, MAX_CHANNEL_LENGTH, MAX_ROUTE_KEY_BYTES, MAX_ROUTE_LENGTH, RouteItem,
+  routeKey,
 } from './orchestrator-contract';
 
 /**
@@ -18,6 +19,8 @@ export const ROUTE_SCHEMA = {
   additionalProperties: false,
   properties: {
     channel: { type: 'string', minLength: 1, maxLength: MAX_CHANNEL_LENGTH, pattern: CHANNEL_NAME_PATTERN },
+    tenant: { type: 'string', minLength: 1, maxLength: 256 },
+    eventType: { type: 'string', minLength: 1, maxLength: 256 },
     followers: {
       type: 'array',
       minItems: 1,
@@ -59,6 +62,14 @@ export function checkRoute(value: unknown, maxHops: number = MAX_ROUTE_LENGTH): 
     return { valid: false, errors: [...new Set((compiled.errors ?? []).map(describe))] };
   }
   const route = value as RouteItem;
+  const keyBytes = Buffer.byteLength(routeKey(route), 'utf8');
+  if (keyBytes > MAX_ROUTE_KEY_BYTES) {
+    return {
+      valid: false,
+      errors: [`the route key ${JSON.stringify(routeKey(route).slice(0, 80))}… is ${keyBytes} bytes; allowed: at most `
+      + `${MAX_ROUTE_KEY_BYTES} (DynamoDB's partition key limit): shorten the channel, tenant or event type`],
+    };
+  }
   if (route.followers.length > maxHops) {
     return {
       valid: false,
@@ -102,6 +113,6 @@ function describe(error: NonNullable<ValidateFunction['errors']>[number]): strin
   }
   const params = error.params as { additionalProperty?: string };
   const extra = params.additionalProperty !== undefined ? ` (${JSON.stringify(params.additionalProperty)}; allowed: channel, `
-    + 'followers, description, updatedAt, updatedBy)' : '';
+    + 'tenant, eventType, followers, description, updatedAt, updatedBy)' : '';
   return `${where} ${error.message ?? 'is invalid'}${extra}`;
 }

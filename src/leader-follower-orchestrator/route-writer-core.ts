@@ -1,4 +1,6 @@
-import { CHANNEL_NAME_PATTERN, FOLLOWERS_ITEM_KEY, MAX_FOLLOWERS, ROUTE_WRITER_ENV, RouteItem, RouteWriteRequest } from './orchestrator-contract';
+import {
+  CHANNEL_NAME_PATTERN, FOLLOWERS_ITEM_KEY, MAX_FOLLOWERS, ROUTE_WRITER_ENV, RouteItem, routeKey, RouteWriteRequest,
+} from './orchestrator-contract';
 import { checkRoute, unregisteredFollowers } from './route-schema';
 import { followersOfItem, registeredFollowers, RouteStore } from './route-store-core';
 import { positiveIntegerEnv } from '../runtime/env-settings';
@@ -54,8 +56,9 @@ export function validateRoutes(routes: unknown, config: KnownFollowers): RouteIt
     if (unknown.length > 0) {
       problems.push(`${label}: followers ${JSON.stringify(unknown)} are not registered; allowed: ${JSON.stringify([...config.followerNames].sort())}`);
     }
-    if (seen.has(item.channel)) problems.push(`${label}: channel is given twice`);
-    seen.add(item.channel);
+    const key = routeKey(item);
+    if (seen.has(key)) problems.push(`${label}: the route of this channel${item.tenant !== undefined || item.eventType !== undefined ? ', tenant and event type' : ''} is given twice`);
+    seen.add(key);
   });
   if (problems.length > 0) throw new Error(`invalid routes, nothing written: ${problems.join(' | ')}`);
   return routes as RouteItem[];
@@ -92,17 +95,19 @@ export async function handleRoutesResource(event: RoutesResourceEvent, store: Ro
   if (followers) await store.put({ channel: FOLLOWERS_ITEM_KEY, followers, updatedAt: now().toISOString(), updatedBy: 'deploy' });
   const oldRoutes = event.RequestType === 'Update' ? JSON.parse(event.OldResourceProperties?.Routes ?? '[]') as RouteItem[] : [];
   // Only routes added or changed in the props are written, so a deploy keeps run-time edits of the others.
-  const before = new Map((Array.isArray(oldRoutes) ? oldRoutes : []).map((r) => [r?.channel, JSON.stringify(r)]));
-  const changed = routes.filter((r) => before.get(r.channel) !== JSON.stringify(r));
-  const result = await writeRoutes(store, changed, removedChannels(oldRoutes, routes), 'deploy', now);
+  const before = new Map((Array.isArray(oldRoutes) ? oldRoutes : []).map((r) => [keyOf(r), JSON.stringify(r)]));
+  const changed = routes.filter((r) => before.get(routeKey(r)) !== JSON.stringify(r));
+  const result = await writeRoutes(store, changed, removedKeys(oldRoutes, routes), 'deploy', now);
   return { PhysicalResourceId: ROUTES_RESOURCE_ID, Data: { written: result.written.length, deleted: result.deleted.length } };
 }
 
 /** A direct invocation: `{ putRoutes: [...], deleteChannels: [...] }`, validated like deploy-time routes. */
 export async function handleRouteWriteRequest(request: RouteWriteRequest, store: RouteStore, config: RouteWriterConfig,
   now: () => Date = () => new Date()): Promise<RouteWriteResult> {
-  if (typeof request !== 'object' || request === null || (request.putRoutes === undefined && request.deleteChannels === undefined)) {
-    throw new Error(`expected { "putRoutes": [route, ...], "deleteChannels": [channel, ...] }, got ${JSON.stringify(request)}`);
+  if (typeof request !== 'object' || request === null
+    || (request.putRoutes === undefined && request.deleteChannels === undefined && request.deleteRoutes === undefined)) {
+    throw new Error('expected { "putRoutes": [route, ...], "deleteChannels": [channel, ...], "deleteRoutes": [{ "channel", "tenant"?, '
+      + `"eventType"? }, ...] }, got ${JSON.stringify(request)}`);
   }
   const known = { ...config, followerNames: config.followerNames ?? Object.keys(await registeredFollowers(store)) };
   const routes = validateRoutes(request.putRoutes ?? [], known);
@@ -112,24 +117,36 @@ export async function handleRouteWriteRequest(request: RouteWriteRequest, store:
   if (!Array.isArray(deletes) || deletes.some((c) => typeof c !== 'string' || !channel.test(c))) {
     throw new Error(`deleteChannels must be a list of channel names (printable ASCII), got ${JSON.stringify(deletes)}`);
   }
-  return writeRoutes(store, routes, deletes, 'api', now);
+  const selectors = request.deleteRoutes ?? [];
+  const selectorCheck = (r: unknown) => checkRoute({ ...(r as object), followers: ['x'] });
+  if (!Array.isArray(selectors) || selectors.some((r) => typeof r !== 'object' || r === null || 'followers' in r || !selectorCheck(r).valid)) {
+    throw new Error('deleteRoutes must be a list of { "channel": a channel name, "tenant"?: a tenant, "eventType"?: an event type }, '
+      + `got ${JSON.stringify(selectors)}`);
+  }
+  return writeRoutes(store, routes, [...deletes, ...selectors.map((r) => routeKey(r))], 'api', now);
 }
 
+/** Writes each route under its route key (its channel, or its channel, tenant and event type), then deletes the keys. */
 async function writeRoutes(store: RouteStore, routes: RouteItem[], deletes: string[], updatedBy: string,
   now: () => Date): Promise<RouteWriteResult> {
   const updatedAt = now().toISOString();
   for (const route of routes) {
-    await store.put({ ...route, updatedAt, updatedBy });
+    await store.put({ ...route, channel: routeKey(route), updatedAt, updatedBy });
   }
-  for (const channel of deletes) {
-    await store.delete(channel);
+  for (const key of deletes) {
+    await store.delete(key);
   }
-  return { written: routes.map((r) => r.channel), deleted: deletes };
+  return { written: routes.map(routeKey), deleted: deletes };
 }
 
-function removedChannels(oldRoutes: RouteItem[], routes: RouteItem[]): string[] {
-  const kept = new Set(routes.map((r) => r.channel));
-  return (Array.isArray(oldRoutes) ? oldRoutes : []).map((r) => r?.channel).filter((c): c is string => typeof c === 'string' && !kept.has(c));
+/** The route key of an old route as CloudFormation sent it back (undefined when it is not a route). */
+function keyOf(route: unknown): string | undefined {
+  return typeof route === 'object' && route !== null && typeof (route as RouteItem).channel === 'string' ? routeKey(route as RouteItem) : undefined;
+}
+
+function removedKeys(oldRoutes: RouteItem[], routes: RouteItem[]): string[] {
+  const kept = new Set(routes.map(routeKey));
+  return (Array.isArray(oldRoutes) ? oldRoutes : []).map(keyOf).filter((k): k is string => k !== undefined && !kept.has(k));
 }
 
 /** Reads the route writer's settings from its environment. */

@@ -248,6 +248,76 @@ describe('step parameters: one generic follower serves channels by configuration
   });
 });
 
+describe('routes by tenant and event type: the most specific route of the record\'s channel', () => {
+  const store = () => new DynamoRouteStore(dynamoDb, deployment.routesTable);
+  const config = { maxHops: 7 };
+  const ROUTES = [
+    { channel: 'email', followers: ['enrich', 'deliver'] },
+    { channel: 'email', tenant: 'acme', followers: ['render', 'deliver'] },
+    { channel: 'email', eventType: 'OrderShipped', followers: ['deliver'] },
+    { channel: 'email', tenant: 'acme', eventType: 'OrderShipped', followers: ['enrich'] },
+  ];
+  const run = async (records: Array<[string, string | null, string | undefined]>) => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader } = motoLeader(deployment, lambda);
+    for (const [id, tenant, detailType] of records) {
+      await leader.handle(curatedEvent(id, 'email', { steps: [] }, { tenant, ...(detailType ? { detailType } : {}) }));
+    }
+    await lambda.settle(leader);
+    return Object.fromEntries((await orchestrated(deployment)).map((o) => [o.id, o.payload.steps]));
+  };
+
+  test('tenant and event type, then tenant, then event type, then the channel', async () => {
+    await handleRouteWriteRequest({ putRoutes: ROUTES }, store(), config);
+    expect(await run([
+      ['both', 'acme', 'OrderShipped'], ['tenant', 'acme', 'OrderPlaced'], ['type', 'beta', 'OrderShipped'], ['channel', 'beta', undefined],
+      ['no-tenant', null, 'OrderPlaced'], ['empty-tenant', '', 'OrderShipped'],
+    ])).toEqual({
+      'both': ['enrich'],
+      'tenant': ['render', 'deliver'],
+      'type': ['deliver'],
+      'channel': ['enrich', 'deliver'],
+      'no-tenant': ['enrich', 'deliver'],
+      'empty-tenant': ['deliver'],
+    });
+  });
+
+  test('each route lives under its route key; deleteRoutes removes one, and its records fall back to the channel\'s route', async () => {
+    await handleRouteWriteRequest({ putRoutes: ROUTES }, store(), config);
+    expect(await store().get('email \u27e8tenant="acme" eventType=*\u27e9')).toMatchObject({ tenant: 'acme', followers: ['render', 'deliver'] });
+    const result = await handleRouteWriteRequest({ deleteRoutes: [{ channel: 'email', tenant: 'acme' }] }, store(), config);
+    expect(result.deleted).toEqual(['email \u27e8tenant="acme" eventType=*\u27e9']);
+    expect(await run([['tenant', 'acme', 'OrderPlaced']])).toEqual({ tenant: ['enrich', 'deliver'] });
+    await expect(handleRouteWriteRequest({ deleteRoutes: [{ channel: 'email', tenant: 7 }] } as any, store(), config))
+      .rejects.toThrow(/^deleteRoutes must be a list of \{ "channel": a channel name, "tenant"\?: a tenant, "eventType"\?: an event type \}/);
+  });
+
+  test('a deploy that drops a tenant route deletes it (and only it)', async () => {
+    const followers = JSON.stringify(Object.fromEntries(Object.keys(FOLLOWERS).map((name) => [name, arnOf(name)])));
+    await handleRoutesResource({ RequestType: 'Create', ResourceProperties: { Routes: JSON.stringify(ROUTES), Followers: followers } }, store(), config);
+    await handleRoutesResource({
+      RequestType: 'Update',
+      PhysicalResourceId: 'orchestrator-routes',
+      ResourceProperties: { Routes: JSON.stringify([ROUTES[0], ROUTES[2], ROUTES[3]]), Followers: followers },
+      OldResourceProperties: { Routes: JSON.stringify(ROUTES), Followers: followers },
+    }, store(), config);
+    expect(await store().get('email \u27e8tenant="acme" eventType=*\u27e9')).toBeUndefined();
+    expect(await store().get('email \u27e8tenant="acme" eventType="OrderShipped"\u27e9')).toMatchObject({ followers: ['enrich'] });
+    expect(await store().get('email')).toMatchObject({ followers: ['enrich', 'deliver'] });
+  });
+
+  test('an item written by hand under a route key that is not its own is parked as bad-route, saying where it is', async () => {
+    await writeRoute(deployment, { channel: 'email \u27e8tenant="acme" eventType=*\u27e9', tenant: 'beta', followers: ['deliver'] });
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader } = motoLeader(deployment, lambda);
+    await leader.handle(curatedEvent('misfiled', 'email', { steps: [] }, { tenant: 'acme' }));
+    const [message] = await parked(deployment);
+    expect(message).toMatchObject({ reason: 'bad-route', channel: 'email', step: 0 });
+    expect(message.message).toBe('the route "email ⟨tenant=\\"acme\\" eventType=*⟩" is invalid: the route stored under '
+      + '"email ⟨tenant=\\"acme\\" eventType=*⟩" is for "email ⟨tenant=\\"beta\\" eventType=*⟩"');
+  });
+});
+
 describe('duplicates and retries never apply a step twice', () => {
   test('the same event delivered twice starts one run', async () => {
     const lambda = new LambdaSimulator(FOLLOWERS);

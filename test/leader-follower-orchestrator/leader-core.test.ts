@@ -17,6 +17,7 @@ import {
   Leader, LeaderConfig, leaderConfigFromEnv, LeaderDependencies, StepBusyError, UNROUTED_CHANNEL,
 } from '../../src/leader-follower-orchestrator/leader-core';
 import type { FollowerRequest, ParkedEvent, RouteItem } from '../../src/leader-follower-orchestrator/orchestrator-contract';
+import { routeKey, routeKeysOf } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { ProgressStore } from '../../src/leader-follower-orchestrator/progress-core';
 import { checkRoute, followerNames, routeParameters, unregisteredFollowers } from '../../src/leader-follower-orchestrator/route-schema';
 import { CachedRouteStore, DynamoRouteStore, RouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
@@ -410,7 +411,7 @@ describe('Leader: parking what cannot be routed', () => {
       '/followers/0 must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, "parameters"?: <any JSON> } and nothing else'],
     ['a step without its follower', { channel: 'email', followers: [{ parameters: { template: 'welcome' } }] },
       '/followers/0 must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, "parameters"?: <any JSON> } and nothing else'],
-    ['an extra property', { channel: 'email', followers: ['enrich'], owner: 'ops' }, /"owner"; allowed: channel, followers, description/],
+    ['an extra property', { channel: 'email', followers: ['enrich'], owner: 'ops' }, /"owner"; allowed: channel, tenant, eventType, followers, description/],
   ])('a route with %s is parked as bad-route under its channel', async (_name, stored, detail) => {
     const h = harness({ routes: new MemoryRouteStore([stored]) });
     const rec = record();
@@ -837,8 +838,11 @@ describe('Leader: redrive', () => {
     const report = await h.leader.handle({ redrive: { maxMessages: 5 } });
 
     expect(report.redrive).toEqual({ received: 1, resumed: 1, reparked: 0, dropped: 0, skipped: 0, failed: 0 });
-    expect(forget).toHaveBeenCalledWith('push');
-    expect(inner.reads).toBe(2);
+    // Each of the record's four route keys (tenant and event type, tenant, event type, channel), read twice: at first, and fresh.
+    const keys = ['push \u27e8tenant="acme" eventType="OrderPlaced"\u27e9', 'push \u27e8tenant="acme" eventType=*\u27e9',
+      'push \u27e8tenant=* eventType="OrderPlaced"\u27e9', 'push'];
+    expect(forget.mock.calls.map(([key]) => key)).toEqual(keys);
+    expect(inner.reads).toBe(2 * keys.length);
     expect(invocations()).toHaveLength(1);
     expect(invocations()[0].functionName).toBe(FOLLOWER_ARNS.deliver);
     expect(invocations()[0].request).toMatchObject({ channel: 'push', step: 1, event: rec.payload, orchestration: { hops: 1 } });
@@ -1322,6 +1326,29 @@ describe('route schema', () => {
       .toEqual({ valid: true, errors: [] });
   });
 
+  test('route keys: the channel alone, or the channel with its tenant and event type as JSON; keys over DynamoDB\'s 2,048 bytes are refused and never looked up', () => {
+    expect(routeKey({ channel: 'email' })).toBe('email');
+    expect(routeKey({ channel: 'email', tenant: 'acme' })).toBe('email \u27e8tenant="acme" eventType=*\u27e9');
+    expect(routeKey({ channel: 'email', eventType: 'a "quoted" ⟩ type' })).toBe('email \u27e8tenant=* eventType="a \\"quoted\\" ⟩ type"\u27e9');
+    // A tenant named "*" is not "any tenant".
+    expect(routeKey({ channel: 'email', tenant: '*' })).not.toBe(routeKey({ channel: 'email' }));
+    expect(routeKeysOf('email', 'acme', 'OrderShipped')).toEqual([
+      'email \u27e8tenant="acme" eventType="OrderShipped"\u27e9', 'email \u27e8tenant="acme" eventType=*\u27e9',
+      'email \u27e8tenant=* eventType="OrderShipped"\u27e9', 'email',
+    ]);
+    expect(routeKeysOf('email', null, '')).toEqual(['email']);
+    // Control characters take 6 bytes each in JSON: a long channel, tenant and event type of them make a key over the limit.
+    const control = '\u0001'.repeat(256);
+    expect(checkRoute({ channel: 'x'.repeat(256), tenant: control, eventType: control, followers: ['enrich'] })).toEqual({
+      valid: false, errors: [expect.stringMatching(/ is 3\d{3} bytes; allowed: at most 2048 \(DynamoDB's partition key limit\): shorten/)],
+    });
+    expect(checkRoute({ channel: 'x'.repeat(256), tenant: control, followers: ['enrich'] }).valid).toBe(true);
+    // The key of both is over the limit (no route can be there); the tenant's and the event type's alone are not.
+    const keys = routeKeysOf('x'.repeat(256), control, control);
+    expect(keys).toHaveLength(3);
+    expect(keys).not.toContain(routeKey({ channel: 'x'.repeat(256), tenant: control, eventType: control }));
+  });
+
   test('steps with parameters (any JSON) beside bare names pass; names and parameters are read in route order', () => {
     const route = {
       channel: 'email',
@@ -1345,7 +1372,7 @@ describe('route schema', () => {
     ['a step without its follower', { channel: 'email', followers: [{ parameters: { template: 'welcome' } }] },
       '/followers/0 must be a follower name of 1 to 64 letters, digits, "_" or "-", or { "follower": <such a name>, "parameters"?: <any JSON> } and nothing else'],
     ['an extra property', { channel: 'email', followers: ['enrich'], owner: 'ops' },
-      '/ must NOT have additional properties ("owner"; allowed: channel, followers, description, updatedAt, updatedBy)'],
+      '/ must NOT have additional properties ("owner"; allowed: channel, tenant, eventType, followers, description, updatedAt, updatedBy)'],
   ])('a route with %s is invalid, with the reason', (_name, route, error) => {
     expect(checkRoute(route)).toEqual({ valid: false, errors: [error] });
   });
@@ -1398,7 +1425,7 @@ describe('route writer', () => {
     expect(() => validateRoutes(routes, WRITER)).toThrow(
       'invalid routes, nothing written: route 1 ("sms"): /followers must NOT have fewer than 1 items'
       + ' | route 2 ("push"): followers ["ghost"] are not registered; allowed: ["deliver","enrich","render"]'
-      + ' | route 3 ("email"): channel is given twice',
+      + ' | route 3 ("email"): the route of this channel is given twice',
     );
   });
 
@@ -1492,7 +1519,7 @@ describe('route writer', () => {
   test('an empty write request is refused', async () => {
     const store = fakeStore();
 
-    await expect(handleRouteWriteRequest({}, store, WRITER)).rejects.toThrow('expected { "putRoutes": [route, ...], "deleteChannels": [channel, ...] }, got {}');
+    await expect(handleRouteWriteRequest({}, store, WRITER)).rejects.toThrow('expected { "putRoutes": [route, ...], "deleteChannels": [channel, ...], "deleteRoutes": [{ "channel", "tenant"?, "eventType"? }, ...] }, got {}');
     expect(store.put).not.toHaveBeenCalled();
   });
 

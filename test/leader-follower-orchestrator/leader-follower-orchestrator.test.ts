@@ -1109,7 +1109,21 @@ describe('LeaderFollowerOrchestrator validation', () => {
     test('a duplicate channel', () => {
       const orchestrator = withFollowers({ routes: [{ channel: 'email', followers: ['a'] }] });
       expect(() => orchestrator.addRoute('email', ['b']))
-        .toThrow(/invalid route channel "email"; allowed: a channel without a route yet in this orchestrator/);
+        .toThrow(/invalid route "email"; allowed: a channel \(with this tenant and event type\) without a route yet in this orchestrator/);
+    });
+
+    test('routes of one channel for other tenants and event types; the same tenant twice is a duplicate', () => {
+      const orchestrator = withFollowers({ routes: [{ channel: 'email', followers: ['a'] }] });
+      orchestrator.addRouteDefinition({ channel: 'email', tenant: 'acme', followers: ['b'] });
+      orchestrator.addRouteDefinition({ channel: 'email', eventType: 'OrderShipped', followers: ['b'] });
+      orchestrator.addRouteDefinition({ channel: 'email', tenant: 'acme', eventType: 'OrderShipped', followers: ['a', 'b'] });
+      expect(orchestrator.deployedRoutes.map((r) => [r.tenant, r.eventType])).toEqual([
+        [undefined, undefined], ['acme', undefined], [undefined, 'OrderShipped'], ['acme', 'OrderShipped'],
+      ]);
+      expect(() => orchestrator.addRouteDefinition({ channel: 'email', tenant: 'acme', followers: ['a'] }))
+        .toThrow(/invalid route "email ⟨tenant=\\"acme\\" eventType=\*⟩"; allowed: a channel \(with this tenant and event type\) without a route yet/);
+      expect(() => orchestrator.addRouteDefinition({ channel: 'email', tenant: '', followers: ['a'] }))
+        .toThrow(/\/tenant must NOT have fewer than 1 characters/);
     });
 
     test('a route longer than a lower maxHops', () => {
@@ -1126,7 +1140,7 @@ describe('LeaderFollowerOrchestrator validation', () => {
       const orchestrator = withFollowers();
       const channel = new CfnParameter(Stack.of(orchestrator), 'Channel').valueAsString;
       expect(() => orchestrator.addRoute(channel, ['a']))
-        .toThrow(/invalid route .*; allowed: literal channel and follower names \(they are validated at synth\)/);
+        .toThrow(/invalid route .*; allowed: literal channel, tenant, event type and follower names \(they are validated at synth\)/);
     });
 
     test('a route naming an unregistered follower fails synth, naming it', () => {

@@ -187,8 +187,8 @@ test('leader, a curated record starts its route: every fault ends with the recor
     w.input = curatedEvent('r1', 'sms', { steps: [] });
     return w;
   }, (w, first) => asyncRetries(w, first), (w) => checkDelivered(w, 'r1'));
-  // The route, the followers item (then cached), the claim, the Invoke, the mark.
-  expect(report.cleanCalls).toEqual(['GetItem', 'GetItem', 'UpdateItem', 'Invoke', 'UpdateItem']);
+  // The routes of the record's tenant and of its channel (read together), the followers item (then cached), the claim, the Invoke, the mark.
+  expect(report.cleanCalls).toEqual(['GetItem', 'GetItem', 'GetItem', 'UpdateItem', 'Invoke', 'UpdateItem']);
   // A lost Invoke answer invokes the follower again, whose second result is a replay: one record on the bus.
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);

@@ -546,6 +546,8 @@ def test_leader_follower_orchestrator():
         RouteStep(follower="render", parameters={"template": "push-short", "locale": "fr-FR", "maxLength": 120}),
         RouteStep(follower="deliver"),
     ])
+    # Routes matching more than the channel: the most specific one of a record's tenant and event type wins.
+    orchestrator.add_route_definition(channel="email", tenant="acme", event_type="OrderShipped", followers=["deliver"])
     # A source added from Python: the struct's fields are keyword arguments.
     source_rule = orchestrator.add_source("Curated", event_bus=curated)
     # The leader as the target of a rule made elsewhere (such as a TieredEventIngest fast route).
@@ -565,6 +567,7 @@ def test_leader_follower_orchestrator():
         {"channel": "push", "followers": [
             {"follower": "render", "parameters": {"template": "push-short", "locale": "fr-FR", "maxLength": 120}}, "deliver",
         ]},
+        {"channel": "email", "tenant": "acme", "eventType": "OrderShipped", "followers": ["deliver"]},
     ]
     # The follower ARNs travel in the routes custom resource (written as the routes table's followers
     # item), not in the leader's environment.
@@ -634,7 +637,9 @@ def test_leader_follower_orchestrator():
     assert redrive_env["LEADER_ENTRY"] == "redrive" and leader_env["LEADER_ENTRY"] == "events"
 
     assert orchestrator.follower_names == ["enrich", "render", "deliver"]
-    assert [r.channel for r in orchestrator.deployed_routes] == ["email", "sms"]
+    assert [(r.channel, r.tenant) for r in orchestrator.deployed_routes] == [("email", None), ("sms", None), ("push", None), ("email", "acme")]
+    push_step = orchestrator.deployed_routes[2].steps[0]
+    assert push_step.follower == "render" and push_step.parameters["locale"] == "fr-FR", push_step
     assert orchestrator.max_hops == 5 and len(orchestrator.sources) == 1 and source_rule is not None
     assert len(orchestrator.follower_delivery_failures_alarms) == 3
     steps = orchestrator.metric_steps("email")
