@@ -3,13 +3,17 @@
  * "Function Followers" scenario: each curated record goes through the followers of its
  * channel's route, one step at a time, and comes back to the curated bus at FINISH.
  *
- * Three followers (enrich, render, deliver) each append their own name to `event.steps` and
- * return `{ event }`. Two channels have different routes: "email" goes through enrich, render
- * and deliver; "sms" through enrich and deliver. One `CuratedRecord` per channel is put on
- * the curated bus; the orchestrator's source rule hands it to the leader, and the processed
- * record (with its `orchestration` block) is put back on the same bus, where the source rule
- * no longer matches it. One capture queue per channel receives the orchestrated records, and
- * the assertions check that the steps ran in the route's order.
+ * Three followers (enrich, render, deliver) each append their own name to `event.steps` (with
+ * the step's `parameters.template`, when the route gives one) and return `{ event }`. Two
+ * channels are routed at deploy: "email" goes through enrich, render (template "email-long")
+ * and deliver; "sms" through enrich and deliver. A third, "push", is onboarded at run time by
+ * configuration alone: one invocation of the route writer adds its route, reusing the generic
+ * render follower with other step parameters (template "push-short"); no deploy, no code.
+ * One `CuratedRecord` per channel is put on the curated bus; the orchestrator's source rule hands
+ * it to the leader, and the processed record (with its `orchestration` block) is put back on the
+ * same bus, where the source rule no longer matches it. One capture queue per channel receives
+ * the orchestrated records, and the assertions check that the steps ran in the route's order,
+ * each with its parameters.
  *
  * Offline, `integ/snapshot.ts` compares this app's synthesized templates with the
  * committed snapshot; with an AWS account, deploy it with integ-runner or `cdk deploy`.
@@ -22,12 +26,23 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { BusCapture, containsAll } from './capture';
-import { CuratedEnvelope, IngestLane, LeaderFollowerOrchestrator } from '../src';
+import { CuratedEnvelope, IngestLane, LeaderFollowerOrchestrator, RouteStep } from '../src';
 
-/** The routes under test: channel to follower names, step 1 first. */
-const ROUTES: Record<string, string[]> = {
-  email: ['enrich', 'render', 'deliver'],
-  sms: ['enrich', 'deliver'],
+/** The routes written at deploy: channel to steps, step 1 first. */
+const DEPLOYED_ROUTES: Record<string, RouteStep[]> = {
+  email: [{ follower: 'enrich' }, { follower: 'render', parameters: { template: 'email-long' } }, { follower: 'deliver' }],
+  sms: [{ follower: 'enrich' }, { follower: 'deliver' }],
+};
+
+/** The route written at run time through the route writer: the same render follower, other parameters. */
+const ONBOARDED_CHANNEL = 'push';
+const ONBOARDED_ROUTE = { channel: ONBOARDED_CHANNEL, followers: ['enrich', { follower: 'render', parameters: { template: 'push-short' } }, 'deliver'] };
+
+/** Each channel's expected output: the steps as the followers stamp them, and the route's follower names. */
+const EXPECTED: Record<string, { steps: string[]; route: string[] }> = {
+  email: { steps: ['enrich', 'render:email-long', 'deliver'], route: ['enrich', 'render', 'deliver'] },
+  sms: { steps: ['enrich', 'deliver'], route: ['enrich', 'deliver'] },
+  [ONBOARDED_CHANNEL]: { steps: ['enrich', 'render:push-short', 'deliver'], route: ['enrich', 'render', 'deliver'] },
 };
 
 /**
@@ -39,7 +54,9 @@ const FOLLOWER_CODE = [
   'exports.handler = async (request) => {',
   '  const event = request.event;',
   '  const steps = Array.isArray(event.steps) ? event.steps : [];',
-  '  return { event: { ...event, steps: [...steps, process.env.FOLLOWER_NAME] } };',
+  '  const template = request.parameters && request.parameters.template;',
+  '  const stamp = template ? `${process.env.FOLLOWER_NAME}:${template}` : process.env.FOLLOWER_NAME;',
+  '  return { event: { ...event, steps: [...steps, stamp] } };',
   '};',
 ].join('\n');
 
@@ -64,7 +81,7 @@ function follower(scope: Construct, id: string, name: string): lambda.Function {
     handler: 'index.handler',
     code: lambda.Code.fromInline(FOLLOWER_CODE),
     environment: { FOLLOWER_NAME: name },
-    description: `integ: follower ${name}, appends its name to event.steps`,
+    description: `integ: follower ${name}, appends its name (and the step's template) to event.steps`,
     role,
     memorySize: 256,
     timeout: Duration.seconds(10),
@@ -117,13 +134,13 @@ export function buildApp(app: App): IntegTest {
       { name: 'render', function: follower(stack, 'RenderFollower', 'render') },
       { name: 'deliver', function: follower(stack, 'DeliverFollower', 'deliver') },
     ],
-    routes: Object.entries(ROUTES).map(([channel, followers]) => ({ channel, followers, description: `integ: ${followers.join(', ')}` })),
+    routes: Object.entries(DEPLOYED_ROUTES).map(([channel, steps]) => ({ channel, steps, description: `integ: ${channel}` })),
     removalPolicy: RemovalPolicy.DESTROY,
   });
   // Curated records not yet orchestrated go to the leader; its output (with `orchestration`) does not.
   orchestrator.addSource('Curated', { eventBus: curatedBus });
 
-  const captures = Object.keys(ROUTES).map((channel) => ({
+  const captures = Object.keys(EXPECTED).map((channel) => ({
     channel,
     capture: orchestratedCapture(stack, `${channel[0].toUpperCase()}${channel.slice(1)}Capture`, curatedBus, channel),
   }));
@@ -138,18 +155,26 @@ export function buildApp(app: App): IntegTest {
   });
   const runNonce = nonce.getAttString('Entries.0.EventId');
 
-  // 2. One curated record per channel.
+  // 2. Onboarding by configuration alone: the route writer adds the push channel's route at run
+  // time (validated against the registered followers), reusing render with other parameters.
+  const onboard = integ.assertions.invokeFunction({
+    functionName: orchestrator.routeWriterFunction.functionName,
+    payload: JSON.stringify({ putRoutes: [ONBOARDED_ROUTE] }),
+  }).expect(ExpectedResult.objectLike({ StatusCode: 200, Payload: Match.stringLikeRegexp(`"written":\\["${ONBOARDED_CHANNEL}"\\]`) }));
+
+  // 3. One curated record per channel.
   const put = integ.assertions.awsApiCall('EventBridge', 'putEvents', {
-    Entries: Object.keys(ROUTES).map((channel) => curatedRecord(curatedBus, channel, runNonce)),
+    Entries: Object.keys(EXPECTED).map((channel) => curatedRecord(curatedBus, channel, runNonce)),
   });
   put.expect(ExpectedResult.objectLike({ FailedEntryCount: 0 }));
 
-  // 3. Each channel's record comes back orchestrated: its followers ran in the route's order,
-  // and the orchestration block names the route and counts one hop per step. One message per
-  // receive: the response comes back through a custom resource (at most 4096 bytes).
-  let last = nonce.next(put);
+  // 4. Each channel's record comes back orchestrated: its followers ran in the route's order,
+  // each with its step's parameters, and the orchestration block names the route and counts one
+  // hop per step. One message per receive: the response comes back through a custom resource
+  // (at most 4096 bytes).
+  let last = nonce.next(onboard).next(put);
   for (const { channel, capture } of captures) {
-    const route = ROUTES[channel];
+    const { steps, route } = EXPECTED[channel];
     const arrived = integ.assertions.awsApiCall('SQS', 'receiveMessage', {
       QueueUrl: capture.queue.queueUrl,
       WaitTimeSeconds: 20,
@@ -159,7 +184,7 @@ export function buildApp(app: App): IntegTest {
         Body: Match.stringLikeRegexp(containsAll(
           '"detail-type":"CuratedRecord"',
           `"channel":"${channel}"`,
-          `"steps":${JSON.stringify(route)}`,
+          `"steps":${JSON.stringify(steps)}`,
           `"route":${JSON.stringify(route)}`,
           `"hops":${route.length}`,
         )),

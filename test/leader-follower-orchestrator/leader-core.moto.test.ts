@@ -246,6 +246,18 @@ describe('step parameters: one generic follower serves channels by configuration
       e1: ['enrich', 'render', 'deliver'], s1: ['render', 'deliver'],
     });
   });
+
+  test('the integ app\'s onboarding, offline: a channel added at run time through the route writer reuses render with its own parameters', async () => {
+    const lambda = new LambdaSimulator({ enrich: withParameters('enrich'), render: withParameters('render'), deliver: withParameters('deliver') });
+    const { leader } = motoLeader(deployment, lambda);
+    const route = { channel: 'push', followers: ['enrich', { follower: 'render', parameters: { template: 'push-short' } }, 'deliver'] };
+    // As the route writer function runs it: the registered followers come from the followers item.
+    expect(await handleRouteWriteRequest({ putRoutes: [route] }, new DynamoRouteStore(dynamoDb, deployment.routesTable), { maxHops: 7 }))
+      .toEqual({ written: ['push'], deleted: [] });
+    await leader.handle(curatedEvent('p1', 'push', { steps: [] }));
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => [o.id, o.payload.steps])).toEqual([['p1', ['enrich', 'render:{"template":"push-short"}', 'deliver']]]);
+  });
 });
 
 describe('routes by tenant and event type: the most specific route of the record\'s channel', () => {
