@@ -97,8 +97,11 @@ export class ProgressStore {
         + 'REMOVE #dispatched, #stallAt, #stepInput';
     } else {
       // A stale claim whose follower was never invoked (the invocation crashed) is taken over;
-      // a parked step belongs to its parked message.
-      conditions.push('(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched) AND attribute_not_exists(#parked))');
+      // a parked step belongs to its parked message, once that message is known to be sent. A
+      // park marked but never sent (its invocation died, or lost the answer, before SendMessage)
+      // is taken over too: the retry does the step's work again (and parks it again if need be).
+      conditions.push('(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched) '
+        + 'AND (attribute_not_exists(#parked) OR attribute_not_exists(#parkSent)))');
       conditions.push(claim.step === 1 ? 'attribute_not_exists(#run)' : '#step = :prev');
       update = `SET #step = :k, #claimedAt = :now, #channel = :channel, #expiresAt = :exp${dispatch} `
         + 'REMOVE #dispatched, #parked, #parkSent, #parkedFrom, #resuming, #stallAt, #stepInput';
@@ -122,7 +125,7 @@ export class ProgressStore {
       return step === claim.step && holdsParkedStep(item, claim.parkToken) ? 'busy' : 'superseded';
     }
     if (!item || Number.isNaN(step)) return 'out-of-order';
-    const settled = item.dispatched?.BOOL === true || item.parked !== undefined;
+    const settled = item.dispatched?.BOOL === true || (item.parked !== undefined && item.parkSent?.BOOL === true);
     if (step > claim.step || (step === claim.step && settled)) return 'replay';
     // The same step, claimed within its lease and not yet dispatched: that invocation may still invoke it.
     if (step === claim.step) return 'busy';

@@ -1002,7 +1002,9 @@ describe('ProgressStore', () => {
   const TTL_SECONDS = 604_800;
   const store = () => new ProgressStore(new DynamoDBClient({ region: 'us-east-1' }), 'progress', LEASE_MS, TTL_SECONDS, () => NOW_MS);
   const conditionFailed = () => new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
-  const TAKEOVER = '(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched) AND attribute_not_exists(#parked))';
+  // A stale claim never dispatched, not parked or parked without its message known to be sent.
+  const TAKEOVER = '(#step = :k AND #claimedAt < :stale AND attribute_not_exists(#dispatched) '
+    + 'AND (attribute_not_exists(#parked) OR attribute_not_exists(#parkSent)))';
   const updates = () => dynamoMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
 
   /** Every `#name` and `:value` is both defined and used: DynamoDB rejects unused (and undefined) ones. */

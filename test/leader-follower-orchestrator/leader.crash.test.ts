@@ -1,4 +1,5 @@
-import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { ChangeMessageVisibilityCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
@@ -8,7 +9,7 @@ import {
 } from './moto-harness';
 import { FOLLOWERS_ITEM_KEY } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
-import { handleRoutesResource } from '../../src/leader-follower-orchestrator/route-writer-core';
+import { handleRoutesResource, handleRouteWriteRequest } from '../../src/leader-follower-orchestrator/route-writer-core';
 import { exploreCrashPoints, FaultInjector, invariant, InvocationOutcome } from '../support/crash-points';
 import { motoClients } from '../support/moto';
 
@@ -42,6 +43,8 @@ interface World {
   readonly delayed: string[];
   /** What the scenario's faulted invocation handles. */
   input?: unknown;
+  /** The curated bus refuses the faulted invocation's entries (a permission or policy problem the operator fixes). */
+  rejectPublish?: string;
 }
 
 let world: World;
@@ -70,10 +73,35 @@ function faultedLeader(w: World, options: Parameters<typeof motoLeader>[2] = {})
     ...options,
     clock: w.clock,
     sqs: handlerClients.sqs,
-    eventBridge: handlerClients.eventBridge,
+    eventBridge: w.rejectPublish ? rejecting(w.rejectPublish) : handlerClients.eventBridge,
     dynamoDb: handlerClients.dynamoDb,
     lambda: w.lambdaClient,
   }).leader;
+}
+
+/** A bus that refuses every entry with `code` (not a call failure: PutEvents answers with FailedEntryCount). */
+function rejecting(code: string) {
+  return {
+    send: async (command: any) => {
+      if (!(command instanceof PutEventsCommand)) return handlerClients.eventBridge.send(command);
+      const entries = command.input.Entries ?? [];
+      return { FailedEntryCount: entries.length, Entries: entries.map(() => ({ ErrorCode: code, ErrorMessage: `injected: ${code}` })) };
+    },
+  };
+}
+
+/**
+ * The faulted invocation's input is parked with `reason`: a message of the leader with that
+ * reason and the input, or (all of Lambda's attempts having failed) Lambda's on-failure record
+ * of it; the redrive of either parks it again with the reason. Copies count as duplicates.
+ */
+async function checkParked(w: World, reason: string) {
+  const left = await drainQueue(w.deployment.dlqUrl);
+  const same = (value: unknown) => JSON.stringify(value) === JSON.stringify(w.input);
+  const parkedHere = left.filter((m: any) => (m.reason === reason && same(m.input)) || same(m.requestPayload));
+  invariant(parkedHere.length > 0, `the input was not parked as ${reason}; the dead-letter queue holds ${JSON.stringify(left).slice(0, 400)}`);
+  invariant(parkedHere.length === left.length, `the dead-letter queue holds other messages: ${JSON.stringify(left).slice(0, 400)}`);
+  return { delivered: 0, waiting: 0, parked: 1, duplicates: parkedHere.length - 1 };
 }
 
 /** The leader outside the faulted invocation: the followers' returns, the operator's redrives. */
@@ -279,6 +307,50 @@ test('stalled-steps sweep: every fault ends with the stalled step parked (by thi
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
 
+test('leader, input that is not a curated event: every fault ends parked with its reason (at least once)', async () => {
+  const report = await explore('leader: invalid input is parked', async () => {
+    const w = await newWorld();
+    w.input = { 'detail-type': 'CuratedRecord', 'source': 'cdk-event-fabric', 'detail': { kind: 'record', id: 'bad-1' } };
+    return w;
+  }, (w, first) => asyncRetries(w, first), (w) => checkParked(w, 'invalid-input'));
+  expect(report.cleanCalls).toEqual(['SendMessage']);
+  // A lost answer of SendMessage sends it again on Lambda's retry: invalid input keeps no progress to mark.
+  expect(report.trials.filter((t) => t.outcomes.duplicates > 0).map((t) => `${t.call}/${t.kind}`)).toEqual(['SendMessage/lost-answer']);
+}, 300_000);
+
+test('leader, the curated bus refuses the processed record: every fault ends parked as publish-failed, and delivered once fixed', async () => {
+  const report = await explore('leader: a refused record is parked (publish-failed)', async () => {
+    const w = await newWorld();
+    const leader = platformLeader(w);
+    await leader.handle(curatedEvent('r7', 'sms', { steps: [] }));
+    await w.lambda.settle({ handle: async (record: any) => (record.requestPayload.step === 2 ? (w.input = record) : leader.handle(record)) } as any);
+    w.rejectPublish = 'AccessDeniedException';
+    return w;
+  }, (w, first) => asyncRetries(w, first), (w) => {
+    // The operator fixes the bus's policy, then redrives.
+    w.rejectPublish = undefined;
+    return checkDelivered(w, 'r7');
+  });
+  // The sender check, the claim, (PutEvents refused), the park's mark, its message, its sent mark.
+  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'UpdateItem', 'SendMessage', 'UpdateItem']);
+  expect(report.totals.duplicates).toBe(0);
+}, 300_000);
+
+test('leader, a result whose run has no progress (expired): every fault ends parked as out-of-order, and delivered once redriven', async () => {
+  const report = await explore('leader: a result out of order is parked', async () => {
+    const w = await newWorld();
+    const leader = platformLeader(w);
+    await leader.handle(curatedEvent('r8', 'email', { steps: [] }));
+    await w.lambda.settle({ handle: async (record: any) => (record.requestPayload.step === 2 ? (w.input = record) : leader.handle(record)) } as any);
+    // The progress table's TTL removed the run's item while step 2 ran.
+    const runId = (w.input as any).requestPayload.orchestration.runId;
+    await handlerClients.dynamoDb.send(new DeleteItemCommand({ TableName: w.deployment.progressTable, Key: { runId: { S: runId } } }));
+    return w;
+  }, (w, first) => asyncRetries(w, first), (w) => checkDelivered(w, 'r8'));
+  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'GetItem', 'UpdateItem', 'SendMessage', 'UpdateItem']);
+  expect(report.totals.duplicates).toBe(0);
+}, 300_000);
+
 describe('route writer', () => {
   const V1 = [{ channel: 'email', followers: ['enrich', 'render', 'deliver'] }, { channel: 'sms', followers: ['enrich', 'deliver'] }];
   const V2 = [{ channel: 'email', followers: ['render', 'deliver'] }, { channel: 'push', followers: ['notify'] }];
@@ -344,5 +416,33 @@ describe('route writer', () => {
     summary.push(`  route writer: a deploy updates routes: ${report.crashPoints} trials (${report.cleanCalls.join(', ')}); totals ${JSON.stringify(report.totals)}`);
     // The followers item first, then the changed routes (email, push), then the removed one (sms).
     expect(report.cleanCalls).toEqual(['PutItem', 'PutItem', 'PutItem', 'DeleteItem']);
+  }, 300_000);
+
+  test('a run-time write (putRoutes, deleteRoutes): after any fault, the operator\'s retry of the same request leaves exactly its routes', async () => {
+    const TENANT_ROUTE = { channel: 'email', tenant: 'acme', followers: [{ follower: 'render', parameters: { template: 'acme' } }, 'deliver'] };
+    const request = { putRoutes: [{ channel: 'push', followers: ['deliver'] }], deleteRoutes: [{ channel: 'email', tenant: 'acme' }] };
+    const report = await exploreCrashPoints<WriterWorld>({
+      name: 'LeaderFollowerOrchestrator route writer: a run-time write',
+      injector,
+      setup: async () => {
+        const { routesTable } = await deployWithRoutes();
+        await handleRouteWriteRequest({ putRoutes: [TENANT_ROUTE] }, new DynamoRouteStore(handlerClients.dynamoDb, routesTable), CONFIG);
+        return { table: routesTable };
+      },
+      invoke: (w) => handleRouteWriteRequest(request, new DynamoRouteStore(handlerClients.dynamoDb, w.table), CONFIG),
+      // The caller sees the error (a synchronous invocation) and sends the same request again.
+      redeliver: async (w, first) => {
+        if (first.ended !== 'returned') await handleRouteWriteRequest(request, new DynamoRouteStore(handlerClients.dynamoDb, w.table), CONFIG);
+      },
+      check: async (w) => {
+        const table = (await routesIn(w.table)).filter((r) => r.channel !== FOLLOWERS_ITEM_KEY);
+        const expected = sorted([...V1, { channel: 'push', followers: ['deliver'] }]);
+        invariant(JSON.stringify(table) === JSON.stringify(expected), `the table holds ${JSON.stringify(table)}, not ${JSON.stringify(expected)}`);
+        return { delivered: 1, waiting: 0, parked: 0, duplicates: 0 };
+      },
+    });
+    summary.push(`  route writer: a run-time write: ${report.crashPoints} trials (${report.cleanCalls.join(', ')}); totals ${JSON.stringify(report.totals)}`);
+    // The followers item (the registered names), the new route, the deleted tenant route.
+    expect(report.cleanCalls).toEqual(['GetItem', 'PutItem', 'DeleteItem']);
   }, 300_000);
 });
