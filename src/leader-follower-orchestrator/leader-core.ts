@@ -48,6 +48,12 @@ export interface LeaderMetrics {
 
 export interface LeaderDependencies {
   readonly routes: RouteReader;
+  /**
+   * Where the followers item is read: cached longer than routes (`routeCacheTtl` may be 0),
+   * since it changes only at deploy, and a name it lacks, an ARN Lambda refuses or a sender it
+   * does not know makes the leader read it again. @default - `routes`
+   */
+  readonly followers?: RouteReader;
   readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched' | 'markParked' | 'markParkSent' | 'findStalled'>;
   readonly lambda: Pick<LambdaClient, 'send'>;
   readonly eventBridge: Pick<EventBridgeClient, 'send'>;
@@ -219,13 +225,13 @@ export class Leader {
       return parkAtStart('unknown-channel', `no route for channel ${JSON.stringify(channel)}; add one to the routes table (or the routes prop)`);
     }
     const key = keys[index];
+    const which = key === channel ? `of channel ${JSON.stringify(channel)}` : JSON.stringify(key);
     // A route of a tenant or event type is stored under its route key; it is checked as the route it is.
     const stored = isObject(found[index]) ? { ...found[index] as object, channel } : found[index];
     const check = checkRoute(stored, this.config.maxHops);
     const misfiled = check.valid && routeKey(stored as RouteItem) !== key
       ? `the route stored under ${JSON.stringify(key)} is for ${JSON.stringify(routeKey(stored as RouteItem))}` : undefined;
     if (!check.valid || misfiled) {
-      const which = key === channel ? `of channel ${JSON.stringify(channel)}` : JSON.stringify(key);
       return parkAtStart('bad-route', `the route ${which} is invalid: ${misfiled ?? check.errors.join('; ')}`);
     }
     const route = stored as RouteItem;
@@ -234,7 +240,7 @@ export class Leader {
     const followers = await this.followersFor(names, fresh);
     const unknown = unregisteredFollowers(route, Object.keys(followers));
     if (unknown.length > 0) {
-      return parkAtStart('unregistered-follower', `the route of channel ${JSON.stringify(channel)} names unregistered followers `
+      return parkAtStart('unregistered-follower', `the route ${which} names unregistered followers `
         + `${JSON.stringify(unknown)}; allowed: ${JSON.stringify(Object.keys(followers).sort())}`, { route: names });
     }
     if (priorHops + names.length > this.config.maxHops) {
@@ -305,7 +311,7 @@ export class Leader {
     }
     const claim = { runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken, dispatchId };
     if (!(await this.claim(claim, run, step, event))) return;
-    await this.deps.lambda.send(new InvokeCommand({ FunctionName: arn, InvocationType: 'Event', Payload: Buffer.from(payload, 'utf8') }));
+    await this.invokeFollower(follower, arn, payload);
     await this.deps.progress.markDispatched(run.runId, step, dispatchId, { input: kept, stallAt: this.now() + this.config.stepResultTimeoutMs },
       parkToken);
     this.outcomes.dispatched++;
@@ -352,14 +358,37 @@ export class Leader {
   }
 
   /**
+   * Invokes a follower asynchronously. A deploy may have changed its ARN (a new version, a
+   * replaced function) since this environment cached the followers item; the old ARN is then
+   * refused (the role may invoke the new one only) or gone: the item is read again, and the
+   * follower invoked at its new ARN.
+   */
+  private async invokeFollower(follower: string, arn: string, payload: string): Promise<void> {
+    const invoke = (functionName: string) => this.deps.lambda.send(new InvokeCommand({
+      FunctionName: functionName, InvocationType: 'Event', Payload: Buffer.from(payload, 'utf8'),
+    }));
+    try {
+      await invoke(arn);
+    } catch (error) {
+      if (!STALE_FOLLOWER_ERRORS.has((error as Error).name)) throw error;
+      const current = (await this.followersFor([follower], true))[follower];
+      if (current === undefined || current === arn) throw error;
+      this.deps.logger.warn('follower ARN changed by a deploy; invoking the new one', { follower, previous: arn, current });
+      await invoke(current);
+    }
+  }
+
+  /**
    * The registered followers (name to ARN), read again from the table when one of `names` is
    * missing from the cached followers item (a deploy may have registered it since), or when `fresh`.
    */
   private async followersFor(names: string[], fresh: boolean): Promise<Record<string, string>> {
-    if (this.config.followers) return this.config.followers;
-    const cached = await registeredFollowers(this.deps.routes, fresh);
-    if (fresh || names.every((name) => name in cached)) return cached;
-    return registeredFollowers(this.deps.routes, true);
+    // No prototype: only registered names are found ("toString" is not, unless registered).
+    if (this.config.followers) return Object.assign(Object.create(null) as Record<string, string>, this.config.followers);
+    const items = this.deps.followers ?? this.deps.routes;
+    const cached = await registeredFollowers(items, fresh);
+    if (fresh || names.every((name) => Object.prototype.hasOwnProperty.call(cached, name))) return cached;
+    return registeredFollowers(items, true);
   }
 
   /**
@@ -367,9 +396,13 @@ export class Leader {
    * when it was. Lambda names the sender in `requestContext.functionArn` (with its qualifier).
    */
   private async senderMismatch(record: DestinationRecord, step: number, follower: string): Promise<string | undefined> {
-    const registered = (await this.followersFor([follower], false))[follower];
     const sender = record.requestContext.functionArn;
-    if (registered !== undefined && typeof sender === 'string' && unqualified(sender) === unqualified(registered)) return undefined;
+    const sentBy = (arn: string | undefined) => arn !== undefined && typeof sender === 'string' && unqualified(sender) === unqualified(arn);
+    let registered = (await this.followersFor([follower], false))[follower];
+    if (sentBy(registered)) return undefined;
+    // A deploy may have replaced the follower's function since the followers item was cached.
+    registered = (await this.followersFor([follower], true))[follower];
+    if (sentBy(registered)) return undefined;
     return `a follower result sent by ${JSON.stringify(sender ?? null)}, but step ${step} of the route is follower ${JSON.stringify(follower)} `
       + `(${registered ?? 'not registered with this orchestrator'}); allowed: results sent by the step's own follower function`;
   }
@@ -651,6 +684,9 @@ function sweepLimit(request: Record<string, unknown>): number {
   }
   return maxItems;
 }
+
+/** Invoke errors of a follower ARN a deploy has changed: the role may no longer invoke it, or the function is gone. */
+const STALE_FOLLOWER_ERRORS = new Set(['AccessDeniedException', 'ResourceNotFoundException']);
 
 /** Keys of the requests only the redrive function takes. */
 const OPERATOR_REQUEST_KEYS = ['redrive', 'sweepStalled'];

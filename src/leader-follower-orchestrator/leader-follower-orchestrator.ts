@@ -16,7 +16,7 @@ import { LeaderFunction } from './leader-function';
 import {
   DEFAULT_STEP_EVENT_BYTES, FOLLOWER_NAME_PATTERN, LAMBDA_RECURSION_LIMIT, LEADER_ENV, LeaderEntry, MAX_FOLLOWERS, MAX_ROUTE_LENGTH,
   MAX_STEP_EVENT_BYTES, PROGRESS_EXPIRES_AT_ATTRIBUTE, PROGRESS_KEY_ATTRIBUTE, PROGRESS_STALL_AT_ATTRIBUTE, PROGRESS_STALLED_INDEX,
-  ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV, RouteItem, routeKey,
+  ROUTE_KEY_ATTRIBUTE, ROUTE_WRITER_ENV, RouteItem, routeKey, RouteWriterEntry,
 } from './orchestrator-contract';
 import { checkRoute, followerNames } from './route-schema';
 import { RouteWriterFunction } from './route-writer-function';
@@ -74,7 +74,7 @@ export class LeaderFollowerOrchestrator extends Construct {
    * asynchronous invocation configuration and its delivery alarm); each source adds a rule and a
    * Lambda permission. Asserted by the unit tests.
    */
-  public static readonly RESOURCES_PER_ORCHESTRATOR = 28;
+  public static readonly RESOURCES_PER_ORCHESTRATOR = 32;
   /**
    * Longest route: 15 steps. The leader is invoked once for the record and once per step's
    * result, 16 times, and Lambda's recursive loop detection stops a function invoked more than
@@ -98,10 +98,16 @@ export class LeaderFollowerOrchestrator extends Construct {
    */
   public readonly redriveFunction: lambda.Function;
   /**
-   * Function that validates and writes routes: the routes custom resource at deploy, and
-   * `{ "putRoutes": [...], "deleteChannels": [...] }` invocations at run time.
+   * Function that validates and writes routes at run time: `{ "putRoutes": [...],
+   * "deleteChannels": [...], "deleteRoutes": [...] }` invocations (`grantWriteRoutes`). It refuses
+   * custom resource events, so its callers cannot change the registered followers.
    */
   public readonly routeWriterFunction: lambda.Function;
+  /**
+   * Function of the routes custom resource (the same code): at deploy it writes the followers
+   * item and the routes of the props. Only the CDK provider framework invokes it.
+   */
+  public readonly routesResourceFunction: lambda.Function;
   /**
    * Schedule (every 15 minutes) that has the redrive function park, as `stalled`, the steps
    * dispatched longer ago than a result can still return (`followerMaxEventAge` + 30 minutes)
@@ -206,7 +212,8 @@ export class LeaderFollowerOrchestrator extends Construct {
       reason: 'A schedule with no event to keep: a sweep that is not delivered is made by the next one 15 minutes later, and the '
         + 'stalled steps stay in the progress table\'s index until then.',
     });
-    this.routeWriterFunction = this.createRouteWriter();
+    this.routeWriterFunction = this.createRouteWriter('api');
+    this.routesResourceFunction = this.createRouteWriter('deploy');
     this.routesProvider = this.createRoutesProvider();
     this.routesResource = new CustomResource(this, 'Routes', {
       serviceToken: this.routesProvider.serviceToken,
@@ -279,8 +286,8 @@ export class LeaderFollowerOrchestrator extends Construct {
    * `followerMaxEventAge`), and the leader as its success and failure destination.
    */
   public addFollower(name: string, fn: lambda.IFunction, options: FollowerOptions = {}): void {
-    if (typeof name !== 'string' || !new RegExp(FOLLOWER_NAME_PATTERN).test(name)) {
-      throw new PropValidationError(this, 'follower name', name, 'allowed: 1 to 64 letters, digits, "_" or "-"');
+    if (typeof name !== 'string' || !new RegExp(FOLLOWER_NAME_PATTERN).test(name) || name === '__proto__') {
+      throw new PropValidationError(this, 'follower name', name, 'allowed: 1 to 64 letters, digits, "_" or "-" (not "__proto__")');
     }
     if (this.followerFunctions.has(name)) {
       throw new PropValidationError(this, 'follower name', name, 'allowed: a name not registered yet in this orchestrator');
@@ -573,13 +580,20 @@ export class LeaderFollowerOrchestrator extends Construct {
     };
   }
 
-  private createRouteWriter(): lambda.Function {
+  /**
+   * The route writer's code in one of its two functions: `api` (run-time writes, for operators)
+   * or `deploy` (the routes custom resource, the only writer of the followers item).
+   */
+  private createRouteWriter(entry: RouteWriterEntry): lambda.Function {
     const key = this.props.encryptionKey;
-    const logGroup = functionLogGroup(this, 'RouteWriterFunctionLogs');
-    const role = functionRole(this, 'RouteWriterFunctionRole', 'cdk-event-fabric LeaderFollowerOrchestrator route writer', logGroup);
-    const fn = new RouteWriterFunction(this, 'RouteWriterFunction', {
+    const id = entry === 'api' ? 'RouteWriterFunction' : 'RoutesResourceFunction';
+    const logGroup = functionLogGroup(this, `${id}Logs`);
+    const role = functionRole(this, `${id}Role`, `cdk-event-fabric LeaderFollowerOrchestrator ${entry === 'api' ? 'route writer' : 'routes resource'}`,
+      logGroup);
+    const fn = new RouteWriterFunction(this, id, {
       role,
-      description: 'cdk-event-fabric LeaderFollowerOrchestrator: validates and writes routes',
+      description: entry === 'api' ? 'cdk-event-fabric LeaderFollowerOrchestrator: validates and writes routes at run time'
+        : 'cdk-event-fabric LeaderFollowerOrchestrator: writes the followers and routes of the props at deploy',
       memorySize: 256,
       timeout: Duration.seconds(60),
       tracing: lambda.Tracing.ACTIVE,
@@ -587,6 +601,7 @@ export class LeaderFollowerOrchestrator extends Construct {
       environment: {
         [ROUTE_WRITER_ENV.ROUTES_TABLE_NAME]: this.routesTable.tableName,
         [ROUTE_WRITER_ENV.MAX_HOPS]: String(this.maxHops),
+        [ROUTE_WRITER_ENV.ENTRY]: entry,
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       },
     });
@@ -597,24 +612,24 @@ export class LeaderFollowerOrchestrator extends Construct {
     acknowledgeKeyWildcards(role, key, 'The route writer writes the routes table with the orchestrator key');
     Validations.of(fn).acknowledge({
       id: 'Serverless-LambdaDLQ',
-      reason: 'Invoked synchronously only (by the custom resource provider at deploy, and by operators), so the caller sees every error; '
-        + 'there is no asynchronous event to park.',
+      reason: `Invoked synchronously only (${entry === 'api' ? 'by operators' : 'by the custom resource provider at deploy'}), so the caller `
+        + 'sees every error; there is no asynchronous event to park.',
     });
     return fn;
   }
 
   private createRoutesProvider(): cr.Provider {
     const logGroup = functionLogGroup(this, 'RoutesProviderLogs');
-    const provider = new cr.Provider(this, 'RoutesProvider', { onEventHandler: this.routeWriterFunction, logGroup });
+    const provider = new cr.Provider(this, 'RoutesProvider', { onEventHandler: this.routesResourceFunction, logGroup });
     const framework = provider.node.findChild('framework-onEvent') as lambda.Function;
     Validations.of(framework).acknowledge({
       id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
       reason: 'The CDK custom resource provider framework\'s own function; its role is made by aws-cdk-lib.',
     });
-    const writerLogicalId = Stack.of(this).getLogicalId(this.routeWriterFunction.node.defaultChild as lambda.CfnFunction);
+    const writerLogicalId = Stack.of(this).getLogicalId(this.routesResourceFunction.node.defaultChild as lambda.CfnFunction);
     Validations.of(framework).acknowledge({
       id: `AwsSolutions-IAM5[Resource::<${writerLogicalId}.Arn>:*]`,
-      reason: 'The provider framework may invoke the route writer function and its versions; that is the only wildcard.',
+      reason: 'The provider framework may invoke the routes resource function and its versions; that is the only wildcard.',
     });
     for (const [id, reason] of [
       ['Serverless-LambdaDLQ', 'Invoked synchronously by CloudFormation through the provider; a failure fails the deploy.'],

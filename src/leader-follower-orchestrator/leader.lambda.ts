@@ -16,9 +16,11 @@ const lambda = new LambdaClient({});
 const eventBridge = new EventBridgeClient({});
 const sqs = new SQSClient({});
 const env = process.env;
+const routesTable = new DynamoRouteStore(dynamoDb, env[LEADER_ENV.ROUTES_TABLE_NAME] ?? '');
 /** Lives as long as the execution environment: the route cache of `routeCacheTtl`. */
-const routes = new CachedRouteStore(new DynamoRouteStore(dynamoDb, env[LEADER_ENV.ROUTES_TABLE_NAME] ?? ''),
-  Number(env[LEADER_ENV.ROUTE_CACHE_TTL_SECONDS] ?? '0') * 1000);
+const routes = new CachedRouteStore(routesTable, Number(env[LEADER_ENV.ROUTE_CACHE_TTL_SECONDS] ?? '0') * 1000);
+/** The followers item changes only at deploy: cached for 5 minutes, read again when it is found out of date. */
+const followers = new CachedRouteStore(routesTable, 5 * 60_000);
 /** A claimed step belongs to its invocation for longer than the leader's timeout (30 s). */
 const LEASE_MS = 45_000;
 const progress = new ProgressStore(dynamoDb, env[LEADER_ENV.PROGRESS_TABLE_NAME] ?? '', LEASE_MS,
@@ -71,6 +73,7 @@ export async function handler(input: unknown, context?: Context): Promise<Leader
   const metrics = new ChannelMetrics();
   const leader = new Leader({
     routes,
+    followers,
     progress,
     lambda,
     eventBridge,

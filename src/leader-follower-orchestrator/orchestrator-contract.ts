@@ -295,7 +295,15 @@ export type LeaderEntry = 'events' | 'redrive';
 export const ROUTE_WRITER_ENV = {
   ROUTES_TABLE_NAME: 'ROUTES_TABLE_NAME',
   MAX_HOPS: 'MAX_HOPS',
+  /**
+   * What the function takes: `api` (run-time route writes, for operators) or `deploy` (the
+   * routes custom resource's events, which also write the followers item). One bundle, two functions.
+   */
+  ENTRY: 'ROUTE_WRITER_ENTRY',
 } as const;
+
+/** The route writer bundle's two entries (`ROUTE_WRITER_ENV.ENTRY`). */
+export type RouteWriterEntry = 'api' | 'deploy';
 
 /**
  * Lambda's asynchronous payload limit is 1 MB, and a destination record carries the follower's

@@ -81,7 +81,8 @@ export class ProgressStore {
       ':true': { BOOL: true },
       ':dispatch': { S: claim.dispatchId ?? '' },
     };
-    const dispatch = claim.dispatchId ? ', #dispatchId = :dispatch' : '';
+    // The dispatch id is the run's last; its step says which step it belongs to.
+    const dispatch = claim.dispatchId ? ', #dispatchId = :dispatch, #dispatchStep = :k' : '';
     let update: string;
     const conditions: string[] = [];
     if (claim.resume) {
@@ -142,7 +143,7 @@ export class ProgressStore {
    * (`resultOf`, the id of the dispatch that failed) counts only while the step is at that
    * dispatch; it may replace the token of a resumed step, whose resumed dispatch is what failed.
    * `null` is the result of a dispatch with no id (sent by a version before dispatch ids): it
-   * counts only while the step has no dispatch id, so not after a redrive dispatched it again.
+   * counts unless this version dispatched the step since (`dispatchStep`), as a redrive does.
    */
   public async markParked(runId: string, step: number, channel: string, token: string, previousToken?: string,
     resultOf?: string | null): Promise<boolean> {
@@ -162,7 +163,9 @@ export class ProgressStore {
     let update = 'SET #step = :k, #parked = :token, #claimedAt = :now, #channel = :channel, #expiresAt = :exp '
       + 'REMOVE #dispatched, #parkedFrom, #resuming, #parkSent';
     if (resultOf !== undefined) {
-      const atDispatch = resultOf === null ? 'attribute_not_exists(#dispatchId)' : '#dispatchId = :dispatch';
+      // A result with no dispatch id counts unless this version dispatched the step since (a redrive did).
+      const atDispatch = resultOf === null
+        ? '(attribute_not_exists(#dispatchId) OR attribute_not_exists(#dispatchStep) OR #dispatchStep <> :k)' : '#dispatchId = :dispatch';
       condition = `attribute_not_exists(#run) OR #step < :k OR (#step = :k AND ${atDispatch} AND (attribute_not_exists(#parked) `
         + 'OR #resuming = :true OR (#parked = :token AND attribute_not_exists(#parkSent))))';
       if (resultOf !== null) values[':dispatch'] = { S: resultOf };
@@ -307,6 +310,7 @@ const ATTRIBUTES: Record<string, string> = {
   '#stallAt': PROGRESS_STALL_AT_ATTRIBUTE,
   '#stepInput': 'stepInput',
   '#dispatchId': 'dispatchId',
+  '#dispatchStep': 'dispatchStep',
 };
 
 /** An update's expressions with exactly the names and values they use (DynamoDB refuses unused ones). */

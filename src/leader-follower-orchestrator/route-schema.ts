@@ -62,6 +62,13 @@ export function checkRoute(value: unknown, maxHops: number = MAX_ROUTE_LENGTH): 
     return { valid: false, errors: [...new Set((compiled.errors ?? []).map(describe))] };
   }
   const route = value as RouteItem;
+  const unstorable = route.followers.map((step, i) => (typeof step === 'object' && step.parameters !== undefined
+    ? unstorableJson(step.parameters, `/followers/${i}/parameters`, 1) : undefined)).find((problem) => problem !== undefined);
+  if (unstorable) return { valid: false, errors: [unstorable] };
+  const itemBytes = Buffer.byteLength(JSON.stringify(route), 'utf8');
+  if (itemBytes > MAX_ROUTE_ITEM_BYTES) {
+    return { valid: false, errors: [`the route is ${itemBytes} bytes as JSON; allowed: at most ${MAX_ROUTE_ITEM_BYTES} (a DynamoDB item is at most 400 KB)`] };
+  }
   const keyBytes = Buffer.byteLength(routeKey(route), 'utf8');
   if (keyBytes > MAX_ROUTE_KEY_BYTES) {
     return {
@@ -77,6 +84,40 @@ export function checkRoute(value: unknown, maxHops: number = MAX_ROUTE_LENGTH): 
     };
   }
   return { valid: true, errors: [] };
+}
+
+/** Largest route item, as JSON: a DynamoDB item is at most 400 KB. */
+export const MAX_ROUTE_ITEM_BYTES = 350_000;
+/** Deepest nesting of a step's parameters (DynamoDB nests at most 32 levels in an item). */
+export const MAX_PARAMETER_DEPTH = 16;
+
+/**
+ * What in a step's parameters DynamoDB cannot store, or undefined: numbers are stored as
+ * numbers (at most 38 digits, magnitudes from 1e-130 to under 1e126), so an integer beyond
+ * 2^53 (which JSON.parse has rounded already) or a number out of that range is refused, and so
+ * is nesting deeper than MAX_PARAMETER_DEPTH. Pass such values as strings.
+ */
+function unstorableJson(value: unknown, where: string, depth: number): string | undefined {
+  if (depth > MAX_PARAMETER_DEPTH) return `${where} nests deeper than ${MAX_PARAMETER_DEPTH} levels; allowed: at most ${MAX_PARAMETER_DEPTH}`;
+  if (typeof value === 'number') {
+    const magnitude = Math.abs(value);
+    const storable = Number.isFinite(value) && (Number.isInteger(value) ? Number.isSafeInteger(value)
+      : magnitude === 0 || (magnitude >= 1e-130 && magnitude < 1e126));
+    return storable ? undefined : `${where} is the number ${value}; allowed: integers from -(2^53 - 1) to 2^53 - 1 and decimals from `
+      + '1e-130 to under 1e126 in magnitude (DynamoDB numbers); pass larger ids as strings';
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const problem = unstorableJson(value[i], `${where}/${i}`, depth + 1);
+      if (problem) return problem;
+    }
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) {
+      const problem = unstorableJson(item, `${where}/${key}`, depth + 1);
+      if (problem) return problem;
+    }
+  }
+  return undefined;
 }
 
 /** Names in the route that are not registered followers, in route order. */

@@ -1,4 +1,4 @@
-import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { AttributeValue, DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { FOLLOWER_NAME_PATTERN, FOLLOWERS_ITEM_KEY, FollowersItem, ROUTE_KEY_ATTRIBUTE, RouteItem } from './orchestrator-contract';
 
@@ -31,7 +31,7 @@ export class DynamoRouteStore implements RouteStore {
   }
 
   public async put(item: RouteItem | FollowersItem): Promise<void> {
-    await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: marshall(item, { removeUndefinedValues: true }) }));
+    await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: marshallRoute(item) }));
   }
 
   public async delete(channel: string): Promise<void> {
@@ -76,6 +76,14 @@ export class CachedRouteStore implements RouteReader {
 }
 
 /**
+ * A route or followers item as DynamoDB stores it. A follower map keyed by a name such as
+ * "constructor" is still a map (not taken for a class instance).
+ */
+export function marshallRoute(item: RouteItem | FollowersItem): Record<string, AttributeValue> {
+  return marshall(item, { removeUndefinedValues: true, convertClassInstanceToMap: true });
+}
+
+/**
  * The registered followers (name to function ARN), from the routes table's followers item
  * (FOLLOWERS_ITEM_KEY), read through the route cache. `fresh` reads the table again: a route
  * naming a follower the cached item does not have may have been written by a newer deploy.
@@ -90,15 +98,16 @@ export async function registeredFollowers(routes: Pick<RouteReader, 'get'> & Par
 export function followersOfItem(item: unknown): Record<string, string> {
   if (item === undefined) {
     throw new Error(`the routes table has no followers item (key ${JSON.stringify(FOLLOWERS_ITEM_KEY)}); the orchestrator's routes `
-      + 'custom resource writes it at every deploy: deploy the stack again');
+      + 'custom resource writes it when its followers or routes change: deploy such a change (a route\'s description will do)');
   }
   const followers = (item as Partial<FollowersItem>).followers;
   const pattern = new RegExp(FOLLOWER_NAME_PATTERN);
   const valid = typeof followers === 'object' && followers !== null && !Array.isArray(followers)
-    && Object.entries(followers).every(([name, arn]) => pattern.test(name) && typeof arn === 'string' && arn.startsWith('arn:'));
+    && Object.entries(followers).every(([name, arn]) => pattern.test(name) && name !== '__proto__' && typeof arn === 'string' && arn.startsWith('arn:'));
   if (!valid) {
     throw new Error(`the followers item of the routes table is malformed: ${JSON.stringify(followers)?.slice(0, 200)}; allowed: `
       + '{ "followers": { "<follower name>": "<function ARN>", ... } }, as the routes custom resource writes it');
   }
-  return followers as Record<string, string>;
+  // No prototype: a name such as "toString" is registered only if the item has it.
+  return Object.assign(Object.create(null) as Record<string, string>, followers);
 }

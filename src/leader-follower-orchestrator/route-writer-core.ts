@@ -2,7 +2,7 @@ import {
   CHANNEL_NAME_PATTERN, FOLLOWERS_ITEM_KEY, MAX_FOLLOWERS, ROUTE_WRITER_ENV, RouteItem, routeKey, RouteWriteRequest,
 } from './orchestrator-contract';
 import { checkRoute, unregisteredFollowers } from './route-schema';
-import { followersOfItem, registeredFollowers, RouteStore } from './route-store-core';
+import { followersOfItem, marshallRoute, registeredFollowers, RouteStore } from './route-store-core';
 import { positiveIntegerEnv } from '../runtime/env-settings';
 
 /** The route writer's settings, from its environment. */
@@ -52,6 +52,11 @@ export function validateRoutes(routes: unknown, config: KnownFollowers): RouteIt
       return;
     }
     const item = route as RouteItem;
+    try {
+      marshallRoute(item);
+    } catch (error) {
+      problems.push(`${label}: cannot be stored in DynamoDB: ${(error as Error).message}`);
+    }
     const unknown = unregisteredFollowers(item, config.followerNames);
     if (unknown.length > 0) {
       problems.push(`${label}: followers ${JSON.stringify(unknown)} are not registered; allowed: ${JSON.stringify([...config.followerNames].sort())}`);

@@ -190,12 +190,23 @@ describe('the followers item: registered followers live in the routes table, wri
     expect(await drainQueue(deployment.dlqUrl)).toEqual([]);
   });
 
+  test('the followers item has its own cache, as in the handler: with the route cache off, a 3-step run reads it once', async () => {
+    const lambda = new LambdaSimulator(FOLLOWERS);
+    const { leader, table } = motoLeader(deployment, lambda, { cacheTtlMs: 0, followerItemTtlMs: 5 * 60_000 });
+    const reads = readsOf(table);
+    await leader.handle(curatedEvent('f1', 'email', { steps: [] }));
+    await lambda.settle(leader);
+    expect((await orchestrated(deployment)).map((o) => o.payload.steps)).toEqual([['enrich', 'render', 'deliver']]);
+    // Start, three sender checks and two dispatches use the followers: one read; the route is read at start only.
+    expect({ followers: reads(FOLLOWERS_ITEM_KEY), route: reads('email') }).toEqual({ followers: 1, route: 1 });
+  });
+
   test('no followers item (a table the routes resource never wrote): the invocation fails, saying so, and nothing is parked', async () => {
     await new DynamoRouteStore(dynamoDb, deployment.routesTable).delete(FOLLOWERS_ITEM_KEY);
     const { leader } = motoLeader(deployment, new LambdaSimulator(FOLLOWERS));
     // Lambda retries the invocation, then keeps it in the dead-letter queue (on-failure destination) for a redrive.
     await expect(leader.handle(curatedEvent('m1', 'email', { steps: [] })))
-      .rejects.toThrow(/the routes table has no followers item \(key "⟨followers⟩"\); the orchestrator's routes custom resource writes it at every deploy/);
+      .rejects.toThrow(/the routes table has no followers item \(key "⟨followers⟩"\); the orchestrator's routes custom resource writes it when its followers or routes change: deploy such a change/);
     expect(await drainQueue(deployment.dlqUrl)).toEqual([]);
   });
 

@@ -87,17 +87,17 @@ describe('LeaderFollowerOrchestrator defaults', () => {
   const [leaderLogicalId, leader] = leaderResource(template);
 
   test(`exactly RESOURCES_PER_ORCHESTRATOR (${LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR}) resources`, () => {
-    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(28);
-    expect(resourceCount(stack)).toBe(28);
+    expect(LeaderFollowerOrchestrator.RESOURCES_PER_ORCHESTRATOR).toBe(32);
+    expect(resourceCount(stack)).toBe(32);
     expect(resourcesByType(stack)).toEqual({
       'AWS::Events::EventBus': 1,
       'AWS::SQS::Queue': 1,
       'AWS::SQS::QueuePolicy': 1,
       'AWS::DynamoDB::Table': 2,
-      'AWS::Logs::LogGroup': 4,
-      'AWS::IAM::Role': 4,
-      'AWS::IAM::Policy': 4,
-      'AWS::Lambda::Function': 4,
+      'AWS::Logs::LogGroup': 5,
+      'AWS::IAM::Role': 5,
+      'AWS::IAM::Policy': 5,
+      'AWS::Lambda::Function': 5,
       'AWS::Lambda::EventInvokeConfig': 1,
       'AWS::Events::Rule': 1,
       'AWS::Lambda::Permission': 1,
@@ -258,20 +258,27 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     expect(all).toHaveLength(8);
   });
 
-  test('route writer: GetItem (the followers item)/PutItem/DeleteItem on the routes table only, environment without followers', () => {
-    const tableStatements = roleStatements(template, 'OrchestratorRouteWriterFunctionRole')
+  test.each([
+    ['route writer (run-time writes)', 'RouteWriterFunction', 'api'],
+    ['routes resource (the custom resource\'s)', 'RoutesResourceFunction', 'deploy'],
+  ])('%s function: GetItem/PutItem/DeleteItem on the routes table only, its own role, environment without followers', (_name, id, entry) => {
+    const tableStatements = roleStatements(template, `Orchestrator${id}Role`)
       .filter((s) => JSON.stringify(s.Resource).includes('Table'));
     expect(tableStatements).toEqual([
       { Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'], Effect: 'Allow', Resource: [getAtt('OrchestratorRoutesTable')] },
     ]);
-    const writer = routeWriterFunction(template);
+    const found = Object.entries<any>(template.findResources('AWS::Lambda::Function')).filter(([logicalId]) => new RegExp(`^Orchestrator${id}[0-9A-F]{8}$`).test(logicalId));
+    expect(found).toHaveLength(1);
+    const writer = found[0][1].Properties;
     expect(writer.Environment.Variables).toEqual({
       ROUTES_TABLE_NAME: ref('OrchestratorRoutesTable'),
       MAX_HOPS: '7',
+      ROUTE_WRITER_ENTRY: entry,
       POWERTOOLS_SERVICE_NAME: 'leader-follower-orchestrator',
       AWS_NODEJS_CONNECTION_REUSE_ENABLED: '1',
     });
     expect(writer).toMatchObject({ Runtime: 'nodejs24.x', Timeout: 60, MemorySize: 256, TracingConfig: { Mode: 'Active' } });
+    expect(writer.Role).toEqual(getAtt(`Orchestrator${id}Role`));
   });
 
   test('deploy order: the roles may invoke the followers, then the followers item and routes are written, then the functions read them', () => {
@@ -295,7 +302,7 @@ describe('LeaderFollowerOrchestrator defaults', () => {
     });
     template.hasResourceProperties('AWS::Lambda::Function', {
       Handler: 'framework.onEvent',
-      Environment: { Variables: { USER_ON_EVENT_FUNCTION_ARN: Match.objectLike({ 'Fn::GetAtt': [Match.stringLikeRegexp('^OrchestratorRouteWriterFunction'), 'Arn'] }) } },
+      Environment: { Variables: { USER_ON_EVENT_FUNCTION_ARN: Match.objectLike({ 'Fn::GetAtt': [Match.stringLikeRegexp('^OrchestratorRoutesResourceFunction'), 'Arn'] }) } },
     });
   });
 

@@ -274,6 +274,8 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
   lambda?: any;
   /** Which of the bundle's two functions this is. @default - both */
   entry?: 'events' | 'redrive';
+  /** The followers item's own cache, as the handler has it (5 minutes). @default - read through the route cache */
+  followerItemTtlMs?: number;
 } = {}) {
   const clock = options.clock ?? { now: Date.parse('2026-11-22T10:00:00Z') };
   const now = () => clock.now;
@@ -292,6 +294,7 @@ export function motoLeader(deployment: Deployment, simulator: LambdaSimulator, o
   };
   const leader = new Leader({
     routes,
+    ...(options.followerItemTtlMs !== undefined ? { followers: new CachedRouteStore(table, options.followerItemTtlMs, now) } : {}),
     progress,
     lambda: options.lambda ?? simulator.client,
     eventBridge: options.eventBridge ?? eventBridge,
