@@ -3,7 +3,9 @@ import { CreateEventBusCommand, PutEventsCommand, PutRuleCommand, PutTargetsComm
 import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { Leader, LeaderConfig, LeaderMetrics } from '../src/leader-follower-orchestrator/leader-core';
-import { DEFAULT_STEP_EVENT_BYTES, FollowerRequest, RouteItem } from '../src/leader-follower-orchestrator/orchestrator-contract';
+import {
+  DEFAULT_STEP_EVENT_BYTES, FollowerRequest, FOLLOWERS_ITEM_KEY, FollowersItem, RouteItem,
+} from '../src/leader-follower-orchestrator/orchestrator-contract';
 import { ProgressStore } from '../src/leader-follower-orchestrator/progress-core';
 import { followerNames } from '../src/leader-follower-orchestrator/route-schema';
 import { CachedRouteStore, DynamoRouteStore, RouteReader, RouteStore } from '../src/leader-follower-orchestrator/route-store-core';
@@ -25,6 +27,8 @@ const DRAIN_EVERY = 10;
 const CPU_EVENTS = 1_000;
 const CPU_ROUNDS = 5;
 const CHANNELS = 5;
+/** Tenants the records are spread over: ours reads up to four route keys per channel and tenant (cached). */
+const TENANTS = 4;
 const FOLLOWERS = ['enrich', 'render', 'deliver'];
 const FOLLOWER_ARNS: Record<string, string> = Object.fromEntries(
   FOLLOWERS.map((name) => [name, `arn:aws:lambda:us-east-1:123456789012:function:bench-${name}`]),
@@ -88,6 +92,8 @@ function curatedEvents(count: number, prefix: string): Record<string, unknown>[]
     const record = buildRecord({
       id: `${prefix}-${i}`,
       channel: `channel-${i % CHANNELS}`,
+      // Tenants and an event type, as production records have: ours looks up the most specific route of each.
+      tenant: `tenant-${i % TENANTS}`,
       correlationId: `order-${i}`,
       lane: 'fast',
       time: new Date().toISOString(),
@@ -260,6 +266,8 @@ async function createResources(clients: MotoClients): Promise<Resources> {
   await eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: busName, Targets: [{ Id: 'capture', Arn: Attributes!.QueueArn! }] }));
   const writer = new DynamoRouteStore(dynamoDb, routesTable);
   for (const route of routeItems()) await writer.put(route);
+  // As the routes custom resource writes it: ours reads the follower ARNs from it (through the route cache).
+  await writer.put(followersItem());
   return { routesTable, progressTable, busName, dlqUrl, captureUrl };
 }
 
@@ -336,7 +344,9 @@ async function runOnMoto(clients: MotoClients, configuration: Configuration, cou
   } else {
     progress = new ProgressStore(clients.dynamoDb, resources.progressTable, LEASE_MS, PROGRESS_TTL_SECONDS);
     const routes = new CachedRouteStore(tableRoutes, configuration === 'cache-on' ? ROUTE_CACHE_TTL_MS : 0);
-    const ours = new Leader({ routes, progress, lambda, eventBridge, sqs: clients.sqs, metrics: NO_METRICS, logger: SILENT_LOGGER },
+    // As the leader's handler reads it: the followers item cached for 5 minutes, whatever the route cache.
+    const followers = new CachedRouteStore(tableRoutes, 5 * 60_000);
+    const ours = new Leader({ routes, followers, progress, lambda, eventBridge, sqs: clients.sqs, metrics: NO_METRICS, logger: SILENT_LOGGER },
       leaderConfig(resources.busName, resources.dlqUrl));
     let last: any = { outcomes: { finished: 0, parked: 0 } };
     leader = { handle: async (input) => { last = await ours.handle(input); return last; } };
@@ -376,12 +386,17 @@ async function runOnMoto(clients: MotoClients, configuration: Configuration, cou
   };
 }
 
+/** The routes table's followers item, as deployed. */
+function followersItem(): FollowersItem {
+  return { channel: FOLLOWERS_ITEM_KEY, followers: FOLLOWER_ARNS, updatedBy: 'deploy' };
+}
+
+/** As deployed: no followers in the configuration, so the leader reads the followers item. */
 function leaderConfig(curatedBusName: string, deadLetterQueueUrl: string): LeaderConfig {
   return {
     orchestratorId: 'bench/Orchestrator',
     curatedBusName,
     deadLetterQueueUrl,
-    followers: FOLLOWER_ARNS,
     maxHops: 6,
     maxEventBytes: DEFAULT_STEP_EVENT_BYTES,
     stepResultTimeoutMs: 6.5 * 3_600_000,
@@ -405,12 +420,13 @@ async function benchOnMoto(table: Table): Promise<void> {
       times.push(`${configuration} ${run.seconds.toFixed(0)} s (leader calls ${run.leaderSeconds.toFixed(0)} s)`);
     }
     const scaled = MOTO_EVENTS === 1_000 ? '' : ` (per-1,000 figures scaled from ${MOTO_EVENTS.toLocaleString('en-US')} events)`;
-    table(`Leader per-step overhead on moto (loopback DynamoDB, EventBridge, SQS), ${MOTO_EVENTS.toLocaleString('en-US')} curated records over `
-      + `${CHANNELS} channels with ${FOLLOWERS.length}-step routes${scaled}; followers replaced by a fake Lambda client that records the invoke `
+    table(`Leader per-step overhead on moto (loopback DynamoDB, EventBridge, SQS), ${MOTO_EVENTS.toLocaleString('en-US')} curated records of `
+      + `${TENANTS} tenants over ${CHANNELS} channels with ${FOLLOWERS.length}-step routes${scaled}; followers replaced by a fake Lambda client that records the invoke `
       + `(so excluded), each leader.handle timed; after a ${MOTO_WARMUP_EVENTS}-record warm-up per configuration`,
     ['configuration', 'leader invocations', 'route reads / 1,000 events', 'progress writes / 1,000 events', 'median ms / invocation',
       'p95 ms / invocation', 'outputs on the bus'], rows);
-    console.log('(route reads = GetItem on the routes table (DynamoRouteStore.reads); progress writes = conditional UpdateItem (ProgressStore.writes); '
+    console.log('(route reads = GetItem on the routes table (DynamoRouteStore.reads): ours reads up to 4 route keys per channel, tenant and '
+      + 'event type (most specific first) and the followers item; progress writes = conditional UpdateItem (ProgressStore.writes); '
       + 'outputs = CuratedRecord events delivered by a rule on the curated bus to an SQS capture queue, all distinct, checked to equal the records sent. '
       + 'The naive leader validates nothing and has no replay detection, hop limit or parking. Each moto call is a loopback HTTP request to a '
       + 'Python server, slower than DynamoDB from Lambda: read the times as ratios.)');
@@ -430,9 +446,9 @@ async function benchOnMoto(table: Table): Promise<void> {
 /** Routes from a Map, counting reads like DynamoRouteStore. */
 class MapRouteStore implements RouteReader {
   public reads = 0;
-  private readonly routes = new Map<string, RouteItem>();
+  private readonly routes = new Map<string, RouteItem | FollowersItem>();
 
-  constructor(routes: RouteItem[]) {
+  constructor(routes: Array<RouteItem | FollowersItem>) {
     for (const route of routes) this.routes.set(route.channel, route);
   }
 
@@ -440,7 +456,7 @@ class MapRouteStore implements RouteReader {
     this.reads++;
     // A copy, as a table read would return.
     const route = this.routes.get(channel);
-    return route && { ...route, followers: [...route.followers] };
+    return route && structuredClone(route);
   }
 
   /** Nothing is cached here. */
@@ -458,7 +474,7 @@ type CpuRun = DriveResult;
 
 async function runInMemory(implementation: 'ours' | 'naive', count: number, prefix: string): Promise<CpuRun> {
   const lambda = new FakeLambda();
-  const routes = new MapRouteStore(routeItems());
+  const routes = new MapRouteStore([...routeItems(), followersItem()]);
   const eventBridge = new CountingEventBridge(stubEventBridge);
   const leader: Handler = implementation === 'naive'
     ? new NaiveLeader({ routes, lambda, eventBridge }, { curatedBusName: 'bus', followers: FOLLOWER_ARNS })

@@ -16,8 +16,9 @@
  *    of 10, 1,000 and 10,000 unrelated items: the consistent Query on the partition key
  *    against the seed's Scan with a FilterExpression: items read, read units and time.
  * 5. LeaderFollowerOrchestrator's leader on moto (started here), followers replaced by a fake
- *    Lambda client, 1,000 records on 3-step routes: per-invocation time (median, p95), route
- *    table reads and progress writes per 1,000 events, with the route cache on and off, against
+ *    Lambda client, 1,000 records of 4 tenants on 3-step routes: per-invocation time (median,
+ *    p95), routes table reads (each record's route keys, most specific first, and the followers
+ *    item) and progress writes per 1,000 events, with the route cache on and off, against
  *    the seed's naive leader (a route read on every step, no progress); then the leader's CPU
  *    per invocation with in-memory stubs, ours against the naive leader.
  */
