@@ -480,6 +480,8 @@ async function runInMemory(implementation: 'ours' | 'naive', count: number, pref
     ? new NaiveLeader({ routes, lambda, eventBridge }, { curatedBusName: 'bus', followers: FOLLOWER_ARNS })
     : new Leader({
       routes,
+      // As the leader's handler reads it: the followers item through its own 5-minute cache.
+      followers: new CachedRouteStore(routes, 5 * 60_000),
       progress: new ProgressStore(stubDynamoDb, 'progress', LEASE_MS, PROGRESS_TTL_SECONDS),
       lambda,
       eventBridge,

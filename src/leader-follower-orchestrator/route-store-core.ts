@@ -94,8 +94,19 @@ export async function registeredFollowers(routes: Pick<RouteReader, 'get'> & Par
   return followersOfItem(await routes.get(FOLLOWERS_ITEM_KEY));
 }
 
+/** Checked follower maps by the item they came from: a cached item is checked once. */
+const checkedFollowers = new WeakMap<object, Record<string, string>>();
+
 /** The follower map of a followers item, or an error saying what is wrong with it. */
 export function followersOfItem(item: unknown): Record<string, string> {
+  const checked = typeof item === 'object' && item !== null ? checkedFollowers.get(item) : undefined;
+  if (checked) return checked;
+  const followers = checkFollowersItem(item);
+  if (typeof item === 'object' && item !== null) checkedFollowers.set(item, followers);
+  return followers;
+}
+
+function checkFollowersItem(item: unknown): Record<string, string> {
   if (item === undefined) {
     throw new Error(`the routes table has no followers item (key ${JSON.stringify(FOLLOWERS_ITEM_KEY)}); the orchestrator's routes `
       + 'custom resource writes it when its followers or routes change: deploy such a change (a route\'s description will do)');

@@ -635,6 +635,15 @@ def test_leader_follower_orchestrator():
     assert {"Fn::GetAtt": [leader_id, "Arn"]} not in invoked, _rendered(invoked)
     redrive_env = template.to_json()["Resources"][redrive_id]["Properties"]["Environment"]["Variables"]
     assert redrive_env["LEADER_ENTRY"] == "redrive" and leader_env["LEADER_ENTRY"] == "events"
+    # The route writer the operator may invoke takes run-time writes only; the routes custom resource has its
+    # own function (the only writer of the followers), which the operator may not invoke.
+    writer_id = stack.get_logical_id(orchestrator.route_writer_function.node.default_child)
+    resource_fn_id = stack.get_logical_id(orchestrator.routes_resource_function.node.default_child)
+    assert {"Fn::GetAtt": [writer_id, "Arn"]} in invoked, _rendered(invoked)
+    assert {"Fn::GetAtt": [resource_fn_id, "Arn"]} not in invoked, _rendered(invoked)
+    functions = template.to_json()["Resources"]
+    assert functions[writer_id]["Properties"]["Environment"]["Variables"]["ROUTE_WRITER_ENTRY"] == "api"
+    assert functions[resource_fn_id]["Properties"]["Environment"]["Variables"]["ROUTE_WRITER_ENTRY"] == "deploy"
 
     assert orchestrator.follower_names == ["enrich", "render", "deliver"]
     assert [(r.channel, r.tenant) for r in orchestrator.deployed_routes] == [("email", None), ("sms", None), ("push", None), ("email", "acme")]
