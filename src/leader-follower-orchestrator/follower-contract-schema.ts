@@ -49,6 +49,7 @@ export const FOLLOWER_REQUEST_SCHEMA = {
         startedAt: { type: 'integer', description: 'Epoch milliseconds when the run started.' },
         record: { type: 'object', description: 'The curated record without its payload (see curated-envelope.v1.schema.json).' },
         dispatchId: { type: 'string', minLength: 1, description: 'Id of this dispatch of the step: a retry or a redrive is a new dispatch.' },
+        followerArn: { type: 'string', description: 'The function ARN the leader invoked for this step.' },
         maxResultBytes: {
           type: 'integer',
           minimum: 0,

@@ -289,6 +289,7 @@ export class Leader {
         startedAt: run.startedAt,
         record: run.record,
         dispatchId,
+        followerArn: arn,
         maxResultBytes: 0,
       },
     };
@@ -311,7 +312,10 @@ export class Leader {
     }
     const claim = { runId: run.runId, step, channel: run.channel, resume: parkToken !== undefined, parkToken, dispatchId };
     if (!(await this.claim(claim, run, step, event))) return;
-    await this.invokeFollower(follower, arn, payload);
+    if (!(await this.invokeFollower(follower, arn, payload))) {
+      return park('unregistered-follower', `step ${step} names follower ${JSON.stringify(follower)}, which a deploy unregistered `
+        + 'since this leader read the followers; register it again or change the route, then redrive');
+    }
     await this.deps.progress.markDispatched(run.runId, step, dispatchId, { input: kept, stallAt: this.now() + this.config.stepResultTimeoutMs },
       parkToken);
     this.outcomes.dispatched++;
@@ -332,7 +336,7 @@ export class Leader {
         ? `a follower result of orchestrator ${JSON.stringify(context.orchestrator)} reached orchestrator `
           + `${JSON.stringify(this.config.orchestratorId)}; allowed: results of this orchestrator's own followers`
         : undefined;
-    const sender = await this.senderMismatch(record, step, context.follower);
+    const sender = await this.senderMismatch(record, step, context.follower, context.followerArn);
     if (mismatch || sender) {
       return this.park({ reason: 'invalid-input', channel: request.channel, step, hops: context.hops, input: record, message: (mismatch ?? sender)! });
     }
@@ -363,18 +367,22 @@ export class Leader {
    * refused (the role may invoke the new one only) or gone: the item is read again, and the
    * follower invoked at its new ARN.
    */
-  private async invokeFollower(follower: string, arn: string, payload: string): Promise<void> {
+  private async invokeFollower(follower: string, arn: string, payload: string): Promise<boolean> {
     const invoke = (functionName: string) => this.deps.lambda.send(new InvokeCommand({
       FunctionName: functionName, InvocationType: 'Event', Payload: Buffer.from(payload, 'utf8'),
     }));
     try {
       await invoke(arn);
+      return true;
     } catch (error) {
       if (!STALE_FOLLOWER_ERRORS.has((error as Error).name)) throw error;
       const current = (await this.followersFor([follower], true))[follower];
-      if (current === undefined || current === arn) throw error;
+      // Unregistered since: the step is parked with that reason (false).
+      if (current === undefined) return false;
+      if (current === arn) throw error;
       this.deps.logger.warn('follower ARN changed by a deploy; invoking the new one', { follower, previous: arn, current });
       await invoke(current);
+      return true;
     }
   }
 
@@ -395,9 +403,11 @@ export class Leader {
    * Why a destination record was not sent by the follower of the step it claims, or undefined
    * when it was. Lambda names the sender in `requestContext.functionArn` (with its qualifier).
    */
-  private async senderMismatch(record: DestinationRecord, step: number, follower: string): Promise<string | undefined> {
+  private async senderMismatch(record: DestinationRecord, step: number, follower: string, invoked?: string): Promise<string | undefined> {
     const sender = record.requestContext.functionArn;
-    const sentBy = (arn: string | undefined) => arn !== undefined && typeof sender === 'string' && unqualified(sender) === unqualified(arn);
+    const sentBy = (arn: string | undefined) => typeof arn === 'string' && typeof sender === 'string' && unqualified(sender) === unqualified(arn);
+    // The function the leader invoked for this step (a deploy may have replaced it since).
+    if (sentBy(invoked)) return undefined;
     let registered = (await this.followersFor([follower], false))[follower];
     if (sentBy(registered)) return undefined;
     // A deploy may have replaced the follower's function since the followers item was cached.

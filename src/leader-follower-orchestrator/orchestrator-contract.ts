@@ -75,6 +75,11 @@ export interface StepContext {
    */
   readonly dispatchId: string;
   /**
+   * The function ARN the leader invoked for this step: its result is taken from that function
+   * even after a deploy replaced it. Absent in requests of versions before it.
+   */
+  readonly followerArn?: string;
+  /**
    * Largest result (JSON bytes) that can return to the leader: Lambda's destination record
    * carries this request and the result within its 1 MB asynchronous payload limit. A larger
    * result cannot be delivered and would stop the event at this step (`defineFollower` fails

@@ -65,9 +65,13 @@ export function checkRoute(value: unknown, maxHops: number = MAX_ROUTE_LENGTH): 
   const unstorable = route.followers.map((step, i) => (typeof step === 'object' && step.parameters !== undefined
     ? unstorableJson(step.parameters, `/followers/${i}/parameters`, 1) : undefined)).find((problem) => problem !== undefined);
   if (unstorable) return { valid: false, errors: [unstorable] };
-  const itemBytes = Buffer.byteLength(JSON.stringify(route), 'utf8');
+  const itemBytes = dynamoDbBytes(route);
   if (itemBytes > MAX_ROUTE_ITEM_BYTES) {
-    return { valid: false, errors: [`the route is ${itemBytes} bytes as JSON; allowed: at most ${MAX_ROUTE_ITEM_BYTES} (a DynamoDB item is at most 400 KB)`] };
+    return {
+      valid: false,
+      errors: [`the route is ${itemBytes} bytes as DynamoDB sizes items; allowed: at most ${MAX_ROUTE_ITEM_BYTES} `
+      + '(a DynamoDB item is at most 400 KB)'],
+    };
   }
   const keyBytes = Buffer.byteLength(routeKey(route), 'utf8');
   if (keyBytes > MAX_ROUTE_KEY_BYTES) {
@@ -86,7 +90,26 @@ export function checkRoute(value: unknown, maxHops: number = MAX_ROUTE_LENGTH): 
   return { valid: true, errors: [] };
 }
 
-/** Largest route item, as JSON: a DynamoDB item is at most 400 KB. */
+/**
+ * A value's size as DynamoDB counts it (developer guide, "Capacity unit consumption": a
+ * string is its UTF-8 bytes; a number 1 byte per two significant digits, plus 1; a boolean or
+ * null 1 byte; a list or map 3 bytes, plus 1 byte and its size for each element, and for a map
+ * each key's UTF-8 bytes). An item's attribute names count like map keys.
+ */
+export function dynamoDbBytes(value: unknown): number {
+  if (typeof value === 'string') return Buffer.byteLength(value, 'utf8');
+  if (typeof value === 'number') {
+    const mantissa = Math.abs(value).toExponential().split('e')[0].replace('.', '');
+    return Math.ceil(mantissa.replace(/0+$/, '').length / 2) + 1;
+  }
+  if (Array.isArray(value)) return 3 + value.reduce((sum: number, item) => sum + 1 + dynamoDbBytes(item), 0);
+  if (typeof value === 'object' && value !== null) {
+    return 3 + Object.entries(value).reduce((sum, [key, item]) => sum + 1 + Buffer.byteLength(key, 'utf8') + dynamoDbBytes(item), 0);
+  }
+  return 1;
+}
+
+/** Largest route item, as DynamoDB sizes it: a DynamoDB item is at most 400 KB. */
 export const MAX_ROUTE_ITEM_BYTES = 350_000;
 /** Deepest nesting of a step's parameters (DynamoDB nests at most 32 levels in an item). */
 export const MAX_PARAMETER_DEPTH = 16;

@@ -3,9 +3,10 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { defaultOrchestrator, followerFunction } from './fixtures';
 import {
-  arnOf, curatedEvent, Deployment, deployWithRoutes, dynamoDb, LambdaSimulator, motoLeader, orchestrated, parked, stamping, STAMPING_FOLLOWERS,
-  writeRoute,
+  arnOf, curatedEvent, Deployment, deployWithRoutes, dynamoDb, LambdaSimulator, motoLeader, orchestrated, parked, registerFollowers, stamping,
+  STAMPING_FOLLOWERS, writeRoute,
 } from './moto-harness';
+import { FOLLOWERS_ITEM_KEY } from '../../src/leader-follower-orchestrator/orchestrator-contract';
 import { DynamoRouteStore } from '../../src/leader-follower-orchestrator/route-store-core';
 import { handleRoutesResource } from '../../src/leader-follower-orchestrator/route-writer-core';
 
@@ -116,5 +117,49 @@ describe('follower names that are Object.prototype members (allowed by FOLLOWER_
     const settled = await simulator.settle(leader).then(() => 'settled', (error: Error) => `threw: ${error.message}`);
     expect(settled).toBe('settled');
     expect((await parked(deployment)).map((p) => [p.reason, p.step, p.follower])).toEqual([['unregistered-follower', 2, 'toString']]);
+  });
+});
+
+describe('deploys seen by a warm leader with the followers item cached for 5 minutes, as deployed', () => {
+  /** The leader's role, as a deploy sets it: Invoke of a function it no longer grants is refused. */
+  function guarded(simulator: LambdaSimulator, allowed: Set<string>) {
+    return {
+      send: async (command: InvokeCommand) => {
+        if (!allowed.has(command.input.FunctionName!)) {
+          throw Object.assign(new Error(`not authorized to perform: lambda:InvokeFunction on ${command.input.FunctionName}`),
+            { name: 'AccessDeniedException' });
+        }
+        return simulator.client.send(command);
+      },
+    };
+  }
+
+  test('a deploy unregisters the next step\'s follower while a warm leader (5-minute followers cache, as deployed) has it cached: the step is parked as unregistered-follower, the invocation does not fail', async () => {
+    const simulator = new LambdaSimulator({ ...STAMPING_FOLLOWERS });
+    const allowed = new Set(['enrich', 'render', 'deliver'].map(arnOf));
+    const { leader } = motoLeader(deployment, simulator, { cacheTtlMs: 0, followerItemTtlMs: 300_000, lambda: guarded(simulator, allowed) });
+    await leader.handle(curatedEvent('e1', 'email', { steps: [] }));
+    // A deploy removes "render": the leader's invoke grant for it, then the followers item.
+    allowed.delete(arnOf('render'));
+    await registerFollowers(deployment, ['enrich', 'deliver']);
+    const settled = await simulator.settle(leader).then(() => 'settled', (error: Error) => `threw ${error.name}: ${error.message}`);
+    expect(settled).toBe('settled');
+    expect((await parked(deployment)).map((p) => [p.reason, p.step, p.follower])).toEqual([['unregistered-follower', 2, 'render']]);
+  });
+
+  test('an in-flight result of the follower function the leader invoked, arriving after a deploy replaced that function, is taken by every leader environment alike (not parked by a cold one as invalid-input)', async () => {
+    const simulator = new LambdaSimulator({ ...STAMPING_FOLLOWERS, 'deliver-v2': STAMPING_FOLLOWERS.deliver });
+    await writeRoute(deployment, { channel: 'direct', followers: ['deliver'] });
+    const warm = motoLeader(deployment, simulator, { followerItemTtlMs: 300_000 }).leader;
+    await warm.handle(curatedEvent('d1', 'direct', { steps: [] }));
+    // The deploy replaces the deliver function: the followers item now names deliver-v2.
+    await new DynamoRouteStore(dynamoDb, deployment.routesTable).put({
+      channel: FOLLOWERS_ITEM_KEY, followers: { enrich: arnOf('enrich'), render: arnOf('render'), deliver: arnOf('deliver-v2') }, updatedBy: 'deploy',
+    } as any);
+    // The old function's result (of the invocation the leader made before the deploy) reaches a cold environment.
+    const cold = motoLeader(deployment, simulator, { followerItemTtlMs: 300_000 }).leader;
+    await simulator.settle(cold);
+    expect((await parked(deployment)).map((p) => [p.reason, p.message])).toEqual([]);
+    expect((await orchestrated(deployment)).map((o) => o.id)).toEqual(['d1']);
   });
 });

@@ -172,6 +172,7 @@ describe('Leader: starting a route', () => {
         startedAt: NOW_MS,
         record: metadataOf(rec),
         dispatchId: expect.any(String),
+        followerArn: FOLLOWER_ARNS.enrich,
         maxResultBytes: expect.any(Number),
       },
     });
@@ -279,7 +280,12 @@ describe('Leader: follower results', () => {
       step: 2,
       event: { enriched: true },
       orchestration: {
-        ...step1.orchestration, follower: 'render', hops: 2, dispatchId: expect.any(String), maxResultBytes: expect.any(Number),
+        ...step1.orchestration,
+        follower: 'render',
+        hops: 2,
+        dispatchId: expect.any(String),
+        followerArn: FOLLOWER_ARNS.render,
+        maxResultBytes: expect.any(Number),
       },
     });
     expect(h.memory.claim).toHaveBeenLastCalledWith({ runId: runIdOf(rec), step: 2, channel: 'email', resume: false, parkToken: undefined, dispatchId: expect.any(String) });
