@@ -1,3 +1,5 @@
+import { describeValue as describe, isObject } from '../runtime/argument-checks';
+
 /**
  * The failed batch a Kinesis consumer's dead-letter message describes: an EventBridge Pipe's
  * dead-letter queue message, or a Lambda event source mapping's on-failure record. Both hold
@@ -81,13 +83,4 @@ export function readFailedBatch(body: string): FailedBatchMessage {
       batchSize: info.batchSize as number,
     },
   };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 120 ? `${text.slice(0, 120)}…` : text;
 }

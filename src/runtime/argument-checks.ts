@@ -17,6 +17,17 @@ export function isIntegerWithin(value: unknown, min: number, max: number): value
   return Number.isInteger(value) && (value as number) >= min && (value as number) <= max;
 }
 
+/** Whether the value is a plain JSON object (not null, not an array). */
+export function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A value for an error message: its JSON, cut to 120 characters. */
+export function describeValue(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 120 ? `${text.slice(0, 120)}…` : text;
+}
+
 /** An error as `Name: message`, for a report. */
 export function errorText(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
