@@ -13,7 +13,7 @@ import type { ClaimOutcome, ProgressStore, StepClaim } from './progress-core';
 import { checkRoute, followerNames, routeParameters, unregisteredFollowers } from './route-schema';
 import { registeredFollowers, RouteReader } from './route-store-core';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
-import { isIntegerWithin } from '../runtime/argument-checks';
+import { describeValue as describe, isIntegerWithin, isObject } from '../runtime/argument-checks';
 import type { CoreLogger } from '../runtime/core-logger';
 import {
   BATCH_DETAIL_TYPE, checkEnvelope, checkRecord, CURATED_SOURCE, deterministicId, Envelope, RECORD_DETAIL_TYPE, RecordEnvelope,
@@ -54,7 +54,8 @@ export interface LeaderDependencies {
    * does not know makes the leader read it again. @default - `routes`
    */
   readonly followers?: RouteReader;
-  readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched' | 'markParked' | 'markParkSent' | 'findStalled'>;
+  readonly progress: Pick<ProgressStore, 'claim' | 'markDispatched' | 'markParked' | 'markParkSent' | 'findStalled'>
+    & Partial<Pick<ProgressStore, 'dispatchedTo'>>;
   readonly lambda: Pick<LambdaClient, 'send'>;
   readonly eventBridge: Pick<EventBridgeClient, 'send'>;
   readonly sqs: Pick<SQSClient, 'send'>;
@@ -336,7 +337,7 @@ export class Leader {
         ? `a follower result of orchestrator ${JSON.stringify(context.orchestrator)} reached orchestrator `
           + `${JSON.stringify(this.config.orchestratorId)}; allowed: results of this orchestrator's own followers`
         : undefined;
-    const sender = await this.senderMismatch(record, step, context.follower, context.followerArn);
+    const sender = await this.senderMismatch(record, step, context);
     if (mismatch || sender) {
       return this.park({ reason: 'invalid-input', channel: request.channel, step, hops: context.hops, input: record, message: (mismatch ?? sender)! });
     }
@@ -403,16 +404,19 @@ export class Leader {
    * Why a destination record was not sent by the follower of the step it claims, or undefined
    * when it was. Lambda names the sender in `requestContext.functionArn` (with its qualifier).
    */
-  private async senderMismatch(record: DestinationRecord, step: number, follower: string, invoked?: string): Promise<string | undefined> {
+  private async senderMismatch(record: DestinationRecord, step: number, context: StepContext): Promise<string | undefined> {
+    const follower = context.follower;
     const sender = record.requestContext.functionArn;
     const sentBy = (arn: string | undefined) => typeof arn === 'string' && typeof sender === 'string' && unqualified(sender) === unqualified(arn);
-    // The function the leader invoked for this step (a deploy may have replaced it since).
-    if (sentBy(invoked)) return undefined;
     let registered = (await this.followersFor([follower], false))[follower];
     if (sentBy(registered)) return undefined;
     // A deploy may have replaced the follower's function since the followers item was cached.
     registered = (await this.followersFor([follower], true))[follower];
     if (sentBy(registered)) return undefined;
+    // The function the leader invoked for this dispatch, as the request it kept says (a deploy may have replaced
+    // it since): the request's own followerArn is only a claim, which anyone invoking a follower can write.
+    if (sentBy(context.followerArn) && context.dispatchId !== undefined
+      && sentBy(await this.deps.progress.dispatchedTo?.(context.runId, step, context.dispatchId))) return undefined;
     return `a follower result sent by ${JSON.stringify(sender ?? null)}, but step ${step} of the route is follower ${JSON.stringify(follower)} `
       + `(${registered ?? 'not registered with this orchestrator'}); allowed: results sent by the step's own follower function`;
   }
@@ -796,21 +800,12 @@ function isFollowerResult(value: unknown): value is { event: unknown; finish?: b
   return resultValidator(value);
 }
 
-function isObject(value: unknown): value is Record<string, any> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
     return text;
   }
-}
-
-function describe(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 120 ? `${text.slice(0, 120)}…` : text;
 }
 
 /** Reads the leader's settings from its environment, failing with the variable's name. */

@@ -1,3 +1,4 @@
+import { gunzipSync } from 'zlib';
 import {
   AttributeValue, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, ScanCommand, UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
@@ -271,6 +272,19 @@ export class ProgressStore {
       start = page.LastEvaluatedKey;
     } while (start && found.length < limit);
     return found;
+  }
+
+  /**
+   * The function ARN the leader invoked for the dispatch `dispatchId` of step `step`, from the
+   * request it kept with the step (undefined once the step has moved on or its input is gone).
+   * Written by the leader, so a request's own `followerArn` cannot vouch for itself.
+   */
+  public async dispatchedTo(runId: string, step: number, dispatchId: string): Promise<string | undefined> {
+    const item = await this.read(runId);
+    if (item?.step?.N !== String(step) || item.dispatchId?.S !== dispatchId || item.stepInput?.B === undefined) return undefined;
+    const kept = JSON.parse(gunzipSync(item.stepInput.B).toString('utf8')) as { orchestration?: { followerArn?: unknown } };
+    const arn = kept.orchestration?.followerArn;
+    return typeof arn === 'string' ? arn : undefined;
   }
 
   private async read(runId: string): Promise<Record<string, AttributeValue> | undefined> {

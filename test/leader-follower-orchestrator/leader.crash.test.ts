@@ -230,12 +230,12 @@ test('leader, the last follower\'s result: every fault ends with the record on t
     await w.lambda.settle({ handle: async (record: any) => (record.requestPayload.step === 2 ? (w.input = record) : leader.handle(record)) } as any);
     return w;
   }, (w, first) => asyncRetries(w, first), (w) => checkDelivered(w, 'r2'));
-  // The claim, PutEvents, the mark (the sender is the function the request names: no read).
-  expect(report.cleanCalls).toEqual(['UpdateItem', 'PutEvents', 'UpdateItem']);
+  // The followers item (the sender check), the claim, PutEvents, the mark.
+  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'PutEvents', 'UpdateItem']);
   // FINISH is at least once: PutEvents applied, then its answer lost, or the mark after it lost
   // or never made (a crash), puts the record again on the retry. A lost answer of the mark does not.
   const twice = report.trials.filter((t) => t.outcomes.duplicates > 0).map((t) => `${t.at} ${t.call}/${t.kind}`);
-  expect(twice).toEqual(['1 PutEvents/lost-answer', '2 UpdateItem/lost-request', '2 UpdateItem/crash']);
+  expect(twice).toEqual(['2 PutEvents/lost-answer', '3 UpdateItem/lost-request', '3 UpdateItem/crash']);
 }, 300_000);
 
 test('leader, a follower\'s failure is parked: every fault ends parked once, and the operator\'s redrive delivers it', async () => {
@@ -251,7 +251,7 @@ test('leader, a follower\'s failure is parked: every fault ends parked once, and
     state.down = false;
     return checkDelivered(w, 'r3');
   });
-  expect(report.cleanCalls).toEqual(['UpdateItem', 'SendMessage', 'UpdateItem']);
+  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'SendMessage', 'UpdateItem']);
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
 
@@ -331,8 +331,8 @@ test('leader, the curated bus refuses the processed record: every fault ends par
     w.rejectPublish = undefined;
     return checkDelivered(w, 'r7');
   });
-  // The claim, (PutEvents refused), the park's mark, its message, its sent mark.
-  expect(report.cleanCalls).toEqual(['UpdateItem', 'UpdateItem', 'SendMessage', 'UpdateItem']);
+  // The followers item (the sender check), the claim, (PutEvents refused), the park's mark, its message, its sent mark.
+  expect(report.cleanCalls).toEqual(['GetItem', 'UpdateItem', 'UpdateItem', 'SendMessage', 'UpdateItem']);
   expect(report.totals.duplicates).toBe(0);
 }, 300_000);
 
