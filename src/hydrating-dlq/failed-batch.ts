@@ -48,10 +48,18 @@ export function readFailedBatch(body: string): FailedBatchMessage {
       + 'event source mapping, whose source is a Kinesis data stream',
     };
   }
+  // A pipe's message has `context`, a Lambda record `requestContext`: one of them, and both fields from it.
+  if (isObject(message.context) === isObject(message.requestContext)) {
+    return {
+      ok: false,
+      reason: 'not a readable failed batch: expected exactly one of context (a pipe\'s dead-letter message) and '
+      + 'requestContext (a Lambda on-failure record)',
+    };
+  }
   const pipe = isObject(message.context) ? message.context : undefined;
-  const lambda = isObject(message.requestContext) ? message.requestContext : undefined;
-  const consumerArn = pipe?.partnerResourceArn ?? lambda?.functionArn;
-  const condition = pipe?.condition ?? lambda?.condition;
+  const source = pipe ?? (message.requestContext as Record<string, unknown>);
+  const consumerArn = pipe ? pipe.partnerResourceArn : source.functionArn;
+  const condition = source.condition;
   const problems = [
     typeof consumerArn !== 'string' || !consumerArn.startsWith('arn:')
       ? `the consumer ARN (context.partnerResourceArn or requestContext.functionArn) is ${describe(consumerArn)}` : undefined,
@@ -71,7 +79,7 @@ export function readFailedBatch(body: string): FailedBatchMessage {
   return {
     ok: true,
     batch: {
-      origin: pipe?.partnerResourceArn !== undefined ? 'pipe' : 'lambda',
+      origin: pipe ? 'pipe' : 'lambda',
       consumerArn: consumerArn as string,
       condition: condition as string,
       streamArn: info.streamArn as string,
