@@ -65,6 +65,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/util-dynamodb@3.996.9',
     '@aws-sdk/client-scheduler@3.1169.0',
     '@aws-sdk/client-lambda@3.1164.0',
+    '@aws-sdk/client-kinesis@3.1143.0',
+    // De-aggregates KPL-aggregated Kinesis records in the hydrator (bundled by esbuild).
+    'aws-kinesis-agg@4.2.8',
     '@aws-lambda-powertools/metrics@2.36.0',
     '@aws-lambda-powertools/logger@2.36.0',
     '@types/aws-lambda@8.10.164',
@@ -128,7 +131,8 @@ for (const [name, version] of Object.entries(PINNED_DEV_DEPS)) {
 
 // Handler code is bundled by esbuild; the AWS SDK comes from the Lambda runtime.
 project.eslint?.addOverride({
-  files: ['src/**/*.lambda.ts', 'src/runtime/**/*.ts', 'src/**/replay-core.ts', 'src/**/*-core.ts'],
+  files: ['src/**/*.lambda.ts', 'src/runtime/**/*.ts', 'src/**/replay-core.ts', 'src/**/*-core.ts',
+    'src/hydrating-dlq/shard-range-reader.ts', 'src/hydrating-dlq/user-records.ts'],
   rules: { 'import/no-extraneous-dependencies': ['error', { devDependencies: true, optionalDependencies: false, peerDependencies: true }] },
 });
 
