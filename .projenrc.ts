@@ -66,6 +66,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-scheduler@3.1169.0',
     '@aws-sdk/client-lambda@3.1164.0',
     '@aws-sdk/client-kinesis@3.1143.0',
+    // Tests reach moto's Kinesis over HTTP/1.1 (the client's default is HTTP/2).
+    '@smithy/node-http-handler@4.14.2',
     // De-aggregates KPL-aggregated Kinesis records in the hydrator (bundled by esbuild).
     'aws-kinesis-agg@4.2.8',
     '@aws-lambda-powertools/metrics@2.36.0',

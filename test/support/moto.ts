@@ -1,8 +1,10 @@
 import { randomUUID } from 'crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 /** AWS SDK clients pointed at the moto server started by the jest global setup. */
 export interface MotoClients {
@@ -11,6 +13,8 @@ export interface MotoClients {
   readonly eventBridge: EventBridgeClient;
   readonly s3: S3Client;
   readonly dynamoDb: DynamoDBClient;
+  /** Over HTTP/1.1: the Kinesis client speaks HTTP/2 by default, which moto's server does not. */
+  readonly kinesis: KinesisClient;
 }
 
 /** The moto server's endpoint; throws if the global setup did not start one. */
@@ -22,7 +26,7 @@ export function motoEndpoint(): string {
   return endpoint;
 }
 
-/** SQS, EventBridge, S3 and DynamoDB clients for the moto server, with dummy credentials. */
+/** SQS, EventBridge, S3, DynamoDB and Kinesis clients for the moto server, with dummy credentials. */
 export function motoClients(): MotoClients {
   const endpoint = motoEndpoint();
   const config = {
@@ -37,6 +41,7 @@ export function motoClients(): MotoClients {
     eventBridge: new EventBridgeClient(config),
     s3: new S3Client({ ...config, forcePathStyle: true }),
     dynamoDb: new DynamoDBClient(config),
+    kinesis: new KinesisClient({ ...config, requestHandler: new NodeHttpHandler() }),
   };
 }
 
