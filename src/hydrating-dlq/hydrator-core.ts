@@ -22,6 +22,15 @@ import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
  * hydrator's own dead-letter queue.
  */
 
+/** The hydrator's environment, set by the construct. */
+export const HYDRATOR_ENV = {
+  BUCKET_NAME: 'BUCKET_NAME',
+  OBJECT_PREFIX: 'OBJECT_PREFIX',
+  STREAM_ARN: 'STREAM_ARN',
+  /** The metrics' `hydratingDlq` dimension: the construct's path. */
+  METRICS_ID: 'METRICS_ID',
+} as const;
+
 /** The prefix (under the configured one) where unreadable dead-letter messages are kept. */
 export const UNREADABLE_PREFIX = '!unreadable/';
 
