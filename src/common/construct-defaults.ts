@@ -168,3 +168,16 @@ export function handlerMetric(metricName: string, dimensionsMap: { [name: string
 export function grantInvokeExactly(fn: lambda.IFunction, grantee: iam.IGrantable): iam.Grant {
   return iam.Grant.addToPrincipal({ grantee, actions: ['lambda:InvokeFunction'], resourceArns: [fn.functionArn] });
 }
+
+/** A resolved CloudFormation value as cdk-nag renders it in finding ids (`<LogicalId>`, `<AWS::Region>`). */
+export function flattenForNag(value: unknown): string {
+  if (typeof value === 'string') return value.replace(/\$\{/g, '<').replace(/}/g, '>');
+  const node = value as Record<string, any>;
+  if (node['Fn::Join']) {
+    const [delimiter, items] = node['Fn::Join'];
+    return (items as unknown[]).map(flattenForNag).join(delimiter);
+  }
+  if (node['Fn::GetAtt']) return `<${node['Fn::GetAtt'].map(flattenForNag).join('.')}>`;
+  if (node.Ref) return `<${flattenForNag(node.Ref)}>`;
+  return JSON.stringify(value);
+}

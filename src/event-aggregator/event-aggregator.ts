@@ -32,7 +32,7 @@ import { AggregationRequirement, AggregatorSourceOptions, EventAggregatorProps }
 import { RecorderFunction } from './recorder-function';
 import {
   acknowledgeKeyWildcards, acknowledgeXRay, allowEventBridgeToUseKey, functionLogGroup, functionRole, grantInvokeExactly, handlerMetric,
-  METRICS_NAMESPACE, queueDepth, secureDeadLetterQueue, thresholdAlarm, truncate,
+  METRICS_NAMESPACE, queueDepth, secureDeadLetterQueue, thresholdAlarm, truncate, flattenForNag,
 } from '../common/construct-defaults';
 import { DELIVERABLE_ENTRY_BYTES } from '../common/event-limits';
 import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
@@ -798,18 +798,3 @@ function wholeSeconds(scope: IConstruct, prop: string, value: Duration | undefin
   }
   return seconds;
 }
-
-
-/** A resolved CloudFormation value as cdk-nag renders it in finding ids (`<LogicalId>`, `<AWS::Region>`). */
-function flattenForNag(value: unknown): string {
-  if (typeof value === 'string') return value.replace(/\$\{/g, '<').replace(/}/g, '>');
-  const node = value as Record<string, any>;
-  if (node['Fn::Join']) {
-    const [delimiter, items] = node['Fn::Join'];
-    return (items as unknown[]).map(flattenForNag).join(delimiter);
-  }
-  if (node['Fn::GetAtt']) return `<${node['Fn::GetAtt'].map(flattenForNag).join('.')}>`;
-  if (node.Ref) return `<${flattenForNag(node.Ref)}>`;
-  return JSON.stringify(value);
-}
-

@@ -1,0 +1,411 @@
+import { ArnFormat, Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as lambdaEventSources from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as pipes from 'aws-cdk-lib/aws-pipes';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { HydratingDlqProps, PipeLogLevel, PipeStartingPosition } from './hydrating-dlq-props';
+import { HYDRATOR_ENV } from './hydrator-core';
+import { HydratorFunction } from './hydrator-function';
+import { PipeTarget } from './pipe-target';
+import {
+  acknowledgeKeyWildcards, acknowledgeXRay, flattenForNag, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
+  queueDepth, queueEncryption, secureDeadLetterQueue, thresholdAlarm,
+} from '../common/construct-defaults';
+import { PropValidationError, validateHttpsUrl, validateIntegerRange } from '../common/validation';
+
+const SERVICE_NAME = 'cdk-event-fabric-hydrating-dlq';
+const PIPE_NAME = /^[.\-_A-Za-z0-9]{1,64}$/;
+const OBJECT_PREFIX = /^([^\s]{0,99}\/)?$/;
+/** Receives of a dead-letter message before it moves to the hydrator's own dead-letter queue. */
+const HYDRATOR_MAX_RECEIVE_COUNT = 3;
+
+/**
+ * A Kinesis data stream delivered to a target through an EventBridge Pipe, whose
+ * metadata-only dead-letter queue is hydrated back into full records in S3.
+ *
+ * - The pipe's retries and record age are always bounded (Pipes' defaults would block a shard
+ *   behind one bad record until the retention ends), and its explicit role holds the
+ *   dead-letter queue's permissions from the first deploy.
+ * - Each dead-letter message names a failed batch (shard and sequence range). The hydrator
+ *   reads exactly those records back from the stream, before its retention ends, and writes
+ *   each to the bucket under `<prefix><pipe>/<yyyy>/<MM>/<dd>/<HH>/<shard>/<partition key>/`.
+ *   Records the stream no longer has are written as an unrecoverable object with the reason.
+ * - Alarms: the hydration deadline (the oldest dead-letter message against the stream's
+ *   retention), hydrator failures, unrecoverable records, and the pipe's execution and target failures.
+ */
+export class HydratingDlq extends Construct {
+  /** The stream the pipe reads. */
+  public readonly stream: kinesis.IStream;
+  /** The pipe (L1: aws-cdk-lib has no stable Pipes L2). */
+  public readonly pipe: pipes.CfnPipe;
+  /** The pipe's name: the consumer name in the hydrated objects' keys. */
+  public readonly pipeName: string;
+  /** The pipe's role. */
+  public readonly pipeRole: iam.Role;
+  /** The pipe's log group. */
+  public readonly pipeLogGroup: logs.LogGroup;
+  /** The default target's API destination, when no `target` was given. */
+  public readonly apiDestination?: events.ApiDestination;
+  /** The default target's connection, when it was created here. */
+  public readonly connection?: events.IConnection;
+  /** The pipe's dead-letter queue: metadata of failed batches, the hydrator's trigger. */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** Dead-letter messages the hydrator could not hydrate, after 3 attempts. */
+  public readonly hydratorDeadLetterQueue: sqs.Queue;
+  /** The hydrator. */
+  public readonly hydratorFunction: lambda.Function;
+  /** The hydrated records' bucket. */
+  public readonly bucket: s3.IBucket;
+  /** The key prefix of every hydrated object. */
+  public readonly objectPrefix: string;
+  /** The oldest dead-letter message is halfway to the hydration deadline (see the docs). */
+  public readonly hydrationDeadlineAlarm: cloudwatch.Alarm;
+  /** A dead-letter message waits in the hydrator's dead-letter queue. */
+  public readonly hydratorDeadLetterQueueAlarm: cloudwatch.Alarm;
+  /** The hydrator failed (an invocation error or a message returned to the queue). */
+  public readonly hydratorErrorsAlarm: cloudwatch.Alarm;
+  /** Records the stream no longer had, or a dead-letter message that was not a failed batch, were written as such. */
+  public readonly unrecoverableRecordsAlarm: cloudwatch.Alarm;
+  /** Pipe executions failed. */
+  public readonly pipeExecutionFailedAlarm: cloudwatch.Alarm;
+  /** The pipe's target failed. */
+  public readonly pipeTargetFailedAlarm: cloudwatch.Alarm;
+
+  private readonly props: HydratingDlqProps;
+  private readonly metricsId: string;
+
+  constructor(scope: Construct, id: string, props: HydratingDlqProps) {
+    super(scope, id);
+    this.props = props;
+    this.metricsId = this.node.path;
+    const retention = props.streamRetention ?? Duration.hours(24);
+    const maximumRecordAge = props.maximumRecordAge ?? Duration.hours(1);
+    this.validate(retention, maximumRecordAge);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const key = props.encryptionKey;
+
+    this.stream = props.stream ?? this.createStream(retention, removalPolicy);
+    this.pipeName = props.pipeName ?? Names.uniqueResourceName(this, { maxLength: 64, separator: '-' });
+    this.objectPrefix = props.objectPrefix ?? 'hydrated/';
+
+    this.hydratorDeadLetterQueue = secureDeadLetterQueue(this, 'HydratorDeadLetterQueue', {
+      encryptionKey: key,
+      holds: 'pipe dead-letter messages the hydrator failed to hydrate',
+      emptiedBy: 'moved back to the pipe\'s dead-letter queue (an SQS redrive) once the cause is fixed',
+      removalPolicy,
+    });
+    const hydratorTimeout = props.hydratorTimeout ?? Duration.minutes(5);
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      ...queueEncryption(key),
+      enforceSSL: true,
+      retentionPeriod: props.deadLetterQueueRetention ?? Duration.days(14),
+      // Lambda's advice for an SQS event source: six times the function's timeout.
+      visibilityTimeout: Duration.seconds(hydratorTimeout.toSeconds() * 6),
+      deadLetterQueue: { queue: this.hydratorDeadLetterQueue, maxReceiveCount: HYDRATOR_MAX_RECEIVE_COUNT },
+      removalPolicy,
+    });
+
+    this.bucket = props.bucket ?? this.createBucket(removalPolicy);
+
+    const target = props.target ?? this.defaultTarget();
+    this.pipeLogGroup = new logs.LogGroup(this, 'PipeLogs', { retention: FUNCTION_LOG_RETENTION, removalPolicy: RemovalPolicy.DESTROY });
+    this.pipeRole = this.createPipeRole();
+    this.pipe = this.createPipe(target, maximumRecordAge);
+    this.hydratorFunction = this.createHydrator(hydratorTimeout);
+
+    const alarmActions = props.alarmActions;
+    // Halfway from the dead-letter message to the earliest moment its records can be trimmed.
+    const deadlineSeconds = Math.max(60, Math.floor((retention.toSeconds() - maximumRecordAge.toSeconds()) / 2));
+    this.hydrationDeadlineAlarm = thresholdAlarm(this, 'HydrationDeadlineAlarm',
+      this.deadLetterQueue.metricApproximateAgeOfOldestMessage({ statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
+      `A failed batch has waited ${deadlineSeconds} s in the pipe's dead-letter queue, halfway to the stream's retention: hydrate it before its records are trimmed`,
+      alarmActions, { threshold: deadlineSeconds });
+    this.hydratorDeadLetterQueueAlarm = thresholdAlarm(this, 'HydratorDeadLetterQueueAlarm', queueDepth(this.hydratorDeadLetterQueue),
+      'Dead-letter messages the hydrator could not hydrate: fix the cause and redrive them to the pipe\'s dead-letter queue before the stream\'s retention ends',
+      alarmActions);
+    this.hydratorErrorsAlarm = thresholdAlarm(this, 'HydratorErrorsAlarm', new cloudwatch.MathExpression({
+      expression: 'FILL(errors, 0) + FILL(failed, 0)',
+      usingMetrics: { errors: this.hydratorFunction.metricErrors({ period: Duration.minutes(5) }), failed: this.metricHydrator('MessagesFailed') },
+      period: Duration.minutes(5),
+      label: 'hydrator errors and failed messages',
+    }), 'The hydrator failed: an invocation error, or a dead-letter message returned to the queue', alarmActions);
+    this.unrecoverableRecordsAlarm = thresholdAlarm(this, 'UnrecoverableRecordsAlarm', new cloudwatch.MathExpression({
+      expression: 'FILL(partly, 0) + FILL(unreadable, 0)',
+      usingMetrics: { partly: this.metricHydrator('BatchesPartlyUnrecoverable'), unreadable: this.metricHydrator('MessagesUnreadable') },
+      period: Duration.minutes(5),
+      label: 'batches partly unrecoverable and messages unreadable',
+    }), `Records the stream no longer had, or dead-letter messages that were not failed batches, were written under ${this.objectPrefix}`, alarmActions);
+    this.pipeExecutionFailedAlarm = thresholdAlarm(this, 'PipeExecutionFailedAlarm', this.metricPipe('ExecutionFailed'),
+      `Executions of pipe ${this.pipeName} failed`, alarmActions);
+    this.pipeTargetFailedAlarm = thresholdAlarm(this, 'PipeTargetFailedAlarm', this.metricPipe('TargetStageFailed'),
+      `The target of pipe ${this.pipeName} failed`, alarmActions);
+  }
+
+  /** A pipe metric (namespace `AWS/EventBridge/Pipes`, dimension `PipeName`), summed over 5 minutes. */
+  public metricPipe(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: 'AWS/EventBridge/Pipes',
+      metricName,
+      dimensionsMap: { PipeName: this.pipeName },
+      statistic: cloudwatch.Stats.SUM,
+      period: Duration.minutes(5),
+      ...props,
+    });
+  }
+
+  /**
+   * A hydrator metric: `RecordsHydrated`, `BatchesHydrated`, `BatchesPartlyUnrecoverable`,
+   * `MessagesUnreadable` or `MessagesFailed` (namespace `cdk-event-fabric`, dimension
+   * `hydratingDlq`), summed over 5 minutes.
+   */
+  public metricHydrator(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return handlerMetric(metricName, { service: SERVICE_NAME, hydratingDlq: this.metricsId }, props);
+  }
+
+  /** Lets `grantee` read the hydrated objects (and decrypt them). */
+  public grantReadHydrated(grantee: iam.IGrantable): iam.Grant {
+    return this.bucket.grantRead(grantee, `${this.objectPrefix}*`);
+  }
+
+  private validate(retention: Duration, maximumRecordAge: Duration): void {
+    const props = this.props;
+    if ((props.target === undefined) === (props.endpoint === undefined)) {
+      throw new PropValidationError(this, 'target/endpoint', { target: props.target?.kind, endpoint: props.endpoint },
+        'allowed: exactly one of them (`target` for any pipe target, or `endpoint` for the default API destination)');
+    }
+    if (props.endpoint !== undefined) {
+      validateHttpsUrl(this, 'endpoint', props.endpoint);
+      if ((props.authorization === undefined) === (props.connection === undefined)) {
+        throw new PropValidationError(this, 'authorization/connection', { authorization: !!props.authorization, connection: !!props.connection },
+          'allowed: exactly one of them with `endpoint`');
+      }
+    } else {
+      for (const [name, value] of Object.entries({
+        authorization: props.authorization, connection: props.connection, httpMethod: props.httpMethod, rateLimitPerSecond: props.rateLimitPerSecond,
+      })) {
+        if (value !== undefined) throw new PropValidationError(this, name, '(given)', 'allowed: only with `endpoint` (the default target); configure your own target instead');
+      }
+    }
+    validateIntegerRange(this, 'rateLimitPerSecond', props.rateLimitPerSecond, 1, 300, 'invocations per second');
+    if (props.stream && (props.streamMode !== undefined || props.shardCount !== undefined)) {
+      throw new PropValidationError(this, 'streamMode/shardCount', { streamMode: props.streamMode, shardCount: props.shardCount },
+        'allowed: only for the created stream (leave them out with `stream`)');
+    }
+    if (props.shardCount !== undefined && props.streamMode !== kinesis.StreamMode.PROVISIONED) {
+      throw new PropValidationError(this, 'shardCount', props.shardCount, 'allowed: only with streamMode PROVISIONED');
+    }
+    validateIntegerRange(this, 'shardCount', props.shardCount, 1, 500);
+    const retentionHours = durationIn(retention, 'hours');
+    if (retentionHours !== undefined && (!Number.isInteger(retentionHours) || retentionHours < 24 || retentionHours > 8760)) {
+      throw new PropValidationError(this, 'streamRetention', retention.toHumanString(), 'allowed: whole hours from 24 hours to 365 days (Kinesis\'s retention range)');
+    }
+    validateIntegerRange(this, 'batchSize', props.batchSize, 1, 10_000, 'records');
+    validateIntegerRange(this, 'maximumBatchingWindow', durationIn(props.maximumBatchingWindow, 'seconds'), 0, 300, 'seconds');
+    validateIntegerRange(this, 'maximumRetryAttempts', props.maximumRetryAttempts, 0, 10_000, '(never -1, infinite)');
+    validateIntegerRange(this, 'parallelizationFactor', props.parallelizationFactor, 1, 10);
+    const ageSeconds = durationIn(maximumRecordAge, 'seconds');
+    validateIntegerRange(this, 'maximumRecordAge', ageSeconds, 60, 604_800, 'seconds (never -1, infinite)');
+    const retentionSeconds = durationIn(retention, 'seconds');
+    if (ageSeconds !== undefined && retentionSeconds !== undefined && ageSeconds >= retentionSeconds) {
+      throw new PropValidationError(this, 'maximumRecordAge', maximumRecordAge.toHumanString(),
+        `allowed: shorter than the stream's retention (${retention.toHumanString()}), so a failed batch's records are still in the stream when the hydrator reads them`);
+    }
+    if (props.pipeName !== undefined && !Token.isUnresolved(props.pipeName) && !PIPE_NAME.test(props.pipeName)) {
+      throw new PropValidationError(this, 'pipeName', props.pipeName, 'allowed: 1 to 64 characters of A-Z a-z 0-9 . _ -');
+    }
+    if (props.objectPrefix !== undefined && !OBJECT_PREFIX.test(props.objectPrefix)) {
+      throw new PropValidationError(this, 'objectPrefix', props.objectPrefix, 'allowed: empty, or up to 100 characters without whitespace ending in "/"');
+    }
+    if (props.inputTemplate !== undefined && !Token.isUnresolved(props.inputTemplate) && props.inputTemplate.length > 8192) {
+      throw new PropValidationError(this, 'inputTemplate', `${props.inputTemplate.slice(0, 40)}...`, 'allowed: at most 8,192 characters');
+    }
+    const filters = props.filterPatterns ?? [];
+    if (filters.length > 5) throw new PropValidationError(this, 'filterPatterns', filters, 'allowed: at most 5 patterns');
+    for (const pattern of filters) {
+      if (Token.isUnresolved(pattern)) continue;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(pattern);
+      } catch {
+        parsed = undefined;
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.keys(parsed).length === 0) {
+        throw new PropValidationError(this, 'filterPatterns', pattern, 'allowed: JSON event patterns, each an object with at least one field (for example {"data":{"type":["order"]}})');
+      }
+    }
+    validateIntegerRange(this, 'hydratorBatchSize', props.hydratorBatchSize, 1, 10, 'messages');
+    validateIntegerRange(this, 'hydratorTimeout', durationIn(props.hydratorTimeout, 'seconds'), 30, 900, 'seconds');
+    validateIntegerRange(this, 'deadLetterQueueRetention', durationIn(props.deadLetterQueueRetention, 'seconds'), 60, 1_209_600, 'seconds');
+  }
+
+  private createStream(retention: Duration, removalPolicy: RemovalPolicy): kinesis.Stream {
+    const key = this.props.encryptionKey;
+    const stream = new kinesis.Stream(this, 'Stream', {
+      streamMode: this.props.streamMode ?? kinesis.StreamMode.ON_DEMAND,
+      shardCount: this.props.streamMode === kinesis.StreamMode.PROVISIONED ? this.props.shardCount ?? 1 : undefined,
+      retentionPeriod: retention,
+      encryption: key ? kinesis.StreamEncryption.KMS : kinesis.StreamEncryption.MANAGED,
+      encryptionKey: key,
+      removalPolicy,
+    });
+    if (key) {
+      Validations.of(stream).acknowledge({
+        id: 'AwsSolutions-KDS3',
+        reason: 'The stream is encrypted with the customer key given as `encryptionKey`, as the user chose; without one it uses aws/kinesis.',
+      });
+    }
+    return stream;
+  }
+
+  private createBucket(removalPolicy: RemovalPolicy): s3.Bucket {
+    const key = this.props.encryptionKey;
+    const bucket = new s3.Bucket(this, 'Bucket', {
+      encryption: key ? s3.BucketEncryption.KMS : s3.BucketEncryption.S3_MANAGED,
+      encryptionKey: key,
+      bucketKeyEnabled: key ? true : undefined,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      serverAccessLogsBucket: this.props.serverAccessLogsBucket,
+      serverAccessLogsPrefix: this.props.serverAccessLogsBucket ? 'hydrating-dlq/' : undefined,
+      removalPolicy,
+      lifecycleRules: [{ id: 'AbortIncompleteUploads', abortIncompleteMultipartUploadAfter: Duration.days(1) }],
+    });
+    if (!this.props.serverAccessLogsBucket) {
+      Validations.of(bucket).acknowledge({
+        id: 'AwsSolutions-S1',
+        reason: 'Server access logging is opt-in: pass `serverAccessLogsBucket` to enable it. Only the hydrator writes here; '
+          + 'its logs and metrics record every object it writes.',
+      });
+    }
+    return bucket;
+  }
+
+  private defaultTarget(): PipeTarget {
+    const props = this.props;
+    const connection = props.connection ?? new events.Connection(this, 'Connection', {
+      authorization: props.authorization!.toEventsAuthorization(),
+      description: `cdk-event-fabric HydratingDlq ${this.node.path}`.slice(0, 512),
+    });
+    const destination = new events.ApiDestination(this, 'ApiDestination', {
+      connection,
+      endpoint: props.endpoint!,
+      httpMethod: props.httpMethod ?? events.HttpMethod.POST,
+      rateLimitPerSecond: props.rateLimitPerSecond,
+      description: `cdk-event-fabric HydratingDlq ${this.node.path}`.slice(0, 512),
+    });
+    (this as { connection?: events.IConnection }).connection = props.connection ? undefined : connection;
+    (this as { apiDestination?: events.ApiDestination }).apiDestination = destination;
+    return PipeTarget.apiDestination(destination);
+  }
+
+  private pipeArn(): string {
+    return Stack.of(this).formatArn({ service: 'pipes', resource: 'pipe', resourceName: this.pipeName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+  }
+
+  private createPipeRole(): iam.Role {
+    const stack = Stack.of(this);
+    const role = new iam.Role(this, 'PipeRole', {
+      assumedBy: new iam.ServicePrincipal('pipes.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account, 'aws:SourceArn': this.pipeArn() } },
+      }),
+      description: 'cdk-event-fabric HydratingDlq pipe: reads the stream, calls the target, writes the dead-letter queue and logs',
+    });
+    this.stream.grantRead(role);
+    // Granted before the pipe exists: adding a dead-letter queue to a pipe whose role lacks it fails the update.
+    this.deadLetterQueue.grantSendMessages(role);
+    this.pipeLogGroup.grantWrite(role);
+    acknowledgeKeyWildcards(role, this.props.encryptionKey, 'The pipe reads the stream and writes the dead-letter queue, both encrypted with the construct key');
+    return role;
+  }
+
+  private createPipe(target: PipeTarget, maximumRecordAge: Duration): pipes.CfnPipe {
+    const props = this.props;
+    const config = target.bind(this.pipeRole);
+    const filters = props.filterPatterns ?? [];
+    const pipe = new pipes.CfnPipe(this, 'Pipe', {
+      name: this.pipeName,
+      description: `cdk-event-fabric HydratingDlq ${this.node.path}`.slice(0, 512),
+      roleArn: this.pipeRole.roleArn,
+      source: this.stream.streamArn,
+      sourceParameters: {
+        kinesisStreamParameters: {
+          startingPosition: props.startingPosition ?? PipeStartingPosition.TRIM_HORIZON,
+          batchSize: props.batchSize ?? 1,
+          maximumBatchingWindowInSeconds: props.maximumBatchingWindow?.toSeconds(),
+          maximumRetryAttempts: props.maximumRetryAttempts ?? 3,
+          maximumRecordAgeInSeconds: maximumRecordAge.toSeconds(),
+          onPartialBatchItemFailure: props.bisectBatchOnFailure ?? true ? 'AUTOMATIC_BISECT' : undefined,
+          parallelizationFactor: props.parallelizationFactor ?? 1,
+          deadLetterConfig: { arn: this.deadLetterQueue.queueArn },
+        },
+        filterCriteria: filters.length > 0 ? { filters: filters.map((pattern) => ({ pattern })) } : undefined,
+      },
+      target: config.targetArn,
+      targetParameters: config.targetParameters || props.inputTemplate !== undefined
+        ? { ...config.targetParameters, inputTemplate: props.inputTemplate } : undefined,
+      logConfiguration: {
+        level: props.logLevel ?? PipeLogLevel.ERROR,
+        includeExecutionData: props.logExecutionData ? ['ALL'] : undefined,
+        cloudwatchLogsLogDestination: { logGroupArn: this.pipeLogGroup.logGroupArn },
+      },
+    });
+    // The role's policies exist before the pipe starts: its first poll, dead letter and log need them.
+    pipe.node.addDependency(this.pipeRole);
+    return pipe;
+  }
+
+  private createHydrator(timeout: Duration): lambda.Function {
+    const key = this.props.encryptionKey;
+    const logGroup = functionLogGroup(this, 'HydratorFunctionLogs');
+    const role = functionRole(this, 'HydratorFunctionRole', 'cdk-event-fabric HydratingDlq hydrator', logGroup);
+    const fn = new HydratorFunction(this, 'HydratorFunction', {
+      role,
+      description: 'cdk-event-fabric HydratingDlq: reads failed batches back from the stream into S3',
+      memorySize: 512,
+      timeout,
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup,
+      environment: {
+        [HYDRATOR_ENV.BUCKET_NAME]: this.bucket.bucketName,
+        [HYDRATOR_ENV.OBJECT_PREFIX]: this.objectPrefix,
+        [HYDRATOR_ENV.STREAM_ARN]: this.stream.streamArn,
+        [HYDRATOR_ENV.METRICS_ID]: this.metricsId,
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      },
+    });
+    fn.addEventSource(new lambdaEventSources.SqsEventSource(this.deadLetterQueue, {
+      batchSize: this.props.hydratorBatchSize ?? 1,
+      reportBatchItemFailures: true,
+    }));
+    this.stream.grantRead(fn);
+    // PutObject only (grantPut adds s3:Abort* and legal-hold actions the hydrator never uses).
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [this.bucket.arnForObjects(`${this.objectPrefix}*`)] }));
+    this.bucket.encryptionKey?.grantEncrypt(fn);
+    acknowledgeXRay(role);
+    acknowledgeKeyWildcards(role, key, 'The hydrator reads the stream and the dead-letter queue, and writes the bucket, encrypted with the construct key');
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${flattenForNag(Stack.of(this).resolve(this.bucket.arnForObjects(`${this.objectPrefix}*`)))}]`,
+      reason: 'The hydrator writes one object per record under the construct\'s prefix, keyed at run time.',
+    });
+    const viaRedrive = 'Triggered by an SQS event source: a message it fails returns to the queue, whose redrive policy moves it to the '
+      + 'hydrator\'s dead-letter queue (SQS event sources have no on-failure destination).';
+    Validations.of(fn).acknowledge({ id: 'Serverless-LambdaDLQ', reason: viaRedrive });
+    Validations.of(fn).acknowledge({ id: 'Serverless-LambdaEventSourceMappingDestination', reason: viaRedrive });
+    return fn;
+  }
+}
+
+/** A duration in `unit`, or undefined when it is a token (or absent). */
+function durationIn(duration: Duration | undefined, unit: 'seconds' | 'hours'): number | undefined {
+  if (duration === undefined || Token.isUnresolved(duration.toSeconds({ integral: false }))) return undefined;
+  return unit === 'seconds' ? duration.toSeconds({ integral: false }) : duration.toHours({ integral: false });
+}

@@ -1,0 +1,3 @@
+export * from './hydrating-dlq';
+export * from './hydrating-dlq-props';
+export * from './pipe-target';
