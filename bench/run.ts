@@ -21,6 +21,11 @@
  *    item) and progress writes per 1,000 events, with the route cache on and off, against
  *    the seed's naive leader (a route read on every step, no progress); then the leader's CPU
  *    per invocation with in-memory stubs, ours against the naive leader.
+ * 6. HydratingDlq's hydrator on moto (started here) hydrating a 10,000-record failed batch with
+ *    GetRecords pages of 10,000 and 1,000: GetRecords calls against the goal (2 × ceil(10,000 /
+ *    page size)), records written and missed, records/s and peak memory, against a naive
+ *    hydrator (one GetRecords, which misses the records past its first page) and a ceiling
+ *    (the GetRecords loop alone, no S3 writes).
  */
 import { App, Stack } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -29,6 +34,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { ApiDestinationChannel, ChannelAuthorization } from '../src';
 import { benchBatchPublisher } from './batch-publisher';
 import { benchEventAggregator } from './event-aggregator';
+import { benchHydratingDlq } from './hydrating-dlq';
 import { benchLeaderFollowerOrchestrator } from './leader-follower-orchestrator';
 import { REPLAY_DETAIL_TYPE, REPLAY_SOURCE } from '../src/api-destination-channel/replay-contract';
 import { replayDeadLetters } from '../src/api-destination-channel/replay-core';
@@ -183,6 +189,7 @@ async function main(): Promise<void> {
   benchBatchPublisher(table);
   await benchEventAggregator(table);
   await benchLeaderFollowerOrchestrator(table);
+  await benchHydratingDlq(table);
 }
 
 main().catch((err) => {

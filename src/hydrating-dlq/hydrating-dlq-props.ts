@@ -222,6 +222,13 @@ export interface HydratingDlqProps {
   readonly hydratorTimeout?: Duration;
 
   /**
+   * A bus the replayer may also send hydrated records to (`"target": "bus"`), as
+   * `Hydrated Record Replayed` events from `cdk-event-fabric.hydrating-dlq`.
+   * @default - none: records are replayed to the pipe's target only
+   */
+  readonly replayEventBus?: events.IEventBus;
+
+  /**
    * What happens to the created stream, queues and bucket when the construct is removed.
    * @default RemovalPolicy.RETAIN
    */

@@ -13,10 +13,11 @@ import { Construct } from 'constructs';
 import { HydratingDlqProps, PipeLogLevel, PipeStartingPosition } from './hydrating-dlq-props';
 import { HYDRATOR_ENV } from './hydrator-core';
 import { HydratorFunction } from './hydrator-function';
-import { PipeTarget } from './pipe-target';
+import { PipeTarget, PipeTargetConfig } from './pipe-target';
+import { ReplayerFunction } from './replayer-function';
 import {
   acknowledgeKeyWildcards, acknowledgeXRay, flattenForNag, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
-  queueDepth, queueEncryption, secureDeadLetterQueue, thresholdAlarm,
+  grantInvokeExactly, queueDepth, queueEncryption, secureDeadLetterQueue, thresholdAlarm,
 } from '../common/construct-defaults';
 import { PropValidationError, validateHttpsUrl, validateIntegerRange } from '../common/validation';
 
@@ -47,6 +48,14 @@ export class HydratingDlq extends Construct {
   public readonly pipe: pipes.CfnPipe;
   /** The pipe's name: the consumer name in the hydrated objects' keys. */
   public readonly pipeName: string;
+  /** The replay stream: the replayer puts records here, and the replay pipe delivers them to the same target. */
+  public readonly replayStream: kinesis.Stream;
+  /** The replay pipe: the pipe's settings, target and dead-letter queue, reading the replay stream. */
+  public readonly replayPipe: pipes.CfnPipe;
+  /** The replay pipe's name (`<pipeName>-replay`). */
+  public readonly replayPipeName: string;
+  /** The replayer: invoked by an operator to send hydrated records again (see the docs). */
+  public readonly replayerFunction: lambda.Function;
   /** The pipe's role. */
   public readonly pipeRole: iam.Role;
   /** The pipe's log group. */
@@ -73,9 +82,9 @@ export class HydratingDlq extends Construct {
   public readonly hydratorErrorsAlarm: cloudwatch.Alarm;
   /** Records the stream no longer had, or a dead-letter message that was not a failed batch, were written as such. */
   public readonly unrecoverableRecordsAlarm: cloudwatch.Alarm;
-  /** Pipe executions failed. */
+  /** Executions of the pipe or the replay pipe failed. */
   public readonly pipeExecutionFailedAlarm: cloudwatch.Alarm;
-  /** The pipe's target failed. */
+  /** The target failed (for the pipe or the replay pipe). */
   public readonly pipeTargetFailedAlarm: cloudwatch.Alarm;
 
   private readonly props: HydratingDlqProps;
@@ -92,7 +101,17 @@ export class HydratingDlq extends Construct {
     const key = props.encryptionKey;
 
     this.stream = props.stream ?? this.createStream(retention, removalPolicy);
-    this.pipeName = props.pipeName ?? Names.uniqueResourceName(this, { maxLength: 64, separator: '-' });
+    this.pipeName = props.pipeName ?? Names.uniqueResourceName(this, { maxLength: 57, separator: '-' });
+    this.replayPipeName = `${this.pipeName.slice(0, 57)}-replay`;
+    this.replayStream = new kinesis.Stream(this, 'ReplayStream', {
+      streamMode: kinesis.StreamMode.PROVISIONED,
+      shardCount: 1,
+      retentionPeriod: Duration.hours(24),
+      encryption: key ? kinesis.StreamEncryption.KMS : kinesis.StreamEncryption.MANAGED,
+      encryptionKey: key,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    if (key) this.acknowledgeCustomerKey(this.replayStream);
     this.objectPrefix = props.objectPrefix ?? 'hydrated/';
 
     this.hydratorDeadLetterQueue = secureDeadLetterQueue(this, 'HydratorDeadLetterQueue', {
@@ -117,8 +136,12 @@ export class HydratingDlq extends Construct {
     const target = props.target ?? this.defaultTarget();
     this.pipeLogGroup = new logs.LogGroup(this, 'PipeLogs', { retention: FUNCTION_LOG_RETENTION, removalPolicy: RemovalPolicy.DESTROY });
     this.pipeRole = this.createPipeRole();
-    this.pipe = this.createPipe(target, maximumRecordAge);
+    const targetConfig = target.bind(this.pipeRole);
+    this.pipe = this.createPipe('Pipe', this.pipeName, this.stream, targetConfig, maximumRecordAge, props.startingPosition);
+    // Replayed records are new to the replay stream: the replay pipe starts at its oldest, never skipping one.
+    this.replayPipe = this.createPipe('ReplayPipe', this.replayPipeName, this.replayStream, targetConfig, maximumRecordAge, PipeStartingPosition.TRIM_HORIZON);
     this.hydratorFunction = this.createHydrator(hydratorTimeout);
+    this.replayerFunction = this.createReplayer();
 
     const alarmActions = props.alarmActions;
     // Halfway from the dead-letter message to the earliest moment its records can be trimmed.
@@ -142,18 +165,21 @@ export class HydratingDlq extends Construct {
       period: Duration.minutes(5),
       label: 'batches partly unrecoverable and messages unreadable',
     }), `Records the stream no longer had, or dead-letter messages that were not failed batches, were written under ${this.objectPrefix}`, alarmActions);
-    this.pipeExecutionFailedAlarm = thresholdAlarm(this, 'PipeExecutionFailedAlarm', this.metricPipe('ExecutionFailed'),
-      `Executions of pipe ${this.pipeName} failed`, alarmActions);
-    this.pipeTargetFailedAlarm = thresholdAlarm(this, 'PipeTargetFailedAlarm', this.metricPipe('TargetStageFailed'),
-      `The target of pipe ${this.pipeName} failed`, alarmActions);
+    this.pipeExecutionFailedAlarm = thresholdAlarm(this, 'PipeExecutionFailedAlarm', this.bothPipes('ExecutionFailed'),
+      `Executions of pipe ${this.pipeName} or ${this.replayPipeName} failed`, alarmActions);
+    this.pipeTargetFailedAlarm = thresholdAlarm(this, 'PipeTargetFailedAlarm', this.bothPipes('TargetStageFailed'),
+      `The target of pipe ${this.pipeName} or ${this.replayPipeName} failed`, alarmActions);
   }
 
-  /** A pipe metric (namespace `AWS/EventBridge/Pipes`, dimension `PipeName`), summed over 5 minutes. */
-  public metricPipe(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+  /**
+   * A metric of the pipe (or, with `replayPipe`, of the replay pipe): namespace
+   * `AWS/EventBridge/Pipes`, dimension `PipeName`, summed over 5 minutes.
+   */
+  public metricPipe(metricName: string, props?: cloudwatch.MetricOptions, replayPipe = false): cloudwatch.Metric {
     return new cloudwatch.Metric({
       namespace: 'AWS/EventBridge/Pipes',
       metricName,
-      dimensionsMap: { PipeName: this.pipeName },
+      dimensionsMap: { PipeName: replayPipe ? this.replayPipeName : this.pipeName },
       statistic: cloudwatch.Stats.SUM,
       period: Duration.minutes(5),
       ...props,
@@ -167,6 +193,11 @@ export class HydratingDlq extends Construct {
    */
   public metricHydrator(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return handlerMetric(metricName, { service: SERVICE_NAME, hydratingDlq: this.metricsId }, props);
+  }
+
+  /** Lets `grantee` invoke the replayer. */
+  public grantReplay(grantee: iam.IGrantable): iam.Grant {
+    return grantInvokeExactly(this.replayerFunction, grantee);
   }
 
   /** Lets `grantee` read the hydrated objects (and decrypt them). */
@@ -255,13 +286,15 @@ export class HydratingDlq extends Construct {
       encryptionKey: key,
       removalPolicy,
     });
-    if (key) {
-      Validations.of(stream).acknowledge({
-        id: 'AwsSolutions-KDS3',
-        reason: 'The stream is encrypted with the customer key given as `encryptionKey`, as the user chose; without one it uses aws/kinesis.',
-      });
-    }
+    if (key) this.acknowledgeCustomerKey(stream);
     return stream;
+  }
+
+  private acknowledgeCustomerKey(stream: kinesis.Stream): void {
+    Validations.of(stream).acknowledge({
+      id: 'AwsSolutions-KDS3',
+      reason: 'The stream is encrypted with the customer key given as `encryptionKey`, as the user chose; without one it uses aws/kinesis.',
+    });
   }
 
   private createBucket(removalPolicy: RemovalPolicy): s3.Bucket {
@@ -306,19 +339,30 @@ export class HydratingDlq extends Construct {
     return PipeTarget.apiDestination(destination);
   }
 
-  private pipeArn(): string {
-    return Stack.of(this).formatArn({ service: 'pipes', resource: 'pipe', resourceName: this.pipeName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+  private pipeArn(name: string): string {
+    return Stack.of(this).formatArn({ service: 'pipes', resource: 'pipe', resourceName: name, arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+  }
+
+  /** Sum of a metric over the pipe and the replay pipe. */
+  private bothPipes(metricName: string): cloudwatch.MathExpression {
+    return new cloudwatch.MathExpression({
+      expression: 'FILL(pipe, 0) + FILL(replay, 0)',
+      usingMetrics: { pipe: this.metricPipe(metricName), replay: this.metricPipe(metricName, undefined, true) },
+      period: Duration.minutes(5),
+      label: `${metricName} (pipe and replay pipe)`,
+    });
   }
 
   private createPipeRole(): iam.Role {
     const stack = Stack.of(this);
     const role = new iam.Role(this, 'PipeRole', {
       assumedBy: new iam.ServicePrincipal('pipes.amazonaws.com', {
-        conditions: { StringEquals: { 'aws:SourceAccount': stack.account, 'aws:SourceArn': this.pipeArn() } },
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account, 'aws:SourceArn': [this.pipeArn(this.pipeName), this.pipeArn(this.replayPipeName)] } },
       }),
       description: 'cdk-event-fabric HydratingDlq pipe: reads the stream, calls the target, writes the dead-letter queue and logs',
     });
     this.stream.grantRead(role);
+    this.replayStream.grantRead(role);
     // Granted before the pipe exists: adding a dead-letter queue to a pipe whose role lacks it fails the update.
     this.deadLetterQueue.grantSendMessages(role);
     this.pipeLogGroup.grantWrite(role);
@@ -326,18 +370,18 @@ export class HydratingDlq extends Construct {
     return role;
   }
 
-  private createPipe(target: PipeTarget, maximumRecordAge: Duration): pipes.CfnPipe {
+  private createPipe(id: string, name: string, source: kinesis.IStream, config: PipeTargetConfig, maximumRecordAge: Duration,
+    startingPosition: PipeStartingPosition | undefined): pipes.CfnPipe {
     const props = this.props;
-    const config = target.bind(this.pipeRole);
     const filters = props.filterPatterns ?? [];
-    const pipe = new pipes.CfnPipe(this, 'Pipe', {
-      name: this.pipeName,
-      description: `cdk-event-fabric HydratingDlq ${this.node.path}`.slice(0, 512),
+    const pipe = new pipes.CfnPipe(this, id, {
+      name,
+      description: `cdk-event-fabric HydratingDlq ${this.node.path}${id === 'ReplayPipe' ? ' (replay)' : ''}`.slice(0, 512),
       roleArn: this.pipeRole.roleArn,
-      source: this.stream.streamArn,
+      source: source.streamArn,
       sourceParameters: {
         kinesisStreamParameters: {
-          startingPosition: props.startingPosition ?? PipeStartingPosition.TRIM_HORIZON,
+          startingPosition: startingPosition ?? PipeStartingPosition.TRIM_HORIZON,
           batchSize: props.batchSize ?? 1,
           maximumBatchingWindowInSeconds: props.maximumBatchingWindow?.toSeconds(),
           maximumRetryAttempts: props.maximumRetryAttempts ?? 3,
@@ -376,7 +420,7 @@ export class HydratingDlq extends Construct {
       environment: {
         [HYDRATOR_ENV.BUCKET_NAME]: this.bucket.bucketName,
         [HYDRATOR_ENV.OBJECT_PREFIX]: this.objectPrefix,
-        [HYDRATOR_ENV.STREAM_ARN]: this.stream.streamArn,
+        [HYDRATOR_ENV.STREAM_ARNS]: `${this.stream.streamArn},${this.replayStream.streamArn}`,
         [HYDRATOR_ENV.METRICS_ID]: this.metricsId,
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -387,6 +431,7 @@ export class HydratingDlq extends Construct {
       reportBatchItemFailures: true,
     }));
     this.stream.grantRead(fn);
+    this.replayStream.grantRead(fn);
     // PutObject only (grantPut adds s3:Abort* and legal-hold actions the hydrator never uses).
     fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [this.bucket.arnForObjects(`${this.objectPrefix}*`)] }));
     this.bucket.encryptionKey?.grantEncrypt(fn);
@@ -400,6 +445,50 @@ export class HydratingDlq extends Construct {
       + 'hydrator\'s dead-letter queue (SQS event sources have no on-failure destination).';
     Validations.of(fn).acknowledge({ id: 'Serverless-LambdaDLQ', reason: viaRedrive });
     Validations.of(fn).acknowledge({ id: 'Serverless-LambdaEventSourceMappingDestination', reason: viaRedrive });
+    return fn;
+  }
+
+  private createReplayer(): lambda.Function {
+    const key = this.props.encryptionKey;
+    const bus = this.props.replayEventBus;
+    const logGroup = functionLogGroup(this, 'ReplayerFunctionLogs');
+    const role = functionRole(this, 'ReplayerFunctionRole', 'cdk-event-fabric HydratingDlq replayer', logGroup);
+    const fn = new ReplayerFunction(this, 'ReplayerFunction', {
+      role,
+      description: 'cdk-event-fabric HydratingDlq: replays hydrated records to the pipe\'s target (through the replay stream) or a bus',
+      memorySize: 512,
+      timeout: Duration.minutes(5),
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup,
+      environment: {
+        [HYDRATOR_ENV.BUCKET_NAME]: this.bucket.bucketName,
+        [HYDRATOR_ENV.OBJECT_PREFIX]: this.objectPrefix,
+        [HYDRATOR_ENV.REPLAY_STREAM_NAME]: this.replayStream.streamName,
+        ...(bus ? { [HYDRATOR_ENV.REPLAY_EVENT_BUS_NAME]: bus.eventBusName } : {}),
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      },
+    });
+    const objects = this.bucket.arnForObjects(`${this.objectPrefix}*`);
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:GetObjectTagging', 's3:PutObjectTagging'], resources: [objects] }));
+    fn.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:ListBucket'],
+      resources: [this.bucket.bucketArn],
+      conditions: { StringLike: { 's3:prefix': `${this.objectPrefix}*` } },
+    }));
+    this.bucket.encryptionKey?.grantDecrypt(fn);
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['kinesis:PutRecords', 'kinesis:PutRecord'], resources: [this.replayStream.streamArn] }));
+    key?.grantEncrypt(fn);
+    bus?.grantPutEventsTo(fn);
+    acknowledgeXRay(role);
+    acknowledgeKeyWildcards(role, key, 'The replayer reads the bucket and writes the replay stream, encrypted with the construct key');
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${flattenForNag(Stack.of(this).resolve(objects))}]`,
+      reason: 'The replayer reads and tags the hydrated objects under the construct\'s prefix, chosen by the operator at run time.',
+    });
+    Validations.of(fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Invoked synchronously by an operator, who sees its report or its error; there is no asynchronous invocation to catch.',
+    });
     return fn;
   }
 }

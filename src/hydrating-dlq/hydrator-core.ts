@@ -26,7 +26,11 @@ import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
 export const HYDRATOR_ENV = {
   BUCKET_NAME: 'BUCKET_NAME',
   OBJECT_PREFIX: 'OBJECT_PREFIX',
-  STREAM_ARN: 'STREAM_ARN',
+  /** The streams whose failed batches this hydrator reads (comma-separated ARNs): the pipe's and the replay pipe's. */
+  STREAM_ARNS: 'STREAM_ARNS',
+  /** The replayer's: the replay stream's name, and the bus records may be replayed to. */
+  REPLAY_STREAM_NAME: 'REPLAY_STREAM_NAME',
+  REPLAY_EVENT_BUS_NAME: 'REPLAY_EVENT_BUS_NAME',
   /** The metrics' `hydratingDlq` dimension: the construct's path. */
   METRICS_ID: 'METRICS_ID',
 } as const;
@@ -38,8 +42,8 @@ export interface HydratorSettings {
   readonly bucketName: string;
   /** Key prefix of every object ('' or ending in '/'). */
   readonly prefix: string;
-  /** The stream this hydrator reads; a message of another stream is kept as unreadable. */
-  readonly streamArn: string;
+  /** The streams this hydrator reads; a message of another stream is kept as unreadable. */
+  readonly streamArns: string[];
   /** Record objects written at once. @default 16 */
   readonly writeConcurrency?: number;
   readonly read?: ShardRangeReadOptions;
@@ -107,8 +111,8 @@ export class Hydrator {
     const read = readFailedBatch(message.body);
     if (!read.ok) return this.unreadable(message, read.reason);
     const batch = read.batch;
-    if (batch.streamArn !== this.settings.streamArn) {
-      return this.unreadable(message, `the failed batch is of stream ${batch.streamArn}; this hydrator reads ${this.settings.streamArn}`);
+    if (!this.settings.streamArns.includes(batch.streamArn)) {
+      return this.unreadable(message, `the failed batch is of stream ${batch.streamArn}; this hydrator reads ${this.settings.streamArns.join(' and ')}`);
     }
     const consumer = consumerName(batch.consumerArn);
     const now = this.now();

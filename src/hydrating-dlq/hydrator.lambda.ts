@@ -17,7 +17,7 @@ const hydrator = new Hydrator({
 }, {
   bucketName: requiredEnv(env, HYDRATOR_ENV.BUCKET_NAME),
   prefix: env[HYDRATOR_ENV.OBJECT_PREFIX] ?? '',
-  streamArn: requiredEnv(env, HYDRATOR_ENV.STREAM_ARN),
+  streamArns: requiredEnv(env, HYDRATOR_ENV.STREAM_ARNS).split(','),
 });
 
 /**

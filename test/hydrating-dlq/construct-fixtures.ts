@@ -51,5 +51,6 @@ export function fullestHydratingDlq(stack: Stack): HydratingDlq {
     hydratorTimeout: Duration.minutes(10),
     removalPolicy: RemovalPolicy.DESTROY,
     alarmActions: [new cloudwatchActions.SnsAction(topic)],
+    replayEventBus: new events.EventBus(stack, 'ReplayBus'),
   });
 }

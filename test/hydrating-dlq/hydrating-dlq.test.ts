@@ -25,7 +25,9 @@ function roleStatements(template: Template, rolePrefix: string): any[] {
     .flatMap((p) => p.Properties.PolicyDocument.Statement);
 }
 
-const pipeOf = (template: Template) => Object.values<any>(template.findResources('AWS::Pipes::Pipe'))[0];
+/** The pipe reading the stream, and the replay pipe. */
+const pipeOf = (template: Template) => Object.entries<any>(template.findResources('AWS::Pipes::Pipe')).find(([id]) => /^OrdersPipe/.test(id))![1];
+const replayPipeOf = (template: Template) => Object.entries<any>(template.findResources('AWS::Pipes::Pipe')).find(([id]) => /^OrdersReplayPipe/.test(id))![1];
 
 describe('HydratingDlq defaults', () => {
   const stack = newStack();
@@ -76,8 +78,9 @@ describe('HydratingDlq defaults', () => {
       }),
       expect.objectContaining({ Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: att('OrdersPipeLogs') }),
       expect.objectContaining({ Action: 'events:InvokeApiDestination', Resource: att('OrdersApiDestination') }),
+      expect.objectContaining({ Action: expect.arrayContaining(['kinesis:GetRecords']), Resource: att('OrdersReplayStream') }),
     ]));
-    expect(statements).toHaveLength(4);
+    expect(statements).toHaveLength(5);
   });
 
   test('only EventBridge Pipes of this account may assume the pipe\'s role, for this pipe', () => {
@@ -89,9 +92,10 @@ describe('HydratingDlq defaults', () => {
           Condition: {
             StringEquals: {
               'aws:SourceAccount': '111111111111',
-              'aws:SourceArn': {
-                'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:pipes:eu-west-1:111111111111:pipe/${dlq.pipeName}`]],
-              },
+              'aws:SourceArn': [
+                { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:pipes:eu-west-1:111111111111:pipe/${dlq.pipeName}`]] },
+                { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:pipes:eu-west-1:111111111111:pipe/${dlq.pipeName}-replay`]] },
+              ],
             },
           },
         }],
@@ -130,7 +134,10 @@ describe('HydratingDlq defaults', () => {
       Timeout: 300,
       Environment: {
         Variables: Match.objectLike({
-          BUCKET_NAME: { Ref: Match.stringLikeRegexp('^OrdersBucket') }, OBJECT_PREFIX: 'hydrated/', STREAM_ARN: getAtt('OrdersStream'), METRICS_ID: 'Test/Orders',
+          BUCKET_NAME: { Ref: Match.stringLikeRegexp('^OrdersBucket') },
+          OBJECT_PREFIX: 'hydrated/',
+          METRICS_ID: 'Test/Orders',
+          STREAM_ARNS: { 'Fn::Join': ['', [getAtt('OrdersStream'), ',', getAtt('OrdersReplayStream')]] },
         }),
       },
     });
@@ -166,17 +173,52 @@ describe('HydratingDlq defaults', () => {
       Threshold: 1,
       Dimensions: [{ Name: 'QueueName', Value: getAtt('OrdersHydratorDeadLetterQueue', 'QueueName') }],
     });
-    for (const metric of ['ExecutionFailed', 'TargetStageFailed']) {
-      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-        Namespace: 'AWS/EventBridge/Pipes', MetricName: metric, Statistic: 'Sum', Threshold: 1, Dimensions: [{ Name: 'PipeName', Value: dlq.pipeName }],
-      });
-    }
     const mathAlarms = Object.values<any>(template.findResources('AWS::CloudWatch::Alarm')).filter((a) => a.Properties.Metrics);
-    expect(mathAlarms.map((a) => a.Properties.Metrics.find((m: any) => m.Expression).Expression).sort())
-      .toEqual(['FILL(errors, 0) + FILL(failed, 0)', 'FILL(partly, 0) + FILL(unreadable, 0)']);
-    expect(mathAlarms.flatMap((a) => a.Properties.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric.MetricName)).sort())
-      .toEqual(['BatchesPartlyUnrecoverable', 'Errors', 'MessagesFailed', 'MessagesUnreadable']);
+    expect(mathAlarms.map((a) => a.Properties.Metrics.find((m: any) => m.Expression).Expression).sort()).toEqual([
+      'FILL(errors, 0) + FILL(failed, 0)', 'FILL(partly, 0) + FILL(unreadable, 0)', 'FILL(pipe, 0) + FILL(replay, 0)', 'FILL(pipe, 0) + FILL(replay, 0)',
+    ]);
+    const metricStats = mathAlarms.flatMap((a) => a.Properties.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric));
+    expect(metricStats.map((m: any) => m.MetricName).sort()).toEqual(['BatchesPartlyUnrecoverable', 'Errors', 'ExecutionFailed', 'ExecutionFailed',
+      'MessagesFailed', 'MessagesUnreadable', 'TargetStageFailed', 'TargetStageFailed']);
+    // The pipe metrics of the pipe and of the replay pipe.
+    expect(metricStats.filter((m: any) => m.Namespace === 'AWS/EventBridge/Pipes').map((m: any) => `${m.MetricName} ${m.Dimensions[0].Value}`).sort())
+      .toEqual([`ExecutionFailed ${dlq.pipeName}`, `ExecutionFailed ${dlq.pipeName}-replay`, `TargetStageFailed ${dlq.pipeName}`,
+        `TargetStageFailed ${dlq.pipeName}-replay`]);
     expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm'))).toHaveLength(6);
+  });
+
+  test('the replay pipe: the pipe\'s settings, target and dead-letter queue, reading the replay stream from its oldest record', () => {
+    const pipe = pipeOf(template).Properties;
+    expect(replayPipeOf(template).Properties).toEqual({
+      ...pipe,
+      Name: `${dlq.pipeName}-replay`,
+      Description: 'cdk-event-fabric HydratingDlq Test/Orders (replay)',
+      Source: att('OrdersReplayStream'),
+      SourceParameters: { KinesisStreamParameters: { ...pipe.SourceParameters.KinesisStreamParameters, StartingPosition: 'TRIM_HORIZON' } },
+    });
+    template.hasResourceProperties('AWS::Kinesis::Stream', {
+      StreamModeDetails: { StreamMode: 'PROVISIONED' },
+      ShardCount: 1,
+      RetentionPeriodHours: 24,
+      StreamEncryption: { EncryptionType: 'KMS', KeyId: 'alias/aws/kinesis' },
+    });
+  });
+
+  test('the replayer: reads and tags the hydrated objects, lists only their prefix, writes only the replay stream', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Timeout: 300,
+      Environment: { Variables: Match.objectLike({ OBJECT_PREFIX: 'hydrated/', REPLAY_STREAM_NAME: { Ref: Match.stringLikeRegexp('^OrdersReplayStream') } }) },
+    });
+    const statements = roleStatements(template, 'OrdersReplayerFunctionRole');
+    expect(statements).toEqual(expect.arrayContaining([
+      expect.objectContaining({
+        Action: ['s3:GetObject', 's3:GetObjectTagging', 's3:PutObjectTagging'], Resource: { 'Fn::Join': ['', [att('OrdersBucket'), '/hydrated/*']] },
+      }),
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: att('OrdersBucket'), Condition: { StringLike: { 's3:prefix': 'hydrated/*' } } }),
+      expect.objectContaining({ Action: ['kinesis:PutRecords', 'kinesis:PutRecord'], Resource: att('OrdersReplayStream') }),
+    ]));
+    expect(statements.flatMap((st) => [st.Action].flat()).filter((a: string) => !a.startsWith('logs:') && !a.startsWith('xray:')).sort())
+      .toEqual(['kinesis:PutRecord', 'kinesis:PutRecords', 's3:GetObject', 's3:GetObjectTagging', 's3:ListBucket', 's3:PutObjectTagging']);
   });
 
   test('no unacknowledged cdk-nag findings', () => {
@@ -226,6 +268,23 @@ describe('HydratingDlq fullest configuration', () => {
     }));
     expect(dlq.apiDestination).toBeUndefined();
     template.resourceCountIs('AWS::Events::ApiDestination', 0);
+    // The replay pipe has the same settings, from the replay stream's oldest record.
+    expect(replayPipeOf(template).Properties.SourceParameters).toEqual({
+      ...pipeOf(template).Properties.SourceParameters,
+      KinesisStreamParameters: { ...pipeOf(template).Properties.SourceParameters.KinesisStreamParameters, StartingPosition: 'TRIM_HORIZON' },
+    });
+    expect(replayPipeOf(template).Properties.TargetParameters).toEqual(pipeOf(template).Properties.TargetParameters);
+  });
+
+  test('the replayer may put events on the replay bus, named in its environment, and use the key', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ REPLAY_EVENT_BUS_NAME: { Ref: Match.stringLikeRegexp('^ReplayBus') } }) },
+    });
+    expect(roleStatements(template, 'OrdersReplayerFunctionRole')).toEqual(expect.arrayContaining([
+      expect.objectContaining({ Action: 'events:PutEvents', Resource: att('ReplayBus') }),
+      expect.objectContaining({ Action: expect.arrayContaining(['kms:Encrypt', 'kms:GenerateDataKey*']), Resource: att('Key') }),
+      expect.objectContaining({ Action: 'kms:Decrypt', Resource: att('Key') }),
+    ]));
   });
 
   test('the pipe\'s role may put events on the bus and use the key for the stream and the dead-letter queue', () => {
@@ -289,7 +348,8 @@ describe('HydratingDlq targets and passed-in resources', () => {
       target: PipeTarget.queue(sqs.Queue.fromQueueArn(stack, 'Q', 'arn:aws:sqs:eu-west-1:111111111111:orders')),
     });
     const template = Template.fromStack(stack);
-    template.resourceCountIs('AWS::Kinesis::Stream', 0);
+    // Only the replay stream is created.
+    expect(Object.keys(template.findResources('AWS::Kinesis::Stream'))).toEqual([expect.stringMatching(/^OrdersReplayStream/)]);
     template.resourceCountIs('AWS::S3::Bucket', 0);
     expect(dlq.stream).toBe(stream);
     expect(pipeOf(template).Properties.Source).toBe('arn:aws:kinesis:eu-west-1:111111111111:stream/orders');

@@ -75,7 +75,7 @@ async function createWorld(messageOf: MessageOf): Promise<HydratorWorld> {
     queueUrl: pipeDlq.url, queueArn: pipeDlq.arn, visibilityTimeoutSeconds: VISIBILITY_SECONDS, batchSize: 10, reportBatchItemFailures: true,
   });
   const hydrator = new Hydrator({ kinesis: handlerClients.kinesis, s3: handlerClients.s3 },
-    { bucketName: bucket, prefix: 'hydrated/', streamArn: stream.arn, read: { pageSize: 4, sleep: async () => undefined } });
+    { bucketName: bucket, prefix: 'hydrated/', streamArns: [stream.arn], read: { pageSize: 4, sleep: async () => undefined } });
   const records = expected.records ?? [1, 2, 3, 4, 5, 6, 7].flatMap((i) => (i === 3 ? users : [plain(i)]));
   return { stream, bucket, pipeDlq, hydratorDlq, message: body, mapping, hydrator, expected: { ...expected, records } };
 }
@@ -190,7 +190,7 @@ describe('hydrator under the crash-point harness (moto: Kinesis, S3, SQS)', () =
   test('an S3 outage that outlasts the retries leaves the message in the hydrator\'s DLQ; redriven, it hydrates the batch', async () => {
     const world = await createWorld((stream) => ({ body: pipeDlqMessage(stream, 1, 7), expected: { unrecoverable: false, unreadable: false } }));
     const outage = new Hydrator({ kinesis: handlerClients.kinesis, s3: handlerClients.s3 },
-      { bucketName: `${world.bucket}-not-yet`, prefix: 'hydrated/', streamArn: world.stream.arn });
+      { bucketName: `${world.bucket}-not-yet`, prefix: 'hydrated/', streamArns: [world.stream.arn] });
     const outcomes = await world.mapping.drain((event) => outage.handleBatch(event.Records));
     expect(outcomes.map((o) => (o.ended === 'returned' ? (o.value as { batchItemFailures: unknown[] }).batchItemFailures.length : o.ended))).toEqual([1, 1, 1]);
     // checkWorld finds it waiting, redrives it and asserts the batch is then hydrated whole.

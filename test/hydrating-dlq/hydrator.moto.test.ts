@@ -13,7 +13,7 @@ function records(n: number) {
 async function setup(n = 12) {
   const stream = await motoStream(kinesis, records(n));
   const bucket = await motoBucket(s3);
-  const hydrator = new Hydrator({ kinesis, s3, now: () => NOW }, { bucketName: bucket, prefix: 'hydrated/', streamArn: stream.arn, read: { pageSize: 4 } });
+  const hydrator = new Hydrator({ kinesis, s3, now: () => NOW }, { bucketName: bucket, prefix: 'hydrated/', streamArns: [stream.arn], read: { pageSize: 4 } });
   return { stream, bucket, hydrator };
 }
 
@@ -68,7 +68,7 @@ describe('Hydrator against moto: a failed batch read back from the stream into S
       { data: Buffer.from('żółw'), partitionKey: 'żółw!' },
     ]);
     const bucket = await motoBucket(s3);
-    const hydrator = new Hydrator({ kinesis, s3, now: () => NOW }, { bucketName: bucket, prefix: '', streamArn: stream.arn });
+    const hydrator = new Hydrator({ kinesis, s3, now: () => NOW }, { bucketName: bucket, prefix: '', streamArns: [stream.arn] });
     await hydrator.hydrate({ messageId: 'm', body: pipeDlqMessage(stream, 0, 1) });
     const objects = [...(await bucketObjects(s3, bucket)).entries()];
     const binary = objects.find(([, o]) => o.record.partitionKey === 'tenant/a b')!;
@@ -133,7 +133,7 @@ describe('Hydrator against moto: a failed batch read back from the stream into S
     const broken = Buffer.concat([Buffer.from('f3899ac2', 'hex'), Buffer.from('not a protobuf message at all, and no checksum')]);
     const stream = await motoStream(kinesis, [aggregated, { data: broken, partitionKey: 'broken' }, { data: Buffer.from('plain'), partitionKey: 'p' }]);
     const bucket = await motoBucket(s3);
-    const hydrator = new Hydrator({ kinesis, s3, now: () => NOW }, { bucketName: bucket, prefix: '', streamArn: stream.arn });
+    const hydrator = new Hydrator({ kinesis, s3, now: () => NOW }, { bucketName: bucket, prefix: '', streamArns: [stream.arn] });
     const result = await hydrator.hydrate({ messageId: 'm', body: pipeDlqMessage(stream, 0, 2) });
     expect(result).toMatchObject({ outcome: 'hydrated', recordsWritten: 5, kinesisRecordsRead: 3 });
     const objects = [...(await bucketObjects(s3, bucket)).entries()].sort(([a], [b]) => a.localeCompare(b));
@@ -155,7 +155,7 @@ describe('Hydrator against moto: a failed batch read back from the stream into S
   test('an S3 write that fails fails the message (it returns to the queue), and the other messages of the batch go on', async () => {
     const { stream, bucket } = await setup(4);
     const failing = new Hydrator({ kinesis, s3: { send: async (c: any) => { if (c instanceof PutObjectCommand && c.input.Key?.includes('customer-1')) throw new Error('SlowDown'); return s3.send(c); } } as any, now: () => NOW },
-      { bucketName: bucket, prefix: 'hydrated/', streamArn: stream.arn });
+      { bucketName: bucket, prefix: 'hydrated/', streamArns: [stream.arn] });
     const report = await failing.handleBatch([
       { messageId: 'a', body: pipeDlqMessage(stream, 0, 3) },
       { messageId: 'b', body: '[]' },

@@ -15,9 +15,10 @@ import * as path from 'path';
  *   same turn of the event loop (concurrently, e.g. in one `Promise.all`), still reach AWS,
  *   as requests on the wire do; their answers are never seen. The invocation's promise is
  *   abandoned, never settled.
- * - `partial-failure` (batch calls only: PutEvents, SQS's *Batch calls): AWS applies every
- *   other entry and reports the rest failed (entries 0, 2, 4, ...; PutEvents
- *   `InternalFailure`, SQS `InternalError`): the documented way a batch call fails in part.
+ * - `partial-failure` (batch calls only: PutEvents, SQS's *Batch calls, Kinesis PutRecords): AWS
+ *   applies every other entry and reports the rest failed (entries 0, 2, 4, ...; PutEvents
+ *   `InternalFailure`, SQS `InternalError`, PutRecords `ProvisionedThroughputExceededException`):
+ *   the documented way a batch call fails in part.
  *
  * Faults are injected by a middleware on the SDK clients the handler uses, at the
  * `initialize` step: outside the SDK's own retries, so a fault is what the handler sees
@@ -41,6 +42,17 @@ const PARTIAL_FAILURES: { [command: string]: { entries: string; fail: (output: a
         ? { ErrorCode: 'InternalFailure', ErrorMessage: `injected fault: entry ${i} failed` }
         : applied.shift()));
       return { ...output, FailedEntryCount: results.filter((r) => r.ErrorCode).length, Entries: results };
+    },
+  },
+  // Kinesis: a record that failed has ErrorCode and ErrorMessage in place of its sequence number.
+  PutRecordsCommand: {
+    entries: 'Records',
+    fail: (output, entries) => {
+      const applied = [...(output.Records ?? [])];
+      const results = entries.map((_, i) => (failsInPart(i)
+        ? { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: `injected fault: record ${i} failed` }
+        : applied.shift()));
+      return { ...output, FailedRecordCount: results.filter((r) => r.ErrorCode).length, Records: results };
     },
   },
   ...Object.fromEntries(['DeleteMessageBatchCommand', 'ChangeMessageVisibilityBatchCommand', 'SendMessageBatchCommand'].map((command) => [command, {

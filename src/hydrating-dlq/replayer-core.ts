@@ -1,0 +1,368 @@
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { GetObjectCommand, GetObjectTaggingCommand, ListObjectsV2Command, PutObjectTaggingCommand, S3Client, Tag } from '@aws-sdk/client-s3';
+import { HydratedRecordObject, recordData, UNRECOVERABLE_SEGMENT } from './hydrated-object';
+import { UNREADABLE_PREFIX } from './hydrator-core';
+import { describeValue, errorText, isObject } from '../runtime/argument-checks';
+import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
+
+/**
+ * The replayer: sends hydrated records again, chosen by consumer and arrival time or by key
+ * prefix, to the pipe's target (through the replay stream, which a replay pipe with the same
+ * settings delivers to the same target) or to an event bus. Each object is marked (the
+ * `replayed` tag) only after the stream or the bus accepted its record, so a second run skips
+ * it; an object whose record was refused is left unmarked and counted as failed with the
+ * reason. Delivery is at least once: a run that dies between a send and its mark sends that
+ * record again next time.
+ */
+
+/** The tag that marks an object replayed (its value: when), and where it went. */
+export const REPLAYED_TAG = 'replayed';
+export const REPLAYED_TO_TAG = 'replayed-to';
+/** The event detail-type of records replayed to a bus, and their source. */
+export const REPLAY_DETAIL_TYPE = 'Hydrated Record Replayed';
+export const REPLAY_SOURCE = 'cdk-event-fabric.hydrating-dlq';
+
+/** Records per PutRecords call (Kinesis's limit is 500 records and 5 MiB). */
+const PUT_RECORDS_MAX = 500;
+const PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024;
+const PUT_EVENTS_MAX = 10;
+/** EventBridge's entry limit (PutEvents' entry size, 1 MiB since January 2026; 256 KiB before). */
+const DEFAULT_MAX_EVENT_BYTES = 1_048_576;
+const MAX_FAILURES_REPORTED = 50;
+
+/** What an operator asks for (the replayer's invocation payload). */
+export interface ReplayRequest {
+  /** The consumer (pipe) whose records to replay, with `from` and `to`. */
+  readonly consumer?: string;
+  /** Arrival times, ISO 8601: records that arrived at or after `from` and before `to`. */
+  readonly from?: string;
+  readonly to?: string;
+  /** Or: every record under this key prefix (it must start with the configured object prefix). */
+  readonly prefix?: string;
+  /** `pipe` (the default: the replay stream, to the pipe's target) or `bus`. */
+  readonly target?: 'pipe' | 'bus';
+  /** Report what would be sent; send and mark nothing. */
+  readonly dryRun?: boolean;
+  /** Send objects already marked replayed too. */
+  readonly includeReplayed?: boolean;
+  /** Objects to look at in this invocation (1 to 10,000); the report's `startAfter` continues. @default 1000 */
+  readonly maxObjects?: number;
+  /** Continue after this key (from a previous report). */
+  readonly startAfter?: string;
+}
+
+/** What a replay did. */
+export interface ReplayReport {
+  readonly dryRun: boolean;
+  readonly target: 'pipe' | 'bus';
+  /** Record objects found (unrecoverable and unreadable objects are not records, and not counted). */
+  readonly found: number;
+  /** Records the stream or the bus accepted (in a dry run: that would be sent). */
+  readonly sent: number;
+  /** Records refused, with their reasons in `failures`. */
+  readonly failed: number;
+  /** Objects already marked replayed, skipped. */
+  readonly skipped: number;
+  readonly failures: { readonly key: string; readonly reason: string }[];
+  /** Set when more objects remain: invoke again with `startAfter`. */
+  readonly startAfter?: string;
+}
+
+export interface ReplayerSettings {
+  readonly bucketName: string;
+  readonly prefix: string;
+  /** The replay stream: a replay pipe delivers it to the pipe's target. */
+  readonly replayStreamName: string;
+  /** An event bus records may be replayed to. @default - none: `target: "bus"` is refused */
+  readonly eventBusName?: string;
+  /** Largest PutEvents entry. @default 1 MiB */
+  readonly maxEventBytes?: number;
+}
+
+export interface ReplayerDeps {
+  readonly s3: S3Client;
+  readonly kinesis: KinesisClient;
+  readonly eventBridge: EventBridgeClient;
+  readonly logger?: CoreLogger;
+  readonly now?: () => Date;
+}
+
+/** A request refused before anything was read: the message says what was wrong and what is allowed. */
+export class ReplayRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReplayRequestError';
+  }
+}
+
+interface Candidate { readonly key: string; readonly object: HydratedRecordObject; readonly tags: Tag[] }
+
+export class Replayer {
+  private readonly logger: CoreLogger;
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: ReplayerDeps, private readonly settings: ReplayerSettings) {
+    this.logger = deps.logger ?? SILENT_LOGGER;
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  public async replay(input: unknown): Promise<ReplayReport> {
+    const request = this.checkRequest(input);
+    const target = request.target ?? 'pipe';
+    const dryRun = request.dryRun ?? false;
+    const counts = { found: 0, sent: 0, failed: 0, skipped: 0 };
+    const failures: { key: string; reason: string }[] = [];
+    const fail = (key: string, reason: string) => {
+      counts.failed++;
+      if (failures.length < MAX_FAILURES_REPORTED) failures.push({ key, reason });
+    };
+
+    const { keys, startAfter } = await this.listKeys(request);
+    const pending: Candidate[] = [];
+    for (const key of keys) {
+      const candidate = await this.read(key);
+      if (!candidate) continue; // not a record object
+      counts.found++;
+      if (!request.includeReplayed && candidate.tags.some((t) => t.Key === REPLAYED_TAG)) {
+        counts.skipped++;
+        continue;
+      }
+      pending.push(candidate);
+    }
+    if (dryRun) {
+      counts.sent = pending.length;
+    } else {
+      const outcomes = target === 'bus' ? await this.sendToBus(pending) : await this.sendToStream(pending);
+      for (const [candidate, refusal] of outcomes) {
+        if (refusal !== undefined) {
+          fail(candidate.key, refusal);
+          continue;
+        }
+        counts.sent++;
+        // Marked only now that the stream or the bus has the record. A mark that fails (for
+        // example an object that already has S3's 10 tags) leaves the object to be sent again.
+        try {
+          await this.mark(candidate, target);
+        } catch (error) {
+          if (failures.length < MAX_FAILURES_REPORTED) failures.push({ key: candidate.key, reason: `sent, but not marked replayed: ${errorText(error)}` });
+        }
+      }
+    }
+    const report: ReplayReport = { dryRun, target, ...counts, failures, startAfter };
+    this.logger.info('replay done', { ...counts, dryRun, target, startAfter });
+    return report;
+  }
+
+  private checkRequest(input: unknown): ReplayRequest {
+    if (!isObject(input)) throw new ReplayRequestError(`the request is ${describeValue(input)}; allowed: an object, see ReplayRequest`);
+    const allowed = ['consumer', 'from', 'to', 'prefix', 'target', 'dryRun', 'includeReplayed', 'maxObjects', 'startAfter'];
+    const unknown = Object.keys(input).filter((k) => !allowed.includes(k));
+    if (unknown.length) throw new ReplayRequestError(`unknown field(s) ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`);
+    const r = input as ReplayRequest;
+    const byTime = r.consumer !== undefined || r.from !== undefined || r.to !== undefined;
+    if (byTime === (r.prefix !== undefined)) {
+      throw new ReplayRequestError('give either consumer, from and to (records of one consumer by arrival time), or prefix (every record under a key prefix)');
+    }
+    if (byTime) {
+      if (typeof r.consumer !== 'string' || !/^[^/\s]{1,140}$/.test(r.consumer)) {
+        throw new ReplayRequestError(`consumer ${describeValue(r.consumer)} is not a consumer name; allowed: the pipe's name (no "/")`);
+      }
+      const from = Date.parse(String(r.from));
+      const to = Date.parse(String(r.to));
+      if (typeof r.from !== 'string' || typeof r.to !== 'string' || Number.isNaN(from) || Number.isNaN(to) || from >= to) {
+        throw new ReplayRequestError(`from ${describeValue(r.from)} and to ${describeValue(r.to)}: allowed: ISO 8601 times, from before to`);
+      }
+      if (to - from > 31 * 86_400_000) throw new ReplayRequestError('from and to span more than 31 days; allowed: up to 31 days per request');
+    } else if (typeof r.prefix !== 'string' || !r.prefix.startsWith(this.settings.prefix) || r.prefix.length > 1024) {
+      throw new ReplayRequestError(`prefix ${describeValue(r.prefix)} is not under the hydrated objects' prefix "${this.settings.prefix}"`);
+    }
+    if (r.target !== undefined && r.target !== 'pipe' && r.target !== 'bus') {
+      throw new ReplayRequestError(`target ${describeValue(r.target)}; allowed: "pipe" (the pipe's target, through the replay stream) or "bus"`);
+    }
+    if (r.target === 'bus' && !this.settings.eventBusName) {
+      throw new ReplayRequestError('target "bus": this construct has no replay bus; set its replayEventBus prop, or replay to "pipe"');
+    }
+    for (const flag of ['dryRun', 'includeReplayed'] as const) {
+      if (r[flag] !== undefined && typeof r[flag] !== 'boolean') throw new ReplayRequestError(`${flag} ${describeValue(r[flag])}; allowed: true or false`);
+    }
+    if (r.maxObjects !== undefined && (!Number.isInteger(r.maxObjects) || r.maxObjects < 1 || r.maxObjects > 10_000)) {
+      throw new ReplayRequestError(`maxObjects ${describeValue(r.maxObjects)}; allowed: an integer from 1 to 10000`);
+    }
+    if (r.startAfter !== undefined && typeof r.startAfter !== 'string') throw new ReplayRequestError(`startAfter ${describeValue(r.startAfter)}; allowed: a key`);
+    return r;
+  }
+
+  /** The keys to look at, in key order, at most maxObjects; `startAfter` when more remain. */
+  private async listKeys(request: ReplayRequest): Promise<{ keys: string[]; startAfter?: string }> {
+    const max = request.maxObjects ?? 1000;
+    const keys: string[] = [];
+    const prefixes = request.prefix !== undefined ? [request.prefix]
+      : hourPrefixes(this.settings.prefix, request.consumer!, request.from!, request.to!);
+    const from = request.from ? Date.parse(request.from) : undefined;
+    const to = request.to ? Date.parse(request.to) : undefined;
+    for (const prefix of prefixes) {
+      if (request.startAfter && prefix + '\uffff' < request.startAfter) continue;
+      let token: string | undefined;
+      do {
+        const page = await this.deps.s3.send(new ListObjectsV2Command({
+          Bucket: this.settings.bucketName,
+          Prefix: prefix,
+          ContinuationToken: token,
+          StartAfter: token ? undefined : (request.startAfter && request.startAfter > prefix ? request.startAfter : undefined),
+        }));
+        for (const object of page.Contents ?? []) {
+          const key = object.Key!;
+          if (key.includes(`/${UNRECOVERABLE_SEGMENT}/`) || key.startsWith(`${this.settings.prefix}${UNREADABLE_PREFIX}`)) continue;
+          if (from !== undefined && to !== undefined) {
+            const arrival = arrivalOfKey(key);
+            if (arrival === undefined || arrival < from || arrival >= to) continue;
+          }
+          if (keys.length === max) return { keys, startAfter: keys[keys.length - 1] };
+          keys.push(key);
+        }
+        token = page.NextContinuationToken;
+      } while (token);
+    }
+    return { keys };
+  }
+
+  private async read(key: string): Promise<Candidate | undefined> {
+    const got = await this.deps.s3.send(new GetObjectCommand({ Bucket: this.settings.bucketName, Key: key }));
+    const text = await got.Body!.transformToString();
+    let object: HydratedRecordObject;
+    try {
+      object = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    if (!isObject(object) || object.kind !== 'record' || !isObject(object.record)) return undefined;
+    const tags = (got.TagCount ?? 0) > 0
+      ? (await this.deps.s3.send(new GetObjectTaggingCommand({ Bucket: this.settings.bucketName, Key: key }))).TagSet ?? []
+      : [];
+    return { key, object, tags };
+  }
+
+  private async mark(candidate: Candidate, target: 'pipe' | 'bus'): Promise<void> {
+    const tags = candidate.tags.filter((t) => t.Key !== REPLAYED_TAG && t.Key !== REPLAYED_TO_TAG);
+    await this.deps.s3.send(new PutObjectTaggingCommand({
+      Bucket: this.settings.bucketName,
+      Key: candidate.key,
+      Tagging: { TagSet: [...tags, { Key: REPLAYED_TAG, Value: this.now().toISOString() }, { Key: REPLAYED_TO_TAG, Value: target }] },
+    }));
+  }
+
+  /** PutRecords to the replay stream, in order, in calls of up to 500 records / 5 MiB; each candidate's error, or undefined. */
+  private async sendToStream(candidates: Candidate[]): Promise<[Candidate, string | undefined][]> {
+    const results: [Candidate, string | undefined][] = [];
+    let batch: Candidate[] = [];
+    let bytes = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const sent = batch;
+      batch = [];
+      bytes = 0;
+      try {
+        const answer = await this.deps.kinesis.send(new PutRecordsCommand({
+          StreamName: this.settings.replayStreamName,
+          Records: sent.map((c) => ({
+            Data: recordData(c.object),
+            PartitionKey: c.object.record.partitionKey,
+            ExplicitHashKey: c.object.record.explicitHashKey,
+          })),
+        }));
+        sent.forEach((c, i) => {
+          const entry = answer.Records?.[i];
+          results.push([c, !entry ? 'PutRecords answered without this record'
+            : entry.ErrorCode ? `${entry.ErrorCode}: ${entry.ErrorMessage ?? ''}`.trim() : undefined]);
+        });
+      } catch (error) {
+        for (const c of sent) results.push([c, `PutRecords failed: ${errorText(error)}`]);
+      }
+    };
+    for (const c of candidates) {
+      const size = recordData(c.object).length + Buffer.byteLength(c.object.record.partitionKey);
+      if (batch.length === PUT_RECORDS_MAX || bytes + size > PUT_RECORDS_MAX_BYTES) await flush();
+      batch.push(c);
+      bytes += size;
+    }
+    await flush();
+    return results;
+  }
+
+  /** PutEvents to the bus, 10 entries a call; an entry too large for EventBridge fails alone. */
+  private async sendToBus(candidates: Candidate[]): Promise<[Candidate, string | undefined][]> {
+    const results: [Candidate, string | undefined][] = [];
+    const maxBytes = this.settings.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+    const entries: { candidate: Candidate; detail: string }[] = [];
+    for (const candidate of candidates) {
+      const detail = JSON.stringify(replayedDetail(candidate));
+      // PutEvents' entry size: detail, detail-type and source in UTF-8 (the documented calculation, less the fields not set here).
+      const size = Buffer.byteLength(detail) + Buffer.byteLength(REPLAY_DETAIL_TYPE) + Buffer.byteLength(REPLAY_SOURCE) + 14;
+      if (size > maxBytes) results.push([candidate, `the event would be ${size} bytes; EventBridge takes at most ${maxBytes}: replay it to "pipe"`]);
+      else entries.push({ candidate, detail });
+    }
+    for (let i = 0; i < entries.length; i += PUT_EVENTS_MAX) {
+      const chunk = entries.slice(i, i + PUT_EVENTS_MAX);
+      try {
+        const answer = await this.deps.eventBridge.send(new PutEventsCommand({
+          Entries: chunk.map((e) => ({
+            EventBusName: this.settings.eventBusName, Source: REPLAY_SOURCE, DetailType: REPLAY_DETAIL_TYPE, Detail: e.detail,
+          })),
+        }));
+        chunk.forEach((e, j) => {
+          const entry = answer.Entries?.[j];
+          results.push([e.candidate, !entry ? 'PutEvents answered without this entry'
+            : entry.ErrorCode ? `${entry.ErrorCode}: ${entry.ErrorMessage ?? ''}`.trim() : entry.EventId ? undefined : 'PutEvents gave no event id']);
+        });
+      } catch (error) {
+        for (const e of chunk) results.push([e.candidate, `PutEvents failed: ${errorText(error)}`]);
+      }
+    }
+    return results;
+  }
+}
+
+/** A replayed record's event detail: the record (its data parsed when it is JSON), its source, and the object it came from. */
+function replayedDetail(candidate: Candidate): Record<string, unknown> {
+  const { record, source, consumer, failure } = candidate.object;
+  let data: unknown = record.data;
+  if (record.dataEncoding === 'utf-8') {
+    try {
+      data = JSON.parse(record.data);
+    } catch {
+      data = record.data;
+    }
+  }
+  return {
+    data,
+    dataEncoding: record.dataEncoding,
+    partitionKey: record.partitionKey,
+    sequenceNumber: record.sequenceNumber,
+    subSequenceNumber: record.subSequenceNumber,
+    approximateArrivalTimestamp: record.approximateArrivalTimestamp,
+    consumer,
+    source,
+    condition: failure.condition,
+    objectKey: candidate.key,
+  };
+}
+
+/** The hour prefixes from `from` (its hour) up to `to`. */
+function hourPrefixes(prefix: string, consumer: string, from: string, to: string): string[] {
+  const prefixes: string[] = [];
+  const end = Date.parse(to);
+  for (let t = Math.floor(Date.parse(from) / 3_600_000) * 3_600_000; t < end; t += 3_600_000) {
+    const iso = new Date(t).toISOString();
+    prefixes.push(`${prefix}${consumer}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(11, 13)}/`);
+  }
+  return prefixes;
+}
+
+/** The arrival time (ms) in a record object's key (`.../20261201T122209493Z-<seq>[-<sub>].json`). */
+function arrivalOfKey(key: string): number | undefined {
+  const match = /\/(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z-\d+(-\d+)?\.json$/.exec(key);
+  if (!match) return undefined;
+  const [, y, mo, d, h, mi, s, ms] = match;
+  return Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), Number(ms));
+}

@@ -1,0 +1,45 @@
+import { CreateStreamCommand, DescribeStreamSummaryCommand, GetRecordsCommand, GetShardIteratorCommand, KinesisClient } from '@aws-sdk/client-kinesis';
+import { GetObjectTaggingCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { motoBucket, motoStream, pipeDlqMessage } from './kinesis-moto';
+import { Hydrator } from '../../src/hydrating-dlq/hydrator-core';
+import { uniqueName } from '../support/moto';
+
+/** A bucket holding `n` hydrated records of pipe `orders-to-api` (hydrated from a moto stream), and an empty replay stream. */
+export async function hydratedWorld(kinesis: KinesisClient, s3: S3Client, n: number) {
+  const records = Array.from({ length: n }, (_, i) => ({
+    data: i === 2 ? Buffer.from([0xde, 0xad, 0xbe, 0xef]) : Buffer.from(JSON.stringify({ order: i })),
+    partitionKey: `customer-${i % 3}`,
+  }));
+  const source = await motoStream(kinesis, records);
+  const bucket = await motoBucket(s3);
+  await new Hydrator({ kinesis, s3 }, { bucketName: bucket, prefix: 'hydrated/', streamArns: [source.arn] })
+    .hydrate({ messageId: 'm', body: pipeDlqMessage(source, 0, n - 1) });
+  const replayStreamName = uniqueName('replay');
+  await kinesis.send(new CreateStreamCommand({ StreamName: replayStreamName, ShardCount: 1 }));
+  const replayArn = (await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: replayStreamName }))).StreamDescriptionSummary!.StreamARN!;
+  return { records, source, bucket, replayStreamName, replayArn };
+}
+
+/** Every record on a one-shard stream: partition key and data (base64). */
+export async function streamRecords(kinesis: KinesisClient, streamArn: string): Promise<{ partitionKey: string; data: string }[]> {
+  const { ShardIterator } = await kinesis.send(new GetShardIteratorCommand({ StreamARN: streamArn, ShardId: 'shardId-000000000000', ShardIteratorType: 'TRIM_HORIZON' }));
+  const found: { partitionKey: string; data: string }[] = [];
+  let iterator = ShardIterator;
+  for (;;) {
+    const page = await kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, StreamARN: streamArn }));
+    if (!page.Records?.length) return found;
+    found.push(...page.Records.map((r) => ({ partitionKey: r.PartitionKey!, data: Buffer.from(r.Data!).toString('base64') })));
+    iterator = page.NextShardIterator;
+  }
+}
+
+/** Key → tags of every object under the prefix. */
+export async function objectTags(s3: S3Client, bucket: string, prefix = 'hydrated/'): Promise<Map<string, Record<string, string>>> {
+  const tags = new Map<string, Record<string, string>>();
+  const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+  for (const o of listed.Contents ?? []) {
+    const { TagSet } = await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: o.Key! }));
+    tags.set(o.Key!, Object.fromEntries((TagSet ?? []).map((t) => [t.Key!, t.Value!])));
+  }
+  return tags;
+}
