@@ -199,7 +199,7 @@ project.addTask('schemas', {
 });
 
 project.addTask('bench', {
-  description: 'Benchmarks against a naive baseline: resources and synth time, replay throughput, batch publisher throughput/memory/billing, aggregator Query vs Scan, orchestrator leader per-step overhead and route reads',
+  description: 'Benchmarks against a naive baseline: resources and synth time, replay throughput, batch publisher throughput/memory/billing, aggregator Query vs Scan, orchestrator leader per-step overhead and route reads, HydratingDlq hydration of a 10,000-record range vs a single GetRecords',
   exec: 'ts-node --project test/tsconfig.json bench/run.ts',
 });
 

@@ -10,8 +10,8 @@ import * as pipes from 'aws-cdk-lib/aws-pipes';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { HYDRATOR_ENV } from './hydrating-dlq-contract';
 import { HydratingDlqProps, PipeLogLevel, PipeStartingPosition } from './hydrating-dlq-props';
-import { HYDRATOR_ENV } from './hydrator-core';
 import { HydratorFunction } from './hydrator-function';
 import { PipeTarget, PipeTargetConfig } from './pipe-target';
 import { ReplayerFunction } from './replayer-function';
@@ -19,6 +19,7 @@ import {
   acknowledgeKeyWildcards, acknowledgeXRay, flattenForNag, FUNCTION_LOG_RETENTION, functionLogGroup, functionRole, handlerMetric, METRICS_NAMESPACE,
   grantInvokeExactly, queueDepth, queueEncryption, secureDeadLetterQueue, thresholdAlarm,
 } from '../common/construct-defaults';
+import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateHttpsUrl, validateIntegerRange } from '../common/validation';
 
 const SERVICE_NAME = 'cdk-event-fabric-hydrating-dlq';
@@ -42,6 +43,9 @@ const HYDRATOR_MAX_RECEIVE_COUNT = 3;
  *   retention), hydrator failures, unrecoverable records, and the pipe's execution and target failures.
  */
 export class HydratingDlq extends Construct {
+  /** CloudFormation resources one HydratingDlq adds in its default configuration (an API destination target). */
+  public static readonly RESOURCES_PER_HYDRATING_DLQ = 30;
+
   /** The stream the pipe reads. */
   public readonly stream: kinesis.IStream;
   /** The pipe (L1: aws-cdk-lib has no stable Pipes L2). */
@@ -97,6 +101,7 @@ export class HydratingDlq extends Construct {
     const retention = props.streamRetention ?? Duration.hours(24);
     const maximumRecordAge = props.maximumRecordAge ?? Duration.hours(1);
     this.validate(retention, maximumRecordAge);
+    addStackResourceBudgetCheck(this, 'HydratingDlq', HydratingDlq.RESOURCES_PER_HYDRATING_DLQ);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const key = props.encryptionKey;
 

@@ -22,18 +22,6 @@ import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
  * hydrator's own dead-letter queue.
  */
 
-/** The hydrator's environment, set by the construct. */
-export const HYDRATOR_ENV = {
-  BUCKET_NAME: 'BUCKET_NAME',
-  OBJECT_PREFIX: 'OBJECT_PREFIX',
-  /** The streams whose failed batches this hydrator reads (comma-separated ARNs): the pipe's and the replay pipe's. */
-  STREAM_ARNS: 'STREAM_ARNS',
-  /** The replayer's: the replay stream's name, and the bus records may be replayed to. */
-  REPLAY_STREAM_NAME: 'REPLAY_STREAM_NAME',
-  REPLAY_EVENT_BUS_NAME: 'REPLAY_EVENT_BUS_NAME',
-  /** The metrics' `hydratingDlq` dimension: the construct's path. */
-  METRICS_ID: 'METRICS_ID',
-} as const;
 
 /** The prefix (under the configured one) where unreadable dead-letter messages are kept. */
 export const UNREADABLE_PREFIX = '!unreadable/';

@@ -3,7 +3,8 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { HYDRATOR_ENV, Hydrator } from './hydrator-core';
+import { HYDRATOR_ENV } from './hydrating-dlq-contract';
+import { Hydrator } from './hydrator-core';
 import { withHandlerTimeouts } from '../runtime/client-timeouts';
 import { requiredEnv } from '../runtime/env-settings';
 

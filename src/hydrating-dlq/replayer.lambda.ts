@@ -2,7 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { S3Client } from '@aws-sdk/client-s3';
-import { HYDRATOR_ENV } from './hydrator-core';
+import { HYDRATOR_ENV } from './hydrating-dlq-contract';
 import { ReplayReport, Replayer } from './replayer-core';
 import { withHandlerTimeouts } from '../runtime/client-timeouts';
 import { requiredEnv } from '../runtime/env-settings';

@@ -9,6 +9,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { defaultHydratingDlq, fullestHydratingDlq } from './construct-fixtures';
 import { HydratingDlq, HydratingDlqProps, PipeTarget } from '../../src';
 import { formatFindings, synthNagFindings } from '../support/nag';
+import { resourceCount, resourcesByType } from '../support/templates';
 
 function newStack(app = new App()): Stack {
   return new Stack(app, 'Test', { env: { account: '111111111111', region: 'eu-west-1' } });
@@ -357,6 +358,40 @@ describe('HydratingDlq targets and passed-in resources', () => {
       expect.objectContaining({ Action: 's3:PutObject', Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::hydrated-orders/hydrated/*']] } }),
     ]));
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ApproximateAgeOfOldestMessage', Threshold: (7 - 2) * 86_400 / 2 });
+  });
+});
+
+describe('HydratingDlq scale', () => {
+  test(`one HydratingDlq adds ${HydratingDlq.RESOURCES_PER_HYDRATING_DLQ} resources in the default configuration`, () => {
+    const one = newStack();
+    defaultHydratingDlq(one);
+    // The fixture's own API key secret is not the construct's.
+    expect(resourceCount(one) - 1).toBe(HydratingDlq.RESOURCES_PER_HYDRATING_DLQ);
+    expect(resourcesByType(one)).toEqual({
+      'AWS::SecretsManager::Secret': 1,
+      'AWS::Kinesis::Stream': 2,
+      'AWS::Pipes::Pipe': 2,
+      'AWS::SQS::Queue': 2,
+      'AWS::SQS::QueuePolicy': 2,
+      'AWS::S3::Bucket': 1,
+      'AWS::S3::BucketPolicy': 1,
+      'AWS::Events::Connection': 1,
+      'AWS::Events::ApiDestination': 1,
+      'AWS::Logs::LogGroup': 3,
+      'AWS::IAM::Role': 3,
+      'AWS::IAM::Policy': 3,
+      'AWS::Lambda::Function': 2,
+      'AWS::Lambda::EventSourceMapping': 1,
+      'AWS::CloudWatch::Alarm': 6,
+    });
+  });
+
+  test('a stack over CloudFormation\'s 500 resources fails synth and says how many fit', () => {
+    const app = new App();
+    const stack = newStack(app);
+    const target = PipeTarget.queue(sqs.Queue.fromQueueArn(stack, 'Q', 'arn:aws:sqs:eu-west-1:111111111111:orders'));
+    for (let i = 0; i < 18; i++) new HydratingDlq(stack, `Orders${i}`, { target });
+    expect(() => app.synth()).toThrow(/holds \d+ CloudFormation resources, over the limit of 500\. Each HydratingDlq adds about 30 resources, so one stack fits about 16/);
   });
 });
 

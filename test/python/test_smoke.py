@@ -37,8 +37,12 @@ from cdk_event_fabric import (
     EventAggregator,
     FastRoute,
     FollowerDefinition,
+    HydratingDlq,
     IngestLane,
     LeaderFollowerOrchestrator,
+    PipeLogLevel,
+    PipeStartingPosition,
+    PipeTarget,
     RouteDefinition,
     RouteStep,
     TieredEventIngest,
@@ -670,3 +674,67 @@ def test_leader_follower_orchestrator():
     message = str(excinfo.value)
     assert "TooLong" in message and "long" in message, message
     assert "1 to 15" in message and "recursive loop detection" in message, message
+
+
+def test_hydrating_dlq():
+    """The default API destination target, then a bus target with a replay bus, from Python."""
+    stack = _new_stack()
+    secret = secretsmanager.Secret(stack, "CrmKey")
+    orders = HydratingDlq(
+        stack,
+        "Orders",
+        endpoint="https://crm.example.com/v1/orders",
+        authorization=ChannelAuthorization.api_key(header_name="x-api-key", secret=secret),
+        input_template='{"order": <$.data>}',
+        stream_retention=Duration.days(2),
+        maximum_record_age=Duration.hours(2),
+    )
+    bus = events.EventBus(stack, "Bus")
+    to_bus = HydratingDlq(
+        stack,
+        "OrdersToBus",
+        target=PipeTarget.event_bus(bus, detail_type="Order", source="orders.stream"),
+        pipe_name="orders-to-bus",
+        batch_size=10,
+        starting_position=PipeStartingPosition.LATEST,
+        log_level=PipeLogLevel.INFO,
+        filter_patterns=['{"data":{"type":["order"]}}'],
+        replay_event_bus=bus,
+    )
+    operator = iam.Role(stack, "Operator", assumed_by=iam.AccountRootPrincipal())
+    assert to_bus.grant_replay(operator).success
+    assert orders.grant_read_hydrated(operator).success
+    template = Template.from_stack(stack)
+
+    pipes = {p["Properties"]["Name"]: p["Properties"] for p in _resources(template, "AWS::Pipes::Pipe").values()}
+    assert sorted(pipes) == sorted([orders.pipe_name, f"{orders.pipe_name}-replay", "orders-to-bus", "orders-to-bus-replay"])
+    default = pipes[orders.pipe_name]["SourceParameters"]["KinesisStreamParameters"]
+    # Never the Pipes defaults (infinite retries, no record age); the DLQ from the first deploy.
+    assert default["MaximumRetryAttempts"] == 3 and default["MaximumRecordAgeInSeconds"] == 7200
+    assert "DeadLetterConfig" in default and default["BatchSize"] == 1
+    assert pipes[orders.pipe_name]["TargetParameters"] == {"InputTemplate": '{"order": <$.data>}'}
+    bus_pipe = pipes["orders-to-bus"]
+    assert bus_pipe["SourceParameters"]["KinesisStreamParameters"]["StartingPosition"] == "LATEST"
+    assert bus_pipe["SourceParameters"]["FilterCriteria"] == {"Filters": [{"Pattern": '{"data":{"type":["order"]}}'}]}
+    assert bus_pipe["TargetParameters"]["EventBridgeEventBusParameters"] == {"DetailType": "Order", "Source": "orders.stream"}
+    assert bus_pipe["LogConfiguration"]["Level"] == "INFO"
+    # The replay pipe reads the replay stream from its oldest record.
+    assert pipes["orders-to-bus-replay"]["SourceParameters"]["KinesisStreamParameters"]["StartingPosition"] == "TRIM_HORIZON"
+    # The connection's API key is a Secrets Manager dynamic reference.
+    connection = next(iter(_resources(template, "AWS::Events::Connection").values()))
+    _assert_dynamic_reference(connection["Properties"]["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyValue"])
+
+    for construct in (orders, to_bus):
+        assert construct.stream is not None and construct.replay_stream is not None and construct.bucket is not None
+        assert construct.hydrator_function is not None and construct.replayer_function is not None
+        assert construct.dead_letter_queue is not None and construct.hydrator_dead_letter_queue is not None
+        assert construct.hydration_deadline_alarm is not None and construct.unrecoverable_records_alarm is not None
+    assert orders.api_destination is not None and to_bus.api_destination is None
+    assert orders.metric_pipe("TargetStageFailed").metric_name == "TargetStageFailed"
+    assert orders.metric_hydrator("RecordsHydrated").namespace == "cdk-event-fabric"
+
+    # A prop error surfaces in Python with the prop, the value and what is allowed.
+    with pytest.raises((RuntimeError, JSIIError), match=r"invalid maximumRetryAttempts -1; allowed: an integer from 0 to 10000"):
+        HydratingDlq(_new_stack(), "Bad", target=PipeTarget.event_bus(events.EventBus.from_event_bus_name(stack, "Other", "other")),
+                     maximum_retry_attempts=-1)
+
