@@ -5,9 +5,10 @@ import { FailedBatch } from './failed-batch';
  * The objects the hydrator writes, and their keys. One object per record (a KPL-aggregated
  * record gives one per user record), and one "unrecoverable" object per failed batch whose
  * records could not all be read back. A key depends only on the record, so hydrating the same
- * batch again overwrites its objects rather than adding copies.
+ * batch again finds its objects and adds no copies: a record object is written only if its key
+ * is free (If-None-Match), so a second hydration keeps the first object and its `replayed` mark.
  *
- *   <prefix><consumer>/<yyyy>/<MM>/<dd>/<HH>/<shardId>/<partition key>/<arrival>-<sequence number>[-<subsequence>].json
+ *   <prefix><consumer>/<yyyy>/<MM>/<dd>/<HH>/<shardId>/<partition key>/<arrival>-<sequence number>[-<subsequence, 6 digits>].json
  *   <prefix><consumer>/<yyyy>/<MM>/<dd>/<HH>/<shardId>/!unrecoverable/<start>-<end>.json
  *
  * - consumer: the pipe's name (or the Lambda function's, with its qualifier);
@@ -30,7 +31,6 @@ const MAX_ENCODED_PARTITION_KEY = 512;
 /** One record as read back from the stream (a user record, when it was aggregated). */
 export interface HydratedRecordFields {
   readonly partitionKey: string;
-  readonly explicitHashKey?: string;
   readonly sequenceNumber: string;
   /** The user record's position in its KPL-aggregated record; absent for a plain record. */
   readonly subSequenceNumber?: number;
@@ -51,7 +51,6 @@ export interface HydratedRecordObject {
     readonly data: string;
     readonly dataEncoding: 'utf-8' | 'base64';
     readonly partitionKey: string;
-    readonly explicitHashKey?: string;
     readonly sequenceNumber: string;
     readonly subSequenceNumber?: number;
     readonly approximateArrivalTimestamp: string;
@@ -108,7 +107,8 @@ export function consumerName(consumerArn: string): string {
 /** The key of a record's object. */
 export function recordObjectKey(prefix: string, consumer: string, shardId: string, record: HydratedRecordFields): string {
   const arrival = record.approximateArrivalTimestamp;
-  const sub = record.subSequenceNumber === undefined ? '' : `-${record.subSequenceNumber}`;
+  // Six digits: keys sort in the user records' order (an aggregated record of 1 MiB holds fewer than a million).
+  const sub = record.subSequenceNumber === undefined ? '' : `-${String(record.subSequenceNumber).padStart(6, '0')}`;
   return `${prefix}${consumer}/${hourPath(arrival)}/${shardId}/${partitionKeySegment(record.partitionKey)}/`
     + `${compactTime(arrival)}-${record.sequenceNumber}${sub}.json`;
 }
@@ -145,7 +145,6 @@ export function recordObject(consumer: string, batch: FailedBatch, record: Hydra
       data: text ?? Buffer.from(record.data).toString('base64'),
       dataEncoding: text === undefined ? 'base64' : 'utf-8',
       partitionKey: record.partitionKey,
-      explicitHashKey: record.explicitHashKey,
       sequenceNumber: record.sequenceNumber,
       subSequenceNumber: record.subSequenceNumber,
       approximateArrivalTimestamp: record.approximateArrivalTimestamp.toISOString(),

@@ -105,8 +105,8 @@ export interface HydratingDlqProps {
   // ----- pipe -----
 
   /**
-   * Name of the pipe (1 to 64 of `A-Z a-z 0-9 . _ -`). It is the consumer name in the
-   * hydrated objects' keys.
+   * Name of the pipe (1 to 57 of `A-Z a-z 0-9 . _ -`, not ending in `-replay`): the replay
+   * pipe is `<pipeName>-replay`. It is the consumer name in the hydrated objects' keys.
    * @default - a name derived from the construct's path
    */
   readonly pipeName?: string;
@@ -185,7 +185,8 @@ export interface HydratingDlqProps {
   // ----- dead-letter queue, hydrator, bucket -----
 
   /**
-   * How long the pipe's dead-letter queue keeps a message (1 minute to 14 days).
+   * How long the pipe's dead-letter queue keeps a message, up to 14 days, and at least 4 times
+   * its visibility timeout (6 x `hydratorTimeout`), so a message outlives the hydrator's 3 attempts.
    * @default Duration.days(14)
    */
   readonly deadLetterQueueRetention?: Duration;
@@ -197,7 +198,8 @@ export interface HydratingDlqProps {
   readonly bucket?: s3.IBucket;
 
   /**
-   * Key prefix of every hydrated object: empty, or up to 100 characters ending in `/`.
+   * Key prefix of every hydrated object: empty, or up to 100 characters of
+   * `A-Z a-z 0-9 ! _ . ' ( ) -` in segments each ending in `/`.
    * @default 'hydrated/'
    */
   readonly objectPrefix?: string;
@@ -213,6 +215,13 @@ export interface HydratingDlqProps {
    * @default 1
    */
   readonly hydratorBatchSize?: number;
+
+  /**
+   * Hydrator invocations at once (2 to 1,000). They read the shards the pipe reads, and a shard
+   * serves 5 GetRecords calls a second to all its readers.
+   * @default 2
+   */
+  readonly hydratorMaxConcurrency?: number;
 
   /**
    * Timeout of the hydrator (30 seconds to 15 minutes). A batch of 10,000 records takes up to

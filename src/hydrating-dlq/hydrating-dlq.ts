@@ -23,8 +23,10 @@ import { addStackResourceBudgetCheck } from '../common/stack-resource-budget';
 import { PropValidationError, validateHttpsUrl, validateIntegerRange } from '../common/validation';
 
 const SERVICE_NAME = 'cdk-event-fabric-hydrating-dlq';
-const PIPE_NAME = /^[.\-_A-Za-z0-9]{1,64}$/;
-const OBJECT_PREFIX = /^([^\s]{0,99}\/)?$/;
+/** 57 characters, so that `<name>-replay` (the replay pipe) is within Pipes' 64. */
+const PIPE_NAME = /^[.\-_A-Za-z0-9]{1,57}$/;
+/** S3's safe key characters only: no IAM wildcards (`*`, `?`) or policy variables (`${...}`) in the grants built from it. */
+const OBJECT_PREFIX = /^([A-Za-z0-9!_.'()-]+\/)*$/;
 /** Receives of a dead-letter message before it moves to the hydrator's own dead-letter queue. */
 const HYDRATOR_MAX_RECEIVE_COUNT = 3;
 
@@ -111,7 +113,8 @@ export class HydratingDlq extends Construct {
     this.replayStream = new kinesis.Stream(this, 'ReplayStream', {
       streamMode: kinesis.StreamMode.PROVISIONED,
       shardCount: 1,
-      retentionPeriod: Duration.hours(24),
+      // As long as the source stream's: the replay pipe's records live as long as the pipe's.
+      retentionPeriod: retention,
       encryption: key ? kinesis.StreamEncryption.KMS : kinesis.StreamEncryption.MANAGED,
       encryptionKey: key,
       removalPolicy: RemovalPolicy.DESTROY,
@@ -192,7 +195,7 @@ export class HydratingDlq extends Construct {
   }
 
   /**
-   * A hydrator metric: `RecordsHydrated`, `BatchesHydrated`, `BatchesPartlyUnrecoverable`,
+   * A hydrator metric: `RecordsHydrated`, `BatchesHydrated`, `BatchesWiderRange`, `BatchesPartlyUnrecoverable`,
    * `MessagesUnreadable` or `MessagesFailed` (namespace `cdk-event-fabric`, dimension
    * `hydratingDlq`), summed over 5 minutes.
    */
@@ -253,11 +256,13 @@ export class HydratingDlq extends Construct {
       throw new PropValidationError(this, 'maximumRecordAge', maximumRecordAge.toHumanString(),
         `allowed: shorter than the stream's retention (${retention.toHumanString()}), so a failed batch's records are still in the stream when the hydrator reads them`);
     }
-    if (props.pipeName !== undefined && !Token.isUnresolved(props.pipeName) && !PIPE_NAME.test(props.pipeName)) {
-      throw new PropValidationError(this, 'pipeName', props.pipeName, 'allowed: 1 to 64 characters of A-Z a-z 0-9 . _ -');
+    if (props.pipeName !== undefined && !Token.isUnresolved(props.pipeName) && (!PIPE_NAME.test(props.pipeName) || props.pipeName.endsWith('-replay'))) {
+      throw new PropValidationError(this, 'pipeName', props.pipeName,
+        'allowed: 1 to 57 characters of A-Z a-z 0-9 . _ -, not ending in "-replay" (the replay pipe is named <pipeName>-replay, within Pipes\' 64)');
     }
-    if (props.objectPrefix !== undefined && !OBJECT_PREFIX.test(props.objectPrefix)) {
-      throw new PropValidationError(this, 'objectPrefix', props.objectPrefix, 'allowed: empty, or up to 100 characters without whitespace ending in "/"');
+    if (props.objectPrefix !== undefined && (!OBJECT_PREFIX.test(props.objectPrefix) || props.objectPrefix.length > 100)) {
+      throw new PropValidationError(this, 'objectPrefix', props.objectPrefix,
+        'allowed: empty, or up to 100 characters of A-Z a-z 0-9 ! _ . \' ( ) - in segments each ending in "/" (no IAM wildcards)');
     }
     if (props.inputTemplate !== undefined && !Token.isUnresolved(props.inputTemplate) && props.inputTemplate.length > 8192) {
       throw new PropValidationError(this, 'inputTemplate', `${props.inputTemplate.slice(0, 40)}...`, 'allowed: at most 8,192 characters');
@@ -278,7 +283,12 @@ export class HydratingDlq extends Construct {
     }
     validateIntegerRange(this, 'hydratorBatchSize', props.hydratorBatchSize, 1, 10, 'messages');
     validateIntegerRange(this, 'hydratorTimeout', durationIn(props.hydratorTimeout, 'seconds'), 30, 900, 'seconds');
-    validateIntegerRange(this, 'deadLetterQueueRetention', durationIn(props.deadLetterQueueRetention, 'seconds'), 60, 1_209_600, 'seconds');
+    validateIntegerRange(this, 'hydratorMaxConcurrency', props.hydratorMaxConcurrency, 2, 1000, 'concurrent invocations');
+    // A dead-letter message must outlive the hydrator's receives: each waits out the visibility timeout.
+    const visibility = (durationIn(props.hydratorTimeout, 'seconds') ?? 300) * 6;
+    const minimumRetention = visibility * (HYDRATOR_MAX_RECEIVE_COUNT + 1);
+    validateIntegerRange(this, 'deadLetterQueueRetention', durationIn(props.deadLetterQueueRetention, 'seconds'), Math.min(minimumRetention, 1_209_600), 1_209_600,
+      `seconds (at least ${HYDRATOR_MAX_RECEIVE_COUNT + 1} visibility timeouts of 6 x hydratorTimeout, so a message outlives the hydrator's ${HYDRATOR_MAX_RECEIVE_COUNT} attempts)`);
   }
 
   private createStream(retention: Duration, removalPolicy: RemovalPolicy): kinesis.Stream {
@@ -434,9 +444,16 @@ export class HydratingDlq extends Construct {
     fn.addEventSource(new lambdaEventSources.SqsEventSource(this.deadLetterQueue, {
       batchSize: this.props.hydratorBatchSize ?? 1,
       reportBatchItemFailures: true,
+      // A few at once: the hydrators read the shards the pipe reads (GetRecords: 5 calls a second per shard).
+      maxConcurrency: this.props.hydratorMaxConcurrency ?? 2,
     }));
-    this.stream.grantRead(fn);
-    this.replayStream.grantRead(fn);
+    // The two calls the range reader makes, on the two streams (and their keys).
+    fn.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['kinesis:GetShardIterator', 'kinesis:GetRecords'],
+      resources: [this.stream.streamArn, this.replayStream.streamArn],
+    }));
+    this.stream.encryptionKey?.grantDecrypt(fn);
+    this.replayStream.encryptionKey?.grantDecrypt(fn);
     // PutObject only (grantPut adds s3:Abort* and legal-hold actions the hydrator never uses).
     fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [this.bucket.arnForObjects(`${this.objectPrefix}*`)] }));
     this.bucket.encryptionKey?.grantEncrypt(fn);
@@ -481,7 +498,7 @@ export class HydratingDlq extends Construct {
       conditions: { StringLike: { 's3:prefix': `${this.objectPrefix}*` } },
     }));
     this.bucket.encryptionKey?.grantDecrypt(fn);
-    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['kinesis:PutRecords', 'kinesis:PutRecord'], resources: [this.replayStream.streamArn] }));
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['kinesis:PutRecords'], resources: [this.replayStream.streamArn] }));
     key?.grantEncrypt(fn);
     bus?.grantPutEventsTo(fn);
     acknowledgeXRay(role);

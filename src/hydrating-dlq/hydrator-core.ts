@@ -1,5 +1,5 @@
 import { KinesisClient } from '@aws-sdk/client-kinesis';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { FailedBatch, readFailedBatch } from './failed-batch';
 import {
   consumerName, failureFields, HYDRATED_OBJECT_VERSION, recordObject, recordObjectKey, unrecoverableObjectKey,
@@ -47,8 +47,16 @@ export interface HydratorDeps {
 /** What became of one dead-letter message. */
 export interface MessageHydration {
   readonly messageId: string;
-  readonly outcome: 'hydrated' | 'partly-unrecoverable' | 'unreadable';
+  /**
+   * `hydrated-wider-range`: every record was found, but the range held more Kinesis records
+   * than the batch (a pipe with a filter, or a parallelization factor above 1, delivers other
+   * records between the batch's first and last): those were hydrated too.
+   */
+  readonly outcome: 'hydrated' | 'hydrated-wider-range' | 'partly-unrecoverable' | 'unreadable';
+  /** Record objects written now (not those already there from an earlier hydration of the batch). */
   readonly recordsWritten: number;
+  /** Record objects already there (the batch was hydrated before), left as they were. */
+  readonly recordsAlreadyHydrated: number;
   /** Kinesis records read in the range (an aggregated record counts once). */
   readonly kinesisRecordsRead: number;
   readonly reason?: string;
@@ -105,19 +113,38 @@ export class Hydrator {
     const consumer = consumerName(batch.consumerArn);
     const now = this.now();
     let recordsWritten = 0;
+    let recordsAlreadyHydrated = 0;
     const summary = await readShardRange(this.deps.kinesis, batch, async (page) => {
       const records = page.flatMap((r) => userRecords(r).records);
-      await this.writeAll(records.map((record) => () => this.put(
-        recordObjectKey(this.settings.prefix, consumer, batch.shardId, record),
-        recordObject(consumer, batch, record, now),
-      )));
-      recordsWritten += records.length;
+      await this.writeAll(records.map((record) => async () => {
+        const key = recordObjectKey(this.settings.prefix, consumer, batch.shardId, record);
+        if (await this.putIfAbsent(key, recordObject(consumer, batch, record, now))) recordsWritten++;
+        else recordsAlreadyHydrated++;
+      }));
     }, this.settings.read);
 
     const missing = missingRecords(batch, summary);
     if (!missing) {
-      this.logger.info('failed batch hydrated', { messageId: message.messageId, consumer, shardId: batch.shardId, recordsWritten });
-      return { messageId: message.messageId, outcome: 'hydrated', recordsWritten, kinesisRecordsRead: summary.recordsRead, read: summary };
+      const wider = summary.recordsRead > batch.batchSize;
+      const fields = {
+        messageId: message.messageId,
+        consumer,
+        shardId: batch.shardId,
+        recordsWritten,
+        recordsAlreadyHydrated,
+        batchSize: batch.batchSize,
+        kinesisRecordsRead: summary.recordsRead,
+      };
+      if (wider) this.logger.warn('failed batch hydrated; its range held more records than the batch (a filter, or parallelization)', fields);
+      else this.logger.info('failed batch hydrated', fields);
+      return {
+        messageId: message.messageId,
+        outcome: wider ? 'hydrated-wider-range' : 'hydrated',
+        recordsWritten,
+        recordsAlreadyHydrated,
+        kinesisRecordsRead: summary.recordsRead,
+        read: summary,
+      };
     }
     const key = unrecoverableObjectKey(this.settings.prefix, consumer, batch, sentTime(message) ?? now);
     const body: UnrecoverableObject = {
@@ -140,6 +167,7 @@ export class Hydrator {
       messageId: message.messageId,
       outcome: 'partly-unrecoverable',
       recordsWritten,
+      recordsAlreadyHydrated,
       kinesisRecordsRead: summary.recordsRead,
       reason: missing.reason,
       read: summary,
@@ -155,7 +183,7 @@ export class Hydrator {
       version: HYDRATED_OBJECT_VERSION, kind: 'unreadable', reason, messageId: message.messageId, body: message.body, keptAt: this.now().toISOString(),
     });
     this.logger.warn('dead-letter message unreadable; kept', { messageId: message.messageId, key, reason });
-    return { messageId: message.messageId, outcome: 'unreadable', recordsWritten: 0, kinesisRecordsRead: 0, reason, parkedKey: key };
+    return { messageId: message.messageId, outcome: 'unreadable', recordsWritten: 0, recordsAlreadyHydrated: 0, kinesisRecordsRead: 0, reason, parkedKey: key };
   }
 
   private async put(key: string, body: object): Promise<void> {
@@ -165,6 +193,27 @@ export class Hydrator {
       Body: JSON.stringify(body),
       ContentType: 'application/json',
     }));
+  }
+
+  /**
+   * Writes a record object only if its key is free; false when it is already there (written by
+   * an earlier hydration of the batch, perhaps since marked replayed: it stays as it is).
+   */
+  private async putIfAbsent(key: string, body: object): Promise<boolean> {
+    try {
+      await this.deps.s3.send(new PutObjectCommand({
+        Bucket: this.settings.bucketName,
+        Key: key,
+        Body: JSON.stringify(body),
+        ContentType: 'application/json',
+        IfNoneMatch: '*',
+      }));
+      return true;
+    } catch (error) {
+      if (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 412) return false;
+      if ((error as Error).name === 'PreconditionFailed') return false;
+      throw error;
+    }
   }
 
   /** Runs the writes with bounded concurrency; the first error fails the whole (after the others in flight end). */

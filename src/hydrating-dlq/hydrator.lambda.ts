@@ -31,7 +31,8 @@ export async function handler(event: SQSEvent): Promise<SQSBatchResponse> {
     const report = await hydrator.handleBatch(event.Records);
     const count = (outcome: string) => report.messages.filter((m) => m.outcome === outcome).length;
     metrics.addMetric('RecordsHydrated', MetricUnit.Count, report.messages.reduce((sum, m) => sum + m.recordsWritten, 0));
-    metrics.addMetric('BatchesHydrated', MetricUnit.Count, count('hydrated'));
+    metrics.addMetric('BatchesHydrated', MetricUnit.Count, count('hydrated') + count('hydrated-wider-range'));
+    metrics.addMetric('BatchesWiderRange', MetricUnit.Count, count('hydrated-wider-range'));
     metrics.addMetric('BatchesPartlyUnrecoverable', MetricUnit.Count, count('partly-unrecoverable'));
     metrics.addMetric('MessagesUnreadable', MetricUnit.Count, count('unreadable'));
     metrics.addMetric('MessagesFailed', MetricUnit.Count, report.batchItemFailures.length);

@@ -1,10 +1,11 @@
-import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { GetObjectCommand, GetObjectTaggingCommand, ListObjectsV2Command, PutObjectTaggingCommand, S3Client, Tag } from '@aws-sdk/client-s3';
 import { HydratedRecordObject, recordData, UNRECOVERABLE_SEGMENT } from './hydrated-object';
 import { UNREADABLE_PREFIX } from './hydrator-core';
 import { describeValue, errorText, isObject } from '../runtime/argument-checks';
 import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
+import { DEFAULT_MAX_ENTRY_BYTES, putEventsEntrySize, putEventsReliably } from '../runtime/put-events';
 
 /**
  * The replayer: sends hydrated records again, chosen by consumer and arrival time or by key
@@ -26,9 +27,13 @@ export const REPLAY_SOURCE = 'cdk-event-fabric.hydrating-dlq';
 /** Records per PutRecords call (Kinesis's limit is 500 records and 5 MiB). */
 const PUT_RECORDS_MAX = 500;
 const PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024;
-const PUT_EVENTS_MAX = 10;
-/** EventBridge's entry limit (PutEvents' entry size, 1 MiB since January 2026; 256 KiB before). */
-const DEFAULT_MAX_EVENT_BYTES = 1_048_576;
+/** Attempts of a record the replay stream refuses (throttling), with backoff, before its key is given up for the run. */
+const PUT_RECORD_ATTEMPTS = 5;
+/** Objects read before they are sent and marked: memory holds one chunk. */
+const CHUNK_OBJECTS = 500;
+const CHUNK_BYTES = 32 * 1024 * 1024;
+/** No new chunk is started with less time than this left in the invocation. */
+const RESERVE_MS = 30_000;
 const MAX_FAILURES_REPORTED = 50;
 
 /** What an operator asks for (the replayer's invocation payload). */
@@ -86,6 +91,10 @@ export interface ReplayerDeps {
   readonly eventBridge: EventBridgeClient;
   readonly logger?: CoreLogger;
   readonly now?: () => Date;
+  /** The invocation's time left (ms): a replay stops between chunks when it runs short, and says where to continue. */
+  readonly remainingMs?: () => number;
+  /** Waits between attempts; tests pass a fake. @default setTimeout */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 /** A request refused before anything was read: the message says what was wrong and what is allowed. */
@@ -96,7 +105,7 @@ export class ReplayRequestError extends Error {
   }
 }
 
-interface Candidate { readonly key: string; readonly object: HydratedRecordObject; readonly tags: Tag[] }
+interface Candidate { readonly key: string; readonly object: HydratedRecordObject; readonly tags: Tag[]; readonly bytes: number }
 
 export class Replayer {
   private readonly logger: CoreLogger;
@@ -118,28 +127,24 @@ export class Replayer {
       if (failures.length < MAX_FAILURES_REPORTED) failures.push({ key, reason });
     };
 
-    const { keys, startAfter } = await this.listKeys(request);
-    const pending: Candidate[] = [];
-    for (const key of keys) {
-      const candidate = await this.read(key);
-      if (!candidate) continue; // not a record object
-      counts.found++;
-      if (!request.includeReplayed && candidate.tags.some((t) => t.Key === REPLAYED_TAG)) {
-        counts.skipped++;
-        continue;
-      }
-      pending.push(candidate);
-    }
-    if (dryRun) {
-      counts.sent = pending.length;
-    } else {
-      const outcomes = target === 'bus' ? await this.sendToBus(pending) : await this.sendToStream(pending);
+    const listed = await this.listKeys(request);
+    let startAfter = listed.startAfter;
+    // Partition keys with a record refused in this run: their later records wait for the next run, so none overtakes it.
+    const heldBack = new Set<string>();
+    let chunk: Candidate[] = [];
+    let chunkBytes = 0;
+    const flush = async () => {
+      const sending = chunk;
+      chunk = [];
+      chunkBytes = 0;
+      const outcomes = target === 'bus' ? await this.sendToBus(sending, dryRun) : await this.sendToStream(sending, heldBack, dryRun);
       for (const [candidate, refusal] of outcomes) {
         if (refusal !== undefined) {
           fail(candidate.key, refusal);
           continue;
         }
         counts.sent++;
+        if (dryRun) continue;
         // Marked only now that the stream or the bus has the record. A mark that fails (for
         // example an object that already has S3's 10 tags) leaves the object to be sent again.
         try {
@@ -148,7 +153,28 @@ export class Replayer {
           if (failures.length < MAX_FAILURES_REPORTED) failures.push({ key: candidate.key, reason: `sent, but not marked replayed: ${errorText(error)}` });
         }
       }
+    };
+    for (let i = 0; i < listed.keys.length; i++) {
+      const key = listed.keys[i];
+      const candidate = await this.read(key);
+      if (candidate) {
+        counts.found++;
+        if (!request.includeReplayed && candidate.tags.some((t) => t.Key === REPLAYED_TAG)) {
+          counts.skipped++;
+        } else {
+          chunk.push(candidate);
+          chunkBytes += candidate.bytes;
+        }
+      }
+      if (chunk.length >= CHUNK_OBJECTS || chunkBytes >= CHUNK_BYTES) {
+        await flush();
+        if (i < listed.keys.length - 1 && (this.deps.remainingMs?.() ?? Infinity) < RESERVE_MS) {
+          startAfter = key; // everything up to here is done
+          break;
+        }
+      }
     }
+    if (chunk.length > 0) await flush();
     const report: ReplayReport = { dryRun, target, ...counts, failures, startAfter };
     this.logger.info('replay done', { ...counts, dryRun, target, startAfter });
     return report;
@@ -240,7 +266,7 @@ export class Replayer {
     const tags = (got.TagCount ?? 0) > 0
       ? (await this.deps.s3.send(new GetObjectTaggingCommand({ Bucket: this.settings.bucketName, Key: key }))).TagSet ?? []
       : [];
-    return { key, object, tags };
+    return { key, object, tags, bytes: text.length };
   }
 
   private async mark(candidate: Candidate, target: 'pipe' | 'bus'): Promise<void> {
@@ -252,91 +278,141 @@ export class Replayer {
     }));
   }
 
-  /** PutRecords to the replay stream, in order, in calls of up to 500 records / 5 MiB; each candidate's error, or undefined. */
-  private async sendToStream(candidates: Candidate[]): Promise<[Candidate, string | undefined][]> {
+  /**
+   * PutRecords to the replay stream, keeping each partition key's order: a call carries at most
+   * one record of a key (Kinesis does not order the records of one PutRecords call, and a
+   * refused record must not be overtaken by a later one of its key). A refused record is tried
+   * again with backoff; one refused every time holds back the rest of its key for this run.
+   * Returns each candidate's refusal, or undefined when the stream took it (in a dry run: would be sent).
+   */
+  private async sendToStream(candidates: Candidate[], heldBack: Set<string>, dryRun: boolean): Promise<[Candidate, string | undefined][]> {
     const results: [Candidate, string | undefined][] = [];
-    let batch: Candidate[] = [];
-    let bytes = 0;
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const sent = batch;
-      batch = [];
-      bytes = 0;
-      try {
-        const answer = await this.deps.kinesis.send(new PutRecordsCommand({
-          StreamName: this.settings.replayStreamName,
-          Records: sent.map((c) => ({
-            Data: recordData(c.object),
-            PartitionKey: c.object.record.partitionKey,
-            ExplicitHashKey: c.object.record.explicitHashKey,
-          })),
-        }));
-        sent.forEach((c, i) => {
-          const entry = answer.Records?.[i];
-          results.push([c, !entry ? 'PutRecords answered without this record'
-            : entry.ErrorCode ? `${entry.ErrorCode}: ${entry.ErrorMessage ?? ''}`.trim() : undefined]);
-        });
-      } catch (error) {
-        for (const c of sent) results.push([c, `PutRecords failed: ${errorText(error)}`]);
-      }
-    };
+    const queues = new Map<string, Candidate[]>();
     for (const c of candidates) {
-      const size = recordData(c.object).length + Buffer.byteLength(c.object.record.partitionKey);
-      if (batch.length === PUT_RECORDS_MAX || bytes + size > PUT_RECORDS_MAX_BYTES) await flush();
-      batch.push(c);
-      bytes += size;
+      const key = c.object.record.partitionKey;
+      if (heldBack.has(key)) {
+        results.push([c, 'not sent: an earlier record of its partition key was refused in this run; run the replay again']);
+        continue;
+      }
+      queues.set(key, [...(queues.get(key) ?? []), c]);
     }
-    await flush();
+    if (dryRun) return [...results, ...[...queues.values()].flat().map((c): [Candidate, undefined] => [c, undefined])];
+    const attempts = new Map<Candidate, number>();
+    const sleep = this.deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    while (queues.size > 0) {
+      // The head of each key, in calls of at most 500 records and 5 MiB.
+      const heads = [...queues.values()].map((q) => q[0]);
+      let refusedAny = false;
+      for (const call of groupRecords(heads)) {
+        const refusals = await this.putRecords(call);
+        call.forEach((c, i) => {
+          const key = c.object.record.partitionKey;
+          const queue = queues.get(key)!;
+          if (refusals[i] === undefined) {
+            results.push([c, undefined]);
+            queue.shift();
+          } else {
+            refusedAny = true;
+            const tried = (attempts.get(c) ?? 0) + 1;
+            attempts.set(c, tried);
+            if (tried < PUT_RECORD_ATTEMPTS) return;
+            results.push([c, refusals[i]]);
+            for (const later of queue.slice(1)) {
+              results.push([later, 'not sent: an earlier record of its partition key was refused in this run; run the replay again']);
+            }
+            queue.length = 0;
+            heldBack.add(key);
+          }
+          if (queue.length === 0) queues.delete(key);
+        });
+      }
+      if (refusedAny && queues.size > 0) await sleep(Math.random() * Math.min(5_000, 200 * 2 ** Math.max(...[...attempts.values()], 0)));
+    }
     return results;
   }
 
-  /** PutEvents to the bus, 10 entries a call; an entry too large for EventBridge fails alone. */
-  private async sendToBus(candidates: Candidate[]): Promise<[Candidate, string | undefined][]> {
+  /** One PutRecords call: each record's refusal, or undefined when the stream took it. */
+  private async putRecords(call: Candidate[]): Promise<(string | undefined)[]> {
+    try {
+      const answer = await this.deps.kinesis.send(new PutRecordsCommand({
+        StreamName: this.settings.replayStreamName,
+        Records: call.map((c) => ({ Data: recordData(c.object), PartitionKey: c.object.record.partitionKey })),
+      }));
+      return call.map((_, i) => {
+        const entry = answer.Records?.[i];
+        if (!entry) return 'PutRecords answered without this record';
+        return entry.ErrorCode ? `${entry.ErrorCode}: ${entry.ErrorMessage ?? ''}`.trim() : undefined;
+      });
+    } catch (error) {
+      return call.map(() => `PutRecords failed: ${errorText(error)}`);
+    }
+  }
+
+  /**
+   * PutEvents to the bus (10 entries and 1 MiB a call, retryable failures retried); an entry
+   * too large for EventBridge fails alone, in a dry run too.
+   */
+  private async sendToBus(candidates: Candidate[], dryRun: boolean): Promise<[Candidate, string | undefined][]> {
     const results: [Candidate, string | undefined][] = [];
-    const maxBytes = this.settings.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
-    const entries: { candidate: Candidate; detail: string }[] = [];
+    const maxBytes = this.settings.maxEventBytes ?? DEFAULT_MAX_ENTRY_BYTES;
+    const entries: { candidate: Candidate; entry: { EventBusName?: string; Source: string; DetailType: string; Detail: string } }[] = [];
     for (const candidate of candidates) {
-      const detail = JSON.stringify(replayedDetail(candidate));
-      // PutEvents' entry size: detail, detail-type and source in UTF-8 (the documented calculation, less the fields not set here).
-      const size = Buffer.byteLength(detail) + Buffer.byteLength(REPLAY_DETAIL_TYPE) + Buffer.byteLength(REPLAY_SOURCE) + 14;
+      const entry = {
+        EventBusName: this.settings.eventBusName, Source: REPLAY_SOURCE, DetailType: REPLAY_DETAIL_TYPE, Detail: replayedDetail(candidate),
+      };
+      const size = putEventsEntrySize(entry);
       if (size > maxBytes) results.push([candidate, `the event would be ${size} bytes; EventBridge takes at most ${maxBytes}: replay it to "pipe"`]);
-      else entries.push({ candidate, detail });
+      else entries.push({ candidate, entry });
     }
-    for (let i = 0; i < entries.length; i += PUT_EVENTS_MAX) {
-      const chunk = entries.slice(i, i + PUT_EVENTS_MAX);
-      try {
-        const answer = await this.deps.eventBridge.send(new PutEventsCommand({
-          Entries: chunk.map((e) => ({
-            EventBusName: this.settings.eventBusName, Source: REPLAY_SOURCE, DetailType: REPLAY_DETAIL_TYPE, Detail: e.detail,
-          })),
-        }));
-        chunk.forEach((e, j) => {
-          const entry = answer.Entries?.[j];
-          results.push([e.candidate, !entry ? 'PutEvents answered without this entry'
-            : entry.ErrorCode ? `${entry.ErrorCode}: ${entry.ErrorMessage ?? ''}`.trim() : entry.EventId ? undefined : 'PutEvents gave no event id']);
-        });
-      } catch (error) {
-        for (const e of chunk) results.push([e.candidate, `PutEvents failed: ${errorText(error)}`]);
-      }
-    }
+    if (dryRun) return [...results, ...entries.map((e): [Candidate, undefined] => [e.candidate, undefined])];
+    const outcomes = await putEventsReliably(this.deps.eventBridge, entries.map((e) => e.entry),
+      { maxRequestBytes: maxBytes, sleep: this.deps.sleep });
+    entries.forEach((e, i) => {
+      const outcome = outcomes[i];
+      results.push([e.candidate, outcome.ok && outcome.eventId ? undefined : `PutEvents refused it: ${outcome.errorCode ?? 'no event id'} ${outcome.errorMessage ?? ''}`.trim()]);
+    });
     return results;
   }
 }
 
-/** A replayed record's event detail: the record (its data parsed when it is JSON), its source, and the object it came from. */
-function replayedDetail(candidate: Candidate): Record<string, unknown> {
+/** Groups records into PutRecords calls: at most 500 records and about 5 MiB each. */
+function groupRecords(candidates: Candidate[]): Candidate[][] {
+  const calls: Candidate[][] = [];
+  let current: Candidate[] = [];
+  let bytes = 0;
+  for (const c of candidates) {
+    const size = recordData(c.object).length + Buffer.byteLength(c.object.record.partitionKey);
+    if (current.length === PUT_RECORDS_MAX || (current.length > 0 && bytes + size > PUT_RECORDS_MAX_BYTES)) {
+      calls.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(c);
+    bytes += size;
+  }
+  if (current.length > 0) calls.push(current);
+  return calls;
+}
+
+/**
+ * A replayed record's event detail (JSON text): the record, its source and the object it came
+ * from. Data that is JSON goes in as its own text, never parsed and written again, so numbers
+ * beyond a double's precision (and their exact spelling) reach the bus unchanged.
+ */
+function replayedDetail(candidate: Candidate): string {
   const { record, source, consumer, failure } = candidate.object;
-  let data: unknown = record.data;
+  let json = false;
   if (record.dataEncoding === 'utf-8') {
     try {
-      data = JSON.parse(record.data);
+      JSON.parse(record.data);
+      json = true;
     } catch {
-      data = record.data;
+      json = false;
     }
   }
-  return {
-    data,
+  const rest = JSON.stringify({
     dataEncoding: record.dataEncoding,
+    dataIsJson: json,
     partitionKey: record.partitionKey,
     sequenceNumber: record.sequenceNumber,
     subSequenceNumber: record.subSequenceNumber,
@@ -345,7 +421,8 @@ function replayedDetail(candidate: Candidate): Record<string, unknown> {
     source,
     condition: failure.condition,
     objectKey: candidate.key,
-  };
+  });
+  return `{"data":${json ? record.data.trim() : JSON.stringify(record.data)},${rest.slice(1)}`;
 }
 
 /** The hour prefixes from `from` (its hour) up to `to`. */

@@ -45,10 +45,17 @@ export function userRecords(record: KinesisRecord): UserRecords {
       result = { records: [{ ...whole, deaggregationError: reason }], deaggregationError: reason };
       return;
     }
+    // The library does not check a user record's partition-key index: one outside the table gives no key.
+    const broken = found.findIndex((user) => typeof user.partitionKey !== 'string' || user.partitionKey === '' || typeof user.data !== 'string');
+    if (broken >= 0) {
+      const reason = `user record ${broken} of the aggregated record has no partition key or data (an index outside its tables)`;
+      result = { records: [{ ...whole, deaggregationError: reason }], deaggregationError: reason };
+      return;
+    }
+    // Explicit hash keys are not kept: the library gives a user record without one the table's first entry.
     result = {
       records: found.map((user) => ({
         partitionKey: user.partitionKey,
-        explicitHashKey: user.explicitPartitionKey,
         sequenceNumber: user.sequenceNumber,
         subSequenceNumber: user.subSequenceNumber,
         approximateArrivalTimestamp: whole.approximateArrivalTimestamp,

@@ -145,7 +145,7 @@ describe('HydratingDlq defaults', () => {
     const statements = roleStatements(template, 'OrdersHydratorFunctionRole');
     expect(statements).toEqual(expect.arrayContaining([
       expect.objectContaining({ Action: 's3:PutObject', Resource: { 'Fn::Join': ['', [att('OrdersBucket'), '/hydrated/*']] } }),
-      expect.objectContaining({ Action: expect.arrayContaining(['kinesis:GetRecords', 'kinesis:GetShardIterator']), Resource: att('OrdersStream') }),
+      expect.objectContaining({ Action: ['kinesis:GetShardIterator', 'kinesis:GetRecords'], Resource: [att('OrdersStream'), att('OrdersReplayStream')] }),
     ]));
     expect(statements.flatMap((s) => [s.Action].flat()).filter((a: string) => a.startsWith('s3:'))).toEqual(['s3:PutObject']);
   });
@@ -216,10 +216,10 @@ describe('HydratingDlq defaults', () => {
         Action: ['s3:GetObject', 's3:GetObjectTagging', 's3:PutObjectTagging'], Resource: { 'Fn::Join': ['', [att('OrdersBucket'), '/hydrated/*']] },
       }),
       expect.objectContaining({ Action: 's3:ListBucket', Resource: att('OrdersBucket'), Condition: { StringLike: { 's3:prefix': 'hydrated/*' } } }),
-      expect.objectContaining({ Action: ['kinesis:PutRecords', 'kinesis:PutRecord'], Resource: att('OrdersReplayStream') }),
+      expect.objectContaining({ Action: 'kinesis:PutRecords', Resource: att('OrdersReplayStream') }),
     ]));
     expect(statements.flatMap((st) => [st.Action].flat()).filter((a: string) => !a.startsWith('logs:') && !a.startsWith('xray:')).sort())
-      .toEqual(['kinesis:PutRecord', 'kinesis:PutRecords', 's3:GetObject', 's3:GetObjectTagging', 's3:ListBucket', 's3:PutObjectTagging']);
+      .toEqual(['kinesis:PutRecords', 's3:GetObject', 's3:GetObjectTagging', 's3:ListBucket', 's3:PutObjectTagging']);
   });
 
   test('no unacknowledged cdk-nag findings', () => {
@@ -417,7 +417,7 @@ describe('HydratingDlq prop validation', () => {
     ['a record age as long as the retention', () => ({ maximumRecordAge: Duration.hours(24) }),
       'invalid maximumRecordAge "1 day"; allowed: shorter than the stream\'s retention (1 day), so a failed batch\'s records are still in the stream'],
     ['parallelization 11', () => ({ parallelizationFactor: 11 }), 'invalid parallelizationFactor 11; allowed: an integer from 1 to 10'],
-    ['a pipe name with a slash', () => ({ pipeName: 'orders/api' }), 'invalid pipeName "orders/api"; allowed: 1 to 64 characters of A-Z a-z 0-9 . _ -'],
+    ['a pipe name with a slash', () => ({ pipeName: 'orders/api' }), 'invalid pipeName "orders/api"; allowed: 1 to 57 characters of A-Z a-z 0-9 . _ -, not ending in "-replay"'],
     ['a prefix without a trailing slash', () => ({ objectPrefix: 'hydrated' }), 'invalid objectPrefix "hydrated"; allowed: empty, or up to 100 characters'],
     ['a filter that is not JSON', () => ({ filterPatterns: ['{data'] }), 'invalid filterPatterns "{data"; allowed: JSON event patterns'],
     ['an empty filter', () => ({ filterPatterns: ['{}'] }), 'invalid filterPatterns "{}"; allowed: JSON event patterns'],
@@ -425,7 +425,7 @@ describe('HydratingDlq prop validation', () => {
     ['a template over 8,192 characters', () => ({ inputTemplate: 'x'.repeat(8193) }), 'invalid inputTemplate "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx..."; allowed: at most 8,192 characters'],
     ['hydratorBatchSize 11', () => ({ hydratorBatchSize: 11 }), 'invalid hydratorBatchSize 11; allowed: an integer from 1 to 10 messages'],
     ['a hydrator timeout over 15 minutes', () => ({ hydratorTimeout: Duration.minutes(16) }), 'invalid hydratorTimeout 960; allowed: an integer from 30 to 900 seconds'],
-    ['a DLQ retention over 14 days', () => ({ deadLetterQueueRetention: Duration.days(15) }), 'invalid deadLetterQueueRetention 1296000; allowed: an integer from 60 to 1209600 seconds'],
+    ['a DLQ retention over 14 days', () => ({ deadLetterQueueRetention: Duration.days(15) }), 'invalid deadLetterQueueRetention 1296000; allowed: an integer from 7200 to 1209600 seconds (at least 4 visibility timeouts'],
   ];
   test.each(cases)('%s', (_name, props, message) => {
     const stack = newStack();

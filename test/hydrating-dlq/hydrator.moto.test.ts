@@ -140,9 +140,9 @@ describe('Hydrator against moto: a failed batch read back from the stream into S
     const users = objects.filter(([, o]) => o.record.sequenceNumber === stream.sequenceNumbers[0]);
     expect(users.map(([key, o]) => [key.split('/').slice(-2).join('/').replace(/^(.*)\/\d{8}T\d{9}Z-/, '$1/'), o.record.data, o.record.subSequenceNumber]))
       .toEqual([
-        [`tenant-a/${stream.sequenceNumbers[0]}-0.json`, '{"n":1}', 0],
-        [`tenant-a/${stream.sequenceNumbers[0]}-2.json`, '{"n":3}', 2],
-        [`tenant-b/${stream.sequenceNumbers[0]}-1.json`, '{"n":2}', 1],
+        [`tenant-a/${stream.sequenceNumbers[0]}-000000.json`, '{"n":1}', 0],
+        [`tenant-a/${stream.sequenceNumbers[0]}-000002.json`, '{"n":3}', 2],
+        [`tenant-b/${stream.sequenceNumbers[0]}-000001.json`, '{"n":2}', 1],
       ]);
     const kept = objects.find(([, o]) => o.record.partitionKey === 'broken')![1];
     expect(kept.record).toMatchObject({ data: broken.toString('base64'), dataEncoding: 'base64', deaggregationError: expect.stringMatching(/.+/) });
