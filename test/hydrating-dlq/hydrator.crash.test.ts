@@ -56,7 +56,7 @@ interface HydratorWorld {
 type MessageOf = (stream: MotoStream) => { body: string; expected: Omit<Expected, 'records'> & { records?: Expected['records'] } };
 
 /** 9 Kinesis records (one KPL-aggregated of 3 user records), read 4 to a page: the range is records 1 to 7. */
-async function createWorld(messageOf: MessageOf): Promise<HydratorWorld> {
+async function createWorld(messageOf: MessageOf, copies = 1): Promise<HydratorWorld> {
   clock.reset();
   const users = [{ partitionKey: 'tenant-a', data: '{"n":"3a"}' }, { partitionKey: 'tenant-b', data: '{"n":"3b"}' }, { partitionKey: 'tenant-a', data: '{"n":"3c"}' }];
   const aggregated = await kplAggregate(users.map((u) => ({ partitionKey: u.partitionKey, data: Buffer.from(u.data) })));
@@ -70,7 +70,7 @@ async function createWorld(messageOf: MessageOf): Promise<HydratorWorld> {
     RedrivePolicy: JSON.stringify({ deadLetterTargetArn: hydratorDlq.arn, maxReceiveCount: MAX_RECEIVE_COUNT }),
   });
   const { body, expected } = messageOf(stream);
-  await platform.sqs.send(new SendMessageCommand({ QueueUrl: pipeDlq.url, MessageBody: body }));
+  for (let i = 0; i < copies; i++) await platform.sqs.send(new SendMessageCommand({ QueueUrl: pipeDlq.url, MessageBody: body }));
   const mapping = new SqsEventSource(platform.sqs, injector, clock, {
     queueUrl: pipeDlq.url, queueArn: pipeDlq.arn, visibilityTimeoutSeconds: VISIBILITY_SECONDS, batchSize: 10, reportBatchItemFailures: true,
   });
@@ -139,11 +139,11 @@ async function checkWorld(world: HydratorWorld): Promise<OutcomeCounts> {
   };
 }
 
-function scenario(name: string, messageOf: MessageOf): CrashPointScenario<HydratorWorld> {
+function scenario(name: string, messageOf: MessageOf, copies = 1): CrashPointScenario<HydratorWorld> {
   return {
     name,
     injector,
-    setup: () => createWorld(messageOf),
+    setup: () => createWorld(messageOf, copies),
     invoke: async (world) => {
       world.batch = await world.mapping.poll();
       invariant(world.batch !== undefined, 'no message to deliver');
@@ -209,6 +209,23 @@ describe('hydrator under the crash-point harness (moto: Kinesis, S3, SQS)', () =
     summarize(report);
     expect(report.cleanCalls[report.cleanCalls.length - 1]).toBe('PutObject');
     expect(report.totals.parked).toBeGreaterThan(0);
+  });
+
+  test('a dead-letter message delivered twice (one batch of 2 messages): the records once each, no copies', async () => {
+    const report = await exploreCrashPoints(scenario('hydrator, a duplicate dead-letter message', (stream) => ({
+      body: pipeDlqMessage(stream, 1, 3),
+      expected: {
+        unrecoverable: false,
+        unreadable: false,
+        records: [1, 2, 3].flatMap((i) => (i === 3
+          ? [{ partitionKey: 'tenant-a', data: '{"n":"3a"}' }, { partitionKey: 'tenant-b', data: '{"n":"3b"}' }, { partitionKey: 'tenant-a', data: '{"n":"3c"}' }]
+          : [{ partitionKey: `tenant-${i % 2 ? 'a' : 'b'}`, data: `{"n":${i}}` }])),
+      },
+    }), 2));
+    summarize(report);
+    // 5 user records (record 3 is a KPL record of 3); the second copy's 5 PutObjects find each object there and add nothing.
+    expect(report.cleanCalls.filter((c) => c === 'PutObject')).toHaveLength(10);
+    expect(report.totals.duplicates).toBe(0);
   });
 
   test('a message that is not a failed batch is kept in the bucket with its reason', async () => {
