@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as lambdaEventSources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -26,7 +27,7 @@ const SERVICE_NAME = 'cdk-event-fabric-hydrating-dlq';
 /** 57 characters, so that `<name>-replay` (the replay pipe) is within Pipes' 64. */
 const PIPE_NAME = /^[.\-_A-Za-z0-9]{1,57}$/;
 /** S3's safe key characters only: no IAM wildcards (`*`, `?`) or policy variables (`${...}`) in the grants built from it. */
-const OBJECT_PREFIX = /^([A-Za-z0-9!_.'()-]+\/)*$/;
+const OBJECT_PREFIX = /^([A-Za-z0-9_'()-][A-Za-z0-9!_.'()-]*\/)*$/;
 /** Receives of a dead-letter message before it moves to the hydrator's own dead-letter queue. */
 const HYDRATOR_MAX_RECEIVE_COUNT = 3;
 
@@ -94,18 +95,22 @@ export class HydratingDlq extends Construct {
   public readonly pipeTargetFailedAlarm: cloudwatch.Alarm;
 
   private readonly props: HydratingDlqProps;
+  /** The customer key of the streams, queues and bucket, if any. */
+  private readonly key?: kms.IKey;
   private readonly metricsId: string;
 
   constructor(scope: Construct, id: string, props: HydratingDlqProps) {
     super(scope, id);
     this.props = props;
+    // A passed-in stream's own key protects what is made of its records too, unless another is given.
+    this.key = props.encryptionKey ?? props.stream?.encryptionKey;
     this.metricsId = this.node.path;
     const retention = props.streamRetention ?? Duration.hours(24);
     const maximumRecordAge = props.maximumRecordAge ?? Duration.hours(1);
     this.validate(retention, maximumRecordAge);
     addStackResourceBudgetCheck(this, 'HydratingDlq', HydratingDlq.RESOURCES_PER_HYDRATING_DLQ);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
-    const key = props.encryptionKey;
+    const key = this.key;
 
     this.stream = props.stream ?? this.createStream(retention, removalPolicy);
     this.pipeName = props.pipeName ?? Names.uniqueResourceName(this, { maxLength: 57, separator: '-' });
@@ -262,7 +267,7 @@ export class HydratingDlq extends Construct {
     }
     if (props.objectPrefix !== undefined && (!OBJECT_PREFIX.test(props.objectPrefix) || props.objectPrefix.length > 100)) {
       throw new PropValidationError(this, 'objectPrefix', props.objectPrefix,
-        'allowed: empty, or up to 100 characters of A-Z a-z 0-9 ! _ . \' ( ) - in segments each ending in "/" (no IAM wildcards)');
+        'allowed: empty, or up to 100 characters of A-Z a-z 0-9 ! _ . \' ( ) - in segments each ending in "/", none starting with "." or "!" (no IAM wildcards)');
     }
     if (props.inputTemplate !== undefined && !Token.isUnresolved(props.inputTemplate) && props.inputTemplate.length > 8192) {
       throw new PropValidationError(this, 'inputTemplate', `${props.inputTemplate.slice(0, 40)}...`, 'allowed: at most 8,192 characters');
@@ -292,7 +297,7 @@ export class HydratingDlq extends Construct {
   }
 
   private createStream(retention: Duration, removalPolicy: RemovalPolicy): kinesis.Stream {
-    const key = this.props.encryptionKey;
+    const key = this.key;
     const stream = new kinesis.Stream(this, 'Stream', {
       streamMode: this.props.streamMode ?? kinesis.StreamMode.ON_DEMAND,
       shardCount: this.props.streamMode === kinesis.StreamMode.PROVISIONED ? this.props.shardCount ?? 1 : undefined,
@@ -313,7 +318,7 @@ export class HydratingDlq extends Construct {
   }
 
   private createBucket(removalPolicy: RemovalPolicy): s3.Bucket {
-    const key = this.props.encryptionKey;
+    const key = this.key;
     const bucket = new s3.Bucket(this, 'Bucket', {
       encryption: key ? s3.BucketEncryption.KMS : s3.BucketEncryption.S3_MANAGED,
       encryptionKey: key,
@@ -381,7 +386,7 @@ export class HydratingDlq extends Construct {
     // Granted before the pipe exists: adding a dead-letter queue to a pipe whose role lacks it fails the update.
     this.deadLetterQueue.grantSendMessages(role);
     this.pipeLogGroup.grantWrite(role);
-    acknowledgeKeyWildcards(role, this.props.encryptionKey, 'The pipe reads the stream and writes the dead-letter queue, both encrypted with the construct key');
+    acknowledgeKeyWildcards(role, this.key, 'The pipe reads the stream and writes the dead-letter queue, both encrypted with the construct key');
     return role;
   }
 
@@ -422,7 +427,7 @@ export class HydratingDlq extends Construct {
   }
 
   private createHydrator(timeout: Duration): lambda.Function {
-    const key = this.props.encryptionKey;
+    const key = this.key;
     const logGroup = functionLogGroup(this, 'HydratorFunctionLogs');
     const role = functionRole(this, 'HydratorFunctionRole', 'cdk-event-fabric HydratingDlq hydrator', logGroup);
     const fn = new HydratorFunction(this, 'HydratorFunction', {
@@ -471,7 +476,7 @@ export class HydratingDlq extends Construct {
   }
 
   private createReplayer(): lambda.Function {
-    const key = this.props.encryptionKey;
+    const key = this.key;
     const bus = this.props.replayEventBus;
     const logGroup = functionLogGroup(this, 'ReplayerFunctionLogs');
     const role = functionRole(this, 'ReplayerFunctionRole', 'cdk-event-fabric HydratingDlq replayer', logGroup);
@@ -480,6 +485,8 @@ export class HydratingDlq extends Construct {
       description: 'cdk-event-fabric HydratingDlq: replays hydrated records to the pipe\'s target (through the replay stream) or a bus',
       memorySize: 512,
       timeout: Duration.minutes(5),
+      // One replay at a time: a client that retries a long invocation (the AWS CLI after 60 s) must not start a second run beside it.
+      reservedConcurrentExecutions: 1,
       tracing: lambda.Tracing.ACTIVE,
       logGroup,
       environment: {

@@ -17,9 +17,8 @@ import { DEFAULT_MAX_ENTRY_BYTES, putEventsEntrySize, putEventsReliably } from '
  * record again next time.
  */
 
-/** The tag that marks an object replayed (its value: when), and where it went. */
+/** The tag that marks an object replayed; its value says when and where to (`2026-12-01T10:00:00.000Z pipe`). */
 export const REPLAYED_TAG = 'replayed';
-export const REPLAYED_TO_TAG = 'replayed-to';
 /** The event detail-type of records replayed to a bus, and their source. */
 export const REPLAY_DETAIL_TYPE = 'Hydrated Record Replayed';
 export const REPLAY_SOURCE = 'cdk-event-fabric.hydrating-dlq';
@@ -29,12 +28,21 @@ const PUT_RECORDS_MAX = 500;
 const PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024;
 /** Attempts of a record the replay stream refuses (throttling), with backoff, before its key is given up for the run. */
 const PUT_RECORD_ATTEMPTS = 5;
-/** Objects read before they are sent and marked: memory holds one chunk. */
-const CHUNK_OBJECTS = 500;
+/** Objects read before they are sent and marked: memory holds one chunk, and one takes well under the time reserve. */
+const CHUNK_OBJECTS = 100;
 const CHUNK_BYTES = 32 * 1024 * 1024;
-/** No new chunk is started with less time than this left in the invocation. */
+/** No new object is read with less time than this left in the invocation. */
 const RESERVE_MS = 30_000;
 const MAX_FAILURES_REPORTED = 50;
+/** A Kinesis record's largest size: data and partition key (the replay stream's default maximum). */
+const MAX_RECORD_BYTES = 1_048_576;
+
+/** A record's refusal: why, and whether sending it again may work (throttling, a failed call) or never will (its size). */
+interface Refusal { readonly reason: string; readonly permanent: boolean }
+type SendOutcome = [Candidate, Refusal | undefined];
+const NOT_SENT_HELD_BACK: Refusal = {
+  reason: 'not sent: an earlier record of its partition key was refused in this run; run the replay again', permanent: false,
+};
 
 /** What an operator asks for (the replayer's invocation payload). */
 export interface ReplayRequest {
@@ -129,8 +137,11 @@ export class Replayer {
 
     const listed = await this.listKeys(request);
     let startAfter = listed.startAfter;
-    // Partition keys with a record refused in this run: their later records wait for the next run, so none overtakes it.
+    // Partition keys with a record refused in this run: their later records wait, so none overtakes it.
     const heldBack = new Set<string>();
+    // The first record refused for a reason that may pass next time: a continuation restarts there (see below).
+    const position = new Map(listed.keys.map((key, i) => [key, i]));
+    let firstRetryable: number | undefined;
     let chunk: Candidate[] = [];
     let chunkBytes = 0;
     const flush = async () => {
@@ -140,7 +151,8 @@ export class Replayer {
       const outcomes = target === 'bus' ? await this.sendToBus(sending, dryRun) : await this.sendToStream(sending, heldBack, dryRun);
       for (const [candidate, refusal] of outcomes) {
         if (refusal !== undefined) {
-          fail(candidate.key, refusal);
+          fail(candidate.key, refusal.reason);
+          if (!refusal.permanent) firstRetryable = Math.min(firstRetryable ?? Infinity, position.get(candidate.key)!);
           continue;
         }
         counts.sent++;
@@ -155,8 +167,13 @@ export class Replayer {
       }
     };
     for (let i = 0; i < listed.keys.length; i++) {
-      const key = listed.keys[i];
-      const candidate = await this.read(key);
+      if (i > 0 && (this.deps.remainingMs?.() ?? Infinity) < RESERVE_MS) {
+        // Out of time: what was read is sent and marked, and the rest is for the next invocation.
+        await flush();
+        startAfter = listed.keys[i - 1];
+        break;
+      }
+      const candidate = await this.read(listed.keys[i]);
       if (candidate) {
         counts.found++;
         if (!request.includeReplayed && candidate.tags.some((t) => t.Key === REPLAYED_TAG)) {
@@ -166,15 +183,14 @@ export class Replayer {
           chunkBytes += candidate.bytes;
         }
       }
-      if (chunk.length >= CHUNK_OBJECTS || chunkBytes >= CHUNK_BYTES) {
-        await flush();
-        if (i < listed.keys.length - 1 && (this.deps.remainingMs?.() ?? Infinity) < RESERVE_MS) {
-          startAfter = key; // everything up to here is done
-          break;
-        }
-      }
+      if (chunk.length >= CHUNK_OBJECTS || chunkBytes >= CHUNK_BYTES) await flush();
     }
     if (chunk.length > 0) await flush();
+    // A continuation restarts at the first record refused for a passing reason: it goes before the later records of its
+    // key (held back, unmarked), and what was sent meanwhile is skipped as replayed. ('' restarts at the beginning.)
+    if (startAfter !== undefined && firstRetryable !== undefined) {
+      startAfter = firstRetryable === 0 ? request.startAfter ?? '' : listed.keys[firstRetryable - 1];
+    }
     const report: ReplayReport = { dryRun, target, ...counts, failures, startAfter };
     this.logger.info('replay done', { ...counts, dryRun, target, startAfter });
     return report;
@@ -269,34 +285,39 @@ export class Replayer {
     return { key, object, tags, bytes: text.length };
   }
 
+  /** Adds the one `replayed` tag, keeping the object's other tags (S3 allows 10: an object with 10 of its own cannot be marked). */
   private async mark(candidate: Candidate, target: 'pipe' | 'bus'): Promise<void> {
-    const tags = candidate.tags.filter((t) => t.Key !== REPLAYED_TAG && t.Key !== REPLAYED_TO_TAG);
+    const tags = candidate.tags.filter((t) => t.Key !== REPLAYED_TAG);
     await this.deps.s3.send(new PutObjectTaggingCommand({
       Bucket: this.settings.bucketName,
       Key: candidate.key,
-      Tagging: { TagSet: [...tags, { Key: REPLAYED_TAG, Value: this.now().toISOString() }, { Key: REPLAYED_TO_TAG, Value: target }] },
+      Tagging: { TagSet: [...tags, { Key: REPLAYED_TAG, Value: `${this.now().toISOString()} ${target}` }] },
     }));
   }
 
   /**
    * PutRecords to the replay stream, keeping each partition key's order: a call carries at most
-   * one record of a key (Kinesis does not order the records of one PutRecords call, and a
-   * refused record must not be overtaken by a later one of its key). A refused record is tried
-   * again with backoff; one refused every time holds back the rest of its key for this run.
-   * Returns each candidate's refusal, or undefined when the stream took it (in a dry run: would be sent).
+   * one record of a key, so a record a call refuses is never overtaken by a later one of its key
+   * that the same call took. A refused record is tried again with backoff; one refused every
+   * time holds back the rest of its key for this run. A record larger than a Kinesis record may
+   * be is refused alone, before any call (in a dry run too), and holds nothing back: it can
+   * never go to the replay stream.
    */
-  private async sendToStream(candidates: Candidate[], heldBack: Set<string>, dryRun: boolean): Promise<[Candidate, string | undefined][]> {
-    const results: [Candidate, string | undefined][] = [];
+  private async sendToStream(candidates: Candidate[], heldBack: Set<string>, dryRun: boolean): Promise<SendOutcome[]> {
+    const results: SendOutcome[] = [];
     const queues = new Map<string, Candidate[]>();
     for (const c of candidates) {
       const key = c.object.record.partitionKey;
-      if (heldBack.has(key)) {
-        results.push([c, 'not sent: an earlier record of its partition key was refused in this run; run the replay again']);
-        continue;
+      const size = recordData(c.object).length + Buffer.byteLength(key);
+      if (size > MAX_RECORD_BYTES) {
+        results.push([c, { reason: `the record is ${size} bytes; a Kinesis record takes at most ${MAX_RECORD_BYTES}: replay it to "bus"`, permanent: true }]);
+      } else if (heldBack.has(key)) {
+        results.push([c, NOT_SENT_HELD_BACK]);
+      } else {
+        queues.set(key, [...(queues.get(key) ?? []), c]);
       }
-      queues.set(key, [...(queues.get(key) ?? []), c]);
     }
-    if (dryRun) return [...results, ...[...queues.values()].flat().map((c): [Candidate, undefined] => [c, undefined])];
+    if (dryRun) return [...results, ...[...queues.values()].flat().map((c): SendOutcome => [c, undefined])];
     const attempts = new Map<Candidate, number>();
     const sleep = this.deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
     while (queues.size > 0) {
@@ -316,10 +337,8 @@ export class Replayer {
             const tried = (attempts.get(c) ?? 0) + 1;
             attempts.set(c, tried);
             if (tried < PUT_RECORD_ATTEMPTS) return;
-            results.push([c, refusals[i]]);
-            for (const later of queue.slice(1)) {
-              results.push([later, 'not sent: an earlier record of its partition key was refused in this run; run the replay again']);
-            }
+            results.push([c, { reason: refusals[i]!, permanent: false }]);
+            for (const later of queue.slice(1)) results.push([later, NOT_SENT_HELD_BACK]);
             queue.length = 0;
             heldBack.add(key);
           }
@@ -331,7 +350,11 @@ export class Replayer {
     return results;
   }
 
-  /** One PutRecords call: each record's refusal, or undefined when the stream took it. */
+  /**
+   * One PutRecords call: each record's refusal, or undefined when the stream took it. A call that
+   * fails as a whole (a request Kinesis refuses because of one record, a lost answer) is sent again
+   * one record a call, so one record's fault is its own.
+   */
   private async putRecords(call: Candidate[]): Promise<(string | undefined)[]> {
     try {
       const answer = await this.deps.kinesis.send(new PutRecordsCommand({
@@ -344,7 +367,10 @@ export class Replayer {
         return entry.ErrorCode ? `${entry.ErrorCode}: ${entry.ErrorMessage ?? ''}`.trim() : undefined;
       });
     } catch (error) {
-      return call.map(() => `PutRecords failed: ${errorText(error)}`);
+      if (call.length === 1) return [`PutRecords failed: ${errorText(error)}`];
+      const each: (string | undefined)[] = [];
+      for (const c of call) each.push((await this.putRecords([c]))[0]);
+      return each;
     }
   }
 
@@ -352,8 +378,8 @@ export class Replayer {
    * PutEvents to the bus (10 entries and 1 MiB a call, retryable failures retried); an entry
    * too large for EventBridge fails alone, in a dry run too.
    */
-  private async sendToBus(candidates: Candidate[], dryRun: boolean): Promise<[Candidate, string | undefined][]> {
-    const results: [Candidate, string | undefined][] = [];
+  private async sendToBus(candidates: Candidate[], dryRun: boolean): Promise<SendOutcome[]> {
+    const results: SendOutcome[] = [];
     const maxBytes = this.settings.maxEventBytes ?? DEFAULT_MAX_ENTRY_BYTES;
     const entries: { candidate: Candidate; entry: { EventBusName?: string; Source: string; DetailType: string; Detail: string } }[] = [];
     for (const candidate of candidates) {
@@ -361,15 +387,19 @@ export class Replayer {
         EventBusName: this.settings.eventBusName, Source: REPLAY_SOURCE, DetailType: REPLAY_DETAIL_TYPE, Detail: replayedDetail(candidate),
       };
       const size = putEventsEntrySize(entry);
-      if (size > maxBytes) results.push([candidate, `the event would be ${size} bytes; EventBridge takes at most ${maxBytes}: replay it to "pipe"`]);
-      else entries.push({ candidate, entry });
+      if (size > maxBytes) {
+        results.push([candidate, { reason: `the event would be ${size} bytes; EventBridge takes at most ${maxBytes}: replay it to "pipe"`, permanent: true }]);
+      } else {
+        entries.push({ candidate, entry });
+      }
     }
-    if (dryRun) return [...results, ...entries.map((e): [Candidate, undefined] => [e.candidate, undefined])];
+    if (dryRun) return [...results, ...entries.map((e): SendOutcome => [e.candidate, undefined])];
     const outcomes = await putEventsReliably(this.deps.eventBridge, entries.map((e) => e.entry),
-      { maxRequestBytes: maxBytes, sleep: this.deps.sleep });
+      { maxRequestBytes: maxBytes, sleep: this.deps.sleep, shouldStop: () => (this.deps.remainingMs?.() ?? Infinity) < RESERVE_MS });
     entries.forEach((e, i) => {
       const outcome = outcomes[i];
-      results.push([e.candidate, outcome.ok && outcome.eventId ? undefined : `PutEvents refused it: ${outcome.errorCode ?? 'no event id'} ${outcome.errorMessage ?? ''}`.trim()]);
+      results.push([e.candidate, outcome.ok && outcome.eventId ? undefined
+        : { reason: `PutEvents refused it: ${outcome.errorCode ?? 'no event id'} ${outcome.errorMessage ?? ''}`.trim(), permanent: false }]);
     });
     return results;
   }

@@ -112,4 +112,12 @@ describe('HydratingDlq construct: defects found by a hostile review', () => {
     expect(kinesisActions('OrdersHydratorFunctionRole')).toEqual(['kinesis:GetRecords', 'kinesis:GetShardIterator']);
     expect(kinesisActions('OrdersReplayerFunctionRole')).toEqual(['kinesis:PutRecords']);
   });
+  test('one replay at a time: the replayer\'s reserved concurrency is 1 (a CLI that retries a long invoke starts no second run)', () => {
+    // Found by a second hostile review: the AWS CLI retries an invoke after its 60 s read timeout, and two concurrent
+    // replays of one request sent every record twice.
+    const stack = newStack();
+    defaultHydratingDlq(stack);
+    const replayer = resourceOf(Template.fromStack(stack), 'AWS::Lambda::Function', 'OrdersReplayerFunction');
+    expect(replayer.Properties.ReservedConcurrentExecutions).toBe(1);
+  });
 });
