@@ -1,9 +1,10 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { bucketObjects, kplAggregate, motoBucket, MotoStream, motoStream, pipeDlqMessage } from './kinesis-moto';
 import { Hydrator } from '../../src/hydrating-dlq/hydrator-core';
-import { motoClients } from '../support/moto';
+import { createMotoQueue, motoClients } from '../support/moto';
 
-const { kinesis, s3 } = motoClients();
+const { kinesis, s3, sqs } = motoClients();
 const NOW = new Date('2026-12-01T09:00:00.000Z');
 
 function records(n: number) {
@@ -52,14 +53,18 @@ describe('Hydrator against moto: a failed batch read back from the stream into S
     }
   });
 
-  test('hydrating the same message again (a duplicate delivery) overwrites: the same keys, no copies', async () => {
+  test('hydrating the same message again (a duplicate delivery) finds its objects: the same keys, no copies, nothing rewritten', async () => {
     const { stream, bucket, hydrator } = await setup();
     await hydrator.hydrate({ messageId: 'm-1', body: pipeDlqMessage(stream, 0, 11) });
     const first = await bucketObjects(s3, bucket);
-    await hydrator.hydrate({ messageId: 'm-2', body: pipeDlqMessage(stream, 0, 11) });
+    const again = new Hydrator({ kinesis, s3, now: () => new Date(NOW.getTime() + 60_000) }, { bucketName: bucket, prefix: 'hydrated/', streamArns: [stream.arn] });
+    expect(await again.hydrate({ messageId: 'm-2', body: pipeDlqMessage(stream, 0, 11) }))
+      .toMatchObject({ outcome: 'hydrated', recordsWritten: 0, recordsAlreadyHydrated: 12 });
     const second = await bucketObjects(s3, bucket);
     expect([...second.keys()].sort()).toEqual([...first.keys()].sort());
     expect(second.size).toBe(12);
+    // The first objects stay as they were (their hydratedAt is the first hydration's).
+    expect([...second.values()].map((o) => o.hydratedAt)).toEqual(Array(12).fill(NOW.toISOString()));
   });
 
   test('data that is not UTF-8 is kept as base64; partition keys with slashes and non-ASCII are encoded in the key', async () => {
@@ -122,6 +127,23 @@ describe('Hydrator against moto: a failed batch read back from the stream into S
     expect(objects.get('hydrated/!unreadable/2026/12/01/msg-7.json')).toEqual({
       version: '1', kind: 'unreadable', reason: result.reason, messageId: 'msg-7', body, keptAt: NOW.toISOString(),
     });
+  });
+
+  test('the way back from an unreadable object: its body, sent again to the dead-letter queue once the cause is fixed, is hydrated', async () => {
+    // A hydrator that did not know the stream (say, deployed before the stream was added) keeps the message as unreadable.
+    const { stream, bucket } = await setup(4);
+    const unaware = new Hydrator({ kinesis, s3, now: () => NOW }, { bucketName: bucket, prefix: 'hydrated/', streamArns: ['arn:aws:kinesis:us-east-1:123456789012:stream/other'] });
+    const kept = await unaware.hydrate({ messageId: 'msg-9', body: pipeDlqMessage(stream, 0, 3), attributes: { SentTimestamp: String(NOW.getTime()) } });
+    expect(kept.outcome).toBe('unreadable');
+    // The operator sends the kept body, as it is, to the dead-letter queue; the fixed hydrator reads it.
+    const queue = await createMotoQueue(sqs, 'pipe-dlq');
+    const body = (await bucketObjects(s3, bucket)).get(kept.parkedKey!).body;
+    await sqs.send(new SendMessageCommand({ QueueUrl: queue.url, MessageBody: body }));
+    const [message] = (await sqs.send(new ReceiveMessageCommand({ QueueUrl: queue.url }))).Messages!;
+    const fixed = new Hydrator({ kinesis, s3, now: () => NOW }, { bucketName: bucket, prefix: 'hydrated/', streamArns: [stream.arn] });
+    expect(await fixed.hydrate({ messageId: message.MessageId!, body: message.Body! })).toMatchObject({ outcome: 'hydrated', recordsWritten: 4 });
+    const orders = [...(await bucketObjects(s3, bucket)).values()].filter((o) => o.kind === 'record').map((o) => JSON.parse(o.record.data).order).sort();
+    expect(orders).toEqual([0, 1, 2, 3]);
   });
 
   test('KPL-aggregated records are split into their user records (aws-kinesis-agg), each its own object', async () => {
