@@ -14,7 +14,7 @@ import { CoreLogger, SILENT_LOGGER } from '../runtime/core-logger';
  * source mapping), reads the failed batch's records back from the stream and writes each to
  * the bucket (`hydrated-object.ts` has the keys and the format). The message is acknowledged
  * only once every object it leads to is written:
- * - every record of the range → a record object (overwritten when the batch is hydrated again);
+ * - every record of the range → a record object (written once: hydrating the batch again keeps it);
  * - records the stream no longer has → one unrecoverable object saying which and why;
  * - a message that is not a failed batch of this stream → an unreadable object holding the
  *   message and the reason.
