@@ -111,7 +111,7 @@ describe('HydratingDlq defaults', () => {
     });
     template.hasResourceProperties('AWS::Events::ApiDestination', { InvocationEndpoint: 'https://api.example.com/orders', HttpMethod: 'POST' });
     expect(dlq.apiDestination).toBeInstanceOf(events.ApiDestination);
-    expect(dlq.connection).toBeDefined();
+    expect(dlq.connection).toBeInstanceOf(events.Connection);
   });
 
   test('the dead-letter queue redrives to the hydrator\'s own dead-letter queue after 3 receives; both encrypted, TLS only, 14 days', () => {

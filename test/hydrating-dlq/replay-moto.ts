@@ -4,20 +4,33 @@ import { motoBucket, motoStream, pipeDlqMessage } from './kinesis-moto';
 import { Hydrator } from '../../src/hydrating-dlq/hydrator-core';
 import { uniqueName } from '../support/moto';
 
+/** An empty one-shard stream to replay to. */
+export async function motoReplayStream(kinesis: KinesisClient): Promise<{ name: string; arn: string }> {
+  const name = uniqueName('replay');
+  await kinesis.send(new CreateStreamCommand({ StreamName: name, ShardCount: 1 }));
+  const arn = (await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: name }))).StreamDescriptionSummary!.StreamARN!;
+  return { name, arn };
+}
+
+/** Puts `records` on a fresh moto stream and hydrates them all (one failed batch of pipe `orders-to-api`) into a fresh bucket. */
+export async function hydrateRecords(kinesis: KinesisClient, s3: S3Client, records: { data: Uint8Array; partitionKey: string }[]) {
+  const source = await motoStream(kinesis, records);
+  const bucket = await motoBucket(s3);
+  const hydrator = new Hydrator({ kinesis, s3 }, { bucketName: bucket, prefix: 'hydrated/', streamArns: [source.arn] });
+  const message = { messageId: 'm1', body: pipeDlqMessage(source, 0, records.length - 1) };
+  await hydrator.hydrate(message);
+  return { source, bucket, hydrator, message };
+}
+
 /** A bucket holding `n` hydrated records of pipe `orders-to-api` (hydrated from a moto stream), and an empty replay stream. */
 export async function hydratedWorld(kinesis: KinesisClient, s3: S3Client, n: number) {
   const records = Array.from({ length: n }, (_, i) => ({
     data: i === 2 ? Buffer.from([0xde, 0xad, 0xbe, 0xef]) : Buffer.from(JSON.stringify({ order: i })),
     partitionKey: `customer-${i % 3}`,
   }));
-  const source = await motoStream(kinesis, records);
-  const bucket = await motoBucket(s3);
-  await new Hydrator({ kinesis, s3 }, { bucketName: bucket, prefix: 'hydrated/', streamArns: [source.arn] })
-    .hydrate({ messageId: 'm', body: pipeDlqMessage(source, 0, n - 1) });
-  const replayStreamName = uniqueName('replay');
-  await kinesis.send(new CreateStreamCommand({ StreamName: replayStreamName, ShardCount: 1 }));
-  const replayArn = (await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: replayStreamName }))).StreamDescriptionSummary!.StreamARN!;
-  return { records, source, bucket, replayStreamName, replayArn };
+  const { source, bucket } = await hydrateRecords(kinesis, s3, records);
+  const replay = await motoReplayStream(kinesis);
+  return { records, source, bucket, replayStreamName: replay.name, replayArn: replay.arn };
 }
 
 /** Every record on a one-shard stream: partition key and data (base64). */

@@ -3,33 +3,16 @@
  * test failed before its fix.
  */
 import { EventBridgeClient, PutEventsCommand, PutEventsCommandInput } from '@aws-sdk/client-eventbridge';
-import { CreateStreamCommand, DescribeStreamSummaryCommand, KinesisClient, PutRecordsCommand, PutRecordsCommandInput } from '@aws-sdk/client-kinesis';
+import { KinesisClient, PutRecordsCommand, PutRecordsCommandInput } from '@aws-sdk/client-kinesis';
 import { mockClient } from 'aws-sdk-client-mock';
-import { kplAggregate, motoBucket, motoStream, pipeDlqMessage } from './kinesis-moto';
-import { objectTags, streamRecords } from './replay-moto';
-import { Hydrator } from '../../src/hydrating-dlq/hydrator-core';
+import { kplAggregate } from './kinesis-moto';
+import { hydrateRecords, motoReplayStream, objectTags, streamRecords } from './replay-moto';
 import { Replayer } from '../../src/hydrating-dlq/replayer-core';
-import { motoClients, uniqueName } from '../support/moto';
+import { motoClients } from '../support/moto';
 
 const { kinesis, s3, eventBridge } = motoClients();
 const WINDOW = { from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 3 * 3_600_000).toISOString() };
 
-async function replayStream() {
-  const name = uniqueName('replay');
-  await kinesis.send(new CreateStreamCommand({ StreamName: name, ShardCount: 1 }));
-  const arn = (await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: name }))).StreamDescriptionSummary!.StreamARN!;
-  return { name, arn };
-}
-
-/** Hydrates records 0..n-1 of a fresh moto stream into a fresh bucket. */
-async function hydrated(records: { data: Uint8Array; partitionKey: string }[]) {
-  const source = await motoStream(kinesis, records);
-  const bucket = await motoBucket(s3);
-  const hydrator = new Hydrator({ kinesis, s3 }, { bucketName: bucket, prefix: 'hydrated/', streamArns: [source.arn] });
-  const message = { messageId: 'm1', body: pipeDlqMessage(source, 0, records.length - 1) };
-  await hydrator.hydrate(message);
-  return { source, bucket, hydrator, message };
-}
 
 describe('Replayer: defects found by a hostile review', () => {
   test('the user records of one KPL record (one partition key) are replayed in their order, also past 10 of them', async () => {
@@ -38,8 +21,8 @@ describe('Replayer: defects found by a hostile review', () => {
     // record of 12 user records is replayed as 0, 1, 10, 11, 2, 3, ... 9: records of ONE partition key arrive at
     // the target out of order (the KPL packs hundreds of user records per Kinesis record, so this is the normal case).
     const users = Array.from({ length: 12 }, (_, i) => ({ partitionKey: 'order-42', data: Buffer.from(`event ${i}`) }));
-    const { bucket } = await hydrated([await kplAggregate(users)]);
-    const replay = await replayStream();
+    const { bucket } = await hydrateRecords(kinesis, s3, [await kplAggregate(users)]);
+    const replay = await motoReplayStream(kinesis);
     const report = await new Replayer({ s3, kinesis, eventBridge }, { bucketName: bucket, prefix: 'hydrated/', replayStreamName: replay.name })
       .replay({ consumer: 'orders-to-api', ...WINDOW });
     expect(report).toMatchObject({ found: 12, sent: 12, failed: 0 });
@@ -53,11 +36,11 @@ describe('Replayer: defects found by a hostile review', () => {
     // deliver at least once; a message whose batch failed later, e.g. on the unrecoverable write or a timeout,
     // is retried; an operator redrives the hydrator's DLQ). If the records were replayed in between, the
     // overwrite drops the `replayed` tag, and the next replay of the same window sends every one of them again.
-    const { bucket, hydrator, message } = await hydrated([
+    const { bucket, hydrator, message } = await hydrateRecords(kinesis, s3, [
       { data: Buffer.from('{"order":1}'), partitionKey: 'customer-1' },
       { data: Buffer.from('{"order":2}'), partitionKey: 'customer-2' },
     ]);
-    const replay = await replayStream();
+    const replay = await motoReplayStream(kinesis);
     const replayer = new Replayer({ s3, kinesis, eventBridge }, { bucketName: bucket, prefix: 'hydrated/', replayStreamName: replay.name });
     expect(await replayer.replay({ consumer: 'orders-to-api', ...WINDOW })).toMatchObject({ sent: 2 });
 
@@ -75,7 +58,7 @@ describe('Replayer: defects found by a hostile review', () => {
     // The target receives a different record than the one that failed. (Also 1.50 -> 1.5, 1e2 -> 100, and a
     // duplicated key keeps only its last value.)
     const original = '{"orderId":12345678901234567891,"amount":1.50}';
-    const { bucket } = await hydrated([{ data: Buffer.from(original), partitionKey: 'customer-1' }]);
+    const { bucket } = await hydrateRecords(kinesis, s3, [{ data: Buffer.from(original), partitionKey: 'customer-1' }]);
     const bus = new EventBridgeClient({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
     const sent: PutEventsCommandInput[] = [];
     mockClient(bus).on(PutEventsCommand).callsFake((input: PutEventsCommandInput) => {
@@ -96,7 +79,7 @@ describe('Replayer: defects found by a hostile review', () => {
     // run: the target receives event 1 BEFORE event 0. The replay stream is ONE provisioned shard (1 MiB/s, 1000
     // records/s) while a call may carry ~5 MiB and 500 records, so per-entry ProvisionedThroughputExceeded is the
     // expected case on a large replay, not an edge case. Nothing retries the refused entries within the run either.
-    const { bucket } = await hydrated([
+    const { bucket } = await hydrateRecords(kinesis, s3, [
       { data: Buffer.from('event 0'), partitionKey: 'order-42' },
       { data: Buffer.from('event 1'), partitionKey: 'order-42' },
     ]);
@@ -125,7 +108,7 @@ describe('Replayer: defects found by a hostile review', () => {
     // DEFECT (wrong counts): in a dry run `sent` is simply the number of pending objects; the size check that makes
     // a real run refuse an event ("the event would be N bytes; EventBridge takes at most M") is skipped. The
     // operator's dry run says every record will go to the bus; the real run then fails some of them.
-    const { bucket } = await hydrated([
+    const { bucket } = await hydrateRecords(kinesis, s3, [
       { data: Buffer.from('small'), partitionKey: 'customer-1' },
       { data: Buffer.from('x'.repeat(5000)), partitionKey: 'customer-2' },
     ]);
