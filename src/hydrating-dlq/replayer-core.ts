@@ -63,6 +63,11 @@ export interface ReplayRequest {
   readonly maxObjects?: number;
   /** Continue after this key (from a previous report). */
   readonly startAfter?: string;
+  /**
+   * With `includeReplayed`: objects marked replayed at or after this time are skipped, being
+   * sent by this replay's earlier pages (from a previous report; give it back with `startAfter`).
+   */
+  readonly replayedSince?: string;
 }
 
 /** What a replay did. */
@@ -78,8 +83,10 @@ export interface ReplayReport {
   /** Objects already marked replayed, skipped. */
   readonly skipped: number;
   readonly failures: { readonly key: string; readonly reason: string }[];
-  /** Set when more objects remain: invoke again with `startAfter`. */
+  /** Set when more objects remain (possibly empty: from the beginning): invoke again with `startAfter`. */
   readonly startAfter?: string;
+  /** With `includeReplayed`: when this replay began; pass it back as `replayedSince` with `startAfter`. */
+  readonly replayedSince?: string;
 }
 
 export interface ReplayerSettings {
@@ -129,6 +136,15 @@ export class Replayer {
     const target = request.target ?? 'pipe';
     const dryRun = request.dryRun ?? false;
     const counts = { found: 0, sent: 0, failed: 0, skipped: 0 };
+    // With includeReplayed, a continuation still skips what this replay itself marked in its earlier pages
+    // (marks since it began); its first page reads every object before marking it, so it skips nothing.
+    const replayedSince = request.includeReplayed ? request.replayedSince ?? this.now().toISOString() : undefined;
+    const skip = (tags: Tag[]) => {
+      const mark = tags.find((t) => t.Key === REPLAYED_TAG)?.Value;
+      if (mark === undefined) return false;
+      if (!request.includeReplayed) return true;
+      return request.replayedSince !== undefined && Date.parse(mark.split(' ')[0]) >= Date.parse(request.replayedSince);
+    };
     const failures: { key: string; reason: string }[] = [];
     const fail = (key: string, reason: string) => {
       counts.failed++;
@@ -176,7 +192,7 @@ export class Replayer {
       const candidate = await this.read(listed.keys[i]);
       if (candidate) {
         counts.found++;
-        if (!request.includeReplayed && candidate.tags.some((t) => t.Key === REPLAYED_TAG)) {
+        if (skip(candidate.tags)) {
           counts.skipped++;
         } else {
           chunk.push(candidate);
@@ -191,14 +207,16 @@ export class Replayer {
     if (startAfter !== undefined && firstRetryable !== undefined) {
       startAfter = firstRetryable === 0 ? request.startAfter ?? '' : listed.keys[firstRetryable - 1];
     }
-    const report: ReplayReport = { dryRun, target, ...counts, failures, startAfter };
+    const report: ReplayReport = {
+      dryRun, target, ...counts, failures, startAfter, replayedSince: startAfter !== undefined ? replayedSince : undefined,
+    };
     this.logger.info('replay done', { ...counts, dryRun, target, startAfter });
     return report;
   }
 
   private checkRequest(input: unknown): ReplayRequest {
     if (!isObject(input)) throw new ReplayRequestError(`the request is ${describeValue(input)}; allowed: an object, see ReplayRequest`);
-    const allowed = ['consumer', 'from', 'to', 'prefix', 'target', 'dryRun', 'includeReplayed', 'maxObjects', 'startAfter'];
+    const allowed = ['consumer', 'from', 'to', 'prefix', 'target', 'dryRun', 'includeReplayed', 'maxObjects', 'startAfter', 'replayedSince'];
     const unknown = Object.keys(input).filter((k) => !allowed.includes(k));
     if (unknown.length) throw new ReplayRequestError(`unknown field(s) ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`);
     const r = input as ReplayRequest;
@@ -232,6 +250,9 @@ export class Replayer {
       throw new ReplayRequestError(`maxObjects ${describeValue(r.maxObjects)}; allowed: an integer from 1 to 10000`);
     }
     if (r.startAfter !== undefined && typeof r.startAfter !== 'string') throw new ReplayRequestError(`startAfter ${describeValue(r.startAfter)}; allowed: a key`);
+    if (r.replayedSince !== undefined && (typeof r.replayedSince !== 'string' || Number.isNaN(Date.parse(r.replayedSince)) || !r.includeReplayed)) {
+      throw new ReplayRequestError(`replayedSince ${describeValue(r.replayedSince)}; allowed: an ISO 8601 time from a previous report, with includeReplayed`);
+    }
     return r;
   }
 

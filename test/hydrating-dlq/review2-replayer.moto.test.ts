@@ -2,35 +2,20 @@
  * Second hostile review of the HydratingDlq replayer (after commit 7274296). Moto, with mocked clients only where
  * moto cannot make the fault. Each test failed before its fix (commit after 7274296).
  */
-import { CreateStreamCommand, DescribeStreamSummaryCommand, KinesisClient, PutRecordsCommand, PutRecordsCommandInput } from '@aws-sdk/client-kinesis';
+import { KinesisClient, PutRecordsCommand, PutRecordsCommandInput } from '@aws-sdk/client-kinesis';
 import { PutObjectCommand, PutObjectTaggingCommand } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import { motoBucket, motoStream, pipeDlqMessage } from './kinesis-moto';
-import { objectTags, streamRecords } from './replay-moto';
+import { motoBucket } from './kinesis-moto';
+import { hydrateRecords, motoReplayStream, objectTags, streamRecords } from './replay-moto';
 import { FailedBatch } from '../../src/hydrating-dlq/failed-batch';
 import { recordObject, recordObjectKey } from '../../src/hydrating-dlq/hydrated-object';
-import { Hydrator } from '../../src/hydrating-dlq/hydrator-core';
 import { Replayer } from '../../src/hydrating-dlq/replayer-core';
-import { motoClients, uniqueName } from '../support/moto';
+import { motoClients } from '../support/moto';
 
 const { kinesis, s3, eventBridge } = motoClients();
 const WINDOW = { from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 3 * 3_600_000).toISOString() };
 const noSleep = async () => undefined;
 
-async function replayStream() {
-  const name = uniqueName('replay');
-  await kinesis.send(new CreateStreamCommand({ StreamName: name, ShardCount: 1 }));
-  const arn = (await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: name }))).StreamDescriptionSummary!.StreamARN!;
-  return { name, arn };
-}
-
-async function hydrated(records: { data: Uint8Array; partitionKey: string }[]) {
-  const source = await motoStream(kinesis, records);
-  const bucket = await motoBucket(s3);
-  await new Hydrator({ kinesis, s3 }, { bucketName: bucket, prefix: 'hydrated/', streamArns: [source.arn] })
-    .hydrate({ messageId: 'm1', body: pipeDlqMessage(source, 0, records.length - 1) });
-  return { source, bucket };
-}
 
 /** Writes a record object exactly as the hydrator would (for a record moto's own stream could not hold). */
 async function putHydrated(bucket: string, record: { partitionKey: string; sequenceNumber: string; data: Buffer; arrival: Date }) {
@@ -61,7 +46,7 @@ describe('Replayer: second hostile review', () => {
     // when the operator later "runs again while failed > 0". The docs promise: "the later records of its key are
     // held back ... so none overtakes it". With default paging (1,000 objects) this hits every key that straddles a
     // page boundary during throttling of the one-shard replay stream.
-    const { bucket } = await hydrated([
+    const { bucket } = await hydrateRecords(kinesis, s3, [
       { data: Buffer.from('event 0'), partitionKey: 'order-42' },
       { data: Buffer.from('event 1'), partitionKey: 'order-42' },
     ]);
@@ -80,7 +65,8 @@ describe('Replayer: second hostile review', () => {
 
     const first = await replayer.replay({ consumer: 'orders-to-api', ...WINDOW, maxObjects: 1 });
     expect(first).toMatchObject({ found: 1, sent: 0, failed: 1 });
-    expect(first.startAfter).toBeDefined();
+    // The continuation restarts at the refused record, the first listed: from the beginning.
+    expect(first.startAfter).toBe('');
     throttling = false;
     // The operator continues with startAfter, as the docs say, then runs again for the failed one.
     await replayer.replay({ consumer: 'orders-to-api', ...WINDOW, maxObjects: 1, startAfter: first.startAfter });
@@ -96,7 +82,7 @@ describe('Replayer: second hostile review', () => {
     // record of the call refused; after 5 attempts every one of those keys is held back. The grouping is the same
     // on every run, so "run again while failed > 0" never gets the innocent keys through: up to 499 partition keys
     // cannot be replayed to the pipe at all while the poison record is in the selection.
-    const { bucket } = await hydrated([
+    const { bucket } = await hydrateRecords(kinesis, s3, [
       { data: Buffer.from('{"order":1}'), partitionKey: 'customer-1' },
       { data: Buffer.from('{"order":2}'), partitionKey: 'customer-2' },
       { data: Buffer.from('{"order":3}'), partitionKey: 'customer-3' },
@@ -107,7 +93,7 @@ describe('Replayer: second hostile review', () => {
       data: Buffer.alloc(1_200_000, 0x61),
       arrival: new Date(),
     });
-    const replay = await replayStream();
+    const replay = await motoReplayStream(kinesis);
     const replayer = new Replayer({ s3, kinesis, eventBridge, sleep: noSleep }, { bucketName: bucket, prefix: 'hydrated/', replayStreamName: replay.name });
     const report = await replayer.replay({ consumer: 'orders-to-api', ...WINDOW });
     expect(report.found).toBe(4);
@@ -127,7 +113,7 @@ describe('Replayer: second hostile review', () => {
       data: Buffer.alloc(1_200_000, 0x61),
       arrival: new Date(),
     });
-    const replay = await replayStream();
+    const replay = await motoReplayStream(kinesis);
     const replayer = new Replayer({ s3, kinesis, eventBridge, sleep: noSleep }, { bucketName: bucket, prefix: 'hydrated/', replayStreamName: replay.name });
     const dry = await replayer.replay({ consumer: 'orders-to-api', ...WINDOW, dryRun: true });
     const real = await replayer.replay({ consumer: 'orders-to-api', ...WINDOW });
@@ -140,12 +126,12 @@ describe('Replayer: second hostile review', () => {
     // that already has 9 tags ends with 11, S3 refuses the PutObjectTagging, and the record is "sent, but not
     // marked replayed": every later run of the same window sends it again. The docs only admit this for "an
     // object that already has S3's 10 tags". (The time value alone would fit: 9 + 1 = 10.)
-    const { bucket } = await hydrated([{ data: Buffer.from('{"order":1}'), partitionKey: 'customer-1' }]);
+    const { bucket } = await hydrateRecords(kinesis, s3, [{ data: Buffer.from('{"order":1}'), partitionKey: 'customer-1' }]);
     const [key] = [...(await objectTags(s3, bucket)).keys()];
     await s3.send(new PutObjectTaggingCommand({
       Bucket: bucket, Key: key, Tagging: { TagSet: Array.from({ length: 9 }, (_, i) => ({ Key: `team-${i}`, Value: 'x' })) },
     }));
-    const replay = await replayStream();
+    const replay = await motoReplayStream(kinesis);
     const replayer = new Replayer({ s3, kinesis, eventBridge, sleep: noSleep }, { bucketName: bucket, prefix: 'hydrated/', replayStreamName: replay.name });
     expect(await replayer.replay({ consumer: 'orders-to-api', ...WINDOW })).toMatchObject({ sent: 1 });
     expect(await replayer.replay({ consumer: 'orders-to-api', ...WINDOW })).toMatchObject({ sent: 0, skipped: 1 });
